@@ -1,0 +1,115 @@
+/**
+ * The one place that initialises TF.js. Everything else imports `tf` from here.
+ *
+ * Order of preference: `tensorflow` (tfjs-node, native) → `wasm` → `cpu`.
+ * `TFJS_BACKEND=tensorflow|wasm|cpu` forces one; a forced backend that cannot load is an
+ * error, never a silent fall-back.
+ */
+import * as tf from "@tensorflow/tfjs";
+import { registerWasmKernels } from "./wasm-kernels";
+
+export { tf };
+
+export const BACKEND_NAMES = ["tensorflow", "wasm", "cpu"] as const;
+export type BackendName = (typeof BACKEND_NAMES)[number];
+
+export interface SkippedBackend {
+  name: BackendName;
+  reason: string;
+}
+
+export interface BackendInfo {
+  /** The backend that runs. */
+  name: BackendName;
+  /** True when chosen by `TFJS_BACKEND` (or the `force` option). */
+  forced: boolean;
+  /** Faster backends that were tried first, and why they did not load. */
+  skipped: SkippedBackend[];
+  /** Kernels this project registered on the backend (wasm gradient kernels). */
+  registeredKernels: string[];
+}
+
+export const BACKEND_ENV_VAR = "TFJS_BACKEND";
+
+let initialised: Promise<BackendInfo> | undefined;
+
+export function parseBackendName(value: string, source: string): BackendName {
+  if ((BACKEND_NAMES as readonly string[]).includes(value)) return value as BackendName;
+  throw new Error(`${source}="${value}" is not a backend; use one of ${BACKEND_NAMES.join(", ")}.`);
+}
+
+/**
+ * Initialises TF.js once per process and says which backend runs. Later calls return the
+ * same answer; a later call asking for a different forced backend is an error.
+ */
+export function initBackend(options: { force?: BackendName } = {}): Promise<BackendInfo> {
+  const envValue = process.env[BACKEND_ENV_VAR];
+  const force =
+    options.force ?? (envValue ? parseBackendName(envValue, BACKEND_ENV_VAR) : undefined);
+  if (!initialised) {
+    initialised = chooseBackend(force);
+    initialised.catch(() => (initialised = undefined));
+    return initialised;
+  }
+  return initialised.then((info) => {
+    if (force && info.name !== force) {
+      throw new Error(`TF.js already runs on "${info.name}"; cannot switch to "${force}" in this process.`);
+    }
+    return info;
+  });
+}
+
+async function chooseBackend(force: BackendName | undefined): Promise<BackendInfo> {
+  const candidates: BackendName[] = force ? [force] : [...BACKEND_NAMES];
+  const skipped: SkippedBackend[] = [];
+  for (const name of candidates) {
+    const failure = await tryBackend(name);
+    if (failure === undefined) {
+      const registeredKernels = name === "wasm" ? registerWasmKernels() : [];
+      return { name, forced: force !== undefined, skipped, registeredKernels };
+    }
+    if (force) {
+      throw new Error(`${BACKEND_ENV_VAR}=${force} was asked for, but it cannot load: ${failure}`);
+    }
+    skipped.push({ name, reason: failure });
+  }
+  throw new Error(`No TF.js backend could load: ${skipped.map((s) => `${s.name}: ${s.reason}`).join("; ")}`);
+}
+
+/** Loads and activates one backend; returns why it failed, or undefined on success. */
+async function tryBackend(name: BackendName): Promise<string | undefined> {
+  try {
+    if (name === "tensorflow") loadNativeBinding();
+    if (name === "wasm") require("@tensorflow/tfjs-backend-wasm");
+    const ok = await tf.setBackend(name);
+    if (!ok) return `tf.setBackend("${name}") returned false`;
+    await tf.ready();
+    return undefined;
+  } catch (error) {
+    return describeLoadError(name, error);
+  }
+}
+
+function loadNativeBinding(): void {
+  // Optional dependency: present only where its install script could download libtensorflow.
+  require("@tensorflow/tfjs-node");
+}
+
+function describeLoadError(name: BackendName, error: unknown): string {
+  const err = error as NodeJS.ErrnoException;
+  if (name === "tensorflow" && err?.code === "MODULE_NOT_FOUND") {
+    return (
+      "@tensorflow/tfjs-node is not installed (its install script downloads libtensorflow, " +
+      "which needs internet access; run `npm install @tensorflow/tfjs-node` where it is available)"
+    );
+  }
+  const firstLine = String(err?.message ?? error).split("\n")[0];
+  return firstLine;
+}
+
+/** One line for logs, notebooks and run records, e.g. `wasm (skipped tensorflow: …)`. */
+export function describeBackend(info: BackendInfo): string {
+  const parts = [info.name + (info.forced ? ` (forced by ${BACKEND_ENV_VAR})` : "")];
+  for (const s of info.skipped) parts.push(`skipped ${s.name}: ${s.reason}`);
+  return parts.join("; ");
+}

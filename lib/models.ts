@@ -1,0 +1,121 @@
+/**
+ * Models declared by small typed configs (plain JSON) and built by one factory, so that
+ * scripts, notebooks and tuning all describe a network the same way.
+ */
+import { tf } from "./backend";
+
+export type Activation = "relu" | "softmax" | "linear";
+
+export type LayerConfig =
+  | { type: "conv2d"; filters: number; kernelSize: number; activation?: Activation; padding?: "same" | "valid"; l2?: number }
+  | { type: "maxPool2d"; poolSize: number }
+  | { type: "dropout"; rate: number }
+  | { type: "flatten" }
+  | { type: "dense"; units: number; activation?: Activation; l2?: number };
+
+export interface ModelConfig {
+  name: string;
+  description: string;
+  /** Pixels scaled to [0,1], shape [28,28,1]. */
+  inputShape: [number, number, number];
+  layers: LayerConfig[];
+}
+
+export const NUM_CLASSES = 10;
+const IMAGE_SHAPE: [number, number, number] = [28, 28, 1];
+
+/** One conv block of the capstone CNN: conv 3×3 relu, then max-pool 2 (except the last), dropout 0.2. */
+function capstoneBlock(filters: number, pool: boolean): LayerConfig[] {
+  return [
+    { type: "conv2d", filters, kernelSize: 3, activation: "relu" },
+    ...(pool ? [{ type: "maxPool2d", poolSize: 2 } as const] : []),
+    { type: "dropout", rate: 0.2 },
+  ];
+}
+
+function capstoneCnn(blocks: 1 | 2 | 3): ModelConfig {
+  const filters = [32, 64, 128].slice(0, blocks);
+  return {
+    name: `cnn${blocks}`,
+    description: `Capstone CNN with ${blocks} conv block${blocks > 1 ? "s" : ""} (${filters.join("/")} filters), dense 128`,
+    inputShape: IMAGE_SHAPE,
+    layers: [
+      // The 3-block model pools after its first two blocks only; smaller ones pool after each.
+      ...filters.flatMap((f, i) => capstoneBlock(f, blocks < 3 || i < 2)),
+      { type: "flatten" },
+      { type: "dense", units: 128, activation: "relu" },
+      { type: "dropout", rate: 0.2 },
+      { type: "dense", units: NUM_CLASSES, activation: "softmax" },
+    ],
+  };
+}
+
+/** Named reference models (DESIGN §6). */
+export const PRESET_MODELS: Record<string, ModelConfig> = {
+  ann: {
+    name: "ann",
+    description: "Dense baseline: flatten → dense 512 relu → dense 10",
+    inputShape: IMAGE_SHAPE,
+    layers: [
+      { type: "flatten" },
+      { type: "dense", units: 512, activation: "relu" },
+      { type: "dense", units: NUM_CLASSES, activation: "softmax" },
+    ],
+  },
+  cnn1: capstoneCnn(1),
+  cnn2: capstoneCnn(2),
+  cnn3: capstoneCnn(3),
+};
+
+export function presetModel(name: string): ModelConfig {
+  const config = PRESET_MODELS[name];
+  if (!config) {
+    throw new Error(`Unknown model "${name}"; known models: ${Object.keys(PRESET_MODELS).join(", ")}.`);
+  }
+  return config;
+}
+
+function buildLayer(layer: LayerConfig, index: number): tf.layers.Layer {
+  const name = `${layer.type}_${index + 1}`;
+  switch (layer.type) {
+    case "conv2d":
+      return tf.layers.conv2d({
+        name,
+        filters: layer.filters,
+        kernelSize: layer.kernelSize,
+        activation: layer.activation ?? "relu",
+        padding: layer.padding ?? "valid",
+        kernelRegularizer: layer.l2 ? tf.regularizers.l2({ l2: layer.l2 }) : undefined,
+      });
+    case "maxPool2d":
+      return tf.layers.maxPooling2d({ name, poolSize: layer.poolSize });
+    case "dropout":
+      return tf.layers.dropout({ name, rate: layer.rate });
+    case "flatten":
+      return tf.layers.flatten({ name });
+    case "dense":
+      return tf.layers.dense({
+        name,
+        units: layer.units,
+        activation: layer.activation ?? "relu",
+        kernelRegularizer: layer.l2 ? tf.regularizers.l2({ l2: layer.l2 }) : undefined,
+      });
+  }
+}
+
+export interface CompileOptions {
+  learningRate?: number;
+}
+
+/** Builds and compiles a model: Adam, sparse categorical cross-entropy, accuracy. */
+export function buildModel(config: ModelConfig, options: CompileOptions = {}): tf.Sequential {
+  const model = tf.sequential({ name: config.name });
+  model.add(tf.layers.inputLayer({ inputShape: config.inputShape }));
+  config.layers.forEach((layer, i) => model.add(buildLayer(layer, i)));
+  model.compile({
+    optimizer: tf.train.adam(options.learningRate ?? 1e-3),
+    loss: "sparseCategoricalCrossentropy",
+    metrics: ["accuracy"],
+  });
+  return model;
+}
