@@ -1,0 +1,56 @@
+/** What every command-line entry point shares: argument errors, failures on stderr, exit codes. */
+import { parseArgs, type ParseArgsConfig } from "node:util";
+
+/** A mistake in how the command was called: printed with the usage, exit code 2. */
+export class UsageError extends Error {}
+
+/** Runs a check of the command's arguments; its error becomes a UsageError. */
+export function usageCheck<T>(check: () => T): T {
+  try {
+    return check();
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+}
+
+/** Parses argv strictly (unknown flags and stray positionals are usage errors). */
+export function parseCommandLine<T extends NonNullable<ParseArgsConfig["options"]>>(options: T, argv: string[]) {
+  return usageCheck(() => parseArgs({ args: argv, options, strict: true, allowPositionals: false }));
+}
+
+/**
+ * Runs a command's main function: on failure prints `error: <message>` on stderr (the usage
+ * too for a UsageError) and exits non-zero, so no entry point ever fails silently.
+ */
+export function runCommand(usage: string, main: () => Promise<void>): void {
+  main().then(
+    () => {
+      process.exitCode = process.exitCode ?? 0;
+    },
+    (error: unknown) => {
+      const message = error instanceof Error ? error.message : String(error);
+      process.stderr.write(`error: ${message}\n`);
+      if (error instanceof UsageError) {
+        process.stderr.write(`\n${usage}\n`);
+        process.exitCode = 2;
+      } else {
+        if (process.env.DEBUG && error instanceof Error && error.stack) process.stderr.write(`${error.stack}\n`);
+        process.exitCode = 1;
+      }
+    },
+  );
+}
+
+/** Right-aligned numbers with thousands separators, for tables people read. */
+export function formatCount(value: number): string {
+  return value.toLocaleString("en-US");
+}
+
+/** A plain text table: first column left-aligned, the others right-aligned. */
+export function textTable(header: string[], rows: (string | number)[][]): string {
+  const cells = [header, ...rows.map((row) => row.map(String))];
+  const widths = header.map((_, c) => Math.max(...cells.map((row) => row[c].length)));
+  return cells
+    .map((row) => row.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))).join("  "))
+    .join("\n");
+}
