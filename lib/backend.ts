@@ -27,6 +27,8 @@ export interface BackendInfo {
   skipped: SkippedBackend[];
   /** Kernels this project registered on the backend (wasm gradient kernels). */
   registeredKernels: string[];
+  /** Threads the backend computes with (wasm: its thread pool; native: TensorFlow's own, unknown here). */
+  threads: number | null;
 }
 
 export const BACKEND_ENV_VAR = "TFJS_BACKEND";
@@ -66,7 +68,7 @@ async function chooseBackend(force: BackendName | undefined): Promise<BackendInf
     const failure = await tryBackend(name);
     if (failure === undefined) {
       const registeredKernels = name === "wasm" ? registerWasmKernels() : [];
-      return { name, forced: force !== undefined, skipped, registeredKernels };
+      return { name, forced: force !== undefined, skipped, registeredKernels, threads: threadsOf(name) };
     }
     if (force) {
       throw new Error(`${BACKEND_ENV_VAR}=${force} was asked for, but it cannot load: ${failure}`);
@@ -90,6 +92,15 @@ async function tryBackend(name: BackendName): Promise<string | undefined> {
   }
 }
 
+function threadsOf(name: BackendName): number | null {
+  if (name === "cpu") return 1;
+  if (name === "wasm") {
+    const wasm = require("@tensorflow/tfjs-backend-wasm") as typeof import("@tensorflow/tfjs-backend-wasm");
+    return wasm.getThreadsCount();
+  }
+  return null;
+}
+
 function loadNativeBinding(): void {
   // Optional dependency: present only where its install script could download libtensorflow.
   require("@tensorflow/tfjs-node");
@@ -109,7 +120,8 @@ function describeLoadError(name: BackendName, error: unknown): string {
 
 /** One line for logs, notebooks and run records, e.g. `wasm (skipped tensorflow: …)`. */
 export function describeBackend(info: BackendInfo): string {
-  const parts = [info.name + (info.forced ? ` (forced by ${BACKEND_ENV_VAR})` : "")];
+  const threads = info.threads === null ? "" : `, ${info.threads} thread${info.threads === 1 ? "" : "s"}`;
+  const parts = [info.name + threads + (info.forced ? ` (forced by ${BACKEND_ENV_VAR})` : "")];
   for (const s of info.skipped) parts.push(`skipped ${s.name}: ${s.reason}`);
   return parts.join("; ");
 }

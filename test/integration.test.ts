@@ -12,12 +12,16 @@ import { buildModel, presetModel } from "../lib/models";
 
 const SHARED_MNIST = path.resolve(__dirname, "..", "..", "shared", "datasets", "mnist");
 
-/** Why the dataset cannot be found without downloading, or undefined when it can. */
+/**
+ * Why the dataset cannot be found without downloading, or undefined when it can. In CI the
+ * data is installed, so a missing copy is a failure there, not a skip.
+ */
 async function unavailable(spec: DatasetSpec): Promise<string | undefined> {
   try {
     await locateDataset(spec, { download: false });
     return undefined;
   } catch (error) {
+    if (process.env.CI) return undefined;
     return `real ${spec.title} not present here: ${(error as Error).message}`;
   }
 }

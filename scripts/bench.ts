@@ -1,0 +1,150 @@
+/**
+ * npm run bench -- [--json] [--models cnn3,ann] [--repeats N] [--steps N] [--batch-size N]
+ *
+ * Training and inference throughput (images/s) of reference models on the running backend:
+ * each figure is the median of several timed repeats after a warm-up. A benchmark, not a
+ * test: run it on a quiet machine and compare ratios measured in the same run.
+ */
+import os from "node:os";
+import { performance } from "node:perf_hooks";
+import { describeBackend, initBackend, tf } from "../lib/backend";
+import { formatCount, parseCommandLine, runCommand, textTable, usageCheck } from "../lib/cli";
+import { buildModel, presetModel } from "../lib/models";
+
+const USAGE = `Usage: npm run bench -- [--json] [--models cnn3,ann] [--repeats N] [--steps N] [--batch-size N]
+
+  --models LIST     comma-separated model names (default cnn3,ann; cnn3 is the capstone CNN)
+  --repeats N       timed repeats per figure; the median is reported (default 5)
+  --steps N         training steps (batches) per timed repeat (default 5)
+  --batch-size N    images per batch, training and inference (default 128)
+  --json            print JSON for machines
+
+TFJS_BACKEND=tensorflow|wasm|cpu forces a backend.`;
+
+interface ModelBench {
+  model: string;
+  parameters: number;
+  batchSize: number;
+  trainImagesPerSec: number;
+  inferImagesPerSec: number;
+  trainRepeats: number[];
+  inferRepeats: number[];
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
+}
+
+function positiveInt(value: string, flag: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`${flag} must be a positive integer, got "${value}".`);
+  return n;
+}
+
+async function benchModel(name: string, repeats: number, steps: number, batchSize: number, log: (s: string) => void): Promise<ModelBench> {
+  const model = buildModel(presetModel(name));
+  // Random pixels and labels: the content does not change the work done.
+  const xs = tf.randomUniform([batchSize, 28, 28, 1]);
+  const ys = tf.randomUniform([batchSize], 0, 10, "int32").toFloat();
+  const inferX = tf.randomUniform([batchSize * steps, 28, 28, 1]);
+
+  const trainOnce = async () => {
+    const started = performance.now();
+    for (let step = 0; step < steps; step++) await model.trainOnBatch(xs, ys);
+    return (steps * batchSize) / ((performance.now() - started) / 1000);
+  };
+  const inferOnce = async () => {
+    const started = performance.now();
+    const predictions = model.predict(inferX, { batchSize }) as tf.Tensor;
+    await predictions.data();
+    predictions.dispose();
+    return (steps * batchSize) / ((performance.now() - started) / 1000);
+  };
+
+  await trainOnce(); // warm-up: kernels set up, optimizer state created
+  await inferOnce();
+  const trainRepeats: number[] = [];
+  const inferRepeats: number[] = [];
+  for (let r = 0; r < repeats; r++) {
+    trainRepeats.push(await trainOnce());
+    inferRepeats.push(await inferOnce());
+    log(`  ${name} repeat ${r + 1}/${repeats}: train ${trainRepeats[r].toFixed(0)} img/s, infer ${inferRepeats[r].toFixed(0)} img/s`);
+  }
+  const result = {
+    model: name,
+    parameters: model.countParams(),
+    batchSize,
+    trainImagesPerSec: median(trainRepeats),
+    inferImagesPerSec: median(inferRepeats),
+    trainRepeats,
+    inferRepeats,
+  };
+  tf.dispose([xs, ys, inferX]);
+  model.dispose();
+  return result;
+}
+
+runCommand(USAGE, async () => {
+  const { values } = parseCommandLine(
+    {
+      json: { type: "boolean", default: false },
+      models: { type: "string", default: "cnn3,ann" },
+      repeats: { type: "string", default: "5" },
+      steps: { type: "string", default: "5" },
+      "batch-size": { type: "string", default: "128" },
+      help: { type: "boolean", short: "h", default: false },
+    },
+    process.argv.slice(2),
+  );
+  if (values.help) {
+    process.stdout.write(USAGE + "\n");
+    return;
+  }
+  const { models, repeats, steps, batchSize } = usageCheck(() => {
+    const names = values.models.split(",").map((s) => s.trim()).filter(Boolean);
+    names.forEach(presetModel);
+    return {
+      models: names,
+      repeats: positiveInt(values.repeats, "--repeats"),
+      steps: positiveInt(values.steps, "--steps"),
+      batchSize: positiveInt(values["batch-size"], "--batch-size"),
+    };
+  });
+  const backend = await initBackend();
+  // Progress goes to stderr so that --json output stays clean.
+  const log = (line: string) => process.stderr.write(line + "\n");
+  log(`backend: ${describeBackend(backend)}`);
+  const results: ModelBench[] = [];
+  for (const name of models) results.push(await benchModel(name, repeats, steps, batchSize, log));
+
+  const capstone = results.find((r) => r.model === "cnn3");
+  const report = {
+    backend: backend.name,
+    threads: backend.threads,
+    cpus: os.cpus().length,
+    tfjsVersion: tf.version.tfjs,
+    repeats,
+    stepsPerRepeat: steps,
+    batchSize,
+    trainImagesPerSec: capstone?.trainImagesPerSec ?? null,
+    inferImagesPerSec: capstone?.inferImagesPerSec ?? null,
+    models: results,
+  };
+  if (values.json) {
+    process.stdout.write(JSON.stringify(report, null, 2) + "\n");
+    return;
+  }
+  process.stdout.write(
+    [
+      `Backend ${describeBackend(backend)}; TF.js ${report.tfjsVersion}; ${report.cpus} CPUs; batch ${batchSize}; ` +
+        `median of ${repeats} repeats of ${steps} batches after a warm-up.`,
+      "",
+      textTable(
+        ["model", "parameters", "train img/s", "infer img/s"],
+        results.map((r) => [r.model, formatCount(r.parameters), r.trainImagesPerSec.toFixed(0), r.inferImagesPerSec.toFixed(0)]),
+      ),
+    ].join("\n") + "\n",
+  );
+});
