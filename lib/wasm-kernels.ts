@@ -15,6 +15,10 @@ const BACKEND = "wasm";
 /** The slice of the wasm backend these kernels use. */
 interface WasmBackendLike {
   disposeData(dataId: object): boolean;
+  /** Allocates an output on the wasm heap (contents undefined). */
+  makeOutput(shape: number[], dtype: string): TensorInfo;
+  /** A view on a tensor's data in the wasm heap; invalid after the next allocation. */
+  typedArrayFromHeap(info: TensorInfo): Float32Array | Int32Array | Uint8Array;
 }
 
 interface KernelArgs {
@@ -124,6 +128,170 @@ export function conv2DBackpropFilter({ inputs, backend, attrs }: KernelArgs): Te
   }
 }
 
+/**
+ * dx of a stride-1 convolution is itself a convolution: dy, padded by (kernel − 1 − pad),
+ * convolved with the filter reversed spatially and its in/out channels swapped. It runs on
+ * XNNPACK, where the stock wasm kernel is a scalar loop (~10× slower on the capstone CNN).
+ */
+export function conv2DBackpropInput(args: KernelArgs, original: KernelFunc): TensorInfo {
+  const { inputs, backend, attrs } = args;
+  const { dy, filter } = inputs;
+  const strides = attrs.strides as [number, number] | number;
+  const inputShape = attrs.inputShape as [number, number, number, number];
+  const info = tf.backend_util.computeConv2DInfo(
+    inputShape,
+    filter.shape as [number, number, number, number],
+    strides,
+    1,
+    attrs.pad as "same" | "valid" | number | BackendUtil.ExplicitPadding,
+    attrs.dimRoundingMode as "floor" | "round" | "ceil" | undefined,
+  );
+  const padTop = info.filterHeight - 1 - info.padInfo.top;
+  const padLeft = info.filterWidth - 1 - info.padInfo.left;
+  const padBottom = info.inHeight + info.filterHeight - 1 - info.outHeight - padTop;
+  const padRight = info.inWidth + info.filterWidth - 1 - info.outWidth - padLeft;
+  const fastPath =
+    info.strideHeight === 1 &&
+    info.strideWidth === 1 &&
+    attrs.dataFormat !== "NCHW" &&
+    dy.dtype === "float32" &&
+    Math.min(padTop, padLeft, padBottom, padRight) >= 0;
+  if (!fastPath) return original(args as never) as TensorInfo;
+
+  const temporaries: TensorInfo[] = [];
+  const track = (t: TensorInfo): TensorInfo => (temporaries.push(t), t);
+  try {
+    const reversed = track(runWasmKernel("Reverse", { x: filter }, { dims: [0, 1] }, backend));
+    const swapped = track(runWasmKernel("Transpose", { x: reversed }, { perm: [0, 1, 3, 2] }, backend));
+    return runWasmKernel(
+      "Conv2D",
+      { x: dy, filter: swapped },
+      {
+        strides: [1, 1],
+        pad: [[0, 0], [padTop, padBottom], [padLeft, padRight], [0, 0]],
+        dataFormat: "NHWC",
+        dilations: [1, 1],
+        dimRoundingMode: undefined,
+      },
+      backend,
+    );
+  } finally {
+    disposeIntermediates(backend, [dy, filter], temporaries);
+  }
+}
+
+/**
+ * Max-pool gradient as one pass over the output positions in JavaScript on the wasm heap:
+ * each dy goes to the first maximum of its window (row-major), as the cpu backend does, so
+ * ties (e.g. flat relu(bias) background) get the same gradient. Any window, stride, padding.
+ */
+export function maxPoolGrad(args: KernelArgs, original: KernelFunc): TensorInfo {
+  const { inputs, backend, attrs } = args;
+  const { dy, input } = inputs;
+  const info = tf.backend_util.computePool2DInfo(
+    input.shape as [number, number, number, number],
+    attrs.filterSize as [number, number] | number,
+    attrs.strides as [number, number] | number,
+    1,
+    attrs.pad as "same" | "valid" | number,
+    attrs.dimRoundingMode as "floor" | "round" | "ceil" | undefined,
+  );
+  if (input.dtype !== "float32" || dy.dtype !== "float32") return original(args as never) as TensorInfo;
+
+  const dx = backend.makeOutput(input.shape, "float32");
+  // Views only after the allocation: growing the heap detaches earlier ones.
+  const dxValues = backend.typedArrayFromHeap(dx) as Float32Array;
+  const xValues = backend.typedArrayFromHeap(input) as Float32Array;
+  const dyValues = backend.typedArrayFromHeap(dy) as Float32Array;
+  dxValues.fill(0);
+  const { batchSize, inHeight, inWidth, inChannels: channels, outHeight, outWidth } = info;
+  const { strideHeight, strideWidth, filterHeight, filterWidth } = info;
+  const { top, left } = info.padInfo;
+  const rowStride = inWidth * channels;
+  const imageStride = inHeight * rowStride;
+  let dyIndex = 0;
+  for (let n = 0; n < batchSize; n++) {
+    const imageStart = n * imageStride;
+    for (let oy = 0; oy < outHeight; oy++) {
+      const yStart = oy * strideHeight - top;
+      const yFrom = Math.max(0, yStart);
+      const yTo = Math.min(inHeight, yStart + filterHeight);
+      for (let ox = 0; ox < outWidth; ox++) {
+        const xStart = ox * strideWidth - left;
+        const xFrom = Math.max(0, xStart);
+        const xTo = Math.min(inWidth, xStart + filterWidth);
+        for (let c = 0; c < channels; c++, dyIndex++) {
+          let best = -Infinity;
+          let bestIndex = -1;
+          for (let y = yFrom; y < yTo; y++) {
+            let index = imageStart + y * rowStride + xFrom * channels + c;
+            for (let x = xFrom; x < xTo; x++, index += channels) {
+              const value = xValues[index];
+              if (value > best || bestIndex < 0) {
+                best = value;
+                bestIndex = index;
+              }
+            }
+          }
+          if (bestIndex >= 0) dxValues[bestIndex] += dyValues[dyIndex];
+        }
+      }
+    }
+  }
+  return dx;
+}
+
+/**
+ * Sum over leading axes (bias gradients: [N,H,W,C] → [C]) in one pass on the wasm heap; the
+ * stock kernel transposes the whole input first. Accumulates in float64.
+ */
+export function sum(args: KernelArgs, original: KernelFunc): TensorInfo {
+  const { inputs, backend, attrs } = args;
+  const { x } = inputs;
+  const axes = tf.util.parseAxisParam(attrs.axis as number | number[], x.shape).sort((a, b) => a - b);
+  const leading = axes.length > 0 && axes.length < x.shape.length && axes.every((axis, i) => axis === i);
+  if (!leading || x.dtype !== "float32") return original(args as never) as TensorInfo;
+
+  const keptShape = x.shape.slice(axes.length);
+  const outShape = attrs.keepDims ? [...axes.map(() => 1), ...keptShape] : keptShape;
+  const out = backend.makeOutput(outShape, "float32");
+  const outValues = backend.typedArrayFromHeap(out) as Float32Array;
+  const xValues = backend.typedArrayFromHeap(x) as Float32Array;
+  const width = keptShape.reduce((a, b) => a * b, 1);
+  const rows = xValues.length / width;
+  const totals = new Float64Array(width);
+  for (let row = 0, offset = 0; row < rows; row++, offset += width) {
+    for (let i = 0; i < width; i++) totals[i] += xValues[offset + i];
+  }
+  outValues.set(totals);
+  return out;
+}
+
+/**
+ * Matrix products with a transpose flag fall back to a scalar loop in wasm (~2 GFLOP/s);
+ * transposing the operand explicitly keeps them on XNNPACK. For BatchMatMul and _FusedMatMul.
+ */
+export function matMulWithoutTransposeFlags(args: KernelArgs, original: KernelFunc): TensorInfo {
+  const { inputs, backend, attrs } = args;
+  if (!attrs.transposeA && !attrs.transposeB) return original(args as never) as TensorInfo;
+  const transposeLastTwo = (t: TensorInfo) => {
+    const perm = t.shape.map((_, i) => i);
+    const rank = perm.length;
+    [perm[rank - 2], perm[rank - 1]] = [perm[rank - 1], perm[rank - 2]];
+    return runWasmKernel("Transpose", { x: t }, { perm }, backend);
+  };
+  const temporaries: TensorInfo[] = [];
+  try {
+    const a = attrs.transposeA ? transposeLastTwo(inputs.a) : inputs.a;
+    const b = attrs.transposeB ? transposeLastTwo(inputs.b) : inputs.b;
+    if (a !== inputs.a) temporaries.push(a);
+    if (b !== inputs.b) temporaries.push(b);
+    return original({ ...args, inputs: { ...inputs, a, b }, attrs: { ...attrs, transposeA: false, transposeB: false } } as never) as TensorInfo;
+  } finally {
+    disposeIntermediates(backend, Object.values(inputs), temporaries);
+  }
+}
+
 interface KernelOverride {
   kernelName: string;
   kernelFunc: (args: KernelArgs) => TensorInfo;
@@ -134,16 +302,38 @@ const MISSING_KERNELS: KernelOverride[] = [
   { kernelName: "Conv2DBackpropFilter", kernelFunc: conv2DBackpropFilter },
 ];
 
+/** Kernels wasm has but runs slowly; each falls back to the original outside its fast path. */
+const FASTER_KERNELS: { kernelName: string; kernelFunc: (args: KernelArgs, original: KernelFunc) => TensorInfo }[] = [
+  { kernelName: "Conv2DBackpropInput", kernelFunc: conv2DBackpropInput },
+  { kernelName: "MaxPoolGrad", kernelFunc: maxPoolGrad },
+  { kernelName: "Sum", kernelFunc: sum },
+  { kernelName: "BatchMatMul", kernelFunc: matMulWithoutTransposeFlags },
+  { kernelName: "_FusedMatMul", kernelFunc: matMulWithoutTransposeFlags },
+];
+
 const registeredByUs = new Set<string>();
 
 /**
- * Registers the missing kernels on wasm (idempotent; a kernel TF.js itself provides, in a
- * later version, is left alone). Returns the names of the kernels this project provides.
+ * Registers the missing kernels and the faster ones on wasm (idempotent; a missing kernel
+ * that TF.js itself provides, in a later version, is left alone). Returns their names.
  */
 export function registerWasmKernels(): string[] {
   for (const { kernelName, kernelFunc } of MISSING_KERNELS) {
     if (registeredByUs.has(kernelName) || tf.getKernel(kernelName, BACKEND)) continue;
     tf.registerKernel({ kernelName, backendName: BACKEND, kernelFunc: kernelFunc as unknown as KernelFunc });
+    registeredByUs.add(kernelName);
+  }
+  for (const { kernelName, kernelFunc } of FASTER_KERNELS) {
+    const original = tf.getKernel(kernelName, BACKEND);
+    if (registeredByUs.has(kernelName) || !original) continue;
+    tf.unregisterKernel(kernelName, BACKEND);
+    tf.registerKernel({
+      kernelName,
+      backendName: BACKEND,
+      // Keeps the original's set-up, which its fall-back needs if the backend starts later.
+      setupFunc: original.setupFunc,
+      kernelFunc: ((args: KernelArgs) => kernelFunc(args, original.kernelFunc)) as unknown as KernelFunc,
+    });
     registeredByUs.add(kernelName);
   }
   return [...registeredByUs];

@@ -44,7 +44,7 @@ describe("backend selection", () => {
       assert.equal(result.info.name, "wasm");
       assert.deepEqual(result.info.skipped.map((s: { name: string }) => s.name), ["tensorflow"]);
       assert.match(result.info.skipped[0].reason, /@tensorflow\/tfjs-node is not installed/);
-      assert.deepEqual(result.info.registeredKernels, ["Conv2DBackpropFilter"]);
+      assert.ok(result.info.registeredKernels.includes("Conv2DBackpropFilter"));
       assert.ok(result.info.threads >= 1);
     }
     assert.equal(result.info.forced, false);

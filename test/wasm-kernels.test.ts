@@ -1,81 +1,161 @@
+/**
+ * Every kernel lib/wasm-kernels.ts registers on wasm, against the `cpu` backend on fresh
+ * random inputs: strides 1 and 2, `same` and `valid`, odd sizes, batch 1, and the fall-backs.
+ */
 import { before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { initBackend, tf } from "../lib/backend";
-import { maxRelativeError, onBackend, randomArray } from "./helpers/tensors";
+import { buildModel, presetModel, type ModelConfig } from "../lib/models";
+import { maxRelativeError, onBackend, randomTensor, runKernelOn, type HostTensor } from "./helpers/tensors";
 
-interface FilterGradCase {
-  xShape: [number, number, number, number];
-  filterShape: [number, number, number, number];
-  stride: number;
-  pad: "same" | "valid";
+const TOLERANCE = 1e-4;
+
+type Shape4 = [number, number, number, number];
+
+/** Runs the kernel on cpu and wasm with the same inputs and compares. */
+async function assertMatchesCpu(kernelName: string, inputs: Record<string, HostTensor>, attrs: Record<string, unknown>) {
+  const expected = await runKernelOn("cpu", kernelName, inputs, attrs);
+  const actual = await runKernelOn("wasm", kernelName, inputs, attrs);
+  assert.deepEqual(actual.shape, expected.shape, "output shape");
+  const error = maxRelativeError(actual.values, expected.values);
+  assert.ok(error < TOLERANCE, `max relative error ${error}`);
+  assert.equal(actual.leaked, 0, "the wasm kernel left data buffers behind");
 }
 
-const CASES: FilterGradCase[] = [];
-for (const stride of [1, 2]) {
-  for (const pad of ["same", "valid"] as const) {
-    CASES.push(
-      { xShape: [2, 8, 8, 3], filterShape: [3, 3, 3, 4], stride, pad },
-      { xShape: [1, 7, 9, 1], filterShape: [3, 3, 1, 5], stride, pad }, // batch 1, odd, non-square
-      { xShape: [3, 13, 13, 16], filterShape: [5, 5, 16, 8], stride, pad },
-      { xShape: [4, 28, 28, 1], filterShape: [3, 3, 1, 32], stride, pad }, // capstone conv1
-      { xShape: [2, 6, 5, 4], filterShape: [2, 3, 4, 2], stride, pad }, // even, non-square kernel
-    );
-  }
+function convOutShape(xShape: Shape4, filterShape: Shape4, stride: number, pad: "same" | "valid"): Shape4 {
+  return tf.backend_util.computeConv2DInfo(xShape, filterShape, stride, 1, pad).outShape;
 }
 
-/** dW through the kernel itself, on the named backend, as plain numbers. */
-async function filterGradient(backend: string, c: FilterGradCase, x: Float32Array, dy: Float32Array) {
-  return onBackend(backend, async () => {
-    const outShape = tf.conv2d(tf.zeros(c.xShape) as tf.Tensor4D, tf.zeros(c.filterShape) as tf.Tensor4D, c.stride, c.pad).shape;
-    const xT = tf.tensor4d(x, c.xShape);
-    const dyT = tf.tensor4d(dy.subarray(0, outShape.reduce((a, b) => a * b, 1)), outShape);
-    const before = tf.memory().numTensors;
-    const dw = tf.engine().runKernel("Conv2DBackpropFilter", { x: xT, dy: dyT }, {
-      strides: c.stride, pad: c.pad, dataFormat: "NHWC", filterShape: c.filterShape,
-    }) as tf.Tensor4D;
-    assert.deepEqual(dw.shape, c.filterShape);
-    const values = await dw.data();
-    dw.dispose();
-    const leaked = tf.memory().numTensors - before;
-    tf.dispose([xT, dyT]);
-    return { values: values as Float32Array, leaked };
-  });
-}
+const CONV_CASES: { xShape: Shape4; filterShape: Shape4 }[] = [
+  { xShape: [2, 8, 8, 3], filterShape: [3, 3, 3, 4] },
+  { xShape: [1, 7, 9, 1], filterShape: [3, 3, 1, 5] }, // batch 1, odd, non-square
+  { xShape: [3, 13, 13, 16], filterShape: [5, 5, 16, 8] },
+  { xShape: [4, 28, 28, 1], filterShape: [3, 3, 1, 32] }, // capstone conv1
+  { xShape: [2, 6, 5, 4], filterShape: [2, 3, 4, 2] }, // even, non-square kernel
+];
 
-describe("wasm Conv2DBackpropFilter", () => {
+describe("wasm kernels match cpu", () => {
   before(async () => {
     const info = await initBackend({ force: "wasm" });
-    assert.ok(info.registeredKernels.includes("Conv2DBackpropFilter"));
+    for (const name of ["Conv2DBackpropFilter", "Conv2DBackpropInput", "MaxPoolGrad", "Sum", "BatchMatMul", "_FusedMatMul"]) {
+      assert.ok(info.registeredKernels.includes(name), `${name} registered`);
+    }
   });
 
-  for (const c of CASES) {
-    const name = `x ${c.xShape.join("×")}, filter ${c.filterShape.join("×")}, stride ${c.stride}, ${c.pad}`;
-    it(`matches cpu: ${name}`, async () => {
-      const x = randomArray(c.xShape.reduce((a, b) => a * b, 1));
-      const dy = randomArray(c.xShape[0] * c.xShape[1] * c.xShape[2] * c.filterShape[3]);
-      const expected = await filterGradient("cpu", c, x, dy);
-      const actual = await filterGradient("wasm", c, x, dy);
-      const error = maxRelativeError(actual.values, expected.values);
-      assert.ok(error < 1e-4, `max relative error ${error}`);
-      assert.equal(actual.leaked, 0, "the kernel leaked tensors");
+  for (const stride of [1, 2]) {
+    for (const pad of ["same", "valid"] as const) {
+      for (const { xShape, filterShape } of CONV_CASES) {
+        const label = `x ${xShape.join("×")}, filter ${filterShape.join("×")}, stride ${stride}, ${pad}`;
+        const dy = () => randomTensor(convOutShape(xShape, filterShape, stride, pad));
+
+        it(`Conv2DBackpropFilter: ${label}`, () =>
+          assertMatchesCpu("Conv2DBackpropFilter", { x: randomTensor(xShape), dy: dy() }, {
+            strides: stride, pad, dataFormat: "NHWC", filterShape,
+          }));
+
+        // Stride 2 exercises the fall-back to the stock kernel.
+        it(`Conv2DBackpropInput: ${label}`, () =>
+          assertMatchesCpu("Conv2DBackpropInput", { dy: dy(), filter: randomTensor(filterShape) }, {
+            strides: stride, pad, dataFormat: "NHWC", inputShape: xShape,
+          }));
+      }
+    }
+  }
+
+  const POOL_CASES: { xShape: Shape4; window: number; stride: number; pad: "same" | "valid" }[] = [
+    { xShape: [4, 26, 26, 8], window: 2, stride: 2, pad: "valid" }, // capstone pool 1
+    { xShape: [2, 11, 11, 6], window: 2, stride: 2, pad: "valid" }, // odd edge dropped
+    { xShape: [1, 7, 9, 3], window: 2, stride: 2, pad: "same" }, // odd edge padded
+    { xShape: [2, 9, 9, 4], window: 3, stride: 2, pad: "same" }, // overlapping windows
+    { xShape: [2, 8, 8, 2], window: 3, stride: 1, pad: "valid" },
+  ];
+  for (const c of POOL_CASES) {
+    const label = `x ${c.xShape.join("×")}, window ${c.window}, stride ${c.stride}, ${c.pad}`;
+    const attrs = { filterSize: c.window, strides: c.stride, pad: c.pad };
+    const poolInputs = async (x: HostTensor) => {
+      const y = await onBackend("cpu", async () => {
+        const out = tf.maxPool(tf.tensor4d(x.values, c.xShape), c.window, c.stride, c.pad);
+        return { values: (await out.data()) as Float32Array, shape: out.shape };
+      });
+      return { dy: randomTensor(y.shape), input: x, output: y };
+    };
+
+    it(`MaxPoolGrad: ${label}`, async () => assertMatchesCpu("MaxPoolGrad", await poolInputs(randomTensor(c.xShape)), attrs));
+
+    it(`MaxPoolGrad with ties (flat windows, as relu(bias) backgrounds give): ${label}`, async () => {
+      const x = randomTensor(c.xShape);
+      x.values = x.values.map((v) => (v > 0 ? 0.5 : Math.round(v * 2) / 4));
+      await assertMatchesCpu("MaxPoolGrad", await poolInputs(x), attrs);
     });
   }
 
-  it("gives the same filter and input gradients as cpu through tf.grads of conv2d", async () => {
-    const xShape: [number, number, number, number] = [3, 11, 11, 2];
-    const wShape: [number, number, number, number] = [3, 3, 2, 6];
-    const x = randomArray(3 * 11 * 11 * 2);
-    const w = randomArray(3 * 3 * 2 * 6);
-    const gradients = (backend: string) =>
-      onBackend(backend, async () => {
-        const lossOf = (xs: tf.Tensor, ws: tf.Tensor) =>
-          tf.conv2d(xs as tf.Tensor4D, ws as tf.Tensor4D, 2, "same").square().sum();
-        const [gx, gw] = tf.grads(lossOf)([tf.tensor4d(x, xShape), tf.tensor4d(w, wShape)]);
-        return { gx: await gx.data(), gw: await gw.data() };
+  for (const { shape, axis, keepDims } of [
+    { shape: [4, 26, 26, 8], axis: [0, 1, 2], keepDims: false }, // conv bias gradient
+    { shape: [128, 10], axis: [0], keepDims: false }, // dense bias gradient
+    { shape: [3, 5, 7], axis: [1, 0], keepDims: true },
+    { shape: [3, 5, 7], axis: [2], keepDims: false }, // inner axis: stock kernel
+    { shape: [3, 5, 7], axis: [0, 2], keepDims: false }, // mixed: stock kernel
+    { shape: [1, 9], axis: [0], keepDims: false }, // batch 1
+  ]) {
+    it(`Sum over ${JSON.stringify(axis)} of ${shape.join("×")}${keepDims ? ", keepDims" : ""}`, () =>
+      assertMatchesCpu("Sum", { x: randomTensor(shape) }, { axis, keepDims }));
+  }
+
+  for (const transposeA of [false, true]) {
+    for (const transposeB of [false, true]) {
+      const flags = `transposeA ${transposeA}, transposeB ${transposeB}`;
+      const a = (batch: number, m: number, k: number) => randomTensor(transposeA ? [batch, k, m] : [batch, m, k]);
+      const b = (batch: number, k: number, n: number) => randomTensor(transposeB ? [batch, n, k] : [batch, k, n]);
+
+      it(`BatchMatMul, ${flags}`, async () => {
+        await assertMatchesCpu("BatchMatMul", { a: a(1, 128, 1152), b: b(1, 1152, 128) }, { transposeA, transposeB });
+        await assertMatchesCpu("BatchMatMul", { a: a(3, 5, 7), b: b(3, 7, 2) }, { transposeA, transposeB });
       });
-    const expected = await gradients("cpu");
-    const actual = await gradients("wasm");
-    assert.ok(maxRelativeError(actual.gw, expected.gw) < 1e-4);
-    assert.ok(maxRelativeError(actual.gx, expected.gx) < 1e-4);
+
+      it(`_FusedMatMul with bias and relu, ${flags}`, () =>
+        assertMatchesCpu("_FusedMatMul", { a: a(1, 16, 33), b: b(1, 33, 10), bias: randomTensor([10]) }, {
+          transposeA, transposeB, activation: "relu",
+        }));
+    }
+  }
+});
+
+/** Gradients of the loss with respect to every weight, for the same weights and batch. */
+async function modelGradients(backend: string, config: ModelConfig, weights: HostTensor[], x: HostTensor, labels: Float32Array) {
+  return onBackend(backend, async () => {
+    const model = buildModel(config);
+    model.setWeights(weights.map((w) => tf.tensor(w.values, w.shape)));
+    const xs = tf.tensor(x.values, x.shape);
+    const ys = tf.oneHot(tf.tensor1d(labels, "int32"), 10);
+    const { grads } = tf.variableGrads(() =>
+      tf.losses.softmaxCrossEntropy(ys, model.apply(xs, { training: false }) as tf.Tensor) as tf.Scalar,
+    );
+    const result = await Promise.all(model.trainableWeights.map(async (w) => (await grads[w.read().name].data()) as Float32Array));
+    tf.dispose([xs, ys, ...Object.values(grads)]);
+    model.dispose();
+    return result;
   });
+}
+
+describe("whole-model gradients on wasm match cpu", () => {
+  for (const name of ["cnn3", "ann"]) {
+    it(`${name}: every weight's gradient`, async () => {
+      const config = presetModel(name);
+      const weights = await onBackend("cpu", async () => {
+        const model = buildModel(config);
+        const values = await Promise.all(model.getWeights().map(async (w) => ({ values: (await w.data()) as Float32Array, shape: w.shape })));
+        model.dispose();
+        return values;
+      });
+      const x = randomTensor([4, 28, 28, 1]);
+      x.values = x.values.map((v) => Math.max(0, v)); // pixels in [0,1), many exact zeros like real images
+      const labels = Float32Array.from({ length: 4 }, (_, i) => i * 3);
+      const expected = await modelGradients("cpu", config, weights, x, labels);
+      const actual = await modelGradients("wasm", config, weights, x, labels);
+      expected.forEach((g, i) => {
+        const error = maxRelativeError(actual[i], g);
+        assert.ok(error < TOLERANCE, `weight ${i}: max relative error ${error}`);
+      });
+    });
+  }
 });

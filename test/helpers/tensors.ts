@@ -31,3 +31,38 @@ export async function onBackend<T>(name: string, fn: () => Promise<T>): Promise<
     await tf.setBackend(previous);
   }
 }
+
+export interface HostTensor {
+  values: Float32Array;
+  shape: number[];
+}
+
+export function randomTensor(shape: number[]): HostTensor {
+  return { values: randomArray(shape.reduce((a, b) => a * b, 1)), shape };
+}
+
+/**
+ * Runs one kernel on the named backend with the given inputs and attributes; returns its
+ * output values and shape, and how many tensors the call left behind.
+ */
+export async function runKernelOn(
+  backend: string,
+  kernelName: string,
+  inputs: Record<string, HostTensor>,
+  attrs: Record<string, unknown>,
+): Promise<HostTensor & { leaked: number }> {
+  return onBackend(backend, async () => {
+    const tensors = Object.fromEntries(
+      Object.entries(inputs).map(([name, t]) => [name, tf.tensor(t.values, t.shape)]),
+    );
+    // Data buffers, not tensors: a kernel's intermediates live in the backend, not the engine.
+    const before = tf.memory().numDataBuffers;
+    const output = tf.engine().runKernel(kernelName, tensors, attrs as never) as tf.Tensor;
+    const values = (await output.data()) as Float32Array;
+    const shape = output.shape;
+    output.dispose();
+    const leaked = tf.memory().numDataBuffers - before;
+    tf.dispose(Object.values(tensors));
+    return { values, shape, leaked };
+  });
+}
