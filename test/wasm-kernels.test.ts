@@ -130,7 +130,7 @@ async function modelGradients(backend: string, config: ModelConfig, weights: Hos
     const { grads } = tf.variableGrads(() =>
       tf.losses.softmaxCrossEntropy(ys, model.apply(xs, { training: false }) as tf.Tensor) as tf.Scalar,
     );
-    const result = await Promise.all(model.trainableWeights.map(async (w) => (await grads[w.read().name].data()) as Float32Array));
+    const result = await Promise.all(model.trainableWeights.map(async (w) => (await grads[(w.read() as tf.Variable).name].data()) as Float32Array));
     tf.dispose([xs, ys, ...Object.values(grads)]);
     model.dispose();
     return result;
