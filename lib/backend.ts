@@ -5,8 +5,10 @@
  * `TFJS_BACKEND=tensorflow|wasm|cpu` forces one; a forced backend that cannot load is an
  * error, never a silent fall-back.
  */
+import os from "node:os";
 import * as tf from "@tensorflow/tfjs";
 import { registerWasmKernels } from "./wasm-kernels";
+import { registerThreadedWasmBackend } from "./wasm-threads";
 
 export { tf };
 
@@ -29,9 +31,23 @@ export interface BackendInfo {
   registeredKernels: string[];
   /** Threads the backend computes with (wasm: its thread pool; native: TensorFlow's own, unknown here). */
   threads: number | null;
+  /** Anything else worth knowing, e.g. why wasm runs on fewer threads than asked for. */
+  notes: string[];
 }
 
 export const BACKEND_ENV_VAR = "TFJS_BACKEND";
+/** Threads for the wasm backend; default: all cores. 1 uses TF.js's stock single-threaded wasm. */
+export const WASM_THREADS_ENV_VAR = "TFJS_WASM_THREADS";
+
+function wasmThreadsWanted(): number {
+  const value = process.env[WASM_THREADS_ENV_VAR];
+  if (value === undefined || value === "") return os.availableParallelism();
+  const threads = Number(value);
+  if (!Number.isInteger(threads) || threads < 1) {
+    throw new Error(`${WASM_THREADS_ENV_VAR}="${value}" must be a positive integer.`);
+  }
+  return threads;
+}
 
 let initialised: Promise<BackendInfo> | undefined;
 
@@ -64,11 +80,13 @@ export function initBackend(options: { force?: BackendName } = {}): Promise<Back
 async function chooseBackend(force: BackendName | undefined): Promise<BackendInfo> {
   const candidates: BackendName[] = force ? [force] : [...BACKEND_NAMES];
   const skipped: SkippedBackend[] = [];
+  const notes: string[] = [];
+  const wasmThreads = wasmThreadsWanted();
   for (const name of candidates) {
-    const failure = await tryBackend(name);
+    const failure = await tryBackend(name, wasmThreads, notes);
     if (failure === undefined) {
       const registeredKernels = name === "wasm" ? registerWasmKernels() : [];
-      return { name, forced: force !== undefined, skipped, registeredKernels, threads: threadsOf(name) };
+      return { name, forced: force !== undefined, skipped, registeredKernels, threads: threadsOf(name), notes };
     }
     if (force) {
       throw new Error(`${BACKEND_ENV_VAR}=${force} was asked for, but it cannot load: ${failure}`);
@@ -79,10 +97,20 @@ async function chooseBackend(force: BackendName | undefined): Promise<BackendInf
 }
 
 /** Loads and activates one backend; returns why it failed, or undefined on success. */
-async function tryBackend(name: BackendName): Promise<string | undefined> {
+async function tryBackend(name: BackendName, wasmThreads: number, notes: string[]): Promise<string | undefined> {
   try {
     if (name === "tensorflow") loadNativeBinding();
-    if (name === "wasm") require("@tensorflow/tfjs-backend-wasm");
+    if (name === "wasm") {
+      require("@tensorflow/tfjs-backend-wasm");
+      if (wasmThreads > 1) {
+        try {
+          const threads = await registerThreadedWasmBackend(wasmThreads);
+          if (threads !== wasmThreads) notes.push(`wasm runs ${threads} threads, not the ${wasmThreads} asked for`);
+        } catch (error) {
+          notes.push(`wasm threads unavailable, running 1 thread: ${(error as Error).message}`);
+        }
+      }
+    }
     const ok = await tf.setBackend(name);
     if (!ok) return `tf.setBackend("${name}") returned false`;
     await tf.ready();
@@ -123,5 +151,6 @@ export function describeBackend(info: BackendInfo): string {
   const threads = info.threads === null ? "" : `, ${info.threads} thread${info.threads === 1 ? "" : "s"}`;
   const parts = [info.name + threads + (info.forced ? ` (forced by ${BACKEND_ENV_VAR})` : "")];
   for (const s of info.skipped) parts.push(`skipped ${s.name}: ${s.reason}`);
+  parts.push(...info.notes);
   return parts.join("; ");
 }

@@ -1,6 +1,7 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
+import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { describeBackend, parseBackendName } from "../lib/backend";
@@ -18,16 +19,19 @@ function hasTfjsNode(): boolean {
   }
 }
 
-/** initBackend() in a fresh process (it is chosen once per process), with TFJS_BACKEND set or not. */
-async function initIn(backendEnv: string | undefined) {
-  const env = { ...process.env };
+/**
+ * initBackend() in a fresh process (it is chosen once per process), with TFJS_BACKEND set or
+ * not. The process must exit by itself: a backend that keeps it alive fails by the timeout.
+ */
+async function initIn(backendEnv: string | undefined, extraEnv: NodeJS.ProcessEnv = {}) {
+  const env = { ...process.env, ...extraEnv };
   delete env.TFJS_BACKEND;
   if (backendEnv !== undefined) env.TFJS_BACKEND = backendEnv;
   const code = `require("./lib/backend").initBackend().then(
     (info) => console.log(JSON.stringify(info)),
     (error) => { console.error(error.message); process.exit(1); })`;
   try {
-    const { stdout } = await run(process.execPath, ["--import", "tsx", "--eval", code], { cwd: ROOT, env });
+    const { stdout } = await run(process.execPath, ["--import", "tsx", "--eval", code], { cwd: ROOT, env, timeout: 60_000 });
     return { ok: true as const, info: JSON.parse(stdout.trim().split("\n").pop()!) };
   } catch (error) {
     return { ok: false as const, message: (error as { stderr: string }).stderr };
@@ -45,9 +49,21 @@ describe("backend selection", () => {
       assert.deepEqual(result.info.skipped.map((s: { name: string }) => s.name), ["tensorflow"]);
       assert.match(result.info.skipped[0].reason, /@tensorflow\/tfjs-node is not installed/);
       assert.ok(result.info.registeredKernels.includes("Conv2DBackpropFilter"));
-      assert.ok(result.info.threads >= 1);
+      assert.equal(result.info.threads, os.availableParallelism(), result.info.notes.join("; "));
+      assert.deepEqual(result.info.notes, []);
     }
     assert.equal(result.info.forced, false);
+  });
+
+  it("runs wasm on the threads TFJS_WASM_THREADS asks for, and exits by itself", async () => {
+    for (const threads of [1, 2]) {
+      const result = await initIn("wasm", { TFJS_WASM_THREADS: String(threads) });
+      assert.ok(result.ok, result.ok ? "" : result.message);
+      assert.equal(result.info.threads, threads);
+    }
+    const bad = await initIn("wasm", { TFJS_WASM_THREADS: "many" });
+    assert.equal(bad.ok, false);
+    assert.match(bad.ok ? "" : bad.message, /TFJS_WASM_THREADS="many" must be a positive integer/);
   });
 
   it("TFJS_BACKEND=cpu forces the cpu backend", async () => {
@@ -76,6 +92,7 @@ describe("backend selection", () => {
       forced: false,
       threads: 1,
       registeredKernels: [],
+      notes: [],
       skipped: [{ name: "tensorflow", reason: "not installed" }],
     });
     assert.equal(line, "wasm, 1 thread; skipped tensorflow: not installed");
