@@ -15,6 +15,8 @@ const BACKEND = "wasm";
 /** The slice of the wasm backend these kernels use. */
 interface WasmBackendLike {
   disposeData(dataId: object): boolean;
+  /** One more owner of the data (a tensor sharing it). */
+  incRef(dataId: object): void;
   /** Allocates an output on the wasm heap (contents undefined). */
   makeOutput(shape: number[], dtype: string): TensorInfo;
   /** A view on a tensor's data in the wasm heap; invalid after the next allocation. */
@@ -332,6 +334,26 @@ export function matMulWithoutTransposeFlags(args: KernelArgs, original: KernelFu
   }
 }
 
+/**
+ * Identity shares the input's data instead of copying it: wasm tensors are immutable, as on
+ * the cpu backend, which shares too. The engine clones every tensor it keeps for a gradient,
+ * so the stock copy cost ~11 ms per capstone CNN training step.
+ */
+export function identity(args: KernelArgs, original: KernelFunc): TensorInfo {
+  const { x } = args.inputs;
+  if (x.dtype === "string") return original(args as never) as TensorInfo;
+  args.backend.incRef(x.dataId);
+  return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+}
+
+/** A cast to the same dtype (the gradient of every engine clone) is an identity. */
+export function cast(args: KernelArgs, original: KernelFunc): TensorInfo {
+  const { x } = args.inputs;
+  if (x.dtype !== args.attrs.dtype || x.dtype === "string") return original(args as never) as TensorInfo;
+  args.backend.incRef(x.dataId);
+  return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+}
+
 interface KernelOverride {
   kernelName: string;
   kernelFunc: (args: KernelArgs) => TensorInfo;
@@ -349,6 +371,8 @@ const FASTER_KERNELS: { kernelName: string; kernelFunc: (args: KernelArgs, origi
   { kernelName: "Sum", kernelFunc: sum },
   { kernelName: "BatchMatMul", kernelFunc: matMulWithoutTransposeFlags },
   { kernelName: "_FusedMatMul", kernelFunc: matMulWithoutTransposeFlags },
+  { kernelName: "Identity", kernelFunc: identity },
+  { kernelName: "Cast", kernelFunc: cast },
 ];
 
 const registeredByUs = new Set<string>();

@@ -120,6 +120,36 @@ describe("wasm kernels match cpu", () => {
   }
 });
 
+describe("wasm Identity and same-dtype Cast share data safely", () => {
+  before(async () => {
+    await initBackend({ force: "wasm" });
+  });
+
+  for (const [name, copy] of [
+    ["Identity (tf.clone)", (t: tf.Tensor) => tf.clone(t)],
+    ["Cast float32 → float32", (t: tf.Tensor) => tf.cast(t, "float32")],
+  ] as const) {
+    it(`${name}: the copy outlives the original, and both free their data`, async () => {
+      const buffersBefore = tf.memory().numDataBuffers;
+      const original = tf.tensor2d([1.5, -2, 3, 4], [2, 2]);
+      const copied = copy(original);
+      original.dispose();
+      assert.deepEqual([...(await copied.data())], [1.5, -2, 3, 4]);
+      assert.deepEqual(copied.shape, [2, 2]);
+      copied.dispose();
+      assert.equal(tf.memory().numDataBuffers, buffersBefore);
+    });
+  }
+
+  it("Cast to another dtype still converts", async () => {
+    const ints = tf.tensor1d([1, 2, 3], "int32");
+    const floats = tf.cast(ints, "float32");
+    assert.equal(floats.dtype, "float32");
+    assert.deepEqual([...(await floats.data())], [1, 2, 3]);
+    tf.dispose([ints, floats]);
+  });
+});
+
 /** Gradients of the loss with respect to every weight, for the same weights and batch. */
 async function modelGradients(backend: string, config: ModelConfig, weights: HostTensor[], x: HostTensor, labels: Float32Array) {
   return onBackend(backend, async () => {
