@@ -3,6 +3,7 @@
  * scripts, notebooks and tuning all describe a network the same way.
  */
 import { tf } from "./backend";
+import { FastDropout } from "./layers";
 
 export type Activation = "relu" | "softmax" | "linear";
 
@@ -90,7 +91,7 @@ function buildLayer(layer: LayerConfig, index: number): tf.layers.Layer {
     case "maxPool2d":
       return tf.layers.maxPooling2d({ name, poolSize: layer.poolSize });
     case "dropout":
-      return tf.layers.dropout({ name, rate: layer.rate });
+      return new FastDropout({ name, rate: layer.rate });
     case "flatten":
       return tf.layers.flatten({ name });
     case "dense":
