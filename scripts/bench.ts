@@ -5,18 +5,24 @@
  * each figure is the median of several timed repeats after a warm-up. A benchmark, not a
  * test: run it on a quiet machine and compare ratios measured in the same run.
  */
+import { execFile } from "node:child_process";
 import os from "node:os";
+import path from "node:path";
+import { promisify } from "node:util";
 import { performance } from "node:perf_hooks";
 import { describeBackend, initBackend, tf } from "../lib/backend";
 import { formatCount, parseCommandLine, runCommand, textTable, usageCheck } from "../lib/cli";
 import { buildModel, presetModel } from "../lib/models";
 
-const USAGE = `Usage: npm run bench -- [--json] [--models cnn3,ann] [--repeats N] [--steps N] [--batch-size N]
+const USAGE = `Usage: npm run bench -- [--json] [--models cnn3,ann] [--repeats N] [--steps N] [--batch-size N] [--torch]
 
   --models LIST     comma-separated model names (default cnn3,ann; cnn3 is the capstone CNN)
   --repeats N       timed repeats per figure; the median is reported (default 5)
   --steps N         training steps (batches) per timed repeat (default 5)
   --batch-size N    images per batch, training and inference (default 128)
+  --torch           also time the capstone CNN in PyTorch (CPU, same threads) in this run, and
+                    report the ratios (needs a python3 with torch, e.g. Debian's python3-torch;
+                    PYTHON names the interpreter, default /usr/bin/python3)
   --json            print JSON for machines
 
 TFJS_BACKEND=tensorflow|wasm|cpu forces a backend.`;
@@ -86,6 +92,31 @@ async function benchModel(name: string, repeats: number, steps: number, batchSiz
   return result;
 }
 
+interface TorchBench {
+  framework: string;
+  threads: number;
+  parameters: number;
+  trainImagesPerSec: number;
+  inferImagesPerSec: number;
+}
+
+/** The capstone CNN in PyTorch, timed the same way by scripts/bench_torch.py. */
+async function benchTorch(threads: number, repeats: number, steps: number, batchSize: number): Promise<TorchBench> {
+  const python = process.env.PYTHON ?? "/usr/bin/python3";
+  const script = path.join(__dirname, "bench_torch.py");
+  const args = [script, "--threads", String(threads), "--repeats", String(repeats), "--steps", String(steps), "--batch-size", String(batchSize)];
+  try {
+    const { stdout } = await promisify(execFile)(python, args, { timeout: 30 * 60_000 });
+    return JSON.parse(stdout) as TorchBench;
+  } catch (error) {
+    const e = error as { stderr?: string; message: string };
+    const reason = (e.stderr ?? "").includes("No module named 'torch'")
+      ? `${python} has no torch module (on Debian: apt-get install python3-torch, or set PYTHON)`
+      : (e.stderr || e.message).trim().split("\n").pop();
+    throw new Error(`--torch: the PyTorch benchmark failed: ${reason}`);
+  }
+}
+
 runCommand(USAGE, async () => {
   const { values } = parseCommandLine(
     {
@@ -94,6 +125,7 @@ runCommand(USAGE, async () => {
       repeats: { type: "string", default: "5" },
       steps: { type: "string", default: "5" },
       "batch-size": { type: "string", default: "128" },
+      torch: { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
     },
     process.argv.slice(2),
@@ -120,6 +152,16 @@ runCommand(USAGE, async () => {
   for (const name of models) results.push(await benchModel(name, repeats, steps, batchSize, log));
 
   const capstone = results.find((r) => r.model === "cnn3");
+  let torch: (TorchBench & { trainRatio: number | null; inferRatio: number | null }) | null = null;
+  if (values.torch) {
+    log(`  PyTorch: capstone CNN, ${backend.threads ?? os.availableParallelism()} threads ...`);
+    const measured = await benchTorch(backend.threads ?? os.availableParallelism(), repeats, steps, batchSize);
+    torch = {
+      ...measured,
+      trainRatio: capstone ? capstone.trainImagesPerSec / measured.trainImagesPerSec : null,
+      inferRatio: capstone ? capstone.inferImagesPerSec / measured.inferImagesPerSec : null,
+    };
+  }
   const report = {
     backend: backend.name,
     threads: backend.threads,
@@ -131,6 +173,7 @@ runCommand(USAGE, async () => {
     trainImagesPerSec: capstone?.trainImagesPerSec ?? null,
     inferImagesPerSec: capstone?.inferImagesPerSec ?? null,
     models: results,
+    torch,
   };
   if (values.json) {
     process.stdout.write(JSON.stringify(report, null, 2) + "\n");
@@ -145,6 +188,14 @@ runCommand(USAGE, async () => {
         ["model", "parameters", "train img/s", "infer img/s"],
         results.map((r) => [r.model, formatCount(r.parameters), r.trainImagesPerSec.toFixed(0), r.inferImagesPerSec.toFixed(0)]),
       ),
+      ...(torch
+        ? [
+            "",
+            `${torch.framework}, ${torch.threads} threads, same CNN (${formatCount(torch.parameters)} parameters): ` +
+              `train ${torch.trainImagesPerSec.toFixed(0)} img/s, infer ${torch.inferImagesPerSec.toFixed(0)} img/s.`,
+            `TF.js ${backend.name} / PyTorch: train ${torch.trainRatio?.toFixed(2) ?? "n/a"}×, infer ${torch.inferRatio?.toFixed(2) ?? "n/a"}×.`,
+          ]
+        : []),
     ].join("\n") + "\n",
   );
 });
