@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(dataset-fashion-mnist)
+# Data, Jupyter for the notebooks and reports, Chromium to check that reports render, a font for image captions.
+packages=(dataset-fashion-mnist jupyter-nbconvert python3-notebook jupyter-client chromium fonts-dejavu-core)
 missing=()
 for package in "${packages[@]}"; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")

@@ -1,0 +1,160 @@
+/**
+ * Figures as plain Plotly specs ({ data, layout }): built here as data, so tests can check
+ * them; shown in notebooks by lib/notebook.ts.
+ */
+
+export interface PlotlyFigure {
+  data: Record<string, unknown>[];
+  layout: Record<string, unknown>;
+}
+
+interface Titles {
+  title?: string;
+  xTitle?: string;
+  yTitle?: string;
+  height?: number;
+  width?: number;
+}
+
+function baseLayout({ title, xTitle, yTitle, height, width }: Titles): Record<string, unknown> {
+  return {
+    title: title ? { text: title } : undefined,
+    xaxis: { title: xTitle ? { text: xTitle } : undefined, automargin: true },
+    yaxis: { title: yTitle ? { text: yTitle } : undefined, automargin: true },
+    height: height ?? 400,
+    width,
+    margin: { t: title ? 50 : 20, r: 20, b: 50, l: 60 },
+  };
+}
+
+function assertSameLength(what: string, a: ArrayLike<unknown>, b: ArrayLike<unknown>): void {
+  if (a.length !== b.length) throw new Error(`${what}: ${a.length} labels but ${b.length} values.`);
+}
+
+/** One bar per category; several series side by side. */
+export function barChart(
+  categories: string[],
+  series: { name: string; values: number[] }[],
+  titles: Titles = {},
+): PlotlyFigure {
+  for (const s of series) assertSameLength(`barChart "${s.name}"`, categories, s.values);
+  return {
+    data: series.map((s) => ({ type: "bar", name: s.name, x: categories, y: s.values })),
+    layout: { ...baseLayout(titles), barmode: "group", showlegend: series.length > 1 },
+  };
+}
+
+/** Lines over a shared or per-series x. */
+export function lineChart(series: { name: string; x: number[]; y: number[] }[], titles: Titles = {}): PlotlyFigure {
+  for (const s of series) assertSameLength(`lineChart "${s.name}"`, s.x, s.y);
+  return {
+    data: series.map((s) => ({ type: "scatter", mode: "lines+markers", name: s.name, x: s.x, y: s.y })),
+    layout: baseLayout(titles),
+  };
+}
+
+/** A matrix as colours, rows top to bottom (like an image or a confusion matrix). */
+export function heatmap(
+  z: number[][],
+  options: Titles & { x?: string[]; y?: string[]; colorscale?: string; showValues?: boolean; zmin?: number; zmax?: number } = {},
+): PlotlyFigure {
+  const rows = z.length;
+  if (options.y) assertSameLength("heatmap rows", options.y, z);
+  if (options.x && rows > 0) assertSameLength("heatmap columns", options.x, z[0]);
+  return {
+    data: [
+      {
+        type: "heatmap",
+        z,
+        x: options.x,
+        y: options.y,
+        colorscale: options.colorscale ?? "Viridis",
+        zmin: options.zmin,
+        zmax: options.zmax,
+        text: options.showValues ? z.map((row) => row.map((v) => (Number.isInteger(v) ? String(v) : v.toFixed(2)))) : undefined,
+        texttemplate: options.showValues ? "%{text}" : undefined,
+      },
+    ],
+    layout: { ...baseLayout(options), yaxis: { autorange: "reversed", automargin: true, title: options.yTitle ? { text: options.yTitle } : undefined } },
+  };
+}
+
+/**
+ * Small-multiple heatmaps (e.g. the mean image of each class) in a grid of subplots, each
+ * with its caption; images are row-major `height × width` arrays.
+ */
+export function imageHeatmapGrid(
+  images: { caption: string; pixels: ArrayLike<number> }[],
+  options: { height: number; width: number; columns?: number; colorscale?: string; title?: string; zmin?: number; zmax?: number },
+): PlotlyFigure {
+  const columns = options.columns ?? 5;
+  const rows = Math.ceil(images.length / columns);
+  const data: Record<string, unknown>[] = [];
+  const layout: Record<string, unknown> = {
+    title: options.title ? { text: options.title } : undefined,
+    grid: { rows, columns, pattern: "independent" },
+    height: 40 + rows * 170,
+    margin: { t: options.title ? 60 : 30, r: 10, b: 10, l: 10 },
+    annotations: [] as Record<string, unknown>[],
+  };
+  images.forEach((image, index) => {
+    if (image.pixels.length !== options.height * options.width) {
+      throw new Error(`imageHeatmapGrid: "${image.caption}" has ${image.pixels.length} pixels, expected ${options.height * options.width}.`);
+    }
+    const z: number[][] = [];
+    for (let r = 0; r < options.height; r++) z.push(Array.from({ length: options.width }, (_, c) => image.pixels[r * options.width + c]));
+    const axis = index === 0 ? "" : String(index + 1);
+    data.push({
+      type: "heatmap",
+      z,
+      xaxis: `x${axis}`,
+      yaxis: `y${axis}`,
+      colorscale: options.colorscale ?? "Greys",
+      reversescale: options.colorscale === undefined,
+      zmin: options.zmin,
+      zmax: options.zmax,
+      showscale: index === 0,
+      name: image.caption,
+    });
+    layout[`xaxis${axis}`] = { visible: false };
+    layout[`yaxis${axis}`] = { visible: false, autorange: "reversed", scaleanchor: `x${axis}` };
+    (layout.annotations as Record<string, unknown>[]).push({
+      text: image.caption,
+      xref: `x${axis} domain`,
+      yref: `y${axis} domain`,
+      x: 0.5,
+      y: 1.12,
+      showarrow: false,
+    });
+  });
+  return { data, layout };
+}
+
+/** Points coloured by group (e.g. a 2-D embedding coloured by class). */
+export function scatterByGroup(
+  points: { x: number; y: number; group: string }[],
+  titles: Titles & { groupOrder?: string[] } = {},
+): PlotlyFigure {
+  const groups = titles.groupOrder ?? [...new Set(points.map((p) => p.group))];
+  return {
+    data: groups.map((group) => {
+      const members = points.filter((p) => p.group === group);
+      return { type: "scatter", mode: "markers", name: group, x: members.map((p) => p.x), y: members.map((p) => p.y), marker: { size: 4, opacity: 0.7 } };
+    }),
+    layout: { ...baseLayout(titles), height: titles.height ?? 550 },
+  };
+}
+
+/** Histograms given as precomputed bin counts (one line per series, bins shared). */
+export function binnedHistogram(
+  binEdges: number[],
+  series: { name: string; counts: number[] }[],
+  titles: Titles = {},
+): PlotlyFigure {
+  const centres = binEdges.slice(0, -1).map((edge, i) => (edge + binEdges[i + 1]) / 2);
+  for (const s of series) assertSameLength(`binnedHistogram "${s.name}"`, centres, s.counts);
+  return {
+    data: series.map((s) => ({ type: "scatter", mode: "lines", line: { shape: "hvh" }, name: s.name, x: centres, y: s.counts })),
+    layout: baseLayout(titles),
+  };
+}
