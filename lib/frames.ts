@@ -1,0 +1,19 @@
+/**
+ * danfojs data frames for notebooks and reports. Import danfojs through this module: tslab
+ * compiles with TypeScript 5.0's node10 module resolution, which misses danfojs's types
+ * (declared only under package.json "exports"); the project's own tsc sees them.
+ */
+// @ts-ignore -- see above: resolves at run time in tslab and is fully typed under tsc.
+import * as danfo from "danfojs";
+
+export const dfd = danfo;
+
+type DataFrame = InstanceType<typeof danfo.DataFrame>;
+
+/** A DataFrame from rows and column names, with a clear error on ragged rows. */
+export function frame(rows: (string | number)[][], columns: string[]): DataFrame {
+  rows.forEach((row, i) => {
+    if (row.length !== columns.length) throw new Error(`frame: row ${i} has ${row.length} values for ${columns.length} columns.`);
+  });
+  return new danfo.DataFrame(rows, { columns });
+}
