@@ -404,6 +404,7 @@ export function sum(args: KernelArgs, original: KernelFunc): TensorInfo {
   const { inputs, backend, attrs } = args;
   const { x } = inputs;
   const axes = tf.util.parseAxisParam(attrs.axis as number | number[], x.shape).sort((a, b) => a - b);
+  if (axes.length === x.shape.length && x.dtype === "float32") return fullReduction(x, backend, attrs.keepDims === true, "sum");
   const leading = axes.length > 0 && axes.length < x.shape.length && axes.every((axis, i) => axis === i);
   if (!leading || x.dtype !== "float32") return original(args as never) as TensorInfo;
 
@@ -433,6 +434,30 @@ export function sum(args: KernelArgs, original: KernelFunc): TensorInfo {
   } finally {
     for (const t of temporaries) backend.disposeData(t.dataId);
   }
+}
+
+/**
+ * Sum or mean of every element, accumulated in float64. The stock wasm kernels accumulate
+ * in float32 one element after another: over the 47 million pixels of the training set the
+ * mean comes out 4.7% too high (0.2995 instead of 0.2860, measured) and a standard
+ * deviation 14% too low.
+ */
+function fullReduction(x: TensorInfo, backend: WasmBackendLike, keepDims: boolean, kind: "sum" | "mean"): TensorInfo {
+  const out = backend.makeOutput(keepDims ? x.shape.map(() => 1) : [], "float32");
+  const outValues = backend.typedArrayFromHeap(out) as Float32Array;
+  const values = backend.typedArrayFromHeap(x) as Float32Array;
+  let total = 0;
+  for (let i = 0; i < values.length; i++) total += values[i];
+  outValues[0] = kind === "sum" ? total : total / values.length;
+  return out;
+}
+
+/** Mean of every element in float64 (see fullReduction); other means use the stock kernel. */
+export function mean(args: KernelArgs, original: KernelFunc): TensorInfo {
+  const { x } = args.inputs;
+  const axes = tf.util.parseAxisParam(args.attrs.axis as number | number[], x.shape);
+  if (axes.length !== x.shape.length || x.dtype !== "float32" || x.shape.some((d) => d === 0)) return original(args as never) as TensorInfo;
+  return fullReduction(x, args.backend, args.attrs.keepDims === true, "mean");
 }
 
 /**
@@ -495,6 +520,7 @@ const FASTER_KERNELS: { kernelName: string; kernelFunc: (args: KernelArgs, origi
   { kernelName: "Conv2DBackpropInput", kernelFunc: conv2DBackpropInput },
   { kernelName: "MaxPoolGrad", kernelFunc: maxPoolGrad },
   { kernelName: "Sum", kernelFunc: sum },
+  { kernelName: "Mean", kernelFunc: mean },
   { kernelName: "BatchMatMul", kernelFunc: matMulWithoutTransposeFlags },
   { kernelName: "_FusedMatMul", kernelFunc: matMulWithoutTransposeFlags },
   { kernelName: "Identity", kernelFunc: identity },

@@ -96,10 +96,28 @@ describe("wasm kernels match cpu", () => {
     { shape: [3, 5, 7], axis: [2], keepDims: false }, // inner axis: stock kernel
     { shape: [3, 5, 7], axis: [0, 2], keepDims: false }, // mixed: stock kernel
     { shape: [1, 9], axis: [0], keepDims: false }, // batch 1
+    { shape: [3, 5, 7], axis: [0, 1, 2], keepDims: false }, // everything: float64 path
+    { shape: [3, 5, 7], axis: [2, 0, 1], keepDims: true },
   ]) {
     it(`Sum over ${JSON.stringify(axis)} of ${shape.join("×")}${keepDims ? ", keepDims" : ""}`, () =>
       assertMatchesCpu("Sum", { x: randomTensor(shape) }, { axis, keepDims }));
   }
+
+  it("Mean over everything, with and without keepDims, and over one axis (stock kernel)", async () => {
+    await assertMatchesCpu("Mean", { x: randomTensor([4, 6, 5]) }, { axis: [0, 1, 2], keepDims: false });
+    await assertMatchesCpu("Mean", { x: randomTensor([4, 6, 5]) }, { axis: [0, 1, 2], keepDims: true });
+    await assertMatchesCpu("Mean", { x: randomTensor([4, 6, 5]) }, { axis: [1], keepDims: false });
+  });
+
+  it("full sums and means of millions of values stay exact to float32 (the stock wasm kernels drift)", async () => {
+    const values = new Float32Array(5_000_000).fill(0.1);
+    const expectedSum = values.reduce((total, v) => total + v, 0); // float64 accumulation
+    const t = tf.tensor1d(values);
+    const [total, average] = [await t.sum().data(), await t.mean().data()];
+    assert.ok(Math.abs(total[0] - expectedSum) / expectedSum < 1e-6, `sum ${total[0]} vs ${expectedSum}`);
+    assert.ok(Math.abs(average[0] - Math.fround(0.1)) < 1e-7, `mean ${average[0]}`);
+    t.dispose();
+  });
 
   for (const transposeA of [false, true]) {
     for (const transposeB of [false, true]) {
