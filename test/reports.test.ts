@@ -58,6 +58,10 @@ describe("npm start (report runner) on fixture notebooks", () => {
     assert.equal(result.code, 0, result.stderr);
     const executed = readFileSync(path.join(reportsDir, "01-figure.ipynb"), "utf8");
     assert.match(executed, /mode quick/);
+    // The progress line was updated in place: one output holding the final state.
+    const progressCell = JSON.parse(executed).cells.at(-1);
+    assert.equal(progressCell.outputs.length, 1);
+    assert.match(JSON.stringify(progressCell.outputs[0].data), /epoch 3\/3/);
     assert.ok(readFileSync(path.join(reportsDir, "01-figure.html"), "utf8").length < 200_000, "plotly is not inlined");
   });
 
