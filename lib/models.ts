@@ -12,7 +12,9 @@ export type LayerConfig =
   | { type: "maxPool2d"; poolSize: number }
   | { type: "dropout"; rate: number }
   | { type: "flatten" }
-  | { type: "dense"; units: number; activation?: Activation; l2?: number };
+  | { type: "dense"; units: number; activation?: Activation; l2?: number }
+  | { type: "batchNorm" }
+  | { type: "activation"; activation: Activation };
 
 export interface ModelConfig {
   name: string;
@@ -51,6 +53,36 @@ function capstoneCnn(blocks: 1 | 2 | 3): ModelConfig {
   };
 }
 
+/**
+ * The capstone CNN with batch normalisation between each conv / dense layer and its relu
+ * (convs then need no bias): the benchmark's BN model, and a base for stronger CNNs.
+ */
+function capstoneCnnWithBatchNorm(): ModelConfig {
+  const block = (filters: number, pool: boolean): LayerConfig[] => [
+    { type: "conv2d", filters, kernelSize: 3, activation: "linear" },
+    { type: "batchNorm" },
+    { type: "activation", activation: "relu" },
+    ...(pool ? [{ type: "maxPool2d", poolSize: 2 } as const] : []),
+    { type: "dropout", rate: 0.2 },
+  ];
+  return {
+    name: "cnn3-bn",
+    description: "Capstone 3-block CNN with batch normalisation after each conv and the dense layer",
+    inputShape: IMAGE_SHAPE,
+    layers: [
+      ...block(32, true),
+      ...block(64, true),
+      ...block(128, false),
+      { type: "flatten" },
+      { type: "dense", units: 128, activation: "linear" },
+      { type: "batchNorm" },
+      { type: "activation", activation: "relu" },
+      { type: "dropout", rate: 0.2 },
+      { type: "dense", units: NUM_CLASSES, activation: "softmax" },
+    ],
+  };
+}
+
 /** Named reference models (DESIGN §6). */
 export const PRESET_MODELS: Record<string, ModelConfig> = {
   ann: {
@@ -66,6 +98,7 @@ export const PRESET_MODELS: Record<string, ModelConfig> = {
   cnn1: capstoneCnn(1),
   cnn2: capstoneCnn(2),
   cnn3: capstoneCnn(3),
+  "cnn3-bn": capstoneCnnWithBatchNorm(),
 };
 
 export function presetModel(name: string): ModelConfig {
@@ -94,6 +127,10 @@ function buildLayer(layer: LayerConfig, index: number): tf.layers.Layer {
       return new FastDropout({ name, rate: layer.rate });
     case "flatten":
       return tf.layers.flatten({ name });
+    case "batchNorm":
+      return tf.layers.batchNormalization({ name });
+    case "activation":
+      return tf.layers.activation({ name, activation: layer.activation });
     case "dense":
       return tf.layers.dense({
         name,

@@ -452,12 +452,44 @@ function fullReduction(x: TensorInfo, backend: WasmBackendLike, keepDims: boolea
   return out;
 }
 
-/** Mean of every element in float64 (see fullReduction); other means use the stock kernel. */
+/**
+ * Mean of every element in float64 (see fullReduction), or over leading axes (batch-norm
+ * moments over N,H,W) as the fast leading-axis sum scaled; others use the stock kernel.
+ */
 export function mean(args: KernelArgs, original: KernelFunc): TensorInfo {
   const { x } = args.inputs;
-  const axes = tf.util.parseAxisParam(args.attrs.axis as number | number[], x.shape);
-  if (axes.length !== x.shape.length || x.dtype !== "float32" || x.shape.some((d) => d === 0)) return original(args as never) as TensorInfo;
-  return fullReduction(x, args.backend, args.attrs.keepDims === true, "mean");
+  const axes = tf.util.parseAxisParam(args.attrs.axis as number | number[], x.shape).sort((a, b) => a - b);
+  if (x.dtype !== "float32" || x.shape.some((d) => d === 0)) return original(args as never) as TensorInfo;
+  if (axes.length === x.shape.length) return fullReduction(x, args.backend, args.attrs.keepDims === true, "mean");
+  if (!axes.every((axis, i) => axis === i)) return original(args as never) as TensorInfo;
+  const total = sum(args, original);
+  const values = args.backend.typedArrayFromHeap(total) as Float32Array;
+  const count = axes.reduce((n, axis) => n * x.shape[axis], 1);
+  for (let i = 0; i < values.length; i++) values[i] /= count;
+  return total;
+}
+
+/**
+ * Tile that repeats a whole block (every repeated axis has extent 1 in x and comes before
+ * the others, e.g. a batch-norm [1,1,1,C] over [N,H,W,1]) by doubling copies on the heap;
+ * the stock kernel computes an index per element (~100 ms per capstone BN layer).
+ */
+export function tile(args: KernelArgs, original: KernelFunc): TensorInfo {
+  const { inputs, backend, attrs } = args;
+  const { x } = inputs;
+  const reps = attrs.reps as number[];
+  const firstKept = reps.findIndex((r) => r === 1) === -1 ? reps.length : reps.findIndex((r) => r === 1);
+  const blockRepeat = reps.slice(0, firstKept).every((r, axis) => x.shape[axis] === 1 || r === 1) && reps.slice(firstKept).every((r) => r === 1);
+  if (!blockRepeat || x.dtype === "string" || x.dtype === "complex64") return original(args as never) as TensorInfo;
+  const outShape = x.shape.map((d, axis) => d * reps[axis]);
+  const out = backend.makeOutput(outShape, x.dtype);
+  const outValues = backend.typedArrayFromHeap(out);
+  const block = backend.typedArrayFromHeap(x);
+  outValues.set(block, 0);
+  for (let filled = block.length; filled < outValues.length; filled *= 2) {
+    outValues.copyWithin(filled, 0, Math.min(filled, outValues.length - filled));
+  }
+  return out;
 }
 
 /**
@@ -505,6 +537,90 @@ export function cast(args: KernelArgs, original: KernelFunc): TensorInfo {
   return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
 }
 
+type Pad = "same" | "valid" | number | BackendUtil.ExplicitPadding;
+
+/** Geometry of a depthwise convolution (channel multiplier = filter's last dimension). */
+function depthwiseInfo(xShape: number[], filterShape: number[], attrs: NamedAttrMap): BackendUtil.Conv2DInfo {
+  const dilations = (attrs.dilations as [number, number] | number | undefined) ?? 1;
+  if ((Array.isArray(dilations) ? dilations : [dilations]).some((d) => d !== 1)) {
+    // As in TF.js's own gradients (and its cpu backend, which ignores them here).
+    throw new Error("Depthwise convolution gradients on wasm support dilation 1 only.");
+  }
+  return tf.backend_util.computeConv2DInfo(
+    xShape as [number, number, number, number],
+    filterShape as [number, number, number, number],
+    attrs.strides as [number, number] | number,
+    dilations,
+    attrs.pad as Pad,
+    attrs.dimRoundingMode as "floor" | "round" | "ceil" | undefined,
+    true,
+  );
+}
+
+/**
+ * Calls fn(xIndex, dyIndex, filterIndex) for every multiply of a depthwise convolution:
+ * x[n, y·s + i − top, x·s + j − left, c] · W[i, j, c, m] → y[n, y, x, c·M + m].
+ */
+function forEachDepthwiseTap(info: BackendUtil.Conv2DInfo, fn: (xIndex: number, dyIndex: number, filterIndex: number) => void): void {
+  const { batchSize, inHeight, inWidth, inChannels, outHeight, outWidth, outChannels } = info;
+  const { filterHeight, filterWidth, strideHeight, strideWidth } = info;
+  const { top, left } = info.padInfo;
+  const multiplier = outChannels / inChannels;
+  for (let n = 0; n < batchSize; n++) {
+    for (let y = 0; y < outHeight; y++) {
+      for (let x = 0; x < outWidth; x++) {
+        const dyBase = ((n * outHeight + y) * outWidth + x) * outChannels;
+        for (let i = 0; i < filterHeight; i++) {
+          const inY = y * strideHeight + i - top;
+          if (inY < 0 || inY >= inHeight) continue;
+          for (let j = 0; j < filterWidth; j++) {
+            const inX = x * strideWidth + j - left;
+            if (inX < 0 || inX >= inWidth) continue;
+            const xBase = ((n * inHeight + inY) * inWidth + inX) * inChannels;
+            const filterBase = (i * filterWidth + j) * outChannels;
+            for (let c = 0; c < inChannels; c++) {
+              for (let m = 0; m < multiplier; m++) fn(xBase + c, dyBase + c * multiplier + m, filterBase + c * multiplier + m);
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+/** Missing on wasm: the filter gradient of a depthwise convolution, in JavaScript on the heap. */
+export function depthwiseConv2dNativeBackpropFilter({ inputs, backend, attrs }: KernelArgs): TensorInfo {
+  const { x, dy } = inputs;
+  const filterShape = attrs.filterShape as number[];
+  const info = depthwiseInfo(x.shape, filterShape, attrs);
+  const dw = backend.makeOutput(filterShape, "float32");
+  const dwValues = backend.typedArrayFromHeap(dw) as Float32Array;
+  const xValues = backend.typedArrayFromHeap(x) as Float32Array;
+  const dyValues = backend.typedArrayFromHeap(dy) as Float32Array;
+  const totals = new Float64Array(dwValues.length);
+  forEachDepthwiseTap(info, (xIndex, dyIndex, filterIndex) => {
+    totals[filterIndex] += xValues[xIndex] * dyValues[dyIndex];
+  });
+  dwValues.set(totals);
+  return dw;
+}
+
+/** Missing on wasm: the input gradient of a depthwise convolution, in JavaScript on the heap. */
+export function depthwiseConv2dNativeBackpropInput({ inputs, backend, attrs }: KernelArgs): TensorInfo {
+  const { dy, filter } = inputs;
+  const inputShape = attrs.inputShape as number[];
+  const info = depthwiseInfo(inputShape, filter.shape, attrs);
+  const dx = backend.makeOutput(inputShape, "float32");
+  const dxValues = backend.typedArrayFromHeap(dx) as Float32Array;
+  const dyValues = backend.typedArrayFromHeap(dy) as Float32Array;
+  const filterValues = backend.typedArrayFromHeap(filter) as Float32Array;
+  dxValues.fill(0);
+  forEachDepthwiseTap(info, (xIndex, dyIndex, filterIndex) => {
+    dxValues[xIndex] += dyValues[dyIndex] * filterValues[filterIndex];
+  });
+  return dx;
+}
+
 interface KernelOverride {
   kernelName: string;
   kernelFunc: (args: KernelArgs) => TensorInfo;
@@ -513,6 +629,8 @@ interface KernelOverride {
 /** Kernels wasm lacks and this project adds. */
 const MISSING_KERNELS: KernelOverride[] = [
   { kernelName: "Conv2DBackpropFilter", kernelFunc: conv2DBackpropFilter },
+  { kernelName: "DepthwiseConv2dNativeBackpropFilter", kernelFunc: depthwiseConv2dNativeBackpropFilter },
+  { kernelName: "DepthwiseConv2dNativeBackpropInput", kernelFunc: depthwiseConv2dNativeBackpropInput },
 ];
 
 /** Kernels wasm has but runs slowly; each falls back to the original outside its fast path. */
@@ -521,6 +639,7 @@ const FASTER_KERNELS: { kernelName: string; kernelFunc: (args: KernelArgs, origi
   { kernelName: "MaxPoolGrad", kernelFunc: maxPoolGrad },
   { kernelName: "Sum", kernelFunc: sum },
   { kernelName: "Mean", kernelFunc: mean },
+  { kernelName: "Tile", kernelFunc: tile },
   { kernelName: "BatchMatMul", kernelFunc: matMulWithoutTransposeFlags },
   { kernelName: "_FusedMatMul", kernelFunc: matMulWithoutTransposeFlags },
   { kernelName: "Identity", kernelFunc: identity },

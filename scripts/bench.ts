@@ -14,9 +14,9 @@ import { describeBackend, initBackend, tf } from "../lib/backend";
 import { formatCount, parseCommandLine, runCommand, textTable, usageCheck } from "../lib/cli";
 import { buildModel, presetModel } from "../lib/models";
 
-const USAGE = `Usage: npm run bench -- [--json] [--models cnn3,ann] [--repeats N] [--steps N] [--batch-size N] [--torch]
+const USAGE = `Usage: npm run bench -- [--json] [--models cnn3,ann,cnn3-bn] [--repeats N] [--steps N] [--batch-size N] [--torch]
 
-  --models LIST     comma-separated model names (default cnn3,ann; cnn3 is the capstone CNN)
+  --models LIST     comma-separated model names (default cnn3,ann,cnn3-bn; cnn3 is the capstone CNN)
   --repeats N       timed repeats per figure; the median is reported (default 5)
   --steps N         training steps (batches) per timed repeat (default 5)
   --batch-size N    images per batch, training and inference (default 128)
@@ -121,7 +121,7 @@ runCommand(USAGE, async () => {
   const { values } = parseCommandLine(
     {
       json: { type: "boolean", default: false },
-      models: { type: "string", default: "cnn3,ann" },
+      models: { type: "string", default: "cnn3,ann,cnn3-bn" },
       repeats: { type: "string", default: "5" },
       steps: { type: "string", default: "5" },
       "batch-size": { type: "string", default: "128" },

@@ -37,7 +37,8 @@ const CONV_CASES: { xShape: Shape4; filterShape: Shape4 }[] = [
 describe("wasm kernels match cpu", () => {
   before(async () => {
     const info = await initBackend({ force: "wasm" });
-    for (const name of ["Conv2DBackpropFilter", "Conv2DBackpropInput", "MaxPoolGrad", "Sum", "BatchMatMul", "_FusedMatMul"]) {
+    for (const name of ["Conv2DBackpropFilter", "Conv2DBackpropInput", "MaxPoolGrad", "Sum", "Mean", "Tile", "BatchMatMul", "_FusedMatMul",
+      "Identity", "Cast", "DepthwiseConv2dNativeBackpropFilter", "DepthwiseConv2dNativeBackpropInput"]) {
       assert.ok(info.registeredKernels.includes(name), `${name} registered`);
     }
   });
@@ -61,6 +62,30 @@ describe("wasm kernels match cpu", () => {
       }
     }
   }
+
+  for (const c of [
+    { xShape: [2, 9, 9, 3] as Shape4, filterShape: [3, 3, 3, 2] as Shape4, stride: 1, pad: "same" as const, dilation: 1 },
+    { xShape: [1, 8, 7, 4] as Shape4, filterShape: [3, 3, 4, 1] as Shape4, stride: 2, pad: "valid" as const, dilation: 1 },
+    { xShape: [3, 10, 10, 2] as Shape4, filterShape: [5, 5, 2, 3] as Shape4, stride: 2, pad: "same" as const, dilation: 1 },
+    { xShape: [2, 11, 11, 3] as Shape4, filterShape: [3, 3, 3, 1] as Shape4, stride: 1, pad: "valid" as const, dilation: 1 },
+  ]) {
+    const label = `x ${c.xShape.join("×")}, filter ${c.filterShape.join("×")}, stride ${c.stride}, ${c.pad}, dilation ${c.dilation}`;
+    const outShape = tf.backend_util.computeConv2DInfo(c.xShape, c.filterShape, c.stride, c.dilation, c.pad, undefined, true).outShape;
+    const attrs = { strides: c.stride, pad: c.pad, dilations: c.dilation };
+    it(`DepthwiseConv2dNativeBackpropFilter: ${label}`, () =>
+      assertMatchesCpu("DepthwiseConv2dNativeBackpropFilter", { x: randomTensor(c.xShape), dy: randomTensor(outShape) }, { ...attrs, filterShape: c.filterShape }));
+    it(`DepthwiseConv2dNativeBackpropInput: ${label}`, () =>
+      assertMatchesCpu("DepthwiseConv2dNativeBackpropInput", { dy: randomTensor(outShape), filter: randomTensor(c.filterShape) }, { ...attrs, inputShape: c.xShape }));
+  }
+
+  it("depthwise gradients with dilation > 1 are a clear error (TF.js's gradients do not support them)", async () => {
+    await assert.rejects(
+      runKernelOn("wasm", "DepthwiseConv2dNativeBackpropFilter", { x: randomTensor([1, 9, 9, 2]), dy: randomTensor([1, 5, 5, 2]) }, {
+        strides: 1, pad: "valid", dilations: 2, filterShape: [3, 3, 2, 1],
+      }),
+      /support dilation 1 only/,
+    );
+  });
 
   const POOL_CASES: { xShape: Shape4; window: number; stride: number; pad: "same" | "valid" }[] = [
     { xShape: [4, 26, 26, 8], window: 2, stride: 2, pad: "valid" }, // capstone pool 1
@@ -101,6 +126,21 @@ describe("wasm kernels match cpu", () => {
   ]) {
     it(`Sum over ${JSON.stringify(axis)} of ${shape.join("×")}${keepDims ? ", keepDims" : ""}`, () =>
       assertMatchesCpu("Sum", { x: randomTensor(shape) }, { axis, keepDims }));
+  }
+
+  it("Mean over leading axes (batch-norm moments), with and without keepDims", async () => {
+    await assertMatchesCpu("Mean", { x: randomTensor([4, 7, 7, 6]) }, { axis: [0, 1, 2], keepDims: true });
+    await assertMatchesCpu("Mean", { x: randomTensor([9, 5]) }, { axis: [0], keepDims: false });
+  });
+
+  for (const { shape, reps } of [
+    { shape: [1, 1, 1, 6], reps: [4, 5, 5, 1] }, // batch-norm: a channel vector over N,H,W
+    { shape: [1, 3], reps: [7, 1] },
+    { shape: [1, 1, 4], reps: [3, 1, 1] },
+    { shape: [2, 3], reps: [2, 2] }, // not a block repeat: stock kernel
+    { shape: [1, 3], reps: [2, 3] }, // trailing repeat: stock kernel
+  ]) {
+    it(`Tile ${shape.join("×")} by ${reps.join("×")}`, () => assertMatchesCpu("Tile", { x: randomTensor(shape) }, { reps }));
   }
 
   it("Mean over everything, with and without keepDims, and over one axis (stock kernel)", async () => {
@@ -168,15 +208,33 @@ describe("wasm Identity and same-dtype Cast share data safely", () => {
   });
 });
 
+/** A model without dropout (same result on both backends in training mode) using BN and a depthwise conv. */
+function batchNormDepthwiseModel(): tf.LayersModel {
+  return tf.sequential({
+    layers: [
+      tf.layers.conv2d({ inputShape: [28, 28, 1], filters: 8, kernelSize: 3, useBias: false }),
+      tf.layers.batchNormalization(),
+      tf.layers.activation({ activation: "relu" }),
+      // No biases before BN: their true gradient is 0, so only rounding noise would be compared.
+      tf.layers.depthwiseConv2d({ kernelSize: 3, depthMultiplier: 2, strides: 2, padding: "same", useBias: false }),
+      tf.layers.batchNormalization(),
+      tf.layers.activation({ activation: "relu" }),
+      tf.layers.flatten(),
+      tf.layers.dense({ units: 10, activation: "softmax" }),
+    ],
+  });
+}
+
 /** Gradients of the loss with respect to every weight, for the same weights and batch. */
-async function modelGradients(backend: string, config: ModelConfig, weights: HostTensor[], x: HostTensor, labels: Float32Array) {
+async function modelGradients(backend: string, config: ModelConfig | "bn-depthwise", weights: HostTensor[], x: HostTensor, labels: Float32Array) {
   return onBackend(backend, async () => {
-    const model = buildModel(config);
+    const model = config === "bn-depthwise" ? batchNormDepthwiseModel() : buildModel(config);
     model.setWeights(weights.map((w) => tf.tensor(w.values, w.shape)));
     const xs = tf.tensor(x.values, x.shape);
     const ys = tf.oneHot(tf.tensor1d(labels, "int32"), 10);
     const { grads } = tf.variableGrads(() =>
-      tf.losses.softmaxCrossEntropy(ys, model.apply(xs, { training: false }) as tf.Tensor) as tf.Scalar,
+      // Training mode: batch statistics in BN (these models have no dropout, or are compared without it).
+      tf.losses.softmaxCrossEntropy(ys, model.apply(xs, { training: config === "bn-depthwise" }) as tf.Tensor) as tf.Scalar,
     );
     const result = await Promise.all(model.trainableWeights.map(async (w) => (await grads[(w.read() as tf.Variable).name].data()) as Float32Array));
     tf.dispose([xs, ys, ...Object.values(grads)]);
@@ -186,11 +244,11 @@ async function modelGradients(backend: string, config: ModelConfig, weights: Hos
 }
 
 describe("whole-model gradients on wasm match cpu", () => {
-  for (const name of ["cnn3", "ann"]) {
+  for (const name of ["cnn3", "ann", "bn-depthwise"]) {
     it(`${name}: every weight's gradient`, async () => {
-      const config = presetModel(name);
+      const config = name === "bn-depthwise" ? "bn-depthwise" : presetModel(name);
       const weights = await onBackend("cpu", async () => {
-        const model = buildModel(config);
+        const model = config === "bn-depthwise" ? batchNormDepthwiseModel() : buildModel(config);
         const values = await Promise.all(model.getWeights().map(async (w) => ({ values: (await w.data()) as Float32Array, shape: w.shape })));
         model.dispose();
         return values;
