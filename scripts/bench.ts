@@ -144,24 +144,29 @@ runCommand(USAGE, async () => {
       batchSize: positiveInt(values["batch-size"], "--batch-size"),
     };
   });
-  const backend = await initBackend();
   // Progress goes to stderr so that --json output stays clean.
   const log = (line: string) => process.stderr.write(line + "\n");
+  // PyTorch first, before TF.js starts its wasm worker threads, so neither run shares the
+  // cores with the other's threads.
+  const threads = Number(process.env.TFJS_WASM_THREADS || os.availableParallelism());
+  let measuredTorch: TorchBench | undefined;
+  if (values.torch) {
+    log(`PyTorch: capstone CNN, ${threads} threads ...`);
+    measuredTorch = await benchTorch(threads, repeats, steps, batchSize);
+  }
+  const backend = await initBackend();
   log(`backend: ${describeBackend(backend)}`);
   const results: ModelBench[] = [];
   for (const name of models) results.push(await benchModel(name, repeats, steps, batchSize, log));
 
   const capstone = results.find((r) => r.model === "cnn3");
-  let torch: (TorchBench & { trainRatio: number | null; inferRatio: number | null }) | null = null;
-  if (values.torch) {
-    log(`  PyTorch: capstone CNN, ${backend.threads ?? os.availableParallelism()} threads ...`);
-    const measured = await benchTorch(backend.threads ?? os.availableParallelism(), repeats, steps, batchSize);
-    torch = {
-      ...measured,
-      trainRatio: capstone ? capstone.trainImagesPerSec / measured.trainImagesPerSec : null,
-      inferRatio: capstone ? capstone.inferImagesPerSec / measured.inferImagesPerSec : null,
-    };
-  }
+  const torch = measuredTorch
+    ? {
+        ...measuredTorch,
+        trainRatio: capstone ? capstone.trainImagesPerSec / measuredTorch.trainImagesPerSec : null,
+        inferRatio: capstone ? capstone.inferImagesPerSec / measuredTorch.inferImagesPerSec : null,
+      }
+    : null;
   const report = {
     backend: backend.name,
     threads: backend.threads,
