@@ -1,0 +1,64 @@
+/**
+ * Run records: everything needed to compare training runs and to resume one (config, seed,
+ * backend, dataset hashes, options, per-epoch history, timings, best epoch, validation and
+ * test metrics). Written atomically after every epoch.
+ */
+import { existsSync } from "node:fs";
+import { readFile } from "node:fs/promises";
+import path from "node:path";
+import type { ModelConfig } from "./models";
+import { writeJsonAtomic } from "./persist";
+import type { EpochRecord, LearningRateSchedule } from "./train";
+
+export const RECORD_FILE = "record.json";
+/** The last finished epoch, with the optimizer state: what --resume continues from. */
+export const CHECKPOINT_DIR = "checkpoint";
+/** The weights of the best validation epoch: the run's model. */
+export const BEST_MODEL_DIR = "model";
+
+export interface RunOptions {
+  epochs: number;
+  batchSize: number;
+  seed: number;
+  validationFraction: number;
+  schedule: LearningRateSchedule;
+  patience: number | null;
+  quick: boolean;
+  trainImages: number;
+  validationImages: number;
+}
+
+export interface RunRecord {
+  status: "running" | "finished";
+  model: ModelConfig;
+  parameters: number;
+  options: RunOptions;
+  backend: { name: string; threads: number | null; description: string };
+  dataset: { name: string; sha256: Record<string, string> };
+  startedAt: string;
+  updatedAt: string;
+  /** Restarts of this run with --resume, with the epoch each continued from. */
+  resumes: { at: string; fromEpoch: number }[];
+  history: EpochRecord[];
+  /** Seconds spent training (sum over epochs, across resumes). */
+  trainSeconds: number;
+  bestEpoch: number | null;
+  stoppedEarly: boolean;
+  validation: { loss: number; accuracy: number } | null;
+  /** Measured once, on the best model, when the run finishes. */
+  test: { loss: number; accuracy: number; correct: number; incorrect: number; images: number } | null;
+}
+
+export async function readRecord(dir: string): Promise<RunRecord | undefined> {
+  const file = path.join(dir, RECORD_FILE);
+  if (!existsSync(file)) return undefined;
+  try {
+    return JSON.parse(await readFile(file, "utf8")) as RunRecord;
+  } catch (error) {
+    throw new Error(`${file} is not a readable run record: ${(error as Error).message}`);
+  }
+}
+
+export async function writeRecord(dir: string, record: RunRecord): Promise<void> {
+  await writeJsonAtomic(path.join(dir, RECORD_FILE), { ...record, updatedAt: new Date().toISOString() });
+}

@@ -1,0 +1,84 @@
+/** npm run train on the real dataset in quick mode (skipped where Fashion-MNIST is absent; required in CI). */
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { execFile, spawn } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import path from "node:path";
+import { promisify } from "node:util";
+import { FASHION_MNIST, locateDataset } from "../lib/data";
+import { tempDir } from "./helpers/idx";
+
+const ROOT = path.resolve(__dirname, "..");
+const SCRIPT = ["--import", "tsx", "scripts/train.ts"];
+
+async function trainCommand(args: string[]) {
+  try {
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, [...SCRIPT, ...args], { cwd: ROOT, timeout: 300_000 });
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const e = error as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+const record = (dir: string) => JSON.parse(readFileSync(path.join(dir, "record.json"), "utf8"));
+
+describe("npm run train", async () => {
+  let skip: string | undefined;
+  try {
+    await locateDataset(FASHION_MNIST, { download: false });
+  } catch (error) {
+    skip = process.env.CI ? undefined : `real Fashion-MNIST not present: ${(error as Error).message}`;
+  }
+
+  it("a killed run resumes from its last finished epoch and finishes with test metrics", { skip }, async () => {
+    const out = path.join(tempDir(), "run");
+    const child = spawn(process.execPath, [...SCRIPT, "--model", "ann", "--quick", "--epochs", "3", "--out", out], { cwd: ROOT, stdio: "ignore" });
+    // Kill it (SIGKILL: no clean-up) as soon as one epoch is on disk.
+    const killedAfter = await new Promise<number>((resolve, reject) => {
+      const timer = setInterval(() => {
+        if (!existsSync(path.join(out, "record.json"))) return;
+        const epochs = record(out).history.length;
+        if (epochs >= 1) {
+          clearInterval(timer);
+          child.kill("SIGKILL");
+          resolve(epochs);
+        }
+      }, 50);
+      child.on("exit", () => {
+        clearInterval(timer);
+        reject(new Error("the run finished before it could be killed"));
+      });
+    });
+    const interrupted = record(out);
+    assert.equal(interrupted.status, "running");
+    assert.equal(interrupted.test, null);
+
+    const again = await trainCommand(["--model", "ann", "--out", out]);
+    assert.equal(again.code, 1);
+    assert.match(again.stderr, /already holds a run \(running\); use --resume/);
+
+    const resumed = await trainCommand(["--model", "ann", "--out", out, "--resume", "--json"]);
+    assert.equal(resumed.code, 0, resumed.stderr);
+    const finished = JSON.parse(resumed.stdout);
+    assert.equal(finished.status, "finished");
+    assert.deepEqual(finished.history.map((e: { epoch: number }) => e.epoch), [0, 1, 2]);
+    assert.equal(finished.resumes[0].fromEpoch, killedAfter);
+    assert.deepEqual(finished.history.slice(0, killedAfter), interrupted.history.slice(0, killedAfter), "finished epochs kept as they were");
+    assert.equal(finished.test.images, 10_000);
+    assert.ok(finished.test.accuracy > 0.5, `test accuracy ${finished.test.accuracy}`);
+    assert.equal(finished.dataset.sha256.trainImages, FASHION_MNIST.sha256.trainImages);
+    assert.match(resumed.stderr, new RegExp(`resuming .* after epoch ${killedAfter} of 3`));
+  });
+
+  it("rejects an unknown model and a finished run's --resume", { skip }, async () => {
+    const unknown = await trainCommand(["--model", "resnet"]);
+    assert.equal(unknown.code, 2);
+    assert.match(unknown.stderr, /Unknown model "resnet"/);
+    const out = path.join(tempDir(), "run");
+    assert.equal((await trainCommand(["--model", "ann", "--quick", "--out", out])).code, 0);
+    const again = await trainCommand(["--model", "ann", "--out", out, "--resume"]);
+    assert.equal(again.code, 1);
+    assert.match(again.stderr, /this run already finished; nothing to resume/);
+  });
+});
