@@ -14,7 +14,8 @@ export type LayerConfig =
   | { type: "flatten" }
   | { type: "dense"; units: number; activation?: Activation; l2?: number }
   | { type: "batchNorm" }
-  | { type: "activation"; activation: Activation };
+  | { type: "activation"; activation: Activation }
+  | { type: "zeroPadding2d"; padding: number };
 
 export interface ModelConfig {
   name: string;
@@ -83,6 +84,17 @@ function capstoneCnnWithBatchNorm(): ModelConfig {
   };
 }
 
+const dense = (units: number, extra: { l2?: number; activation?: Activation } = {}): LayerConfig => ({ type: "dense", units, ...extra });
+const conv = (filters: number, padding: "same" | "valid" = "valid", activation: Activation = "relu"): LayerConfig => ({
+  type: "conv2d", filters, kernelSize: 3, padding, activation,
+});
+const pool: LayerConfig = { type: "maxPool2d", poolSize: 2 };
+const dropout = (rate: number): LayerConfig => ({ type: "dropout", rate });
+const flatten: LayerConfig = { type: "flatten" };
+const softmax: LayerConfig = { type: "dense", units: NUM_CLASSES, activation: "softmax" };
+/** conv → batch norm → relu (the conv needs no activation of its own). */
+const convBn = (filters: number): LayerConfig[] => [conv(filters, "same", "linear"), { type: "batchNorm" }, { type: "activation", activation: "relu" }];
+
 /** Named reference models (DESIGN §6). */
 export const PRESET_MODELS: Record<string, ModelConfig> = {
   ann: {
@@ -99,7 +111,48 @@ export const PRESET_MODELS: Record<string, ModelConfig> = {
   cnn2: capstoneCnn(2),
   cnn3: capstoneCnn(3),
   "cnn3-bn": capstoneCnnWithBatchNorm(),
+  "ann-reg": {
+    name: "ann-reg",
+    description: "Regularised dense baseline: dense 512 relu with L2 1e-4, dropout 0.3",
+    inputShape: IMAGE_SHAPE,
+    layers: [flatten, dense(512, { l2: 1e-4 }), dropout(0.3), softmax],
+  },
+  "cnn-3conv-4dense": {
+    name: "cnn-3conv-4dense",
+    description: "A reference study's CNN: 3 conv layers (32/64/128) and 4 dense layers (256/128/64/10)",
+    inputShape: IMAGE_SHAPE,
+    layers: [conv(32), pool, conv(64), pool, conv(128), flatten, dense(256), dense(128), dense(64), softmax],
+  },
+  "cnn-pad-l2": {
+    name: "cnn-pad-l2",
+    description: "A reference study's CNN: zero padding 2, conv 32/64 (tunable), dropout after flatten, L2 on the last two dense layers",
+    inputShape: IMAGE_SHAPE,
+    layers: [
+      { type: "zeroPadding2d", padding: 2 },
+      conv(32), pool, conv(64), pool, flatten, dropout(0.3),
+      dense(128, { l2: 1e-3 }),
+      { type: "dense", units: NUM_CLASSES, activation: "softmax", l2: 1e-3 },
+    ],
+  },
+  "cnn-bn-wide": {
+    name: "cnn-bn-wide",
+    description: "This project's stronger CNN: two blocks of two 'same' 3×3 convs with batch norm (32, 64 filters), pooling and dropout, dense 128 with batch norm",
+    inputShape: IMAGE_SHAPE,
+    layers: [
+      ...convBn(32), ...convBn(32), pool, dropout(0.2),
+      ...convBn(64), ...convBn(64), pool, dropout(0.3),
+      flatten, dense(128, { activation: "linear" }), { type: "batchNorm" }, { type: "activation", activation: "relu" }, dropout(0.4),
+      softmax,
+    ],
+  },
 };
+
+/** A Keras-style summary (layers, output shapes, parameter counts), from TF.js's own. */
+export function modelSummary(model: tf.LayersModel): string {
+  const lines: string[] = [];
+  model.summary(100, undefined, (line: string) => lines.push(line));
+  return lines.join("\n");
+}
 
 export function presetModel(name: string): ModelConfig {
   const config = PRESET_MODELS[name];
@@ -129,6 +182,8 @@ function buildLayer(layer: LayerConfig, index: number): tf.layers.Layer {
       return tf.layers.flatten({ name });
     case "batchNorm":
       return tf.layers.batchNormalization({ name });
+    case "zeroPadding2d":
+      return tf.layers.zeroPadding2d({ name, padding: layer.padding });
     case "activation":
       return tf.layers.activation({ name, activation: layer.activation });
     case "dense":

@@ -1,7 +1,7 @@
 import { before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { initBackend, tf } from "../lib/backend";
-import { buildModel, presetModel, PRESET_MODELS, type ModelConfig } from "../lib/models";
+import { buildModel, modelSummary, presetModel, PRESET_MODELS, type ModelConfig } from "../lib/models";
 
 describe("model configs", () => {
   before(async () => {
@@ -21,6 +21,26 @@ describe("model configs", () => {
     model.dispose();
   });
 
+  it("has the reference studies' parameter counts for cnn1, cnn2 and the 3-conv + 4-dense CNN", () => {
+    // By hand: conv 3×3×1×32+32 = 320; 13·13·32 = 5,408 → dense 128: 692,352; dense 10: 1,290.
+    const expected: Record<string, number> = {
+      cnn1: 320 + 692_352 + 1_290,
+      cnn2: 320 + 18_496 + (5 * 5 * 64 * 128 + 128) + 1_290,
+      "cnn-3conv-4dense": 320 + 18_496 + 73_856 + (1_152 * 256 + 256) + (256 * 128 + 128) + (128 * 64 + 64) + (64 * 10 + 10),
+    };
+    for (const [name, count] of Object.entries(expected)) {
+      const model = buildModel(presetModel(name));
+      assert.equal(model.countParams(), count, name);
+      model.dispose();
+    }
+  });
+
+  it("summarises a model like Keras: layers, output shapes, parameter counts", () => {
+    const summary = modelSummary(buildModel(presetModel("cnn3")));
+    assert.match(summary, /conv2d_1 \(Conv2D\)\s+\[\[null,28,28,1\]\]\s+\[null,26,26,32\]\s+320/);
+    assert.match(summary, /Total params: 241546/);
+  });
+
   it("builds every preset from its JSON form", () => {
     for (const config of Object.values(PRESET_MODELS)) {
       const roundTripped = JSON.parse(JSON.stringify(config)) as ModelConfig;
@@ -31,7 +51,7 @@ describe("model configs", () => {
   });
 
   it("rejects an unknown model name and lists the known ones", () => {
-    assert.throws(() => presetModel("resnet"), /Unknown model "resnet"; known models: ann, cnn1, cnn2, cnn3, cnn3-bn/);
+    assert.throws(() => presetModel("resnet"), /Unknown model "resnet"; known models: ann, cnn1, cnn2, cnn3, cnn3-bn, ann-reg, cnn-3conv-4dense, cnn-pad-l2, cnn-bn-wide/);
   });
 
   it("trains a small conv net on wasm: the loss decreases and no tensors leak", async () => {
