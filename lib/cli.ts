@@ -19,10 +19,15 @@ export function parseCommandLine<T extends NonNullable<ParseArgsConfig["options"
 }
 
 /**
- * Runs a command's main function: on failure prints `error: <message>` on stderr (the usage
- * too for a UsageError) and exits non-zero, so no entry point ever fails silently.
+ * Runs a command's main function (or prints the usage for --help / -h): on failure prints
+ * `error: <message>` on stderr (the usage too for a UsageError) and exits non-zero, so no
+ * entry point ever fails silently.
  */
-export function runCommand(usage: string, main: () => Promise<void>): void {
+export function runCommand(usage: string, main: () => Promise<void>, argv: string[] = process.argv.slice(2)): void {
+  if (argv.includes("--help") || argv.includes("-h")) {
+    process.stdout.write(usage + "\n");
+    return;
+  }
   main().then(
     () => {
       process.exitCode = process.exitCode ?? 0;

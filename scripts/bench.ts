@@ -126,14 +126,9 @@ runCommand(USAGE, async () => {
       steps: { type: "string", default: "5" },
       "batch-size": { type: "string", default: "128" },
       torch: { type: "boolean", default: false },
-      help: { type: "boolean", short: "h", default: false },
     },
     process.argv.slice(2),
   );
-  if (values.help) {
-    process.stdout.write(USAGE + "\n");
-    return;
-  }
   const { models, repeats, steps, batchSize } = usageCheck(() => {
     const names = values.models.split(",").map((s) => s.trim()).filter(Boolean);
     names.forEach(presetModel);

@@ -84,14 +84,9 @@ runCommand(USAGE, async () => {
       json: { type: "boolean", default: false },
       "skip-checksum": { type: "boolean", default: false },
       "no-download": { type: "boolean", default: false },
-      help: { type: "boolean", short: "h", default: false },
     },
     process.argv.slice(2),
   );
-  if (values.help) {
-    process.stdout.write(USAGE + "\n");
-    return;
-  }
   const spec = usageCheck(() => datasetSpec(values.dataset));
   const started = performance.now();
   const data = await loadDataset(spec, {

@@ -70,14 +70,9 @@ runCommand(USAGE, async () => {
       only: { type: "string" },
       timeout: { type: "string" },
       json: { type: "boolean", default: false },
-      help: { type: "boolean", short: "h", default: false },
     },
     process.argv.slice(2),
   );
-  if (values.help) {
-    process.stdout.write(USAGE + "\n");
-    return;
-  }
   const mode = values.quick ? "quick" : "full";
   const timeout = usageCheck(() => {
     const seconds = Number(values.timeout ?? (values.quick ? 600 : 7200));

@@ -82,14 +82,9 @@ runCommand(USAGE, async () => {
       quick: { type: "boolean", default: false },
       resume: { type: "boolean", default: false },
       json: { type: "boolean", default: false },
-      help: { type: "boolean", short: "h", default: false },
     },
     process.argv.slice(2),
   );
-  if (values.help) {
-    process.stdout.write(USAGE + "\n");
-    return;
-  }
   if (!values.model) throw new UsageError("--model is required.");
   const config = await modelConfig(values.model);
   const options = usageCheck(() => {

@@ -61,6 +61,12 @@ describe("npm run data", () => {
     assert.match(result.stderr, /SHA-256 of the decompressed content is/);
   });
 
+  it("prints the usage for --help and exits 0", async () => {
+    const help = await dataCommand(["--help"], {});
+    assert.equal(help.code, 0);
+    assert.match(help.stdout, /^Usage: npm run data -- \[--dataset fashion\|mnist\]/);
+  });
+
   it("exits 2 with the usage on a bad option or dataset name", async () => {
     const unknown = await dataCommand(["--frobnicate"], {});
     assert.equal(unknown.code, 2);
