@@ -44,6 +44,12 @@ function positive(value: string, flag: string, integer = true): number {
   return n;
 }
 
+function integer(value: string, flag: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n)) throw new Error(`${flag} must be an integer, got "${value}".`);
+  return n;
+}
+
 async function modelConfig(spec: string): Promise<ModelConfig> {
   if (!spec.endsWith(".json")) return usageCheck(() => presetModel(spec));
   if (!existsSync(spec)) throw new UsageError(`--model ${spec}: no such file.`);
@@ -94,7 +100,7 @@ runCommand(USAGE, async () => {
     return {
       epochs,
       batchSize: positive(values["batch-size"], "--batch-size"),
-      seed: Number.isInteger(Number(values.seed)) ? Number(values.seed) : positive(values.seed, "--seed"),
+      seed: integer(values.seed, "--seed"),
       validationFraction,
       schedule: scheduleFor(values.schedule, positive(values.lr, "--lr", false), epochs),
       patience: values.patience ? positive(values.patience, "--patience") : null,
