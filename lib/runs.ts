@@ -7,7 +7,7 @@ import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import type { ModelConfig } from "./models";
-import { writeJsonAtomic } from "./persist";
+import { MODEL_FILE, writeJsonAtomic } from "./persist";
 import type { EpochRecord, LearningRateSchedule } from "./train";
 
 export const RECORD_FILE = "record.json";
@@ -61,4 +61,18 @@ export async function readRecord(dir: string): Promise<RunRecord | undefined> {
 
 export async function writeRecord(dir: string, record: RunRecord): Promise<void> {
   await writeJsonAtomic(path.join(dir, RECORD_FILE), { ...record, updatedAt: new Date().toISOString() });
+}
+
+/**
+ * A model folder from what a user passes as --model: a run folder (its best model, plus its
+ * record) or a folder holding model.json itself.
+ */
+export async function resolveModelDir(dir: string): Promise<{ modelDir: string; record?: RunRecord }> {
+  const resolved = path.resolve(dir);
+  if (!existsSync(resolved)) throw new Error(`${resolved} does not exist: pass a run folder (runs/NAME) or a saved model folder.`);
+  if (existsSync(path.join(resolved, MODEL_FILE))) return { modelDir: resolved, record: await readRecord(path.dirname(resolved)) };
+  const record = await readRecord(resolved);
+  const best = path.join(resolved, BEST_MODEL_DIR);
+  if (existsSync(path.join(best, MODEL_FILE))) return { modelDir: best, record };
+  throw new Error(`${resolved} holds neither ${MODEL_FILE} nor a run's ${BEST_MODEL_DIR}/${MODEL_FILE}.`);
 }

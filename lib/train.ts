@@ -220,3 +220,13 @@ export function evaluate(model: tf.LayersModel, data: TrainingData, batchSize: n
   tf.dispose(result);
   return [values[0], values[1]];
 }
+
+/** Class probabilities as a flat row-major [N × classes] array (inference mode, in batches). */
+export function predictProbabilities(model: tf.LayersModel, x: tf.Tensor4D, batchSize = 256): Float32Array {
+  const output = model.predict(x, { batchSize }) as tf.Tensor;
+  try {
+    return output.dataSync() as Float32Array;
+  } finally {
+    output.dispose();
+  }
+}

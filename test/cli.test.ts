@@ -1,26 +1,11 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
-import path from "node:path";
-import { promisify } from "node:util";
 import { idxLabels, tempDir, writeSyntheticDataset } from "./helpers/idx";
+import { runScript } from "./helpers/scripts";
 
-const run = promisify(execFile);
-const ROOT = path.resolve(__dirname, "..");
 
 /** Runs `npm run data -- args` the way npm does (tsx), with the given environment. */
-async function dataCommand(args: string[], env: NodeJS.ProcessEnv) {
-  try {
-    const { stdout, stderr } = await run(process.execPath, ["--import", "tsx", "scripts/data.ts", ...args], {
-      cwd: ROOT,
-      env: { ...process.env, ...env },
-    });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const e = error as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+const dataCommand = (args: string[], env: NodeJS.ProcessEnv) => runScript("data.ts", args, { ...process.env, ...env });
 
 describe("npm run data", () => {
   it("prints counts, pixel statistics and hashes as JSON", async () => {

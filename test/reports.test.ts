@@ -11,26 +11,15 @@ import path from "node:path";
 import { promisify } from "node:util";
 import { countFigures, findChromium, renderedDom } from "../lib/browser";
 import { findJupyterPython, missingPrerequisites } from "../lib/jupyter";
+import { ROOT, runScript } from "./helpers/scripts";
 
-const ROOT = path.resolve(__dirname, "..");
 const FIXTURES = path.join(ROOT, "test", "fixtures", "notebooks");
 const missing = missingPrerequisites();
 const skipJupyter = !process.env.CI && missing.length > 0 ? `notebook prerequisites missing: ${missing.join("; ")}` : undefined;
 const skipChromium = !process.env.CI && !findChromium() ? "no Chromium here" : skipJupyter;
 
-async function runReports(args: string[], reportsDir: string) {
-  try {
-    const { stdout, stderr } = await promisify(execFile)(process.execPath, ["--import", "tsx", "scripts/reports.ts", ...args], {
-      cwd: ROOT,
-      env: { ...process.env, NOTEBOOKS_DIR: FIXTURES, REPORTS_DIR: reportsDir },
-      timeout: 300_000,
-    });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const e = error as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+const runReports = (args: string[], reportsDir: string) =>
+  runScript("reports.ts", args, { ...process.env, NOTEBOOKS_DIR: FIXTURES, REPORTS_DIR: reportsDir });
 
 describe("npm start (report runner) on fixture notebooks", () => {
   const reportsDir = mkdtempSync(path.join(os.tmpdir(), "reports-"));

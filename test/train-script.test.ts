@@ -1,25 +1,16 @@
 /** npm run train on the real dataset in quick mode (skipped where Fashion-MNIST is absent; required in CI). */
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { execFile, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
-import { promisify } from "node:util";
 import { FASHION_MNIST, locateDataset } from "../lib/data";
 import { tempDir } from "./helpers/idx";
+import { ROOT, runScript } from "./helpers/scripts";
 
-const ROOT = path.resolve(__dirname, "..");
 const SCRIPT = ["--import", "tsx", "scripts/train.ts"];
 
-async function trainCommand(args: string[]) {
-  try {
-    const { stdout, stderr } = await promisify(execFile)(process.execPath, [...SCRIPT, ...args], { cwd: ROOT, timeout: 300_000 });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const e = error as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+const trainCommand = (args: string[]) => runScript("train.ts", args);
 
 const record = (dir: string) => JSON.parse(readFileSync(path.join(dir, "record.json"), "utf8"));
 
