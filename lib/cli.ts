@@ -13,9 +13,9 @@ export function usageCheck<T>(check: () => T): T {
   }
 }
 
-/** Parses argv strictly (unknown flags and stray positionals are usage errors). */
-export function parseCommandLine<T extends NonNullable<ParseArgsConfig["options"]>>(options: T, argv: string[]) {
-  return usageCheck(() => parseArgs({ args: argv, options, strict: true, allowPositionals: false }));
+/** Parses argv strictly (unknown flags, and positionals unless allowed, are usage errors). */
+export function parseCommandLine<T extends NonNullable<ParseArgsConfig["options"]>>(options: T, argv: string[], allowPositionals = false) {
+  return usageCheck(() => parseArgs({ args: argv, options, strict: true, allowPositionals }));
 }
 
 /**

@@ -1,0 +1,78 @@
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { createCanvas, loadImage } from "@napi-rs/canvas";
+import { imageFileTo28x28, imageGridPng } from "../lib/images";
+
+/** RGBA pixels of a PNG, read back with the same library's decoder. */
+async function decode(png: Buffer): Promise<{ width: number; height: number; data: Uint8ClampedArray }> {
+  const image = await loadImage(png);
+  const context = createCanvas(image.width, image.height).getContext("2d");
+  context.drawImage(image, 0, 0);
+  return { width: image.width, height: image.height, data: context.getImageData(0, 0, image.width, image.height).data };
+}
+
+describe("images", () => {
+  it("a grid PNG: cells of the right size, garments dark on white, mistakes framed in red", async () => {
+    const bright = new Array(4).fill(255);
+    const png = imageGridPng(
+      [
+        { pixels: bright, caption: "a" },
+        { pixels: bright, caption: "b", highlight: true },
+        { pixels: bright, caption: "c" },
+      ],
+      { height: 2, width: 2, columns: 2, scale: 3 },
+    );
+    const { width, height, data } = await decode(png);
+    // Cells are at least 70 + 8 wide; 2·3 + 13 + 10 high; 3 images in 2 columns → 2 rows.
+    assert.deepEqual([width, height], [2 * 78, 2 * 29]);
+    const at = (x: number, y: number) => [...data.subarray(4 * (y * width + x), 4 * (y * width + x) + 3)];
+    const left = (78 - 6) / 2;
+    assert.deepEqual(at(left + 1, 5), [0, 0, 0], "a bright pixel is drawn black");
+    assert.deepEqual(at(1, 1), [255, 255, 255], "the background is white");
+    assert.deepEqual(at(78 + left - 1, 4), [0xd6, 0x27, 0x28], "the highlighted cell has a red frame");
+    assert.throws(() => imageGridPng([{ pixels: [1], caption: "x" }], { height: 2, width: 2, columns: 1 }), /"x" has 1 pixels, expected 4/);
+    assert.throws(() => imageGridPng([], { height: 2, width: 2, columns: 1 }), /no images/);
+  });
+
+  it("a dark object on a light, wide picture becomes a light object on black, centred in 28×28", async () => {
+    const canvas = createCanvas(112, 56);
+    const context = canvas.getContext("2d");
+    context.fillStyle = "#ffffff";
+    context.fillRect(0, 0, 112, 56);
+    context.fillStyle = "#000080"; // dark blue square in the middle
+    context.fillRect(40, 12, 32, 32);
+    const converted = await imageFileTo28x28(canvas.toBuffer("image/png"));
+    assert.equal(converted.inverted, true);
+    assert.deepEqual([converted.originalWidth, converted.originalHeight], [112, 56]);
+    const pixel = (x: number, y: number) => converted.pixels[y * 28 + x];
+    // Scale 1/4: the picture fills rows 7–20; the square maps to columns 10–17, rows 10–17.
+    assert.ok(pixel(14, 14) > 200, `centre ${pixel(14, 14)}`);
+    assert.equal(pixel(1, 1), 0, "padding above the picture is background");
+    assert.equal(pixel(2, 14), 0, "the light background is inverted to black");
+  });
+
+  it("a picture with a dark background is kept as it is; transparency counts as background", async () => {
+    const canvas = createCanvas(28, 28);
+    const context = canvas.getContext("2d");
+    context.fillStyle = "#000000";
+    context.fillRect(0, 0, 28, 28);
+    context.fillStyle = "#ffffff";
+    context.fillRect(10, 10, 8, 8);
+    const dark = await imageFileTo28x28(canvas.toBuffer("image/jpeg"));
+    assert.equal(dark.inverted, false);
+    assert.ok(dark.pixels[14 * 28 + 14] > 240 && dark.pixels[0] < 15);
+
+    const transparent = createCanvas(28, 28);
+    const tctx = transparent.getContext("2d");
+    tctx.fillStyle = "#000000";
+    tctx.fillRect(10, 10, 8, 8); // opaque black square, the rest transparent (= white)
+    const converted = await imageFileTo28x28(transparent.toBuffer("image/png"));
+    assert.equal(converted.inverted, true);
+    assert.equal(converted.pixels[14 * 28 + 14], 255);
+    assert.equal(converted.pixels[0], 0);
+  });
+
+  it("something that is not a picture is a clear error", async () => {
+    await assert.rejects(imageFileTo28x28(Buffer.from("hello")), /not a readable PNG or JPEG image/);
+  });
+});
