@@ -6,6 +6,7 @@
 import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
+import type { AugmentConfig } from "./augment";
 import type { ModelConfig } from "./models";
 import { MODEL_FILE, writeJsonAtomic } from "./persist";
 import type { EpochRecord, LearningRateSchedule } from "./train";
@@ -24,6 +25,8 @@ export interface RunOptions {
   schedule: LearningRateSchedule;
   patience: number | null;
   quick: boolean;
+  /** On-the-fly augmentation of training batches (absent in records older than it). */
+  augment?: AugmentConfig | null;
   trainImages: number;
   validationImages: number;
 }

@@ -12,6 +12,7 @@ import { promisify } from "node:util";
 import { performance } from "node:perf_hooks";
 import { describeBackend, initBackend, tf } from "../lib/backend";
 import { formatCount, parseCommandLine, runCommand, textTable, usageCheck } from "../lib/cli";
+import { augmenter, STANDARD_AUGMENTATION } from "../lib/augment";
 import { buildModel, presetModel } from "../lib/models";
 
 const USAGE = `Usage: npm run bench -- [--json] [--models cnn3,ann,cnn3-bn] [--repeats N] [--steps N] [--batch-size N] [--torch]
@@ -32,8 +33,11 @@ interface ModelBench {
   parameters: number;
   batchSize: number;
   trainImagesPerSec: number;
+  /** Training steps that also augment each batch on the fly (STANDARD_AUGMENTATION). */
+  trainAugmentedImagesPerSec: number;
   inferImagesPerSec: number;
   trainRepeats: number[];
+  trainAugmentedRepeats: number[];
   inferRepeats: number[];
 }
 
@@ -52,13 +56,18 @@ function positiveInt(value: string, flag: string): number {
 async function benchModel(name: string, repeats: number, steps: number, batchSize: number, log: (s: string) => void): Promise<ModelBench> {
   const model = buildModel(presetModel(name));
   // Random pixels and labels: the content does not change the work done.
-  const xs = tf.randomUniform([batchSize, 28, 28, 1]);
+  const xs = tf.randomUniform([batchSize, 28, 28, 1]) as tf.Tensor4D;
   const ys = tf.randomUniform([batchSize], 0, 10, "int32").toFloat();
   const inferX = tf.randomUniform([batchSize * steps, 28, 28, 1]);
 
-  const trainOnce = async () => {
+  const augment = augmenter(STANDARD_AUGMENTATION, 1);
+  const trainOnce = async (augmented: boolean) => {
     const started = performance.now();
-    for (let step = 0; step < steps; step++) await model.trainOnBatch(xs, ys);
+    for (let step = 0; step < steps; step++) {
+      const batch = augmented ? augment(xs, 0, step) : xs;
+      await model.trainOnBatch(batch, ys);
+      if (batch !== xs) batch.dispose();
+    }
     return (steps * batchSize) / ((performance.now() - started) / 1000);
   };
   const inferOnce = async () => {
@@ -69,27 +78,54 @@ async function benchModel(name: string, repeats: number, steps: number, batchSiz
     return (steps * batchSize) / ((performance.now() - started) / 1000);
   };
 
-  await trainOnce(); // warm-up: kernels set up, optimizer state created
+  await trainOnce(true); // warm-up: kernels set up, optimizer state created
   await inferOnce();
   const trainRepeats: number[] = [];
+  const trainAugmentedRepeats: number[] = [];
   const inferRepeats: number[] = [];
   for (let r = 0; r < repeats; r++) {
-    trainRepeats.push(await trainOnce());
+    trainRepeats.push(await trainOnce(false));
+    trainAugmentedRepeats.push(await trainOnce(true));
     inferRepeats.push(await inferOnce());
-    log(`  ${name} repeat ${r + 1}/${repeats}: train ${trainRepeats[r].toFixed(0)} img/s, infer ${inferRepeats[r].toFixed(0)} img/s`);
+    log(
+      `  ${name} repeat ${r + 1}/${repeats}: train ${trainRepeats[r].toFixed(0)} img/s, with augmentation ${trainAugmentedRepeats[r].toFixed(0)}, ` +
+        `infer ${inferRepeats[r].toFixed(0)} img/s`,
+    );
   }
   const result = {
     model: name,
     parameters: model.countParams(),
     batchSize,
     trainImagesPerSec: median(trainRepeats),
+    trainAugmentedImagesPerSec: median(trainAugmentedRepeats),
     inferImagesPerSec: median(inferRepeats),
     trainRepeats,
+    trainAugmentedRepeats,
     inferRepeats,
   };
   tf.dispose([xs, ys, inferX]);
   model.dispose();
   return result;
+}
+
+/** The augmentation pipeline alone (STANDARD_AUGMENTATION), images per second. */
+async function benchAugmentation(repeats: number, steps: number, batchSize: number): Promise<{ imagesPerSec: number; repeats: number[] }> {
+  const xs = tf.randomUniform([batchSize, 28, 28, 1]) as tf.Tensor4D;
+  const augment = augmenter(STANDARD_AUGMENTATION, 1);
+  const once = async () => {
+    const started = performance.now();
+    for (let step = 0; step < steps; step++) {
+      const out = augment(xs, 0, step);
+      await out.data();
+      out.dispose();
+    }
+    return (steps * batchSize) / ((performance.now() - started) / 1000);
+  };
+  await once();
+  const measured: number[] = [];
+  for (let r = 0; r < repeats; r++) measured.push(await once());
+  xs.dispose();
+  return { imagesPerSec: median(measured), repeats: measured };
 }
 
 interface TorchBench {
@@ -153,6 +189,7 @@ runCommand(USAGE, async () => {
   log(`backend: ${describeBackend(backend)}`);
   const results: ModelBench[] = [];
   for (const name of models) results.push(await benchModel(name, repeats, steps, batchSize, log));
+  const augmentation = { pipeline: STANDARD_AUGMENTATION, ...(await benchAugmentation(repeats, steps, batchSize)) };
 
   const capstone = results.find((r) => r.model === "cnn3");
   const torch = measuredTorch
@@ -173,6 +210,7 @@ runCommand(USAGE, async () => {
     trainImagesPerSec: capstone?.trainImagesPerSec ?? null,
     inferImagesPerSec: capstone?.inferImagesPerSec ?? null,
     models: results,
+    augmentation,
     torch,
   };
   if (values.json) {
@@ -185,9 +223,14 @@ runCommand(USAGE, async () => {
         `median of ${repeats} repeats of ${steps} batches after a warm-up.`,
       "",
       textTable(
-        ["model", "parameters", "train img/s", "infer img/s"],
-        results.map((r) => [r.model, formatCount(r.parameters), r.trainImagesPerSec.toFixed(0), r.inferImagesPerSec.toFixed(0)]),
+        ["model", "parameters", "train img/s", "train+augment img/s", "infer img/s"],
+        results.map((r) => [
+          r.model, formatCount(r.parameters), r.trainImagesPerSec.toFixed(0),
+          `${r.trainAugmentedImagesPerSec.toFixed(0)} (${(r.trainAugmentedImagesPerSec / r.trainImagesPerSec).toFixed(2)}×)`, r.inferImagesPerSec.toFixed(0),
+        ]),
       ),
+      "",
+      `Augmentation alone (flip, shift ≤ 2 px, random erasing): ${augmentation.imagesPerSec.toFixed(0)} img/s.`,
       ...(torch
         ? [
             "",

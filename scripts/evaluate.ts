@@ -1,5 +1,5 @@
 /**
- * npm run evaluate -- --model DIR [--dataset fashion|mnist] [--json]
+ * npm run evaluate -- --model DIR [--dataset fashion|mnist] [--tta] [--json]
  * npm run evaluate -- --predictions FILE.csv [--dataset fashion|mnist] [--json]
  *
  * Metrics on the test split for a saved model (a run folder or a model folder), or for
@@ -9,6 +9,7 @@
  */
 import { readFile } from "node:fs/promises";
 import path from "node:path";
+import { predictWithTta, TTA_VIEWS } from "../lib/augment";
 import { describeBackend, initBackend, tf } from "../lib/backend";
 import { parseCommandLine, runCommand, textTable, UsageError } from "../lib/cli";
 import { parseLabelCsv } from "../lib/csv";
@@ -26,6 +27,8 @@ const USAGE = `Usage: npm run evaluate -- (--model DIR | --predictions FILE.csv)
   --predictions FILE   a CSV with a header and columns true,pred (class indices or names)
   --dataset NAME       ${DATASET_NAMES.join(" or ")} (default: the run's dataset, else fashion)
   --batch-size N       images per inference batch (default 256)
+  --tta                with --model: average the predictions over the image, its mirror and
+                       1-pixel shifts left and right (test-time augmentation)
   --json               print JSON for machines`;
 
 runCommand(USAGE, async () => {
@@ -35,11 +38,13 @@ runCommand(USAGE, async () => {
       predictions: { type: "string" },
       dataset: { type: "string" },
       "batch-size": { type: "string", default: "256" },
+      tta: { type: "boolean", default: false },
       json: { type: "boolean", default: false },
     },
     process.argv.slice(2),
   );
   if (Boolean(values.model) === Boolean(values.predictions)) throw new UsageError("Pass exactly one of --model DIR or --predictions FILE.csv.");
+  if (values.tta && !values.model) throw new UsageError("--tta needs --model: it changes how the model predicts.");
   if (values.dataset && !(DATASET_NAMES as readonly string[]).includes(values.dataset)) {
     throw new UsageError(`--dataset must be one of ${DATASET_NAMES.join(", ")}, got "${values.dataset}".`);
   }
@@ -71,7 +76,7 @@ runCommand(USAGE, async () => {
     log(`evaluating ${modelDir} on the ${data.title} test split (${data.test.count} images)`);
     const x = toImageTensor(data.test);
     const started = performance.now();
-    const probabilities = predictProbabilities(model, x, batchSize);
+    const probabilities = values.tta ? predictWithTta(model, x, batchSize) : predictProbabilities(model, x, batchSize);
     const seconds = (performance.now() - started) / 1000;
     tf.dispose([x]);
     model.dispose();
@@ -82,6 +87,7 @@ runCommand(USAGE, async () => {
     modelExtras = {
       top2Accuracy: topKAccuracy(probabilities, yTrue, classNames.length, 2),
       expectedCalibrationError: calibrated.ece,
+      testTimeAugmentation: values.tta ? TTA_VIEWS : null,
       backend: { name: backend.name, threads: backend.threads },
       inferenceImagesPerSecond: data.test.count / seconds,
     };

@@ -1,7 +1,7 @@
 /**
  * npm run train -- --model NAME|config.json [--epochs N] [--batch-size N] [--seed N]
  *   [--lr RATE] [--schedule constant|step|one-cycle] [--patience N] [--validation FRACTION]
- *   [--out DIR] [--quick] [--resume] [--json]
+ *   [--augment standard|FILE.json] [--out DIR] [--quick] [--resume] [--json]
  *
  * Trains one model on Fashion-MNIST with a stratified validation split taken from the
  * training set; after every epoch writes a checkpoint and the run record (atomically), and
@@ -12,6 +12,7 @@ import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { SingleBar } from "cli-progress";
+import { augmenter, STANDARD_AUGMENTATION, validateAugmentConfig, type AugmentConfig } from "../lib/augment";
 import { describeBackend, initBackend, tf } from "../lib/backend";
 import { parseCommandLine, runCommand, textTable, usageCheck, UsageError } from "../lib/cli";
 import { loadDataset } from "../lib/data";
@@ -28,7 +29,9 @@ const USAGE = `Usage: npm run train -- --model NAME|config.json [options]
   --batch-size N      default 128
   --seed N            default 42 (split, shuffling)
   --lr RATE           peak learning rate, default 0.001 (Adam)
-  --schedule KIND     constant (default), step (×0.5 every 5 epochs), one-cycle
+  --schedule KIND     constant (default), step (×0.5 every quarter of the epochs), one-cycle
+  --augment WHAT      augment training batches on the fly: "standard" (flip, shift ≤ 2 px,
+                      random erasing) or a JSON augmentation config (lib/augment.ts); default none
   --patience N        early stopping on validation loss, restoring the best weights
   --validation F      validation fraction of the training set, default 0.1
   --out DIR           default runs/<model>-seed<seed>
@@ -60,6 +63,15 @@ async function modelConfig(spec: string): Promise<ModelConfig> {
   return config;
 }
 
+async function augmentationConfig(spec: string | undefined): Promise<AugmentConfig | null> {
+  if (spec === undefined || spec === "none") return null;
+  if (spec === "standard") return STANDARD_AUGMENTATION;
+  if (!spec.endsWith(".json")) throw new UsageError(`--augment must be standard, none or a .json config, got "${spec}".`);
+  if (!existsSync(spec)) throw new UsageError(`--augment ${spec}: no such file.`);
+  const config = JSON.parse(await readFile(spec, "utf8")) as AugmentConfig;
+  return usageCheck(() => validateAugmentConfig(config));
+}
+
 function scheduleFor(kind: string, rate: number, epochs: number): LearningRateSchedule {
   switch (kind) {
     case "constant":
@@ -83,6 +95,7 @@ runCommand(USAGE, async () => {
       lr: { type: "string", default: "0.001" },
       schedule: { type: "string", default: "constant" },
       patience: { type: "string" },
+      augment: { type: "string" },
       validation: { type: "string", default: "0.1" },
       out: { type: "string" },
       quick: { type: "boolean", default: false },
@@ -93,6 +106,7 @@ runCommand(USAGE, async () => {
   );
   if (!values.model) throw new UsageError("--model is required.");
   const config = await modelConfig(values.model);
+  const augment = await augmentationConfig(values.augment);
   const options = usageCheck(() => {
     const epochs = values.epochs ? positive(values.epochs, "--epochs") : values.quick ? 1 : 20;
     const validationFraction = positive(values.validation, "--validation", false);
@@ -105,6 +119,7 @@ runCommand(USAGE, async () => {
       schedule: scheduleFor(values.schedule, positive(values.lr, "--lr", false), epochs),
       patience: values.patience ? positive(values.patience, "--patience") : null,
       quick: values.quick,
+      augment,
     };
   });
   const outDir = path.resolve(values.out ?? path.join("runs", `${config.name}-seed${options.seed}`));
@@ -173,6 +188,7 @@ runCommand(USAGE, async () => {
     seed: options.seed,
     schedule: options.schedule,
     earlyStopping: options.patience ? { patience: options.patience } : undefined,
+    augment: options.augment ? augmenter(options.augment, options.seed) : undefined,
     startEpoch: record.history.length,
     previousHistory: record.history,
     onBatchEnd: (p) => {

@@ -53,6 +53,9 @@ describe("npm run evaluate", async () => {
     const bad = await runScript("evaluate.ts", ["--predictions", csv]);
     assert.equal(bad.code, 1);
     assert.match(bad.stderr, /line 2: "11" is not a class/);
+    const ttaWithoutModel = await runScript("evaluate.ts", ["--predictions", csv, "--tta"]);
+    assert.equal(ttaWithoutModel.code, 2);
+    assert.match(ttaWithoutModel.stderr, /--tta needs --model/);
     const noModel = await runScript("evaluate.ts", ["--model", tempDir()]);
     assert.equal(noModel.code, 1);
     assert.match(noModel.stderr, /holds neither model\.json nor a run's model\/model\.json/);
@@ -82,5 +85,12 @@ describe("npm run evaluate", async () => {
     assert.ok(output.accuracyInterval95.lower <= output.accuracy && output.accuracy <= output.accuracyInterval95.upper);
     assert.ok(output.top2Accuracy >= output.accuracy);
     assert.ok(output.expectedCalibrationError >= 0 && output.expectedCalibrationError <= 1);
+    assert.equal(output.testTimeAugmentation, null);
+
+    const tta = await runScript("evaluate.ts", ["--model", dir, "--json", "--tta"]);
+    assert.equal(tta.code, 0, tta.stderr);
+    const withTta = JSON.parse(tta.stdout);
+    assert.equal(withTta.testTimeAugmentation.length, 4);
+    assert.notEqual(withTta.accuracy, output.accuracy, "averaging over views changes an untrained model's predictions");
   });
 });

@@ -2,8 +2,9 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
+import { STANDARD_AUGMENTATION } from "../lib/augment";
 import { FASHION_MNIST, locateDataset } from "../lib/data";
 import { tempDir } from "./helpers/idx";
 import { ROOT, runScript } from "./helpers/scripts";
@@ -71,5 +72,20 @@ describe("npm run train", async () => {
     const again = await trainCommand(["--model", "ann", "--out", out, "--resume"]);
     assert.equal(again.code, 1);
     assert.match(again.stderr, /this run already finished; nothing to resume/);
+  });
+
+  it("--augment standard trains on augmented batches and records the pipeline; a bad config is a usage error", { skip }, async () => {
+    const out = path.join(tempDir(), "run");
+    const result = await trainCommand(["--model", "ann", "--quick", "--augment", "standard", "--out", out]);
+    assert.equal(result.code, 0, result.stderr);
+    assert.deepEqual(record(out).options.augment, STANDARD_AUGMENTATION);
+    const bogus = await trainCommand(["--model", "ann", "--quick", "--augment", "blur"]);
+    assert.equal(bogus.code, 2);
+    assert.match(bogus.stderr, /--augment must be standard, none or a \.json config, got "blur"/);
+    const file = path.join(tempDir(), "augment.json");
+    writeFileSync(file, JSON.stringify({ shift: { maxPixels: -1 } }));
+    const invalid = await trainCommand(["--model", "ann", "--quick", "--augment", file]);
+    assert.equal(invalid.code, 2);
+    assert.match(invalid.stderr, /shift\.maxPixels must be a non-negative integer, got -1/);
   });
 });
