@@ -1,0 +1,69 @@
+import { before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
+import path from "node:path";
+import { initBackend } from "../lib/backend";
+import { FASHION_MNIST, type Dataset, type Split } from "../lib/data";
+import { trainRun, type RunSettings } from "../lib/experiment";
+import { presetModel } from "../lib/models";
+import { readRecord } from "../lib/runs";
+import { tempDir } from "./helpers/idx";
+
+/** Class k is a bright 28×2 stripe at columns 2k..2k+1, plus a little seeded noise. */
+function stripes(count: number, offset: number): Split {
+  const images = new Uint8Array(count * 784);
+  const labels = new Uint8Array(count);
+  for (let n = 0; n < count; n++) {
+    const label = (n + offset) % 10;
+    labels[n] = label;
+    for (let y = 0; y < 28; y++) {
+      for (let x = 0; x < 28; x++) images[n * 784 + y * 28 + x] = x >= 2 * label && x < 2 * label + 2 ? 220 : (n * 7 + y * 3 + x) % 30;
+    }
+  }
+  return { images, labels, count, height: 28, width: 28 };
+}
+
+const data: Dataset = {
+  name: "fashion",
+  title: "synthetic stripes",
+  classNames: FASHION_MNIST.classNames,
+  train: stripes(400, 0),
+  test: stripes(100, 3),
+  source: { dir: "memory", origin: "env", files: { trainImages: "", trainLabels: "", testImages: "", testLabels: "" } },
+  sha256: { trainImages: "a", trainLabels: "b", testImages: "c", testLabels: "d" },
+  checksumsVerified: false,
+};
+
+const settings: RunSettings = {
+  epochs: 3,
+  batchSize: 32,
+  seed: 5,
+  validationFraction: 0.2,
+  schedule: { kind: "constant", rate: 0.003 },
+  patience: null,
+  quick: false,
+  augment: { shift: { maxPixels: 0 } },
+};
+
+describe("trainRun", () => {
+  before(async () => {
+    await initBackend({ force: "wasm" });
+  });
+
+  it("trains, keeps the best model and a checkpoint, and measures the test split once at the end", async () => {
+    const outDir = path.join(tempDir(), "run");
+    const epochs: number[] = [];
+    const record = await trainRun({ config: presetModel("ann"), settings, outDir, data, hooks: { onEpochEnd: (e) => epochs.push(e.epoch) } });
+    assert.deepEqual(epochs, [0, 1, 2]);
+    assert.equal(record.status, "finished");
+    assert.deepEqual(record.options, { ...settings, trainImages: 320, validationImages: 80 });
+    assert.equal(record.dataset.sha256.trainImages, "a", "the given dataset was used, not loaded again");
+    assert.ok(record.test!.accuracy > 0.9, `test accuracy ${record.test!.accuracy}`);
+    assert.equal(record.test!.correct + record.test!.incorrect, 100);
+    assert.ok(existsSync(path.join(outDir, "model", "model.json")) && existsSync(path.join(outDir, "checkpoint", "model.json")));
+    assert.deepEqual(await readRecord(outDir), { ...record, updatedAt: (await readRecord(outDir))!.updatedAt });
+    await assert.rejects(trainRun({ config: presetModel("ann"), settings, outDir, data }), /already holds a run \(finished\)/);
+    await assert.rejects(trainRun({ config: presetModel("ann"), settings, outDir, data, resume: true }), /already finished; nothing to resume/);
+    await assert.rejects(trainRun({ config: presetModel("ann"), settings, outDir: path.join(tempDir(), "none"), data, resume: true }), /--resume: no run record/);
+  });
+});
