@@ -145,3 +145,36 @@ export async function trainRun(request: RunRequest): Promise<RunRecord> {
     tf.dispose([trainData.x, trainData.y, validation.x, validation.y]);
   }
 }
+
+/** JSON with object keys sorted, so equal values compare equal whatever their key order. */
+function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) =>
+    v && typeof v === "object" && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : 1))) : v,
+  );
+}
+
+/** The settings part of a record's options (what a request specifies). */
+function settingsOf(options: RunOptions): RunSettings {
+  const { trainImages: _train, validationImages: _validation, ...settings } = options;
+  return { ...settings, augment: settings.augment ?? null };
+}
+
+/**
+ * The run in outDir for this request: read back when it already finished with the same model,
+ * settings and dataset, resumed when it was interrupted, trained when absent. Lets notebooks
+ * be re-executed (and survive a kill) without retraining what is done.
+ */
+export async function ensureRun(request: Omit<RunRequest, "resume">): Promise<RunRecord> {
+  const existing = await readRecord(request.outDir);
+  if (!existing) return trainRun(request);
+  const wanted = canonicalJson({ model: request.config, settings: request.settings, dataset: request.dataset ?? "fashion" });
+  const found = canonicalJson({ model: existing.model, settings: settingsOf(existing.options), dataset: existing.dataset.name });
+  if (wanted !== found) {
+    throw new Error(`${request.outDir} holds a different run (model, settings or dataset differ); delete it or choose another folder.`);
+  }
+  if (existing.status === "finished") {
+    request.hooks?.log?.(`${request.outDir}: finished run found, not retrained`);
+    return existing;
+  }
+  return trainRun({ ...request, resume: true });
+}

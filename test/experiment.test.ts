@@ -4,7 +4,7 @@ import { existsSync } from "node:fs";
 import path from "node:path";
 import { initBackend } from "../lib/backend";
 import { FASHION_MNIST, type Dataset, type Split } from "../lib/data";
-import { trainRun, type RunSettings } from "../lib/experiment";
+import { ensureRun, trainRun, type RunSettings } from "../lib/experiment";
 import { presetModel } from "../lib/models";
 import { readRecord } from "../lib/runs";
 import { tempDir } from "./helpers/idx";
@@ -65,5 +65,40 @@ describe("trainRun", () => {
     await assert.rejects(trainRun({ config: presetModel("ann"), settings, outDir, data }), /already holds a run \(finished\)/);
     await assert.rejects(trainRun({ config: presetModel("ann"), settings, outDir, data, resume: true }), /already finished; nothing to resume/);
     await assert.rejects(trainRun({ config: presetModel("ann"), settings, outDir: path.join(tempDir(), "none"), data, resume: true }), /--resume: no run record/);
+  });
+});
+
+describe("ensureRun", () => {
+  before(async () => {
+    await initBackend({ force: "wasm" });
+  });
+
+  it("trains once, then reads the finished run back; a different request for the folder is an error", async () => {
+    const outDir = path.join(tempDir(), "run");
+    const quick = { ...settings, epochs: 1 };
+    const first = await ensureRun({ config: presetModel("ann"), settings: quick, outDir, data });
+    const logs: string[] = [];
+    // Same settings with the keys in another order: still the same run.
+    const reordered = Object.fromEntries(Object.entries(quick).reverse()) as unknown as RunSettings;
+    const again = await ensureRun({ config: presetModel("ann"), settings: reordered, outDir, data, hooks: { log: (l) => logs.push(l) } });
+    assert.deepEqual(again, { ...first, updatedAt: again.updatedAt });
+    assert.match(logs.join("\n"), /finished run found, not retrained/);
+    await assert.rejects(ensureRun({ config: presetModel("ann"), settings: { ...quick, seed: 6 }, outDir, data }), /holds a different run/);
+  });
+
+  it("resumes an interrupted run from its last finished epoch", async () => {
+    const outDir = path.join(tempDir(), "run");
+    // Interrupt after the first epoch by throwing from the hook (the record is written before it runs).
+    await assert.rejects(
+      trainRun({ config: presetModel("ann"), settings, outDir, data, hooks: { onEpochEnd: () => { throw new Error("killed"); } } }),
+      /killed/,
+    );
+    assert.equal((await readRecord(outDir))!.history.length, 1);
+    const logs: string[] = [];
+    const record = await ensureRun({ config: presetModel("ann"), settings, outDir, data, hooks: { log: (l) => logs.push(l) } });
+    assert.equal(record.status, "finished");
+    assert.equal(record.history.length, 3);
+    assert.deepEqual(record.resumes.map((r) => r.fromEpoch), [1]);
+    assert.match(logs.join("\n"), /resuming .* after epoch 1 of 3/);
   });
 });
