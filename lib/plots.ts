@@ -158,3 +158,42 @@ export function binnedHistogram(
     layout: baseLayout(titles),
   };
 }
+
+/**
+ * Reliability diagram: accuracy per confidence bin as bars against the diagonal of perfect
+ * calibration, with the bins' mean confidence as points (empty bins are left out).
+ */
+export function reliabilityDiagram(
+  bins: { lower: number; upper: number; count: number; confidence: number; accuracy: number }[],
+  titles: Titles = {},
+): PlotlyFigure {
+  const used = bins.filter((b) => b.count > 0);
+  const centres = used.map((b) => (b.lower + b.upper) / 2);
+  return {
+    data: [
+      { type: "bar", name: "accuracy", x: centres, y: used.map((b) => b.accuracy), width: used.map((b) => b.upper - b.lower), customdata: used.map((b) => b.count), hovertemplate: "accuracy %{y:.3f}<br>%{customdata} images<extra></extra>" },
+      { type: "scatter", mode: "markers", name: "mean confidence", x: centres, y: used.map((b) => b.confidence) },
+      { type: "scatter", mode: "lines", name: "perfect calibration", x: [0, 1], y: [0, 1], line: { dash: "dash", color: "grey" } },
+    ],
+    layout: { ...baseLayout({ xTitle: "confidence (top probability)", yTitle: "accuracy", ...titles }), xaxis: { range: [0, 1], title: { text: titles.xTitle ?? "confidence (top probability)" } }, yaxis: { range: [0, 1], title: { text: titles.yTitle ?? "accuracy" } } },
+  };
+}
+
+/** Parallel coordinates: one vertical axis per dimension, one line per row, coloured by `color`. */
+export function parallelCoordinates(
+  dimensions: { label: string; values: number[]; tickvals?: number[]; ticktext?: string[] }[],
+  color: { label: string; values: number[] },
+  titles: Titles = {},
+): PlotlyFigure {
+  for (const d of dimensions) assertSameLength(`parallelCoordinates "${d.label}"`, color.values, d.values);
+  return {
+    data: [
+      {
+        type: "parcoords",
+        line: { color: color.values, colorscale: "Viridis", showscale: true, colorbar: { title: { text: color.label } } },
+        dimensions: [...dimensions.map((d) => ({ label: d.label, values: d.values, tickvals: d.tickvals, ticktext: d.ticktext })), { label: color.label, values: color.values }],
+      },
+    ],
+    layout: { ...baseLayout(titles), height: titles.height ?? 450 },
+  };
+}

@@ -1,6 +1,6 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { barChart, binnedHistogram, heatmap, imageHeatmapGrid, lineChart, scatterByGroup } from "../lib/plots";
+import { barChart, binnedHistogram, heatmap, imageHeatmapGrid, lineChart, parallelCoordinates, reliabilityDiagram, scatterByGroup } from "../lib/plots";
 import { figureHtml, frameHtml, plotlyLoaderHtml, tableHtml } from "../lib/notebook";
 
 describe("figure specs", () => {
@@ -47,6 +47,26 @@ describe("figure specs", () => {
     const figure = binnedHistogram([0, 10, 20], [{ name: "h", counts: [5, 7] }]);
     assert.deepEqual(figure.data[0].x, [5, 15]);
     assert.throws(() => binnedHistogram([0, 10], [{ name: "h", counts: [1, 2] }]), /1 labels but 2 values/);
+  });
+});
+
+describe("evaluation and tuning figures", () => {
+  it("reliability diagram: bars at bin centres for non-empty bins, and the diagonal", () => {
+    const figure = reliabilityDiagram([
+      { lower: 0, upper: 0.5, count: 0, confidence: 0, accuracy: 0 },
+      { lower: 0.5, upper: 1, count: 4, confidence: 0.8, accuracy: 0.75 },
+    ]);
+    assert.deepEqual(figure.data[0].x, [0.75]);
+    assert.deepEqual(figure.data[0].y, [0.75]);
+    assert.deepEqual(figure.data[1].y, [0.8]);
+    assert.deepEqual(figure.data[2].x, [0, 1]);
+  });
+
+  it("parallel coordinates: one axis per dimension plus the colour's, lengths checked", () => {
+    const figure = parallelCoordinates([{ label: "lr", values: [1, 2] }], { label: "val acc", values: [0.8, 0.9] });
+    const dimensions = (figure.data[0] as { dimensions: { label: string }[] }).dimensions;
+    assert.deepEqual(dimensions.map((d) => d.label), ["lr", "val acc"]);
+    assert.throws(() => parallelCoordinates([{ label: "lr", values: [1] }], { label: "v", values: [1, 2] }), /parallelCoordinates "lr": 2 labels but 1 values/);
   });
 });
 
