@@ -99,3 +99,29 @@ export function pca2d(split: Split, iterations = 200): { points: [number, number
     return { points: projected, explainedVariance: [variances[0] / totalVariance, variances[1] / totalVariance] };
   });
 }
+
+/**
+ * Accuracy of the nearest-class-mean classifier (each test image gets the class whose mean
+ * training image is closest in Euclidean distance): a model-free measure of how separable
+ * the classes are, comparable across datasets of the same shape.
+ */
+export function nearestMeanAccuracy(means: Float64Array[], test: Split): number {
+  if (test.count === 0) throw new Error("nearestMeanAccuracy: the test split is empty.");
+  const size = test.height * test.width;
+  let correct = 0;
+  for (let n = 0; n < test.count; n++) {
+    let best = -1;
+    let bestDistance = Infinity;
+    for (let c = 0; c < means.length; c++) {
+      const mean = means[c];
+      let distance = 0;
+      for (let i = 0, p = n * size; i < size; i++, p++) distance += (test.images[p] - mean[i]) ** 2;
+      if (distance < bestDistance) {
+        bestDistance = distance;
+        best = c;
+      }
+    }
+    if (best === test.labels[n]) correct++;
+  }
+  return correct / test.count;
+}
