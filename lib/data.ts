@@ -10,6 +10,7 @@ import path from "node:path";
 import { promisify } from "node:util";
 import { gunzip } from "node:zlib";
 import { downloadFile } from "./download";
+import { PROJECT_ROOT } from "./paths";
 
 const gunzipAsync = promisify(gunzip);
 
@@ -79,7 +80,7 @@ export const MNIST: DatasetSpec = {
   envVar: "MNIST_DIR",
   projectSubdir: "mnist",
   // This environment keeps the official files beside the project (DESIGN §4).
-  systemDirs: [path.resolve(__dirname, "..", "..", "shared", "datasets", "mnist")],
+  systemDirs: [path.resolve(PROJECT_ROOT, "..", "shared", "datasets", "mnist")],
   installHint: "copy the four official files into data/mnist/",
   mirrors: ["https://ossci-datasets.s3.amazonaws.com/mnist/", "https://storage.googleapis.com/cvdf-datasets/mnist/"],
   classNames: ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"],
@@ -96,7 +97,7 @@ export const MNIST: DatasetSpec = {
 export const DATASETS: Record<DatasetName, DatasetSpec> = { fashion: FASHION_MNIST, mnist: MNIST };
 
 /** The project's data/ folder (this file lives in <project>/lib). */
-export const PROJECT_DATA_DIR = path.resolve(__dirname, "..", "data");
+export const PROJECT_DATA_DIR = path.join(PROJECT_ROOT, "data");
 
 export function datasetSpec(name: string): DatasetSpec {
   if (!(DATASET_NAMES as readonly string[]).includes(name)) {

@@ -6,8 +6,8 @@
 import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import path from "node:path";
+import { PROJECT_ROOT } from "./paths";
 
-export const PROJECT_ROOT = path.resolve(__dirname, "..");
 /** Where the kernelspec lives: <project>/.jupyter/share/jupyter/kernels/{tslab,jslab}. */
 export const JUPYTER_PREFIX = path.join(PROJECT_ROOT, ".jupyter");
 export const KERNEL_NAME = "tslab";

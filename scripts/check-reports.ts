@@ -6,7 +6,7 @@ import { readdirSync } from "node:fs";
 import path from "node:path";
 import { countFigures, renderedDom } from "../lib/browser";
 import { runCommand, textTable } from "../lib/cli";
-import { PROJECT_ROOT } from "../lib/jupyter";
+import { PROJECT_ROOT } from "../lib/paths";
 
 runCommand("Usage: npm run check-reports -- [DIR]", async () => {
   const dir = path.resolve(process.argv[2] ?? path.join(PROJECT_ROOT, "reports"));

@@ -11,7 +11,8 @@ import { copyFileSync, existsSync, mkdirSync, readdirSync } from "node:fs";
 import path from "node:path";
 import { promisify } from "node:util";
 import { parseCommandLine, runCommand, textTable, usageCheck } from "../lib/cli";
-import { findJupyterPython, installKernel, jupyterEnv, kernelInstalled, KERNEL_NAME, PROJECT_ROOT } from "../lib/jupyter";
+import { findJupyterPython, installKernel, jupyterEnv, kernelInstalled, KERNEL_NAME } from "../lib/jupyter";
+import { PROJECT_ROOT } from "../lib/paths";
 import { PLOTLY_SRC_ENV } from "../lib/notebook";
 
 const USAGE = `Usage: npm start -- [--quick] [--only NAME] [--timeout SECONDS] [--json]
