@@ -45,6 +45,8 @@ export interface RunRequest {
   dataset?: DatasetName;
   /** Continue the unfinished run in outDir (its own settings win). */
   resume?: boolean;
+  /** Leave the test split alone (tuning trials: chosen on validation only); record.test stays null. */
+  skipTest?: boolean;
   /** An already loaded dataset (notebooks load it once); must match `dataset`. */
   data?: Dataset;
   hooks?: RunHooks;
@@ -129,6 +131,11 @@ export async function trainRun(request: RunRequest): Promise<RunRecord> {
     });
     record.stoppedEarly = result.stoppedEarly;
 
+    if (request.skipTest) {
+      record.status = "finished";
+      await writeRecord(outDir, record);
+      return record;
+    }
     // The test split, once, on the best model.
     const best = await loadModel(path.join(outDir, BEST_MODEL_DIR));
     const test = { x: toImageTensor(data.test), y: toLabelTensor(data.test) };

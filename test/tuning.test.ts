@@ -1,0 +1,179 @@
+import { before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { initBackend } from "../lib/backend";
+import { buildModel } from "../lib/models";
+import {
+  gridPoints,
+  halvingPlan,
+  randomPoints,
+  readTrials,
+  runStudy,
+  trialKey,
+  tunableModelConfig,
+  validateSpace,
+  withDefaults,
+  TUNABLE_DEFAULTS,
+  type SearchSpace,
+  type StudySpec,
+  type TrialRunner,
+} from "../lib/tuning";
+import { tempDir } from "./helpers/idx";
+
+const space: SearchSpace = {
+  filters1: { kind: "choice", values: [16, 32] },
+  dense: { kind: "int", low: 64, high: 192, step: 64 },
+  augment: { kind: "choice", values: [false, true] },
+};
+
+/** A synthetic objective: validation accuracy grows with dense width and epochs; no training. */
+function fakeRunner(calls: string[], failOnCall?: number): TrialRunner {
+  return async ({ key, params, epochs }) => {
+    calls.push(key);
+    if (failOnCall !== undefined && calls.length === failOnCall) throw new Error("killed mid-trial");
+    return { valAccuracy: params.dense / 1000 + epochs / 100 + (params.augment ? 0.001 : 0), valLoss: 1, bestEpoch: epochs - 1, seconds: 1, backend: "none" };
+  };
+}
+
+const baseSpec = (extra: Partial<StudySpec>): StudySpec => ({
+  name: "test",
+  space,
+  strategy: "random",
+  seed: 3,
+  trials: 4,
+  epochs: 2,
+  validationFraction: 0.1,
+  splitSeed: 42,
+  quick: true,
+  ...extra,
+});
+
+describe("search spaces", () => {
+  it("grid enumerates exactly the product of the choices and int steps", () => {
+    const points = gridPoints(space);
+    assert.equal(points.length, 2 * 3 * 2);
+    assert.equal(new Set(points.map((p) => JSON.stringify(p))).size, 12, "no duplicates");
+    assert.deepEqual(new Set(points.map((p) => p.dense)), new Set([64, 128, 192]));
+    assert.deepEqual(points[0], { filters1: 16, dense: 64, augment: false });
+    assert.throws(() => gridPoints({ dropout: { kind: "float", low: 0, high: 0.5 } }), /Grid search needs choice or int parameters; dropout is a float range/);
+  });
+
+  it("random search is reproducible by seed and stays inside the ranges", () => {
+    const wide: SearchSpace = { ...space, dropout: { kind: "float", low: 0.1, high: 0.5 }, learningRate: { kind: "logUniform", low: 1e-4, high: 1e-2 } };
+    const a = randomPoints(wide, 20, 7);
+    assert.deepEqual(randomPoints(wide, 20, 7), a);
+    assert.notDeepEqual(randomPoints(wide, 20, 8), a);
+    for (const p of a) {
+      assert.ok(p.dropout! >= 0.1 && p.dropout! < 0.5);
+      assert.ok(p.learningRate! >= 1e-4 && p.learningRate! <= 1e-2);
+      assert.ok([64, 128, 192].includes(p.dense!));
+    }
+  });
+
+  it("rejects bad spaces with a message naming the parameter", () => {
+    const bad: [unknown, RegExp][] = [
+      [{}, /The search space is empty/],
+      [{ filters1: { kind: "choice", values: [] } }, /filters1: a choice needs at least one value/],
+      [{ dropout: { kind: "float", low: 0.5, high: 0.1 } }, /dropout: low 0\.5 is above high 0\.1/],
+      [{ learningRate: { kind: "logUniform", low: 0, high: 1 } }, /learningRate: a log-uniform range needs low > 0/],
+      [{ dense: { kind: "int", low: 1.5, high: 3 } }, /dense: an int range needs integer bounds/],
+      [{ width: { kind: "choice", values: [1] } }, /Unknown parameter "width"/],
+      [{ augment: { kind: "choice", values: ["yes"] } }, /augment: "yes" is not a boolean/],
+      [{ batchNorm: { kind: "int", low: 0, high: 1 } }, /batchNorm: int ranges need a numeric parameter/],
+      [{ dense: { kind: "gaussian" } }, /dense: unknown kind "gaussian"/],
+    ];
+    for (const [candidate, message] of bad) assert.throws(() => validateSpace(candidate as SearchSpace), message);
+  });
+});
+
+describe("successive halving", () => {
+  it("keeps 1/eta of the configurations per rung and multiplies their epochs by eta", () => {
+    assert.deepEqual(halvingPlan(27, 1, 9, 3), [
+      { configs: 27, epochs: 1 },
+      { configs: 9, epochs: 3 },
+      { configs: 3, epochs: 9 },
+    ]);
+    assert.deepEqual(halvingPlan(8, 1, 100, 2), [
+      { configs: 8, epochs: 1 },
+      { configs: 4, epochs: 2 },
+      { configs: 2, epochs: 4 },
+      { configs: 1, epochs: 8 },
+    ]);
+    assert.deepEqual(halvingPlan(10, 2, 5, 3), [
+      { configs: 10, epochs: 2 },
+      { configs: 3, epochs: 5 },
+    ], "epochs are capped at maxEpochs");
+    assert.throws(() => halvingPlan(10, 3, 2), /maxEpochs must be an integer ≥ minEpochs \(3\), got 2/);
+  });
+
+  it("promotes the best trials of each rung", async () => {
+    const calls: string[] = [];
+    const outcome = await runStudy(tempDir(), baseSpec({ strategy: "halving", trials: 9, minEpochs: 1, epochs: 3, eta: 3 }), fakeRunner(calls));
+    assert.equal(outcome.trials.length, 9 + 3);
+    const rung0 = outcome.trials.filter((t) => t.rung === 0);
+    const rung1 = outcome.trials.filter((t) => t.rung === 1);
+    assert.ok(rung0.every((t) => t.epochs === 1) && rung1.every((t) => t.epochs === 3));
+    const top3 = [...rung0].sort((a, b) => b.valAccuracy - a.valAccuracy || a.index - b.index).slice(0, 3).map((t) => JSON.stringify(t.params));
+    assert.deepEqual(rung1.map((t) => JSON.stringify(t.params)), top3);
+    assert.equal(outcome.best.epochs, 3, "the best is judged at the longest training");
+  });
+});
+
+describe("studies", () => {
+  it("a study killed mid-trial resumes without re-running finished trials", async () => {
+    const dir = tempDir();
+    const spec = baseSpec({ strategy: "grid", trials: undefined, epochs: 1 });
+    const firstCalls: string[] = [];
+    await assert.rejects(runStudy(dir, spec, fakeRunner(firstCalls, 5)), /killed mid-trial/);
+    assert.equal((await readTrials(dir)).length, 4, "the four finished trials are on disk");
+    const secondCalls: string[] = [];
+    const reused: boolean[] = [];
+    const outcome = await runStudy(dir, spec, fakeRunner(secondCalls), (p) => reused.push(p.reused));
+    assert.equal(outcome.trials.length, 12);
+    assert.deepEqual(secondCalls, firstCalls.slice(4).concat(secondCalls.slice(1)), "the killed trial runs again, first");
+    assert.equal(secondCalls.length, 8);
+    assert.ok(firstCalls.slice(0, 4).every((key) => !secondCalls.includes(key)), "finished trials are not re-run");
+    assert.deepEqual(reused, [true, true, true, true, ...new Array(8).fill(false)]);
+    const lines = readFileSync(path.join(dir, "trials.jsonl"), "utf8").trim().split("\n");
+    assert.equal(lines.length, 12);
+    assert.equal(outcome.best.params.dense, 192);
+  });
+
+  it("a different study in the same folder is an error; budgets stop a study early", async () => {
+    const dir = tempDir();
+    await runStudy(dir, baseSpec({}), fakeRunner([]));
+    await assert.rejects(runStudy(dir, baseSpec({ seed: 4 }), fakeRunner([])), /holds a different study/);
+    const calls: string[] = [];
+    const limited = await runStudy(tempDir(), baseSpec({ trials: 10, epochs: 2, budget: { epochs: 5 } }), fakeRunner(calls));
+    assert.equal(calls.length, 2, "two 2-epoch trials fit in 5 epochs");
+    assert.equal(limited.stoppedBy, "budget-epochs");
+  });
+
+  it("trial keys depend on parameters and epochs only", () => {
+    const params = withDefaults({ dense: 64 });
+    assert.equal(trialKey(params, 3), trialKey({ ...TUNABLE_DEFAULTS, dense: 64 }, 3));
+    assert.notEqual(trialKey(params, 3), trialKey(params, 4));
+  });
+});
+
+describe("the tunable CNN", () => {
+  before(async () => {
+    await initBackend({ force: "wasm" });
+  });
+
+  it("with the defaults it is the capstone 3-block CNN (241,546 parameters)", () => {
+    const model = buildModel(tunableModelConfig(withDefaults({})));
+    assert.equal(model.countParams(), 241_546);
+    model.dispose();
+  });
+
+  it("widths, L2 and batch norm change the network", () => {
+    const config = tunableModelConfig(withDefaults({ filters1: 16, dense: 64, l2: 1e-4, batchNorm: true }));
+    assert.equal(config.layers.filter((l) => l.type === "batchNorm").length, 4);
+    assert.ok(config.layers.filter((l) => l.type === "conv2d" || l.type === "dense").slice(0, 4).every((l) => "l2" in l && l.l2 === 1e-4));
+    const model = buildModel(config);
+    assert.ok(model.countParams() < 241_546);
+    model.dispose();
+  });
+});
