@@ -1,0 +1,150 @@
+/**
+ * npm run tune -- [--space FILE.json] [--strategy random|grid|halving] [--trials N]
+ *   [--epochs N] [--min-epochs N] [--eta N] [--budget 90m|60ep] [--study DIR] [--seed N]
+ *   [--quick] [--json]
+ *
+ * Searches the tunable CNN's hyperparameters on Fashion-MNIST's validation split. Every
+ * finished trial is appended to DIR/trials.jsonl; running the same command again resumes the
+ * study (finished trials are read back, an interrupted one continues). At the end writes the
+ * best configuration as DIR/best-model.json (a model config for `npm run train --model`) and
+ * DIR/best.json (its parameters, score and the train command).
+ */
+import { existsSync } from "node:fs";
+import { readFile } from "node:fs/promises";
+import path from "node:path";
+import { describeBackend, initBackend } from "../lib/backend";
+import { parseCommandLine, runCommand, textTable, usageCheck, UsageError } from "../lib/cli";
+import { loadDataset } from "../lib/data";
+import { writeJsonAtomic } from "../lib/persist";
+import {
+  DEFAULT_SPACE,
+  runStudy,
+  trainArguments,
+  trainingTrialRunner,
+  tunableModelConfig,
+  validateStudy,
+  type SearchSpace,
+  type Strategy,
+  type StudySpec,
+  type TrialResult,
+} from "../lib/tuning";
+
+const USAGE = `Usage: npm run tune -- [options]
+
+  --space FILE       a JSON search space (lib/tuning.ts ParamSpec per parameter); default: filters
+                     per block, dense width, dropout and learning rate around the capstone CNN
+  --strategy NAME    random (default), grid or halving (successive halving)
+  --trials N         configurations to draw (random, halving); default 12
+  --epochs N         epochs per trial (grid, random); the last rung's epochs (halving); default 3
+  --min-epochs N     halving: the first rung's epochs (default 1)
+  --eta N            halving: keep 1/eta of the configurations per rung (default 3)
+  --budget B         stop starting trials after B minutes ("90m") or B epochs in all ("60ep")
+  --study DIR        the study folder (default studies/<strategy>-seed<seed>); rerun to resume
+  --seed N           draws and the shared validation split (default 42)
+  --quick            2,000 training / 500 validation images per trial (CI)
+  --json             print the study's outcome as JSON`;
+
+function positiveInt(value: string | undefined, flag: string, fallback: number): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`${flag} must be a positive integer, got "${value}".`);
+  return n;
+}
+
+function parseBudget(value: string | undefined): StudySpec["budget"] {
+  if (value === undefined) return undefined;
+  const match = /^(\d+(?:\.\d+)?)\s*(m|min|ep|epochs)$/.exec(value.trim());
+  if (!match) throw new Error(`--budget must look like 90m (minutes) or 60ep (epochs), got "${value}".`);
+  const amount = Number(match[1]);
+  if (!(amount > 0)) throw new Error(`--budget must be positive, got "${value}".`);
+  if (match[2].startsWith("m")) return { minutes: amount };
+  if (!Number.isInteger(amount)) throw new Error(`--budget in epochs must be a whole number, got "${value}".`);
+  return { epochs: amount };
+}
+
+const format = (value: number | string | boolean) => (typeof value === "number" && !Number.isInteger(value) ? value.toPrecision(3) : String(value));
+
+runCommand(USAGE, async () => {
+  const { values } = parseCommandLine(
+    {
+      space: { type: "string" },
+      strategy: { type: "string", default: "random" },
+      trials: { type: "string" },
+      epochs: { type: "string" },
+      "min-epochs": { type: "string" },
+      eta: { type: "string" },
+      budget: { type: "string" },
+      study: { type: "string" },
+      seed: { type: "string", default: "42" },
+      quick: { type: "boolean", default: false },
+      json: { type: "boolean", default: false },
+    },
+    process.argv.slice(2),
+  );
+  let space: SearchSpace = DEFAULT_SPACE;
+  if (values.space) {
+    if (!existsSync(values.space)) throw new UsageError(`--space ${values.space}: no such file.`);
+    try {
+      space = JSON.parse(await readFile(values.space, "utf8")) as SearchSpace;
+    } catch (error) {
+      throw new UsageError(`--space ${values.space}: not JSON (${(error as Error).message}).`);
+    }
+  }
+  const spec: StudySpec = usageCheck(() => {
+    const strategy = values.strategy as Strategy;
+    if (!["random", "grid", "halving"].includes(strategy)) throw new Error(`--strategy must be random, grid or halving, got "${values.strategy}".`);
+    const seed = Number(values.seed);
+    if (!Number.isInteger(seed)) throw new Error(`--seed must be an integer, got "${values.seed}".`);
+    const study: StudySpec = {
+      name: values.study ? path.basename(values.study) : `${strategy}-seed${seed}`,
+      space,
+      strategy,
+      seed,
+      trials: strategy === "grid" ? undefined : positiveInt(values.trials, "--trials", 12),
+      epochs: positiveInt(values.epochs, "--epochs", 3),
+      minEpochs: strategy === "halving" ? positiveInt(values["min-epochs"], "--min-epochs", 1) : undefined,
+      eta: strategy === "halving" ? positiveInt(values.eta, "--eta", 3) : undefined,
+      budget: parseBudget(values.budget),
+      validationFraction: 0.1,
+      splitSeed: seed,
+      quick: values.quick,
+    };
+    validateStudy(study);
+    return study;
+  });
+  const studyDir = path.resolve(values.study ?? path.join("studies", spec.name));
+  const log = (line: string) => process.stderr.write(line + "\n");
+  const backend = await initBackend();
+  log(`backend: ${describeBackend(backend)}`);
+  const data = await loadDataset("fashion");
+  log(`study ${studyDir}: ${spec.strategy} search, validation split ${spec.validationFraction} (seed ${spec.splitSeed})${spec.quick ? ", quick subsets" : ""}`);
+
+  const runner = trainingTrialRunner(spec, data, {
+    onEpochEnd: (epoch, record) => log(`    epoch ${epoch.epoch + 1}/${record.options.epochs}: val acc ${epoch.valAccuracy.toFixed(4)} (${epoch.seconds.toFixed(1)} s)`),
+  });
+  const outcome = await runStudy(studyDir, spec, async (trial) => {
+    log(`  trial ${trial.key}: ${Object.entries(trial.params).map(([k, v]) => `${k}=${format(v)}`).join(" ")}, ${trial.epochs} epochs`);
+    return runner(trial);
+  }, (p) => {
+    const eta = p.etaSeconds > 0 ? `, ETA ≥ ${Math.ceil(p.etaSeconds / 60)} min` : "";
+    log(`trial ${p.done} of ${p.planned}${p.reused ? " (read back)" : ""}: val acc ${p.trial.valAccuracy.toFixed(4)} at ${p.trial.epochs} epochs | best so far ${p.best.valAccuracy.toFixed(4)}${eta}`);
+  });
+  if (outcome.stoppedBy) log(`stopped by the budget (${outcome.stoppedBy === "budget-epochs" ? "epochs" : "minutes"}) after ${outcome.trials.length} trials`);
+
+  const best = outcome.best;
+  const bestModel = tunableModelConfig(best.params, `tuned-${spec.name}`);
+  await writeJsonAtomic(path.join(studyDir, "best-model.json"), bestModel);
+  const command = ["npm", "run", "train", "--", "--model", path.join(studyDir, "best-model.json"), ...trainArguments(best.params)].join(" ");
+  await writeJsonAtomic(path.join(studyDir, "best.json"), { trial: best, trainCommand: command });
+
+  if (values.json) {
+    process.stdout.write(JSON.stringify({ study: studyDir, spec, trials: outcome.trials, best, stoppedBy: outcome.stoppedBy ?? null, trainCommand: command }, null, 2) + "\n");
+    return;
+  }
+  const names = Object.keys(spec.space);
+  const top: TrialResult[] = [...outcome.trials].sort((a, b) => b.epochs - a.epochs || b.valAccuracy - a.valAccuracy).slice(0, 10);
+  process.stdout.write(
+    textTable(["trial", "epochs", ...names, "val acc", "seconds"], top.map((t) => [t.key, t.epochs, ...names.map((n) => format(t.params[n as keyof typeof t.params])), t.valAccuracy.toFixed(4), t.seconds.toFixed(0)])) +
+      `\n\nbest: ${best.key} (val acc ${best.valAccuracy.toFixed(4)} at ${best.epochs} epochs)\nmodel config: ${path.join(studyDir, "best-model.json")}\nretrain: ${command}\n`,
+  );
+});

@@ -1,0 +1,59 @@
+/** npm run tune: a quick study on the real dataset, resumed; bad options (skipped where Fashion-MNIST is absent; required in CI). */
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { FASHION_MNIST, locateDataset } from "../lib/data";
+import { tempDir } from "./helpers/idx";
+import { runScript } from "./helpers/scripts";
+
+describe("npm run tune", async () => {
+  let skip: string | undefined;
+  try {
+    await locateDataset(FASHION_MNIST, { download: false });
+  } catch (error) {
+    skip = process.env.CI ? undefined : `real Fashion-MNIST not present: ${(error as Error).message}`;
+  }
+
+  it("runs a study, writes the best config, and a second run reads every trial back", { skip }, async () => {
+    const study = path.join(tempDir(), "study");
+    const space = path.join(tempDir(), "space.json");
+    writeFileSync(space, JSON.stringify({ dense: { kind: "choice", values: [32, 64] }, dropout: { kind: "float", low: 0.1, high: 0.3 } }));
+    const args = ["--space", space, "--strategy", "random", "--trials", "2", "--epochs", "1", "--quick", "--study", study, "--json"];
+    const first = await runScript("tune.ts", args);
+    assert.equal(first.code, 0, first.stderr);
+    const outcome = JSON.parse(first.stdout);
+    assert.equal(outcome.trials.length, 2);
+    assert.match(first.stderr, /trial 1 of 2: val acc [\d.]+ at 1 epochs \| best so far/);
+    const trials = readFileSync(path.join(study, "trials.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+    assert.equal(trials.length, 2);
+    assert.ok(trials.every((t) => t.valAccuracy > 0.3 && t.backend), "trained for real on the validation split");
+    const best = JSON.parse(readFileSync(path.join(study, "best-model.json"), "utf8"));
+    assert.equal(best.layers.find((l: { type: string; units?: number }) => l.type === "dense").units, outcome.best.params.dense);
+    assert.match(outcome.trainCommand, /npm run train -- --model .*best-model\.json --lr 0\.001 --batch-size 128/);
+
+    const again = await runScript("tune.ts", args);
+    assert.equal(again.code, 0, again.stderr);
+    assert.equal((again.stderr.match(/\(read back\)/g) ?? []).length, 2);
+    assert.doesNotMatch(again.stderr, /epoch 1\/1/, "nothing was trained again");
+  });
+
+  it("bad options are usage errors with a message", async () => {
+    const cases: [string[], RegExp][] = [
+      [["--strategy", "bayes"], /--strategy must be random, grid or halving, got "bayes"/],
+      [["--budget", "5x"], /--budget must look like 90m \(minutes\) or 60ep \(epochs\), got "5x"/],
+      [["--trials", "0"], /--trials must be a positive integer, got "0"/],
+      [["--space", "/nonexistent.json"], /--space \/nonexistent\.json: no such file/],
+    ];
+    for (const [args, message] of cases) {
+      const result = await runScript("tune.ts", args);
+      assert.equal(result.code, 2, `${args.join(" ")}: ${result.stderr}`);
+      assert.match(result.stderr, message);
+    }
+    const space = path.join(tempDir(), "space.json");
+    writeFileSync(space, JSON.stringify({ dropout: { kind: "float", low: 0.6, high: 0.2 } }));
+    const invalid = await runScript("tune.ts", ["--space", space, "--strategy", "grid"]);
+    assert.equal(invalid.code, 2);
+    assert.match(invalid.stderr, /dropout: low 0\.6 is above high 0\.2/);
+  });
+});
