@@ -12,6 +12,10 @@ type DataFrame = InstanceType<typeof danfo.DataFrame>;
 
 /** A DataFrame from rows and column names, with a clear error on ragged rows. */
 export function frame(rows: (string | number)[][], columns: string[]): DataFrame {
+  // danfojs exposes each column as a property: one named like a DataFrame member (values,
+  // columns, index, ...) would hide that member and break every reader of the frame.
+  const clash = columns.find((name) => name in danfo.DataFrame.prototype);
+  if (clash) throw new Error(`frame: a column named "${clash}" clashes with a danfojs DataFrame property; rename it.`);
   rows.forEach((row, i) => {
     if (row.length !== columns.length) throw new Error(`frame: row ${i} has ${row.length} values for ${columns.length} columns.`);
   });

@@ -16,4 +16,9 @@ describe("frames", () => {
   it("rejects ragged rows", () => {
     assert.throws(() => frame([["a"]], ["x", "y"]), /row 0 has 1 values for 2 columns/);
   });
+
+  it("rejects a column name that would hide a DataFrame member", () => {
+    assert.throws(() => frame([["a", "b"]], ["name", "values"]), /a column named "values" clashes with a danfojs DataFrame property/);
+    assert.throws(() => frame([[1]], ["mean"]), /"mean" clashes/);
+  });
 });
