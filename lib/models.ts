@@ -136,7 +136,7 @@ export const PRESET_MODELS: Record<string, ModelConfig> = {
   },
   "cnn-bn-wide": {
     name: "cnn-bn-wide",
-    description: "This project's stronger CNN: two blocks of two 'same' 3×3 convs with batch norm (32, 64 filters), pooling and dropout, dense 128 with batch norm",
+    description: "A wider batch-norm design: two blocks of two 'same' 3×3 convs with batch norm (32, 64 filters), pooling and dropout, dense 128 with batch norm",
     inputShape: IMAGE_SHAPE,
     layers: [
       ...convBn(32), ...convBn(32), pool, dropout(0.2),
