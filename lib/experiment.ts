@@ -6,30 +6,20 @@
  * from its last finished epoch.
  */
 import path from "node:path";
-import { augmenter, type AugmentConfig } from "./augment";
+import { augmenter } from "./augment";
 import { describeBackend, initBackend, tf } from "./backend";
 import { loadDataset, type Dataset, type DatasetName } from "./data";
 import { buildModel, type ModelConfig } from "./models";
 import { loadModel, saveModel } from "./persist";
 import { stratifiedSplit, subset, toImageTensor, toLabelTensor } from "./preprocess";
-import { BEST_MODEL_DIR, CHECKPOINT_DIR, readRecord, writeRecord, type RunOptions, type RunRecord } from "./runs";
-import { evaluate, train, type EpochRecord, type LearningRateSchedule, type TrainOptions } from "./train";
+import { BEST_MODEL_DIR, CHECKPOINT_DIR, readRecord, writeRecord, type RunOptions, type RunRecord, type RunSettings } from "./runs";
+import { evaluate, train, type EpochRecord, type TrainOptions } from "./train";
+
+export type { RunSettings };
 
 /** Quick mode (CI, smoke runs): this many training / validation images. */
 export const QUICK_TRAIN_IMAGES = 2000;
 export const QUICK_VALIDATION_IMAGES = 500;
-
-export interface RunSettings {
-  epochs: number;
-  batchSize: number;
-  seed: number;
-  validationFraction: number;
-  schedule: LearningRateSchedule;
-  /** Early stopping on validation loss after this many epochs without improvement. */
-  patience: number | null;
-  quick: boolean;
-  augment: AugmentConfig | null;
-}
 
 export interface RunHooks {
   log?: (line: string) => void;

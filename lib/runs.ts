@@ -17,15 +17,23 @@ export const CHECKPOINT_DIR = "checkpoint";
 /** The weights of the best validation epoch: the run's model. */
 export const BEST_MODEL_DIR = "model";
 
-export interface RunOptions {
+/** How a run trains: what a caller chooses (npm run train's options, a notebook's protocol). */
+export interface RunSettings {
   epochs: number;
   batchSize: number;
   seed: number;
   validationFraction: number;
   schedule: LearningRateSchedule;
+  /** Early stopping on validation loss after this many epochs without improvement. */
   patience: number | null;
   quick: boolean;
-  /** On-the-fly augmentation of training batches (absent in records older than it). */
+  /** On-the-fly augmentation of training batches. */
+  augment: AugmentConfig | null;
+}
+
+/** The settings as recorded, with the split sizes they gave. */
+export interface RunOptions extends Omit<RunSettings, "augment"> {
+  /** Absent in records older than augmentation. */
   augment?: AugmentConfig | null;
   trainImages: number;
   validationImages: number;

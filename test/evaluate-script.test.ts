@@ -4,9 +4,9 @@ import assert from "node:assert/strict";
 import { writeFileSync } from "node:fs";
 import path from "node:path";
 import { initBackend } from "../lib/backend";
-import { FASHION_MNIST, locateDataset } from "../lib/data";
 import { buildModel, presetModel } from "../lib/models";
 import { saveModel } from "../lib/persist";
+import { unavailable } from "./helpers/datasets";
 import { tempDir } from "./helpers/idx";
 import { runScript } from "./helpers/scripts";
 
@@ -61,12 +61,7 @@ describe("npm run evaluate", async () => {
     assert.match(noModel.stderr, /holds neither model\.json nor a run's model\/model\.json/);
   });
 
-  let skip: string | undefined;
-  try {
-    await locateDataset(FASHION_MNIST, { download: false });
-  } catch (error) {
-    skip = process.env.CI ? undefined : `real Fashion-MNIST not present: ${(error as Error).message}`;
-  }
+  const skip = await unavailable();
 
   it("--model DIR --json evaluates a saved model on the 10,000 test images", { skip }, async () => {
     await initBackend({ force: "wasm" });

@@ -4,29 +4,10 @@
  */
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync } from "node:fs";
-import path from "node:path";
 import { initBackend, tf } from "../lib/backend";
-import { classCounts, FASHION_MNIST, loadDataset, locateDataset, MNIST, type DatasetSpec } from "../lib/data";
+import { classCounts, FASHION_MNIST, loadDataset, MNIST } from "../lib/data";
 import { buildModel, presetModel } from "../lib/models";
-
-const SHARED_MNIST = path.resolve(__dirname, "..", "..", "shared", "datasets", "mnist");
-
-/**
- * Why the dataset cannot be found without downloading, or undefined when it can. In CI the
- * data is installed, so a missing copy is a failure there, not a skip.
- */
-async function unavailable(spec: DatasetSpec): Promise<string | undefined> {
-  try {
-    await locateDataset(spec, { download: false });
-    return undefined;
-  } catch (error) {
-    if (process.env.CI) return undefined;
-    return `real ${spec.title} not present here: ${(error as Error).message}`;
-  }
-}
-
-if (!process.env.MNIST_DIR && existsSync(SHARED_MNIST)) process.env.MNIST_DIR = SHARED_MNIST;
+import { unavailable } from "./helpers/datasets";
 
 describe("real Fashion-MNIST", async () => {
   const skip = await unavailable(FASHION_MNIST);

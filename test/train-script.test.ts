@@ -5,7 +5,8 @@ import { spawn } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { STANDARD_AUGMENTATION } from "../lib/augment";
-import { FASHION_MNIST, locateDataset } from "../lib/data";
+import { FASHION_MNIST } from "../lib/data";
+import { unavailable } from "./helpers/datasets";
 import { tempDir } from "./helpers/idx";
 import { ROOT, runScript } from "./helpers/scripts";
 
@@ -16,12 +17,7 @@ const trainCommand = (args: string[]) => runScript("train.ts", args);
 const record = (dir: string) => JSON.parse(readFileSync(path.join(dir, "record.json"), "utf8"));
 
 describe("npm run train", async () => {
-  let skip: string | undefined;
-  try {
-    await locateDataset(FASHION_MNIST, { download: false });
-  } catch (error) {
-    skip = process.env.CI ? undefined : `real Fashion-MNIST not present: ${(error as Error).message}`;
-  }
+  const skip = await unavailable();
 
   it("a killed run resumes from its last finished epoch and finishes with test metrics", { skip }, async () => {
     const out = path.join(tempDir(), "run");

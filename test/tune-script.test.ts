@@ -3,17 +3,12 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { FASHION_MNIST, locateDataset } from "../lib/data";
+import { unavailable } from "./helpers/datasets";
 import { tempDir } from "./helpers/idx";
 import { runScript } from "./helpers/scripts";
 
 describe("npm run tune", async () => {
-  let skip: string | undefined;
-  try {
-    await locateDataset(FASHION_MNIST, { download: false });
-  } catch (error) {
-    skip = process.env.CI ? undefined : `real Fashion-MNIST not present: ${(error as Error).message}`;
-  }
+  const skip = await unavailable();
 
   it("runs a study, writes the best config, and a second run reads every trial back", { skip }, async () => {
     const study = path.join(tempDir(), "study");
