@@ -2,14 +2,14 @@ import { before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { initBackend, tf } from "../lib/backend";
 import { buildModel, type ModelConfig } from "../lib/models";
-import { learningRateAt, NonFiniteLossError, train, type TrainingData } from "../lib/train";
+import { evaluate, learningRateAt, NonFiniteLossError, train, type TrainingData } from "../lib/train";
 import { seededRandom } from "../lib/random";
 
 const tinyDense: ModelConfig = {
   name: "tiny-dense",
   description: "test",
   inputShape: [4, 4, 1],
-  layers: [{ type: "flatten" }, { type: "dense", units: 64 }, { type: "dense", units: 10, activation: "softmax" }],
+  layers: [{ type: "flatten" }, { type: "dense", units: 64, activation: "relu" }, { type: "dense", units: 10, activation: "softmax" }],
 };
 
 /** n random 4×4 images with labels from `label`, seeded. */
@@ -51,7 +51,9 @@ describe("train", () => {
       epochs: 60, batchSize: 16, seed: 3, onEpochEnd: (record) => void seen.push(record.epoch),
     });
     const last = result.history[result.history.length - 1];
-    assert.ok(last.accuracy > 0.95, `training accuracy ${last.accuracy}`);
+    // 64 random 16-pixel images with arbitrary labels: only memorisation gets them right.
+    const [, accuracy] = evaluate(model, data, 64);
+    assert.ok(accuracy > 0.95, `training accuracy ${accuracy}`);
     assert.deepEqual(seen, Array.from({ length: 60 }, (_, e) => e));
     assert.ok(last.imagesPerSecond > 0 && last.seconds > 0);
     tf.dispose([data.x, data.y]);
