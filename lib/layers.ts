@@ -6,6 +6,12 @@
  * ~10 ms of a ~150 ms training step. FastDropout draws the same Bernoulli(1 − rate) mask,
  * scaled by 1/(1 − rate), with a xorshift generator in one loop. It serialises as the stock
  * `Dropout` (same class name and config), so saved models load anywhere.
+ *
+ * FastBatchNorm: TF.js trains batch normalisation through `moments` and `batchNorm`, whose
+ * gradients are built from ~25 generic ops (with broadcasts done by Tile). FastBatchNorm
+ * computes the same training-mode forward pass and its closed-form gradient
+ * (dx = γ·σ⁻¹/N · (N·dy − Σdy − x̂·Σ(dy·x̂))) as one custom-gradient op, and updates the
+ * moving statistics exactly as the stock layer does. It serialises as `BatchNormalization`.
  */
 import { tf } from "./backend";
 
@@ -64,3 +70,79 @@ export class FastDropout extends StockDropout {
     });
   }
 }
+
+type BatchNormArgs = Parameters<typeof tf.layers.batchNormalization>[0];
+
+interface BatchNormLayer extends tf.layers.Layer {
+  axis: number;
+  momentum: number;
+  epsilon: number;
+  center: boolean;
+  scale: boolean;
+  gamma: tf.LayerVariable;
+  beta: tf.LayerVariable;
+  movingMean: tf.LayerVariable;
+  movingVariance: tf.LayerVariable;
+}
+
+const StockBatchNorm = tf.layers.batchNormalization({}).constructor as new (args?: BatchNormArgs) => BatchNormLayer;
+
+/** Batch normalisation over every axis but the last, with its gradient in closed form. */
+function trainingBatchNorm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, epsilon: number): { y: tf.Tensor; mean: tf.Tensor; variance: tf.Tensor } {
+  const axes = x.shape.slice(0, -1).map((_, i) => i);
+  const count = x.size / x.shape[x.shape.length - 1];
+  let mean: tf.Tensor | undefined;
+  let variance: tf.Tensor | undefined;
+  const normalise = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const [input, g, b] = args as tf.Tensor[];
+    const save = args[3] as tf.GradSaveFunc;
+    // Kept past the op's own tidy for the moving averages; the caller disposes them.
+    mean = tf.keep(tf.mean(input, axes));
+    const centered = tf.sub(input, mean);
+    variance = tf.keep(tf.mean(tf.square(centered), axes));
+    const inverseStd = tf.rsqrt(tf.add(variance, epsilon));
+    const normalised = tf.mul(centered, inverseStd);
+    save([normalised, inverseStd, g]);
+    return {
+      value: tf.add(tf.mul(normalised, g), b),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [xhat, invStd, gammaSaved] = saved;
+        const dBeta = tf.sum(dy, axes);
+        const dGamma = tf.sum(tf.mul(dy, xhat), axes);
+        const dx = tf.mul(tf.div(tf.mul(gammaSaved, invStd), count), tf.sub(tf.sub(tf.mul(dy, count), dBeta), tf.mul(xhat, dGamma)));
+        return [dx, dGamma, dBeta];
+      },
+    };
+  });
+  const y = normalise(x, gamma, beta);
+  return { y, mean: mean!, variance: variance! };
+}
+
+export class FastBatchNorm extends StockBatchNorm {
+  static className = "BatchNormalization";
+
+  override call(inputs: tf.Tensor | tf.Tensor[], kwargs: Record<string, unknown>): tf.Tensor | tf.Tensor[] {
+    const input = Array.isArray(inputs) ? inputs[0] : inputs;
+    const lastAxis = this.axis === -1 || this.axis === input.rank - 1;
+    if (kwargs.training !== true || !lastAxis || !this.center || !this.scale) return super.call(inputs, kwargs);
+    return tf.tidy(() => {
+      const { y, mean, variance } = trainingBatchNorm(input, this.gamma.read(), this.beta.read(), this.epsilon);
+      // The stock layer's moving-average update: v ← v − (v − value)·(1 − momentum).
+      for (const [variable, value] of [[this.movingMean, mean], [this.movingVariance, variance]] as const) {
+        tf.tidy(() => {
+          const original = variable.read();
+          variable.write(tf.sub(original, tf.mul(tf.sub(original, value), 1 - this.momentum)));
+        });
+      }
+      tf.dispose([mean, variance]);
+      return y;
+    });
+  }
+}
+
+// Loaded models (a resumed run's checkpoint) get the fast layers too: same class names, so
+// these replace the stock classes in TF.js's deserialisation map.
+// (The casts restore the static fromConfig that the constructor casts above hide from TypeScript.)
+type Registrable = tf.serialization.SerializableConstructor<tf.serialization.Serializable>;
+tf.serialization.registerClass(FastDropout as unknown as Registrable);
+tf.serialization.registerClass(FastBatchNorm as unknown as Registrable);

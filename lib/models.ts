@@ -3,7 +3,7 @@
  * scripts, notebooks and tuning all describe a network the same way.
  */
 import { tf } from "./backend";
-import { FastDropout } from "./layers";
+import { FastBatchNorm, FastDropout } from "./layers";
 
 export type Activation = "relu" | "softmax" | "linear";
 
@@ -181,7 +181,7 @@ function buildLayer(layer: LayerConfig, index: number): tf.layers.Layer {
     case "flatten":
       return tf.layers.flatten({ name });
     case "batchNorm":
-      return tf.layers.batchNormalization({ name });
+      return new FastBatchNorm({ name });
     case "zeroPadding2d":
       return tf.layers.zeroPadding2d({ name, padding: layer.padding });
     case "activation":

@@ -1,7 +1,9 @@
 import { before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { initBackend, tf } from "../lib/backend";
-import { FastDropout, MaskGenerator } from "../lib/layers";
+import { FastBatchNorm, FastDropout, MaskGenerator } from "../lib/layers";
+import { seededRandom } from "../lib/random";
+import { onBackend } from "./helpers/tensors";
 
 describe("MaskGenerator", () => {
   it("keeps each value with probability keep, scaled by 1/keep", () => {
@@ -72,4 +74,72 @@ describe("FastDropout", () => {
     g.forEach((value, i) => assert.ok(Math.abs(value - mask![i]) < 1e-5));
     tf.dispose([x, gradient]);
   });
+});
+
+describe("FastBatchNorm matches the stock BatchNormalization in training", () => {
+  /** Output, input/gamma/beta gradients of a weighted sum, and the moving statistics after one call. */
+  function trainingStep(layer: tf.layers.Layer, x: tf.Tensor, weights: tf.Tensor) {
+    const [gamma, beta] = layer.trainableWeights.map((w) => (w as unknown as { val: tf.Variable }).val);
+    const loss = () => tf.sum(tf.mul(layer.apply(x, { training: true }) as tf.Tensor, weights)) as tf.Scalar;
+    const { value, grads } = tf.variableGrads(loss, [gamma, beta]);
+    const dx = tf.grad((input: tf.Tensor) => tf.sum(tf.mul(layer.apply(input, { training: true }) as tf.Tensor, weights)))(x);
+    const output = layer.apply(x, { training: true }) as tf.Tensor;
+    const moving = layer.getWeights().slice(2).map((t) => Array.from(t.dataSync()));
+    return { output: output.dataSync(), dx: dx.dataSync(), dGamma: grads[gamma.name].dataSync(), dBeta: grads[beta.name].dataSync(), loss: value.dataSync()[0], moving };
+  }
+
+  const close = (a: ArrayLike<number>, b: ArrayLike<number>, what: string) => {
+    assert.equal(a.length, b.length, what);
+    let worst = 0;
+    let scale = 1e-6;
+    for (let i = 0; i < a.length; i++) {
+      worst = Math.max(worst, Math.abs(a[i] - b[i]));
+      scale = Math.max(scale, Math.abs(b[i]));
+    }
+    assert.ok(worst / scale < 1e-4, `${what}: max difference ${worst} (scale ${scale})`);
+  };
+
+  for (const backend of ["wasm", "cpu"] as const) {
+    for (const shape of [[4, 5, 3, 6], [2, 1, 7, 3], [9, 5]]) {
+      it(`${backend}, input ${shape.join("×")}`, async () => {
+        await initBackend({ force: "wasm" });
+        await onBackend(backend, async () => compare(shape));
+      });
+    }
+  }
+
+  async function compare(shape: number[]): Promise<void> {
+    {
+      {
+        const random = seededRandom(shape.length * 31 + shape[0]);
+        const values = (n: number, offset = 0) => Float32Array.from({ length: n }, () => offset + 3 * random());
+        const size = shape.reduce((a, b) => a * b, 1);
+        const channels = shape[shape.length - 1];
+        const x = tf.tensor(values(size, -1), shape);
+        const weights = tf.tensor(values(size, -1.5), shape);
+        const config = { momentum: 0.9, epsilon: 1e-3 };
+        const stock = tf.layers.batchNormalization(config);
+        const fast = new FastBatchNorm(config);
+        stock.build(shape);
+        fast.build(shape);
+        const initial = [values(channels, 0.5), values(channels, -1), values(channels), values(channels, 0.5)].map((v) => tf.tensor1d(v));
+        stock.setWeights(initial);
+        fast.setWeights(initial);
+        const before = tf.memory().numTensors;
+        const expected = trainingStep(stock, x, weights);
+        const actual = trainingStep(fast, x, weights);
+        close(actual.output, expected.output, "output");
+        close(actual.dx, expected.dx, "d input");
+        close(actual.dGamma, expected.dGamma, "d gamma");
+        close(actual.dBeta, expected.dBeta, "d beta");
+        actual.moving.forEach((m, i) => close(m, expected.moving[i], i === 0 ? "moving mean" : "moving variance"));
+        const { name: _fastName, ...fastConfig } = fast.getConfig();
+        const { name: _stockName, ...stockConfig } = stock.getConfig();
+        assert.deepEqual(fastConfig, stockConfig, "serialises like the stock layer");
+        assert.equal(FastBatchNorm.className, "BatchNormalization");
+        tf.dispose([x, weights, ...initial]);
+        assert.ok(tf.memory().numTensors - before < 40, "no tensors leak per step beyond the returned values");
+      }
+    }
+  }
 });

@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { initBackend, tf } from "../lib/backend";
+import { FastBatchNorm, FastDropout } from "../lib/layers";
 import { buildModel, presetModel } from "../lib/models";
 import { loadModel, saveModel, writeJsonAtomic } from "../lib/persist";
 import { tempDir } from "./helpers/idx";
@@ -45,6 +46,8 @@ describe("persistence", () => {
     await saveModel(model, dir);
     const loaded = await loadModel(dir);
     assert.deepEqual([...(loaded.predict(x) as tf.Tensor).dataSync()], [...(model.predict(x) as tf.Tensor).dataSync()]);
+    // A loaded model (a resumed run) trains with the fast layers as well.
+    assert.ok(loaded.layers.some((l) => l instanceof FastBatchNorm) && loaded.layers.some((l) => l instanceof FastDropout));
     model.dispose();
     loaded.dispose();
   });
