@@ -9,9 +9,9 @@
  *
  * FastBatchNorm: TF.js trains batch normalisation through `moments` and `batchNorm`, whose
  * gradients are built from ~25 generic ops (with broadcasts done by Tile). FastBatchNorm
- * computes the same training-mode forward pass and its closed-form gradient
- * (dx = γ·σ⁻¹/N · (N·dy − Σdy − x̂·Σ(dy·x̂))) as one custom-gradient op, and updates the
- * moving statistics exactly as the stock layer does. It serialises as `BatchNormalization`.
+ * computes the same training-mode forward pass and its closed-form gradient as one
+ * custom-gradient op, and updates the moving statistics exactly as the stock layer does. It
+ * serialises as `BatchNormalization`.
  */
 import { tf } from "./backend";
 
@@ -87,30 +87,46 @@ interface BatchNormLayer extends tf.layers.Layer {
 
 const StockBatchNorm = tf.layers.batchNormalization({}).constructor as new (args?: BatchNormArgs) => BatchNormLayer;
 
-/** Batch normalisation over every axis but the last, with its gradient in closed form. */
-function trainingBatchNorm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, epsilon: number): { y: tf.Tensor; mean: tf.Tensor; variance: tf.Tensor } {
+/** Per-channel mean and (biased) variance over every axis but the last. */
+function moments(x: tf.Tensor): [tf.Tensor, tf.Tensor] {
+  const axes = x.shape.slice(0, -1).map((_, i) => i);
+  const mean = tf.mean(x, axes);
+  return [mean, tf.mean(tf.square(tf.sub(x, mean)), axes)];
+}
+
+/** The closed-form training gradient of batch normalisation: [dx, dγ, dβ]. */
+function batchNormGradient(dy: tf.Tensor, x: tf.Tensor, mean: tf.Tensor, variance: tf.Tensor, gamma: tf.Tensor, epsilon: number): tf.Tensor[] {
   const axes = x.shape.slice(0, -1).map((_, i) => i);
   const count = x.size / x.shape[x.shape.length - 1];
+  const inverseStd = tf.rsqrt(tf.add(variance, epsilon));
+  const centered = tf.sub(x, mean);
+  const dBeta = tf.sum(dy, axes);
+  const dGamma = tf.mul(inverseStd, tf.sum(tf.mul(dy, centered), axes));
+  const dx = tf.mul(tf.mul(gamma, inverseStd), tf.sub(tf.sub(dy, tf.div(dBeta, count)), tf.mul(centered, tf.div(tf.mul(inverseStd, dGamma), count))));
+  return [dx, dGamma, dBeta];
+}
+
+/**
+ * Batch normalisation over every axis but the last, with its gradient in closed form
+ * (dβ = Σdy, dγ = σ⁻¹·Σdy·(x − μ), dx = γσ⁻¹·(dy − dβ/N − (x − μ)σ⁻¹·dγ/N)).
+ */
+function trainingBatchNorm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, epsilon: number): { y: tf.Tensor; mean: tf.Tensor; variance: tf.Tensor } {
   let mean: tf.Tensor | undefined;
   let variance: tf.Tensor | undefined;
   const normalise = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const [input, g, b] = args as tf.Tensor[];
     const save = args[3] as tf.GradSaveFunc;
     // Kept past the op's own tidy for the moving averages; the caller disposes them.
-    mean = tf.keep(tf.mean(input, axes));
-    const centered = tf.sub(input, mean);
-    variance = tf.keep(tf.mean(tf.square(centered), axes));
-    const inverseStd = tf.rsqrt(tf.add(variance, epsilon));
-    const normalised = tf.mul(centered, inverseStd);
-    save([normalised, inverseStd, g]);
+    [mean, variance] = moments(input).map((t) => tf.keep(t));
+    save([input, mean, variance, g]);
+    // y = x·s + t with per-channel s = γσ⁻¹, t = β − μs: two fast passes (wasm's own
+    // FusedBatchNorm kernel is a slower scalar loop).
+    const scale = tf.mul(g, tf.rsqrt(tf.add(variance, epsilon)));
     return {
-      value: tf.add(tf.mul(normalised, g), b),
+      value: tf.add(tf.mul(input, scale), tf.sub(b, tf.mul(mean, scale))),
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-        const [xhat, invStd, gammaSaved] = saved;
-        const dBeta = tf.sum(dy, axes);
-        const dGamma = tf.sum(tf.mul(dy, xhat), axes);
-        const dx = tf.mul(tf.div(tf.mul(gammaSaved, invStd), count), tf.sub(tf.sub(tf.mul(dy, count), dBeta), tf.mul(xhat, dGamma)));
-        return [dx, dGamma, dBeta];
+        const [xSaved, meanSaved, varianceSaved, gammaSaved] = saved;
+        return batchNormGradient(dy, xSaved, meanSaved, varianceSaved, gammaSaved, epsilon);
       },
     };
   });
