@@ -192,6 +192,9 @@ runCommand(USAGE, async () => {
   const augmentation = { pipeline: STANDARD_AUGMENTATION, ...(await benchAugmentation(repeats, steps, batchSize)) };
 
   const capstone = results.find((r) => r.model === "cnn3");
+  const withBatchNorm = results.find((r) => r.model === "cnn3-bn");
+  // How much longer a training step of the capstone CNN takes with batch norm after each layer.
+  const batchNormStepRatio = capstone && withBatchNorm ? capstone.trainImagesPerSec / withBatchNorm.trainImagesPerSec : null;
   const torch = measuredTorch
     ? {
         ...measuredTorch,
@@ -210,6 +213,7 @@ runCommand(USAGE, async () => {
     trainImagesPerSec: capstone?.trainImagesPerSec ?? null,
     inferImagesPerSec: capstone?.inferImagesPerSec ?? null,
     models: results,
+    batchNormStepRatio,
     augmentation,
     torch,
   };
@@ -231,6 +235,7 @@ runCommand(USAGE, async () => {
       ),
       "",
       `Augmentation alone (flip, shift ≤ 2 px, random erasing): ${augmentation.imagesPerSec.toFixed(0)} img/s.`,
+      ...(batchNormStepRatio ? [`A cnn3-bn training step takes ${batchNormStepRatio.toFixed(2)}× a cnn3 step.`] : []),
       ...(torch
         ? [
             "",
