@@ -101,16 +101,15 @@ export function pca2d(split: Split, iterations = 200): { points: [number, number
 }
 
 /**
- * Accuracy of the nearest-class-mean classifier (each test image gets the class whose mean
- * training image is closest in Euclidean distance): a model-free measure of how separable
- * the classes are, comparable across datasets of the same shape.
+ * The nearest-class-mean classifier: each test image gets the class whose mean training image
+ * is closest in Euclidean distance. A model-free measure of how separable the classes are,
+ * comparable across datasets of the same shape.
  */
-export function nearestMeanAccuracy(means: Float64Array[], test: Split): number {
-  if (test.count === 0) throw new Error("nearestMeanAccuracy: the test split is empty.");
+export function nearestMeanPredictions(means: Float64Array[], test: Split): Int32Array {
+  if (test.count === 0) throw new Error("nearestMeanPredictions: the test split is empty.");
   const size = test.height * test.width;
-  let correct = 0;
+  const predictions = new Int32Array(test.count);
   for (let n = 0; n < test.count; n++) {
-    let best = -1;
     let bestDistance = Infinity;
     for (let c = 0; c < means.length; c++) {
       const mean = means[c];
@@ -118,10 +117,15 @@ export function nearestMeanAccuracy(means: Float64Array[], test: Split): number 
       for (let i = 0, p = n * size; i < size; i++, p++) distance += (test.images[p] - mean[i]) ** 2;
       if (distance < bestDistance) {
         bestDistance = distance;
-        best = c;
+        predictions[n] = c;
       }
     }
-    if (best === test.labels[n]) correct++;
   }
-  return correct / test.count;
+  return predictions;
+}
+
+/** Accuracy of the nearest-class-mean classifier on a test split. */
+export function nearestMeanAccuracy(means: Float64Array[], test: Split): number {
+  const predictions = nearestMeanPredictions(means, test);
+  return predictions.reduce((correct, p, n) => correct + (p === test.labels[n] ? 1 : 0), 0) / test.count;
 }

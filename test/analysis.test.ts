@@ -2,7 +2,7 @@ import { before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { initBackend } from "../lib/backend";
 import type { Split } from "../lib/data";
-import { classImageStats, closestPairs, meanImageDistances, nearestMeanAccuracy, pca2d, pixelHistograms } from "../lib/analysis";
+import { classImageStats, closestPairs, meanImageDistances, nearestMeanAccuracy, nearestMeanPredictions, pca2d, pixelHistograms } from "../lib/analysis";
 
 const data: Split = {
   // class 0: [0,0,0,0] and [0,0,0,255]; class 1: [255,255,255,255]
@@ -30,6 +30,7 @@ describe("analysis", () => {
     const means = classImageStats(data, 2).mean; // class 0 mean [0,0,0,127.5], class 1 [255,255,255,255]
     const test: Split = { images: Uint8Array.from([0, 0, 0, 200, 200, 200, 200, 200, 10, 10, 10, 10]), labels: Uint8Array.from([0, 1, 1]), count: 3, height: 2, width: 2 };
     // Image 2 ([10,10,10,10]) is nearer class 0's mean: one mistake in three.
+    assert.deepEqual([...nearestMeanPredictions(means, test)], [0, 1, 0]);
     assert.equal(nearestMeanAccuracy(means, test), 2 / 3);
     assert.throws(() => nearestMeanAccuracy(means, { ...test, count: 0 }), /empty/);
   });
