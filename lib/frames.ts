@@ -10,12 +10,14 @@ export const dfd = danfo;
 
 type DataFrame = InstanceType<typeof danfo.DataFrame>;
 
+const READ_MEMBERS = ["values", "columns", "index"];
+
 /** A DataFrame from rows and column names, with a clear error on ragged rows. */
 export function frame(rows: (string | number)[][], columns: string[]): DataFrame {
-  // danfojs exposes each column as a property: one named like a DataFrame member (values,
-  // columns, index, ...) would hide that member and break every reader of the frame.
-  const clash = columns.find((name) => name in danfo.DataFrame.prototype);
-  if (clash) throw new Error(`frame: a column named "${clash}" clashes with a danfojs DataFrame property; rename it.`);
+  // danfojs exposes each column as a property: a column named like a member the readers of
+  // a frame use (lib/notebook.ts reads values, columns and index) hides that member.
+  const clash = columns.find((name) => READ_MEMBERS.includes(name));
+  if (clash) throw new Error(`frame: a column named "${clash}" would hide the DataFrame's own "${clash}"; rename it.`);
   rows.forEach((row, i) => {
     if (row.length !== columns.length) throw new Error(`frame: row ${i} has ${row.length} values for ${columns.length} columns.`);
   });

@@ -18,7 +18,9 @@ describe("frames", () => {
   });
 
   it("rejects a column name that would hide a DataFrame member", () => {
-    assert.throws(() => frame([["a", "b"]], ["name", "values"]), /a column named "values" clashes with a danfojs DataFrame property/);
-    assert.throws(() => frame([[1]], ["mean"]), /"mean" clashes/);
+    assert.throws(() => frame([["a", "b"]], ["name", "values"]), /a column named "values" would hide the DataFrame's own "values"/);
+    assert.throws(() => frame([[1]], ["index"]), /"index" would hide/);
+    // Columns named like other DataFrame methods are fine: tables read only values, columns and index.
+    assert.deepEqual(frame([[1, 2]], ["min", "mean"]).values, [[1, 2]]);
   });
 });
