@@ -149,13 +149,16 @@ export function scatterByGroup(
 export function binnedHistogram(
   binEdges: number[],
   series: { name: string; counts: number[] }[],
-  titles: Titles = {},
+  titles: Titles & { logY?: boolean } = {},
 ): PlotlyFigure {
   const centres = binEdges.slice(0, -1).map((edge, i) => (edge + binEdges[i + 1]) / 2);
   for (const s of series) assertSameLength(`binnedHistogram "${s.name}"`, centres, s.counts);
+  const layout = baseLayout(titles);
+  // A log axis shows the small bins beside one that holds most of the mass.
+  if (titles.logY) layout.yaxis = { ...(layout.yaxis as Record<string, unknown>), type: "log" };
   return {
     data: series.map((s) => ({ type: "scatter", mode: "lines", line: { shape: "hvh" }, name: s.name, x: centres, y: s.counts })),
-    layout: baseLayout(titles),
+    layout,
   };
 }
 

@@ -47,6 +47,9 @@ describe("figure specs", () => {
     const figure = binnedHistogram([0, 10, 20], [{ name: "h", counts: [5, 7] }]);
     assert.deepEqual(figure.data[0].x, [5, 15]);
     assert.throws(() => binnedHistogram([0, 10], [{ name: "h", counts: [1, 2] }]), /1 labels but 2 values/);
+    assert.equal((figure.layout.yaxis as { type?: string }).type, undefined);
+    const log = binnedHistogram([0, 10, 20], [{ name: "h", counts: [5, 7] }], { logY: true, yTitle: "n" });
+    assert.deepEqual(log.layout.yaxis, { title: { text: "n" }, automargin: true, type: "log" });
   });
 });
 
