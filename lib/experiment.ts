@@ -68,7 +68,8 @@ export async function trainRun(request: RunRequest): Promise<RunRecord> {
   let record: RunRecord;
   if (existing) {
     log(`resuming ${outDir} after epoch ${existing.history.length} of ${existing.options.epochs}`);
-    model = await loadModel(path.join(outDir, CHECKPOINT_DIR));
+    // Killed before its first epoch ended, a run has no checkpoint yet: it starts again from scratch.
+    model = existing.history.length > 0 ? await loadModel(path.join(outDir, CHECKPOINT_DIR)) : buildModel(existing.model, { learningRate: settings.schedule.rate });
     record = { ...existing, resumes: [...existing.resumes, { at: new Date().toISOString(), fromEpoch: existing.history.length }] };
   } else {
     model = buildModel(config, { learningRate: settings.schedule.rate });

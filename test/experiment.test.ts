@@ -86,6 +86,19 @@ describe("ensureRun", () => {
     await assert.rejects(ensureRun({ config: presetModel("ann"), settings: { ...quick, seed: 6 }, outDir, data }), /holds a different run/);
   });
 
+  it("restarts a run killed before its first epoch ended (no checkpoint yet)", async () => {
+    const outDir = path.join(tempDir(), "run");
+    await assert.rejects(
+      trainRun({ config: presetModel("ann"), settings, outDir, data, hooks: { onBatchEnd: () => { throw new Error("killed"); } } }),
+      /killed/,
+    );
+    assert.equal((await readRecord(outDir))!.history.length, 0);
+    const record = await ensureRun({ config: presetModel("ann"), settings, outDir, data });
+    assert.equal(record.status, "finished");
+    assert.equal(record.history.length, 3);
+    assert.deepEqual(record.resumes.map((r) => r.fromEpoch), [0]);
+  });
+
   it("resumes an interrupted run from its last finished epoch", async () => {
     const outDir = path.join(tempDir(), "run");
     // Interrupt after the first epoch by throwing from the hook (the record is written before it runs).
