@@ -14,19 +14,21 @@ import {
   depthwiseConv2dNativeBackpropInput,
 } from "./wasm/convolution";
 import { cast, identity, matMulWithoutTransposeFlags, tile } from "./wasm/memory";
+import { ADAM_UPDATE_KERNEL, adamUpdate } from "./wasm/optimizer";
 import { maxPoolGrad } from "./wasm/pooling";
 import { mean, sum } from "./wasm/reduction";
 
 interface KernelOverride {
   kernelName: string;
-  kernelFunc: (args: KernelArgs) => TensorInfo;
+  kernelFunc: (args: KernelArgs) => TensorInfo | TensorInfo[];
 }
 
-/** Kernels wasm lacks and this project adds. */
+/** Kernels wasm lacks and this project adds (the last is the project's own: lib/optimizer.ts). */
 const MISSING_KERNELS: KernelOverride[] = [
   { kernelName: "Conv2DBackpropFilter", kernelFunc: conv2DBackpropFilter },
   { kernelName: "DepthwiseConv2dNativeBackpropFilter", kernelFunc: depthwiseConv2dNativeBackpropFilter },
   { kernelName: "DepthwiseConv2dNativeBackpropInput", kernelFunc: depthwiseConv2dNativeBackpropInput },
+  { kernelName: ADAM_UPDATE_KERNEL, kernelFunc: adamUpdate },
 ];
 
 /** Kernels wasm has but runs slowly; each falls back to the original outside its fast path. */

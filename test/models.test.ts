@@ -21,12 +21,14 @@ describe("model configs", () => {
     model.dispose();
   });
 
-  it("has the reference studies' parameter counts for cnn1, cnn2 and the 3-conv + 4-dense CNN", () => {
+  it("has the reference studies' parameter counts for cnn1, cnn2, the 3-conv + 4-dense CNN and cnn-bn3", () => {
     // By hand: conv 3×3×1×32+32 = 320; 13·13·32 = 5,408 → dense 128: 692,352; dense 10: 1,290.
     const expected: Record<string, number> = {
       cnn1: 320 + 692_352 + 1_290,
       cnn2: 320 + 18_496 + (5 * 5 * 64 * 128 + 128) + 1_290,
       "cnn-3conv-4dense": 320 + 18_496 + 73_856 + (1_152 * 256 + 256) + (256 * 128 + 128) + (128 * 64 + 64) + (64 * 10 + 10),
+      // 'same' convs keep 28 → pools 14, 7, 3: 3·3·128 = 1,152 features; batch norm holds 4 values per channel.
+      "cnn-bn3": 320 + 4 * 32 + 18_496 + 4 * 64 + 73_856 + 4 * 128 + (1_152 * 256 + 256) + 4 * 256 + (256 * 10 + 10),
     };
     for (const [name, count] of Object.entries(expected)) {
       const model = buildModel(presetModel(name));
@@ -51,7 +53,7 @@ describe("model configs", () => {
   });
 
   it("rejects an unknown model name and lists the known ones", () => {
-    assert.throws(() => presetModel("resnet"), /Unknown model "resnet"; known models: ann, cnn1, cnn2, cnn3, cnn3-bn, ann-reg, cnn-3conv-4dense, cnn-pad-l2, cnn-bn-wide/);
+    assert.throws(() => presetModel("resnet"), /Unknown model "resnet"; known models: ann, cnn1, cnn2, cnn3, cnn3-bn, ann-reg, cnn-3conv-4dense, cnn-pad-l2, cnn-bn3, cnn-bn-wide/);
   });
 
   it("trains a small conv net on wasm: the loss decreases and no tensors leak", async () => {

@@ -1,0 +1,76 @@
+/**
+ * FastAdam: TF.js's Adam, with each variable's update done by one fused kernel where the
+ * backend has it (wasm: lib/wasm/optimizer.ts) and by the stock ops elsewhere. Same state
+ * (moments named `<variable>/m` and `/v`, iteration count), same saved weights and config,
+ * and the same class name, so models saved with either load with either and resume.
+ */
+import { tf } from "./backend";
+import { ADAM_UPDATE_KERNEL, type AdamUpdateAttrs } from "./wasm/optimizer";
+
+type NamedGradients = Parameters<tf.AdamOptimizer["applyGradients"]>[0];
+type NamedTensor = { name: string; tensor: tf.Tensor };
+interface OptimizerVariable {
+  originalName: string;
+  variable: tf.Variable;
+}
+/** AdamOptimizer's private state (TF.js 4.22, pinned in package.json; tests cover it). */
+interface AdamState {
+  accumulatedFirstMoment: OptimizerVariable[];
+  accumulatedSecondMoment: OptimizerVariable[];
+  accBeta1: tf.Variable;
+  accBeta2: tf.Variable;
+}
+
+export class FastAdam extends tf.AdamOptimizer {
+  static override get className(): string {
+    return "Adam";
+  }
+
+  constructor(learningRate = 0.001, beta1 = 0.9, beta2 = 0.999, epsilon: number | null = null) {
+    super(learningRate, beta1, beta2, epsilon as number);
+  }
+
+  override applyGradients(variableGradients: NamedGradients): void {
+    const gradients: NamedTensor[] = Array.isArray(variableGradients)
+      ? variableGradients
+      : Object.entries(variableGradients).map(([name, tensor]) => ({ name, tensor: tensor as tf.Tensor }));
+    const fused = tf.getKernel(ADAM_UPDATE_KERNEL, tf.getBackend()) !== undefined;
+    if (!fused || gradients.some((g) => g.tensor !== null && g.tensor.dtype !== "float32")) {
+      super.applyGradients(variableGradients);
+      return;
+    }
+    const state = this as unknown as AdamState;
+    const step = this.iterations + 1;
+    const attrs: AdamUpdateAttrs = {
+      beta1: this.beta1,
+      beta2: this.beta2,
+      epsilon: this.epsilon,
+      learningRate: this.learningRate,
+      correction1: 1 - this.beta1 ** step,
+      correction2: 1 - this.beta2 ** step,
+    };
+    gradients.forEach(({ name, tensor: gradient }, i) => {
+      const value = tf.engine().registeredVariables[name];
+      state.accumulatedFirstMoment[i] ??= { originalName: `${name}/m`, variable: tf.tidy(() => tf.zerosLike(value).variable(false)) };
+      state.accumulatedSecondMoment[i] ??= { originalName: `${name}/v`, variable: tf.tidy(() => tf.zerosLike(value).variable(false)) };
+      if (gradient == null) return;
+      const m = state.accumulatedFirstMoment[i].variable;
+      const v = state.accumulatedSecondMoment[i].variable;
+      tf.tidy(() => {
+        const [newValue, newM, newV] = tf.engine().runKernel(ADAM_UPDATE_KERNEL, { value, m, v, gradient }, attrs as never) as tf.Tensor[];
+        m.assign(newM);
+        v.assign(newV);
+        value.assign(newValue);
+      });
+    });
+    // The stock path reads these; keep them as it would have left them (β^(t+1)).
+    tf.tidy(() => {
+      state.accBeta1.assign(tf.scalar(this.beta1 ** (step + 1)));
+      state.accBeta2.assign(tf.scalar(this.beta2 ** (step + 1)));
+    });
+    this.incrementIterations();
+  }
+}
+
+// Models loaded from disk (resumed runs) get FastAdam too.
+tf.serialization.registerClass(FastAdam);
