@@ -308,7 +308,7 @@ export interface StudyProgress {
   done: number;
   planned: number;
   best: TrialResult;
-  /** Seconds left at the average trial time so far (trials of later rungs train longer: a lower bound then). */
+  /** Seconds left: the plan's remaining trial-epochs at the seconds per epoch measured so far. */
   etaSeconds: number;
   reused: boolean;
 }
@@ -354,6 +354,7 @@ export async function runStudy(
     spec.strategy === "grid" ? gridPoints(spec.space) : randomPoints(spec.space, spec.trials!, spec.seed);
   const rungs = spec.strategy === "halving" ? halvingPlan(points.length, spec.minEpochs ?? 1, spec.epochs, spec.eta ?? 3) : [{ configs: points.length, epochs: spec.epochs }];
   const planned = rungs.reduce((sum, rung) => sum + rung.configs, 0);
+  const plannedEpochs = rungs.reduce((sum, rung) => sum + rung.configs * rung.epochs, 0);
   let candidates = points.map(withDefaults);
   let index = 0;
   let stoppedBy: StudyOutcome["stoppedBy"];
@@ -382,7 +383,7 @@ export async function runStudy(
       rungResults.push(trial);
       results.push(trial);
       const best = results.reduce((a, b) => (b.valAccuracy > a.valAccuracy ? b : a));
-      onProgress?.({ trial, done: results.length, planned, best, reused, etaSeconds: ((planned - results.length) * secondsSpent) / results.length });
+      onProgress?.({ trial, done: results.length, planned, best, reused, etaSeconds: ((plannedEpochs - epochsSpent) * secondsSpent) / epochsSpent });
     }
     if (stoppedBy) break;
     // The best configurations of this rung go on (ties keep the earlier one).

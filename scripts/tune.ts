@@ -126,7 +126,7 @@ runCommand(USAGE, async () => {
     log(`  trial ${trial.key}: ${Object.entries(trial.params).map(([k, v]) => `${k}=${format(v)}`).join(" ")}, ${trial.epochs} epochs`);
     return runner(trial);
   }, (p) => {
-    const eta = p.etaSeconds > 0 ? `, ETA ≥ ${Math.ceil(p.etaSeconds / 60)} min` : "";
+    const eta = p.etaSeconds > 0 ? `, ETA ~${Math.ceil(p.etaSeconds / 60)} min` : "";
     log(`trial ${p.done} of ${p.planned}${p.reused ? " (read back)" : ""}: val acc ${p.trial.valAccuracy.toFixed(4)} at ${p.trial.epochs} epochs | best so far ${p.best.valAccuracy.toFixed(4)}${eta}`);
   });
   if (outcome.stoppedBy) log(`stopped by the budget (${outcome.stoppedBy === "budget-epochs" ? "epochs" : "minutes"}) after ${outcome.trials.length} trials`);

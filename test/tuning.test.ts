@@ -120,6 +120,17 @@ describe("successive halving", () => {
   });
 });
 
+describe("study progress", () => {
+  it("estimates the time left from the plan's remaining epochs, longer later rungs included", async () => {
+    // 9 configurations × 1 epoch, then 3 × 3: 18 trial-epochs; every epoch takes 2 s.
+    const etas: number[] = [];
+    await runStudy(tempDir(), baseSpec({ strategy: "halving", trials: 9, minEpochs: 1, epochs: 3, eta: 3 }),
+      async ({ params, epochs }) => ({ valAccuracy: params.dense / 1000, valLoss: 1, bestEpoch: epochs - 1, seconds: 2 * epochs, backend: "none" }),
+      (p) => etas.push(p.etaSeconds));
+    assert.deepEqual(etas, [34, 32, 30, 28, 26, 24, 22, 20, 18, 12, 6, 0]);
+  });
+});
+
 describe("studies", () => {
   it("a study killed mid-trial resumes without re-running finished trials", async () => {
     const dir = tempDir();
