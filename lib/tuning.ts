@@ -153,27 +153,39 @@ export function withDefaults(point: Partial<TrialParams>): TrialParams {
 // The tunable model
 
 /**
- * The capstone CNN's shape with its widths, dropout, L2 and batch norm as parameters:
- * conv(f1) → pool → dropout → conv(f2) → pool → dropout → conv(f3) → dropout → flatten →
- * dense(d) → dropout → softmax; with batchNorm, each conv and the dense layer are followed
- * by batch normalisation before their relu.
+ * The tunable network's layout. `capstone`: the capstone CNN's valid convolutions, pooled after
+ * the first two (28 → 26 → 13 → 11 → 5 → 3). `same`: 'same' convolutions pooled after every
+ * block (28 → 14 → 7 → 3), the layout of this project's stronger CNN `cnn-bn3`.
  */
-export function tunableModelConfig(params: TrialParams, name = "tuned-cnn"): ModelConfig {
+export type Architecture = "capstone" | "same";
+export const ARCHITECTURES: readonly Architecture[] = ["capstone", "same"];
+
+/**
+ * A CNN with its widths, dropout, L2 and batch norm as parameters: conv(f1) → pool → dropout →
+ * conv(f2) → pool → dropout → conv(f3) → [pool, `same` only] → dropout → flatten → dense(d) →
+ * dropout → softmax; with batchNorm, each conv and the dense layer are followed by batch
+ * normalisation before their relu.
+ */
+export function tunableModelConfig(params: TrialParams, name = "tuned-cnn", architecture: Architecture = "capstone"): ModelConfig {
+  if (!ARCHITECTURES.includes(architecture)) throw new Error(`Unknown architecture "${architecture}"; known: ${ARCHITECTURES.join(", ")}.`);
+  const same = architecture === "same";
   const l2 = params.l2 > 0 ? { l2: params.l2 } : {};
   const activated = (layer: LayerConfig): LayerConfig[] =>
     params.batchNorm ? [{ ...layer, activation: "linear" } as LayerConfig, { type: "batchNorm" }, { type: "activation", activation: "relu" }] : [layer];
+  const conv = (filters: number): LayerConfig[] =>
+    activated({ type: "conv2d", filters, kernelSize: 3, activation: "relu", ...(same ? { padding: "same" as const } : {}), ...l2 });
   const dropout: LayerConfig = { type: "dropout", rate: params.dropout };
   const pool: LayerConfig = { type: "maxPool2d", poolSize: 2 };
   return {
     name,
     description:
-      `Tunable CNN: conv ${params.filters1}/${params.filters2}/${params.filters3}, dense ${params.dense}, dropout ${params.dropout}` +
+      `Tunable CNN${same ? " ('same' convolutions, pooled after each block)" : ""}: conv ${params.filters1}/${params.filters2}/${params.filters3}, dense ${params.dense}, dropout ${params.dropout}` +
       `${params.l2 > 0 ? `, L2 ${params.l2}` : ""}${params.batchNorm ? ", batch norm" : ""}`,
     inputShape: [28, 28, 1],
     layers: [
-      ...activated({ type: "conv2d", filters: params.filters1, kernelSize: 3, activation: "relu", ...l2 }), pool, dropout,
-      ...activated({ type: "conv2d", filters: params.filters2, kernelSize: 3, activation: "relu", ...l2 }), pool, dropout,
-      ...activated({ type: "conv2d", filters: params.filters3, kernelSize: 3, activation: "relu", ...l2 }), dropout,
+      ...conv(params.filters1), pool, dropout,
+      ...conv(params.filters2), pool, dropout,
+      ...conv(params.filters3), ...(same ? [pool] : []), dropout,
       { type: "flatten" },
       ...activated({ type: "dense", units: params.dense, activation: "relu", ...l2 }), dropout,
       { type: "dense", units: NUM_CLASSES, activation: "softmax" },
@@ -237,6 +249,8 @@ export interface StudySpec {
   eta?: number;
   /** Stop starting trials once this many epochs (sum over trials) or minutes are spent. */
   budget?: { epochs?: number; minutes?: number };
+  /** The tunable network's layout (default capstone; left out of the study file then). */
+  architecture?: Architecture;
   /** Shared by every trial: the validation split and quick (subset) mode. */
   validationFraction: number;
   splitSeed: number;
@@ -295,6 +309,9 @@ export function validateStudy(spec: StudySpec): void {
     if (value !== undefined && (!Number.isInteger(value) || value < 1)) throw new Error(`${what} must be a positive integer, got ${value}.`);
   };
   if (!["grid", "random", "halving"].includes(spec.strategy)) throw new Error(`strategy must be grid, random or halving, got "${spec.strategy}".`);
+  if (spec.architecture !== undefined && !ARCHITECTURES.includes(spec.architecture)) {
+    throw new Error(`architecture must be ${ARCHITECTURES.join(" or ")}, got "${spec.architecture}".`);
+  }
   positive(spec.epochs, "epochs");
   positive(spec.trials, "trials");
   positive(spec.minEpochs, "minEpochs");
@@ -404,7 +421,7 @@ export async function runStudy(
 export function trainingTrialRunner(spec: StudySpec, data: Dataset, hooks: RunHooks = {}): TrialRunner {
   return async ({ params, epochs, dir }) => {
     const record = await ensureRun({
-      config: tunableModelConfig(params),
+      config: tunableModelConfig(params, undefined, spec.architecture),
       outDir: dir,
       data,
       dataset: data.name,

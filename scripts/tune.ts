@@ -1,6 +1,7 @@
 /**
  * npm run tune -- [--space FILE.json] [--strategy random|grid|halving] [--trials N]
  *   [--epochs N] [--min-epochs N] [--eta N] [--budget 90m|60ep] [--study DIR] [--seed N]
+ *   [--architecture capstone|same]
  *   [--quick] [--json]
  *
  * Searches the tunable CNN's hyperparameters on Fashion-MNIST's validation split. Every
@@ -17,12 +18,14 @@ import { parseCommandLine, runCommand, textTable, usageCheck, UsageError } from 
 import { loadDataset } from "../lib/data";
 import { writeJsonAtomic } from "../lib/persist";
 import {
+  ARCHITECTURES,
   DEFAULT_SPACE,
   runStudy,
   trainArguments,
   trainingTrialRunner,
   tunableModelConfig,
   validateStudy,
+  type Architecture,
   type SearchSpace,
   type Strategy,
   type StudySpec,
@@ -34,6 +37,8 @@ const USAGE = `Usage: npm run tune -- [options]
   --space FILE       a JSON search space (lib/tuning.ts ParamSpec per parameter); default: filters
                      per block, dense width, dropout and learning rate around the capstone CNN
   --strategy NAME    random (default), grid or halving (successive halving)
+  --architecture A   the tunable CNN's layout: capstone (default; valid convolutions) or same
+                     ('same' convolutions pooled after every block, like cnn-bn3)
   --trials N         configurations to draw (random, halving); default 12
   --epochs N         epochs per trial (grid, random); the last rung's epochs (halving); default 3
   --min-epochs N     halving: the first rung's epochs (default 1)
@@ -69,6 +74,7 @@ runCommand(USAGE, async () => {
     {
       space: { type: "string" },
       strategy: { type: "string", default: "random" },
+      architecture: { type: "string", default: "capstone" },
       trials: { type: "string" },
       epochs: { type: "string" },
       "min-epochs": { type: "string" },
@@ -93,6 +99,8 @@ runCommand(USAGE, async () => {
   const spec: StudySpec = usageCheck(() => {
     const strategy = values.strategy as Strategy;
     if (!["random", "grid", "halving"].includes(strategy)) throw new Error(`--strategy must be random, grid or halving, got "${values.strategy}".`);
+    const architecture = values.architecture as Architecture;
+    if (!ARCHITECTURES.includes(architecture)) throw new Error(`--architecture must be ${ARCHITECTURES.join(" or ")}, got "${values.architecture}".`);
     const seed = Number(values.seed);
     if (!Number.isInteger(seed)) throw new Error(`--seed must be an integer, got "${values.seed}".`);
     const study: StudySpec = {
@@ -105,6 +113,8 @@ runCommand(USAGE, async () => {
       minEpochs: strategy === "halving" ? positiveInt(values["min-epochs"], "--min-epochs", 1) : undefined,
       eta: strategy === "halving" ? positiveInt(values.eta, "--eta", 3) : undefined,
       budget: parseBudget(values.budget),
+      // Left out for the default, so studies from before the option still resume.
+      ...(architecture === "capstone" ? {} : { architecture }),
       validationFraction: 0.1,
       splitSeed: seed,
       quick: values.quick,
@@ -132,7 +142,7 @@ runCommand(USAGE, async () => {
   if (outcome.stoppedBy) log(`stopped by the budget (${outcome.stoppedBy === "budget-epochs" ? "epochs" : "minutes"}) after ${outcome.trials.length} trials`);
 
   const best = outcome.best;
-  const bestModel = tunableModelConfig(best.params, `tuned-${spec.name}`);
+  const bestModel = tunableModelConfig(best.params, `tuned-${spec.name}`, spec.architecture);
   await writeJsonAtomic(path.join(studyDir, "best-model.json"), bestModel);
   const command = ["npm", "run", "train", "--", "--model", path.join(studyDir, "best-model.json"), ...trainArguments(best.params)].join(" ");
   await writeJsonAtomic(path.join(studyDir, "best.json"), { trial: best, trainCommand: command });

@@ -33,12 +33,25 @@ describe("npm run tune", async () => {
     assert.doesNotMatch(again.stderr, /epoch 1\/1/, "nothing was trained again");
   });
 
+  it("--architecture same trains and exports the 'same'-padded network", { skip }, async () => {
+    const study = path.join(tempDir(), "same");
+    const space = path.join(tempDir(), "space.json");
+    writeFileSync(space, JSON.stringify({ dense: { kind: "choice", values: [32] } }));
+    const result = await runScript("tune.ts", ["--space", space, "--strategy", "grid", "--epochs", "1", "--quick", "--architecture", "same", "--study", study, "--json"]);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(JSON.parse(readFileSync(path.join(study, "study.json"), "utf8")).architecture, "same");
+    const best = JSON.parse(readFileSync(path.join(study, "best-model.json"), "utf8"));
+    assert.equal(best.layers.filter((l: { type: string }) => l.type === "maxPool2d").length, 3);
+    assert.ok(best.layers.filter((l: { type: string }) => l.type === "conv2d").every((l: { padding?: string }) => l.padding === "same"));
+  });
+
   it("bad options are usage errors with a message", async () => {
     const cases: [string[], RegExp][] = [
       [["--strategy", "bayes"], /--strategy must be random, grid or halving, got "bayes"/],
       [["--budget", "5x"], /--budget must look like 90m \(minutes\) or 60ep \(epochs\), got "5x"/],
       [["--trials", "0"], /--trials must be a positive integer, got "0"/],
       [["--space", "/nonexistent.json"], /--space \/nonexistent\.json: no such file/],
+      [["--architecture", "wide"], /--architecture must be capstone or same, got "wide"/],
     ];
     for (const [args, message] of cases) {
       const result = await runScript("tune.ts", args);

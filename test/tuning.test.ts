@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { initBackend } from "../lib/backend";
-import { buildModel } from "../lib/models";
+import { buildModel, presetModel } from "../lib/models";
 import {
   gridPoints,
   halvingPlan,
@@ -12,6 +12,7 @@ import {
   runStudy,
   trialKey,
   tunableModelConfig,
+  validateStudy,
   validateSpace,
   withDefaults,
   TUNABLE_DEFAULTS,
@@ -186,5 +187,23 @@ describe("the tunable CNN", () => {
     const model = buildModel(config);
     assert.ok(model.countParams() < 241_546);
     model.dispose();
+  });
+
+  it("the 'same' architecture with batch norm and dense 256 has cnn-bn3's layout and parameters", () => {
+    const config = tunableModelConfig(withDefaults({ dense: 256, batchNorm: true }), "t", "same");
+    assert.ok(config.layers.filter((l) => l.type === "conv2d").every((l) => l.type === "conv2d" && l.padding === "same"));
+    assert.equal(config.layers.filter((l) => l.type === "maxPool2d").length, 3);
+    const model = buildModel(config);
+    const reference = buildModel(presetModel("cnn-bn3"));
+    assert.deepEqual(model.outputs[0].shape, [null, 10]);
+    assert.equal(model.countParams(), reference.countParams());
+    model.dispose();
+    reference.dispose();
+    assert.throws(() => tunableModelConfig(withDefaults({}), "t", "resnet" as never), /Unknown architecture "resnet"; known: capstone, same/);
+  });
+
+  it("a study spec is checked for its architecture", () => {
+    assert.throws(() => validateStudy(baseSpec({ architecture: "wide" as never })), /architecture must be capstone or same, got "wide"/);
+    assert.doesNotThrow(() => validateStudy(baseSpec({ architecture: "same" })));
   });
 });
