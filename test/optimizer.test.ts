@@ -69,9 +69,11 @@ describe("FastAdam", () => {
     const r = await sideBySide(6);
     assert.equal(r.fastIterations, 6);
     assert.equal(r.fastState.length, r.stockState.length);
-    r.fastWeights.forEach((w, i) => assert.ok(maxRelativeError(w, r.stockWeights[i]) < 1e-5, `weight ${i}: ${maxRelativeError(w, r.stockWeights[i])}`));
+    // Float32 rounding differs (one rounding per value here, one per op there) and feeds back
+    // through six steps of gradients: ~1e-5 seen; a wrong formula is off by far more.
+    r.fastWeights.forEach((w, i) => assert.ok(maxRelativeError(w, r.stockWeights[i]) < 1e-4, `weight ${i}: ${maxRelativeError(w, r.stockWeights[i])}`));
     // Moments, after the iteration counter (state 0).
-    r.fastState.forEach((s, i) => assert.ok(maxRelativeError(s, r.stockState[i]) < 1e-5, `optimizer state ${i}`));
+    r.fastState.forEach((s, i) => assert.ok(maxRelativeError(s, r.stockState[i]) < 1e-4, `optimizer state ${i}: ${maxRelativeError(s, r.stockState[i])}`));
     // The weights moved (a no-op on both sides would match too).
     r.fastWeights.forEach((w, i) => assert.ok(maxRelativeError(w, r.initialWeights[i]) > 1e-3, `weight ${i} did not move`));
   });
