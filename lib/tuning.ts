@@ -340,13 +340,16 @@ export interface StudyOutcome {
 /**
  * Runs (or resumes) a study in studyDir. Trials already in the study file are read back and
  * not re-run; the study file must describe the same study. `runTrial` trains one trial in its
- * own folder (an interrupted trial's folder is handed to it again).
+ * own folder (an interrupted trial's folder is handed to it again). With `jobs` > 1, up to that
+ * many trials of a rung train at once (the runner must then train out of process:
+ * processTrialRunner); the outcome is the same as with one job.
  */
 export async function runStudy(
   studyDir: string,
   spec: StudySpec,
   runTrial: TrialRunner,
   onProgress?: (progress: StudyProgress) => void,
+  options: { jobs?: number } = {},
 ): Promise<StudyOutcome> {
   validateStudy(spec);
   await mkdir(studyDir, { recursive: true });
@@ -364,8 +367,14 @@ export async function runStudy(
   const started = Date.now();
   // Spent so far, including the trials of earlier sessions that are read back.
   let epochsSpent = 0;
+  let epochsInFlight = 0;
   let secondsBefore = 0;
   let secondsSpent = 0;
+  const jobs = options.jobs ?? 1;
+  if (!Number.isInteger(jobs) || jobs < 1) throw new Error(`jobs must be a positive integer, got ${jobs}.`);
+  // Trials finishing together append one after the other (each append rewrites the file).
+  let appending: Promise<void> = Promise.resolve();
+  const inFlight = new Map<string, Promise<TrialResult | undefined>>();
 
   const points =
     spec.strategy === "grid" ? gridPoints(spec.space) : randomPoints(spec.space, spec.trials!, spec.seed);
@@ -373,39 +382,73 @@ export async function runStudy(
   const planned = rungs.reduce((sum, rung) => sum + rung.configs, 0);
   const plannedEpochs = rungs.reduce((sum, rung) => sum + rung.configs * rung.epochs, 0);
   let candidates = points.map(withDefaults);
-  let index = 0;
+  let firstIndex = 0;
   let stoppedBy: StudyOutcome["stoppedBy"];
 
+  const finish = (trial: TrialResult, reused: boolean, rungResults: TrialResult[]) => {
+    if (reused) secondsBefore += trial.seconds;
+    epochsSpent += trial.epochs;
+    secondsSpent += trial.seconds;
+    rungResults.push(trial);
+    results.push(trial);
+    const best = results.reduce((a, b) => (b.valAccuracy > a.valAccuracy || (b.valAccuracy === a.valAccuracy && b.index < a.index) ? b : a));
+    onProgress?.({ trial, done: results.length, planned, best, reused, etaSeconds: ((plannedEpochs - epochsSpent) * secondsSpent) / epochsSpent });
+  };
+
   for (const [rungIndex, rung] of rungs.entries()) {
+    const configs = candidates.slice(0, rung.configs);
     const rungResults: TrialResult[] = [];
-    for (const params of candidates.slice(0, rung.configs)) {
-      const key = trialKey(params, rung.epochs);
-      let trial = finished.get(key);
-      const reused = trial !== undefined;
-      if (!trial) {
-        if (spec.budget?.epochs !== undefined && epochsSpent + rung.epochs > spec.budget.epochs) stoppedBy = "budget-epochs";
+    let next = 0;
+    let failure: { error: unknown } | undefined;
+    // Up to `jobs` workers take the rung's configurations in order; each trains one at a time.
+    const worker = async () => {
+      while (next < configs.length && !failure && !stoppedBy) {
+        const position = next++;
+        const params = configs[position];
+        const key = trialKey(params, rung.epochs);
+        const index = firstIndex + position;
+        // A configuration drawn twice is trained once; its twin waits for that trial if it is running.
+        const done = finished.get(key) ?? (await inFlight.get(key));
+        if (done) {
+          finish({ ...done, index, rung: rungIndex }, true, rungResults);
+          continue;
+        }
+        if (failure) return;
+        if (spec.budget?.epochs !== undefined && epochsSpent + epochsInFlight + rung.epochs > spec.budget.epochs) stoppedBy = "budget-epochs";
         if (spec.budget?.minutes !== undefined && (secondsBefore + (Date.now() - started) / 1000) / 60 >= spec.budget.minutes) stoppedBy = "budget-minutes";
-        if (stoppedBy) break;
-        const measured = await runTrial({ key, params, epochs: rung.epochs, dir: path.join(studyDir, "trials", key) });
-        trial = { key, index, rung: rungIndex, params, epochs: rung.epochs, ...measured, finishedAt: new Date().toISOString() };
-        await appendTrial(studyDir, trial);
+        if (stoppedBy) return;
+        epochsInFlight += rung.epochs;
+        let settle: (trial: TrialResult | undefined) => void = () => {};
+        inFlight.set(key, new Promise((resolve) => (settle = resolve)));
+        let trial: TrialResult;
+        try {
+          const measured = await runTrial({ key, params, epochs: rung.epochs, dir: path.join(studyDir, "trials", key) });
+          trial = { key, index, rung: rungIndex, params, epochs: rung.epochs, ...measured, finishedAt: new Date().toISOString() };
+          appending = appending.then(() => appendTrial(studyDir, trial));
+          await appending;
+        } catch (error) {
+          failure ??= { error };
+          settle(undefined);
+          return;
+        } finally {
+          epochsInFlight -= rung.epochs;
+          inFlight.delete(key);
+        }
         finished.set(key, trial);
-      } else {
-        secondsBefore += trial.seconds;
+        settle(trial);
+        finish(trial, false, rungResults);
       }
-      epochsSpent += trial.epochs;
-      secondsSpent += trial.seconds;
-      trial = { ...trial, index, rung: rungIndex };
-      index++;
-      rungResults.push(trial);
-      results.push(trial);
-      const best = results.reduce((a, b) => (b.valAccuracy > a.valAccuracy ? b : a));
-      onProgress?.({ trial, done: results.length, planned, best, reused, etaSeconds: ((plannedEpochs - epochsSpent) * secondsSpent) / epochsSpent });
-    }
+    };
+    await Promise.all(Array.from({ length: Math.min(jobs, configs.length) }, worker));
+    // Trials that finished beside a failing one are on disk; the failure still stops the study.
+    if (failure) throw failure.error;
+    firstIndex += configs.length;
     if (stoppedBy) break;
     // The best configurations of this rung go on (ties keep the earlier one).
     candidates = [...rungResults].sort((a, b) => b.valAccuracy - a.valAccuracy || a.index - b.index).map((t) => t.params);
   }
+  // Trials in the strategy's order, whatever order parallel jobs finished them in.
+  results.sort((a, b) => a.index - b.index);
   if (results.length === 0) throw new Error("The budget allowed no trial to run.");
   // The best is judged at the longest training any configuration reached.
   const longest = Math.max(...results.map((t) => t.epochs));

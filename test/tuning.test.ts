@@ -132,6 +132,64 @@ describe("study progress", () => {
   });
 });
 
+describe("parallel trials", () => {
+  /** A fake runner that takes `ms` per trial and counts how many run at once. */
+  function concurrentRunner(ms: number, failKey?: string) {
+    const state = { running: 0, most: 0, calls: [] as string[] };
+    const runner: TrialRunner = async ({ key, params, epochs }) => {
+      state.calls.push(key);
+      state.running++;
+      state.most = Math.max(state.most, state.running);
+      await new Promise((resolve) => setTimeout(resolve, ms * (1 + (params.dense % 3))));
+      state.running--;
+      if (key === failKey) throw new Error("killed mid-trial");
+      return { valAccuracy: params.dense / 1000 + epochs / 100, valLoss: 1, bestEpoch: epochs - 1, seconds: epochs, backend: "none" };
+    };
+    return { runner, state };
+  }
+  const halving = baseSpec({ strategy: "halving", trials: 9, minEpochs: 1, epochs: 3, eta: 3 });
+  const summary = (trials: { key: string; index: number; rung: number; valAccuracy: number }[]) =>
+    trials.map((t) => `${t.index}:${t.rung}:${t.key}:${t.valAccuracy}`);
+
+  it("jobs = 2 runs two trials at a time and gives the outcome of one job", async () => {
+    const one = await runStudy(tempDir(), halving, concurrentRunner(1).runner);
+    const dir = tempDir();
+    const { runner, state } = concurrentRunner(5);
+    const two = await runStudy(dir, halving, runner, undefined, { jobs: 2 });
+    assert.equal(state.most, 2);
+    assert.deepEqual(summary(two.trials), summary(one.trials));
+    assert.equal(two.best.key, one.best.key);
+    const onDisk = await readTrials(dir);
+    // A configuration drawn twice is trained (and appended) once.
+    assert.deepEqual(onDisk.map((t) => t.key).sort(), [...new Set(two.trials.map((t) => t.key))].sort(), "every trial appended once, none lost to a concurrent write");
+    assert.equal(state.calls.length, onDisk.length);
+  });
+
+  it("a trial failing beside another: the other is kept, and the study resumes from there", async () => {
+    const dir = tempDir();
+    const points = await runStudy(tempDir(), halving, concurrentRunner(1).runner);
+    // The first configuration from the fourth on that was not drawn before it.
+    const failingAt = points.trials.findIndex((t, i) => i >= 3 && !points.trials.slice(0, i).some((u) => u.key === t.key));
+    const failing = points.trials[failingAt].key;
+    const { runner, state } = concurrentRunner(5, failing);
+    await assert.rejects(runStudy(dir, halving, runner, undefined, { jobs: 2 }), /killed mid-trial/);
+    const kept = (await readTrials(dir)).map((t) => t.key);
+    assert.ok(!kept.includes(failing));
+    // The trials started before the failing one finish (the one beside it included) and are kept.
+    assert.ok(points.trials.slice(0, failingAt).every((t) => kept.includes(t.key)), `finished trials kept: ${kept.length}`);
+    const again = concurrentRunner(1);
+    const outcome = await runStudy(dir, halving, again.runner, undefined, { jobs: 2 });
+    assert.ok(again.state.calls.every((key) => !kept.includes(key)), "nothing finished is trained again");
+    assert.ok(again.state.calls.includes(failing));
+    assert.equal(outcome.trials.length, 12);
+    assert.equal(state.most, 2);
+  });
+
+  it("rejects a job count that is not a positive integer", async () => {
+    await assert.rejects(runStudy(tempDir(), halving, concurrentRunner(1).runner, undefined, { jobs: 0 }), /jobs must be a positive integer, got 0/);
+  });
+});
+
 describe("studies", () => {
   it("a study killed mid-trial resumes without re-running finished trials", async () => {
     const dir = tempDir();
