@@ -2,6 +2,7 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync, writeFileSync } from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { unavailable } from "./helpers/datasets";
 import { tempDir } from "./helpers/idx";
@@ -45,6 +46,24 @@ describe("npm run tune", async () => {
     assert.ok(best.layers.filter((l: { type: string }) => l.type === "conv2d").every((l: { padding?: string }) => l.padding === "same"));
   });
 
+  it("--jobs 2 trains two trials at once in their own processes, each with half the cores as wasm threads", { skip }, async () => {
+    const threads = Math.max(1, Math.floor(os.availableParallelism() / 2));
+    const study = path.join(tempDir(), "jobs");
+    const space = path.join(tempDir(), "space.json");
+    writeFileSync(space, JSON.stringify({ dense: { kind: "choice", values: [32, 64] } }));
+    const result = await runScript("tune.ts", ["--space", space, "--strategy", "grid", "--epochs", "1", "--quick", "--jobs", "2", "--study", study, "--json"]);
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stderr, new RegExp(`2 jobs, ${threads} wasm threads? each`));
+    assert.match(result.stderr, /\[[0-9a-f]{12}\] epoch 1\/1: val acc/);
+    const outcome = JSON.parse(result.stdout);
+    assert.deepEqual(outcome.trials.map((t: { params: { dense: number } }) => t.params.dense), [32, 64]);
+    for (const trial of outcome.trials) {
+      const record = JSON.parse(readFileSync(path.join(study, "trials", trial.key, "record.json"), "utf8"));
+      assert.equal(record.backend.threads, threads);
+      assert.ok(trial.valAccuracy > 0.3);
+    }
+  });
+
   it("bad options are usage errors with a message", async () => {
     const cases: [string[], RegExp][] = [
       [["--strategy", "bayes"], /--strategy must be random, grid or halving, got "bayes"/],
@@ -52,6 +71,7 @@ describe("npm run tune", async () => {
       [["--trials", "0"], /--trials must be a positive integer, got "0"/],
       [["--space", "/nonexistent.json"], /--space \/nonexistent\.json: no such file/],
       [["--architecture", "wide"], /--architecture must be capstone or same, got "wide"/],
+      [["--jobs", "0"], /--jobs must be a positive integer, got "0"/],
     ];
     for (const [args, message] of cases) {
       const result = await runScript("tune.ts", args);

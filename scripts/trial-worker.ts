@@ -1,0 +1,33 @@
+/**
+ * Trains one tuning trial in its own process, for `npm run tune -- --jobs N` (not a command
+ * for people). Argument: JSON { spec: StudySpec, trial: { key, params, epochs, dir } }.
+ * Progress goes to stderr, one line per epoch; the result is the last line of stdout (JSON).
+ */
+import { initBackend } from "../lib/backend";
+import { loadDataset } from "../lib/data";
+import { trainingTrialRunner, type StudySpec, type TrialParams } from "../lib/tuning";
+
+interface WorkerRequest {
+  spec: StudySpec;
+  trial: { key: string; params: TrialParams; epochs: number; dir: string };
+}
+
+async function main(): Promise<void> {
+  if (process.argv.length !== 3) throw new Error("usage: trial-worker.ts '<JSON request>' (started by npm run tune --jobs)");
+  const request = JSON.parse(process.argv[2]) as WorkerRequest;
+  await initBackend();
+  const data = await loadDataset("fashion");
+  const runner = trainingTrialRunner(request.spec, data, {
+    onEpochEnd: (epoch, record) => process.stderr.write(`epoch ${epoch.epoch + 1}/${record.options.epochs}: val acc ${epoch.valAccuracy.toFixed(4)} (${epoch.seconds.toFixed(1)} s)\n`),
+  });
+  const result = await runner(request.trial);
+  process.stdout.write(JSON.stringify(result) + "\n");
+}
+
+main().then(
+  () => process.exit(0),
+  (error: unknown) => {
+    process.stderr.write(`${error instanceof Error ? error.message : String(error)}\n`);
+    process.exit(1);
+  },
+);
