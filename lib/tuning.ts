@@ -341,8 +341,9 @@ export interface StudyOutcome {
  * Runs (or resumes) a study in studyDir. Trials already in the study file are read back and
  * not re-run; the study file must describe the same study. `runTrial` trains one trial in its
  * own folder (an interrupted trial's folder is handed to it again). With `jobs` > 1, up to that
- * many trials of a rung train at once (the runner must then train out of process:
- * processTrialRunner); the outcome is the same as with one job.
+ * many trials of a rung train at once (the runner must then train out of process, as
+ * `npm run tune --jobs` does: one JavaScript thread cannot train two models at once); the
+ * outcome is the same as with one job.
  */
 export async function runStudy(
   studyDir: string,
