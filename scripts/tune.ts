@@ -87,7 +87,7 @@ function processTrialRunner(spec: StudySpec, threads: number, log: (line: string
       const stderrLines: string[] = [];
       child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
       createInterface({ input: child.stderr }).on("line", (line) => {
-        if (line.includes("nodedir") || line.trim() === "") return;
+        if (line.trim() === "") return;
         stderrLines.push(line);
         if (/^epoch \d+\//.test(line)) log(`    [${trial.key}] ${line}`);
       });
