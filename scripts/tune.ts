@@ -10,7 +10,7 @@
  * best configuration as DIR/best-model.json (a model config for `npm run train --model`) and
  * DIR/best.json (its parameters, score and the train command).
  */
-import { spawn } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
 import os from "node:os";
 import { createInterface } from "node:readline";
@@ -74,6 +74,16 @@ function parseBudget(value: string | undefined): StudySpec["budget"] {
   return { epochs: amount };
 }
 
+/** Trial processes still running, stopped with this one (a `kill` of this process alone would orphan them). */
+const children = new Set<ChildProcess>();
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.on(signal, () => {
+    for (const child of children) child.kill(signal);
+    // What finished is in the study file; an interrupted trial resumes from its last epoch.
+    process.exit(signal === "SIGINT" ? 130 : 143);
+  });
+}
+
 /** Trains each trial in a child process (scripts/trial-worker.ts), relaying its progress lines. */
 function processTrialRunner(spec: StudySpec, threads: number, log: (line: string) => void): TrialRunner {
   return (trial) =>
@@ -83,6 +93,7 @@ function processTrialRunner(spec: StudySpec, threads: number, log: (line: string
         env: { ...process.env, TFJS_WASM_THREADS: String(threads) },
         stdio: ["ignore", "pipe", "pipe"],
       });
+      children.add(child);
       let stdout = "";
       const stderrLines: string[] = [];
       child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
@@ -93,6 +104,7 @@ function processTrialRunner(spec: StudySpec, threads: number, log: (line: string
       });
       child.on("error", reject);
       child.on("close", (code) => {
+        children.delete(child);
         const last = stdout.trim().split("\n").pop() ?? "";
         if (code === 0 && last.startsWith("{")) resolve(JSON.parse(last));
         else reject(new Error(`trial ${trial.key} failed in its process (exit ${code}): ${stderrLines.slice(-3).join(" | ") || "no message"}`));

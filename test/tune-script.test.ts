@@ -1,4 +1,5 @@
 /** npm run tune: a quick study on the real dataset, resumed; bad options (skipped where Fashion-MNIST is absent; required in CI). */
+import { spawn } from "node:child_process";
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync, writeFileSync } from "node:fs";
@@ -6,7 +7,7 @@ import os from "node:os";
 import path from "node:path";
 import { unavailable } from "./helpers/datasets";
 import { tempDir } from "./helpers/idx";
-import { runScript } from "./helpers/scripts";
+import { ROOT, runScript } from "./helpers/scripts";
 
 describe("npm run tune", async () => {
   const skip = await unavailable();
@@ -61,6 +62,44 @@ describe("npm run tune", async () => {
       const record = JSON.parse(readFileSync(path.join(study, "trials", trial.key, "record.json"), "utf8"));
       assert.equal(record.backend.threads, threads);
       assert.ok(trial.valAccuracy > 0.3);
+    }
+  });
+
+  it("stopping a --jobs study stops its trial processes too", { skip: skip || process.platform !== "linux" }, async () => {
+    const space = path.join(tempDir(), "space.json");
+    writeFileSync(space, JSON.stringify({ dense: { kind: "choice", values: [32, 64] } }));
+    const args = ["--space", space, "--strategy", "grid", "--epochs", "20", "--quick", "--jobs", "2", "--study", path.join(tempDir(), "stopped")];
+    const parent = spawn(process.execPath, ["--import", "tsx", path.join("scripts", "tune.ts"), ...args], { cwd: ROOT, stdio: "ignore" });
+    const childrenOf = (pid: number): number[] => {
+      try {
+        return readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean).map(Number);
+      } catch {
+        return [];
+      }
+    };
+    const alive = (pid: number) => {
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    let workers: number[] = [];
+    for (let waited = 0; workers.length < 2 && waited < 60_000; waited += 200) {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      workers = childrenOf(parent.pid!);
+    }
+    try {
+      assert.equal(workers.length, 2, "two trial processes started");
+      const exited = new Promise<number | null>((resolve) => parent.on("exit", (code) => resolve(code)));
+      parent.kill("SIGTERM");
+      assert.equal(await exited, 143);
+      for (let waited = 0; workers.some(alive) && waited < 10_000; waited += 200) await new Promise((resolve) => setTimeout(resolve, 200));
+      assert.deepEqual(workers.filter(alive), [], "no trial process left running");
+    } finally {
+      // Whatever the outcome, leave nothing training behind.
+      for (const pid of [parent.pid!, ...workers].filter(alive)) process.kill(pid, "SIGKILL");
     }
   });
 
