@@ -10,7 +10,7 @@ import { augmenter } from "./augment";
 import { describeBackend, initBackend, tf } from "./backend";
 import { loadDataset, type Dataset, type DatasetName } from "./data";
 import { buildModel, type ModelConfig } from "./models";
-import { loadModel, saveModel } from "./persist";
+import { canonicalJson, loadModel, saveModel } from "./persist";
 import { stratifiedSplit, subset, toImageTensor, toLabelTensor } from "./preprocess";
 import { BEST_MODEL_DIR, CHECKPOINT_DIR, readRecord, writeRecord, type RunOptions, type RunRecord, type RunSettings } from "./runs";
 import { evaluate, train, type EpochRecord, type TrainOptions } from "./train";
@@ -142,13 +142,6 @@ export async function trainRun(request: RunRequest): Promise<RunRecord> {
     model.dispose();
     tf.dispose([trainData.x, trainData.y, validation.x, validation.y]);
   }
-}
-
-/** JSON with object keys sorted, so equal values compare equal whatever their key order. */
-function canonicalJson(value: unknown): string {
-  return JSON.stringify(value, (_key, v: unknown) =>
-    v && typeof v === "object" && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : 1))) : v,
-  );
 }
 
 /** The settings part of a record's options (what a request specifies). */

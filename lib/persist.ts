@@ -16,6 +16,13 @@ import { tf } from "./backend";
 export const MODEL_FILE = "model.json";
 export const WEIGHTS_FILE = "weights.bin";
 
+/** JSON with object keys sorted, so equal values compare equal whatever their key order. */
+export function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) =>
+    v && typeof v === "object" && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : 1))) : v,
+  );
+}
+
 /** Writes a file atomically (temporary file in the same folder, then rename). */
 export async function writeFileAtomic(file: string, contents: string | Uint8Array): Promise<void> {
   await mkdir(path.dirname(file), { recursive: true });

@@ -12,7 +12,7 @@ import { STANDARD_AUGMENTATION } from "./augment";
 import type { Dataset } from "./data";
 import { ensureRun, type RunHooks } from "./experiment";
 import { NUM_CLASSES, type LayerConfig, type ModelConfig } from "./models";
-import { writeFileAtomic, writeJsonAtomic } from "./persist";
+import { canonicalJson, writeFileAtomic, writeJsonAtomic } from "./persist";
 import { seededRandom } from "./random";
 
 // ---------------------------------------------------------------------------------------
@@ -83,6 +83,22 @@ export function validateSpace(space: SearchSpace): SearchSpace {
     }
   }
   return space;
+}
+
+/** Reads and validates a search space from a JSON file (e.g. `spaces/*.json`). */
+export async function readSpace(file: string): Promise<SearchSpace> {
+  if (!existsSync(file)) throw new Error(`${file}: no such file.`);
+  let space: SearchSpace;
+  try {
+    space = JSON.parse(await readFile(file, "utf8")) as SearchSpace;
+  } catch (error) {
+    throw new Error(`${file}: not JSON (${(error as Error).message}).`);
+  }
+  try {
+    return validateSpace(space);
+  } catch (error) {
+    throw new Error(`${file}: ${(error as Error).message}`);
+  }
 }
 
 /** All parameter settings of a space whose parameters are choices or int ranges, in order. */
@@ -357,7 +373,7 @@ export async function runStudy(
   const specFile = path.join(studyDir, STUDY_FILE);
   if (existsSync(specFile)) {
     const stored = JSON.parse(await readFile(specFile, "utf8"));
-    if (JSON.stringify(stored) !== JSON.stringify(spec)) {
+    if (canonicalJson(stored) !== canonicalJson(spec)) {
       throw new Error(`${studyDir} holds a different study (${STUDY_FILE} differs); choose another --study folder or delete it.`);
     }
   } else {

@@ -11,10 +11,8 @@
  * DIR/best.json (its parameters, score and the train command).
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync } from "node:fs";
 import os from "node:os";
 import { createInterface } from "node:readline";
-import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { describeBackend, initBackend } from "../lib/backend";
 import { parseCommandLine, runCommand, textTable, usageCheck, UsageError } from "../lib/cli";
@@ -23,6 +21,7 @@ import { writeJsonAtomic } from "../lib/persist";
 import {
   ARCHITECTURES,
   DEFAULT_SPACE,
+  readSpace,
   runStudy,
   trainArguments,
   trainingTrialRunner,
@@ -133,15 +132,12 @@ runCommand(USAGE, async () => {
     },
     process.argv.slice(2),
   );
-  let space: SearchSpace = DEFAULT_SPACE;
-  if (values.space) {
-    if (!existsSync(values.space)) throw new UsageError(`--space ${values.space}: no such file.`);
-    try {
-      space = JSON.parse(await readFile(values.space, "utf8")) as SearchSpace;
-    } catch (error) {
-      throw new UsageError(`--space ${values.space}: not JSON (${(error as Error).message}).`);
-    }
-  }
+  const spaceFile = values.space;
+  const space: SearchSpace = spaceFile
+    ? await readSpace(spaceFile).catch((error: Error) => {
+        throw new UsageError(`--space ${error.message}`);
+      })
+    : DEFAULT_SPACE;
   const spec: StudySpec = usageCheck(() => {
     const strategy = values.strategy as Strategy;
     if (!["random", "grid", "halving"].includes(strategy)) throw new Error(`--strategy must be random, grid or halving, got "${values.strategy}".`);

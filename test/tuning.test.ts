@@ -1,6 +1,6 @@
 import { before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { initBackend } from "../lib/backend";
 import { buildModel, presetModel } from "../lib/models";
@@ -8,6 +8,7 @@ import {
   gridPoints,
   halvingPlan,
   randomPoints,
+  readSpace,
   readTrials,
   runStudy,
   trialKey,
@@ -214,10 +215,27 @@ describe("studies", () => {
     const dir = tempDir();
     await runStudy(dir, baseSpec({}), fakeRunner([]));
     await assert.rejects(runStudy(dir, baseSpec({ seed: 4 }), fakeRunner([])), /holds a different study/);
+    // The same study declared with its keys in another order (e.g. by a notebook) is the same study.
+    const reordered = Object.fromEntries(Object.entries(baseSpec({})).reverse()) as unknown as StudySpec;
+    const again: string[] = [];
+    await runStudy(dir, reordered, fakeRunner(again));
+    assert.equal(again.length, 0, "nothing re-run");
     const calls: string[] = [];
     const limited = await runStudy(tempDir(), baseSpec({ trials: 10, epochs: 2, budget: { epochs: 5 } }), fakeRunner(calls));
     assert.equal(calls.length, 2, "two 2-epoch trials fit in 5 epochs");
     assert.equal(limited.stoppedBy, "budget-epochs");
+  });
+
+  it("reads a space from a JSON file, naming the file in every error", async () => {
+    const dir = tempDir();
+    const file = (name: string, text: string) => {
+      writeFileSync(path.join(dir, name), text);
+      return path.join(dir, name);
+    };
+    assert.deepEqual(await readSpace(file("good.json", JSON.stringify(space))), space);
+    await assert.rejects(readSpace(path.join(dir, "missing.json")), /missing\.json: no such file/);
+    await assert.rejects(readSpace(file("bad.json", "{ dense: 1")), /bad\.json: not JSON/);
+    await assert.rejects(readSpace(file("empty.json", JSON.stringify({ dense: { kind: "choice", values: [] } }))), /empty\.json: dense: a choice needs at least one value/);
   });
 
   it("trial keys depend on parameters and epochs only", () => {
