@@ -12,6 +12,12 @@
  * computes the same training-mode forward pass and its closed-form gradient as one
  * custom-gradient op, and updates the moving statistics exactly as the stock layer does. It
  * serialises as `BatchNormalization`.
+ *
+ * FastConv2D: a convolution with a linear activation (one followed by batch norm) trains in
+ * TF.js through the fused conv2d op, whose gradient computes the input's gradient eagerly,
+ * even for the first layer, whose input is the data (16 ms of a 450 ms cnn-bn3 step on one
+ * thread). In training FastConv2D runs it as conv2d + bias add, whose gradients are computed
+ * only when needed. It serialises as `Conv2D`.
  */
 import { tf } from "./backend";
 
@@ -156,9 +162,39 @@ export class FastBatchNorm extends StockBatchNorm {
   }
 }
 
+type Conv2DArgs = Parameters<typeof tf.layers.conv2d>[0];
+
+interface Conv2DLayer extends tf.layers.Layer {
+  kernel: tf.LayerVariable;
+  bias: tf.LayerVariable | null;
+  strides: [number, number];
+  padding: "valid" | "same";
+  dataFormat: string;
+  dilationRate: number | number[];
+  activation: { getClassName(): string };
+}
+
+const StockConv2D = tf.layers.conv2d({ filters: 1, kernelSize: 1 }).constructor as new (args: Conv2DArgs) => Conv2DLayer;
+
+export class FastConv2D extends StockConv2D {
+  static className = "Conv2D";
+
+  override call(inputs: tf.Tensor | tf.Tensor[], kwargs: Record<string, unknown>): tf.Tensor | tf.Tensor[] {
+    const input = Array.isArray(inputs) ? inputs[0] : inputs;
+    const dilations = [this.dilationRate].flat();
+    const plain = this.activation.getClassName() === "linear" && this.dataFormat === "channelsLast" && dilations.every((d) => d === 1) && input.rank === 4;
+    if (kwargs.training !== true || !plain) return super.call(inputs, kwargs);
+    return tf.tidy(() => {
+      const output = tf.conv2d(input as tf.Tensor4D, this.kernel.read() as tf.Tensor4D, this.strides, this.padding);
+      return this.bias ? tf.add(output, this.bias.read()) : output;
+    });
+  }
+}
+
 // Loaded models (a resumed run's checkpoint) get the fast layers too: same class names, so
 // these replace the stock classes in TF.js's deserialisation map.
 // (The casts restore the static fromConfig that the constructor casts above hide from TypeScript.)
 type Registrable = tf.serialization.SerializableConstructor<tf.serialization.Serializable>;
 tf.serialization.registerClass(FastDropout as unknown as Registrable);
 tf.serialization.registerClass(FastBatchNorm as unknown as Registrable);
+tf.serialization.registerClass(FastConv2D as unknown as Registrable);

@@ -3,7 +3,7 @@
  * scripts, notebooks and tuning all describe a network the same way.
  */
 import { tf } from "./backend";
-import { FastBatchNorm, FastDropout } from "./layers";
+import { FastBatchNorm, FastConv2D, FastDropout } from "./layers";
 import { FastAdam } from "./optimizer";
 
 export type Activation = "relu" | "softmax" | "linear";
@@ -179,7 +179,7 @@ function buildLayer(layer: LayerConfig, index: number): tf.layers.Layer {
   const name = `${layer.type}_${index + 1}`;
   switch (layer.type) {
     case "conv2d":
-      return tf.layers.conv2d({
+      return new FastConv2D({
         name,
         filters: layer.filters,
         kernelSize: layer.kernelSize,

@@ -1,7 +1,7 @@
 import { before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { initBackend, tf } from "../lib/backend";
-import { FastBatchNorm, FastDropout, MaskGenerator } from "../lib/layers";
+import { FastBatchNorm, FastConv2D, FastDropout, MaskGenerator } from "../lib/layers";
 import { seededRandom } from "../lib/random";
 import { onBackend } from "./helpers/tensors";
 
@@ -142,4 +142,68 @@ describe("FastBatchNorm matches the stock BatchNormalization in training", () =>
       }
     }
   }
+});
+
+describe("FastConv2D matches the stock Conv2D in training", () => {
+  const cases = [
+    { activation: "linear", padding: "same", strides: 1, shape: [3, 9, 8, 2], filters: 5 },
+    { activation: "linear", padding: "valid", strides: 2, shape: [1, 7, 7, 3], filters: 4 },
+    { activation: "relu", padding: "same", strides: 1, shape: [2, 6, 6, 1], filters: 3 },
+  ] as const;
+  for (const backend of ["wasm", "cpu"] as const) {
+    for (const c of cases) {
+      it(`${backend}, ${c.activation}, ${c.padding}, stride ${c.strides}, input ${c.shape.join("×")}`, async () => {
+        await initBackend({ force: "wasm" });
+        await onBackend(backend, async () => {
+          const random = seededRandom(c.shape[1] * 7 + c.filters);
+          const values = (n: number) => Float32Array.from({ length: n }, () => 2 * random() - 1);
+          const config = { filters: c.filters, kernelSize: 3, padding: c.padding, strides: c.strides, activation: c.activation };
+          const stock = tf.layers.conv2d(config);
+          const fast = new FastConv2D(config);
+          const size = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
+          const x = tf.tensor(values(size(c.shape)), [...c.shape]);
+          stock.build([...c.shape]);
+          fast.build([...c.shape]);
+          const initial = stock.getWeights().map((w) => tf.tensor(values(w.size), w.shape));
+          stock.setWeights(initial);
+          fast.setWeights(initial);
+          const outputShape = (stock.apply(x) as tf.Tensor).shape;
+          const weights = tf.tensor(values(size(outputShape)), outputShape);
+          const step = (layer: tf.layers.Layer) => {
+            const loss = (input: tf.Tensor) => tf.sum(tf.mul(layer.apply(input, { training: true }) as tf.Tensor, weights)) as tf.Scalar;
+            const variables = layer.trainableWeights.map((w) => (w as unknown as { val: tf.Variable }).val);
+            const { grads } = tf.variableGrads(() => loss(x), variables);
+            return { output: (layer.apply(x, { training: true }) as tf.Tensor).dataSync(), dx: tf.grad(loss)(x).dataSync(), dw: variables.map((v) => grads[v.name].dataSync()) };
+          };
+          const expected = step(stock);
+          const actual = step(fast);
+          const close = (a: ArrayLike<number>, b: ArrayLike<number>, what: string) => {
+            assert.equal(a.length, b.length, what);
+            for (let i = 0; i < a.length; i++) assert.ok(Math.abs(a[i] - b[i]) <= 1e-4 * (1 + Math.abs(b[i])), `${what}[${i}]: ${a[i]} vs ${b[i]}`);
+          };
+          close(actual.output, expected.output, "output");
+          close(actual.dx, expected.dx, "d input");
+          actual.dw.forEach((dw, i) => close(dw, expected.dw[i], i === 0 ? "d kernel" : "d bias"));
+          assert.equal(FastConv2D.className, "Conv2D");
+          assert.deepEqual({ ...fast.getConfig(), name: "" }, { ...stock.getConfig(), name: "" }, "serialises like the stock layer");
+          tf.dispose([x, weights, ...initial]);
+        });
+      });
+    }
+  }
+
+  it("does not compute the gradient of a first layer's input (the data)", async () => {
+    await initBackend({ force: "wasm" });
+    const layer = new FastConv2D({ filters: 4, kernelSize: 3, padding: "same", activation: "linear" });
+    const x = tf.randomNormal([2, 8, 8, 1]);
+    layer.build(x.shape);
+    const variables = layer.trainableWeights.map((w) => (w as unknown as { val: tf.Variable }).val);
+    const { kernelNames } = await tf.profile(() => {
+      const { value, grads } = tf.variableGrads(() => tf.sum(layer.apply(x, { training: true }) as tf.Tensor) as tf.Scalar, variables);
+      tf.dispose([value, ...Object.values(grads)]);
+    });
+    assert.ok(kernelNames.includes("Conv2DBackpropFilter"), kernelNames.join(", "));
+    assert.ok(!kernelNames.includes("Conv2DBackpropInput"), kernelNames.join(", "));
+    x.dispose();
+  });
 });
