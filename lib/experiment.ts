@@ -69,10 +69,10 @@ export async function trainRun(request: RunRequest): Promise<RunRecord> {
   if (existing) {
     log(`resuming ${outDir} after epoch ${existing.history.length} of ${existing.options.epochs}`);
     // Killed before its first epoch ended, a run has no checkpoint yet: it starts again from scratch.
-    model = existing.history.length > 0 ? await loadModel(path.join(outDir, CHECKPOINT_DIR)) : buildModel(existing.model, { learningRate: settings.schedule.rate });
+    model = existing.history.length > 0 ? await loadModel(path.join(outDir, CHECKPOINT_DIR)) : buildModel(existing.model, { learningRate: settings.schedule.rate, seed: settings.seed });
     record = { ...existing, resumes: [...existing.resumes, { at: new Date().toISOString(), fromEpoch: existing.history.length }] };
   } else {
-    model = buildModel(config, { learningRate: settings.schedule.rate });
+    model = buildModel(config, { learningRate: settings.schedule.rate, seed: settings.seed });
     const options: RunOptions = { ...settings, trainImages: trainSplit.count, validationImages: validationSplit.count };
     record = {
       status: "running",

@@ -175,8 +175,11 @@ export function presetModel(name: string): ModelConfig {
   return config;
 }
 
-function buildLayer(layer: LayerConfig, index: number): tf.layers.Layer {
+function buildLayer(layer: LayerConfig, index: number, seed: number | undefined): tf.layers.Layer {
   const name = `${layer.type}_${index + 1}`;
+  // Each layer its own stream (Keras's default initializer for kernels, seeded when asked).
+  const layerSeed = seed === undefined ? undefined : seed * 1000 + index;
+  const kernelInitializer = tf.initializers.glorotUniform({ seed: layerSeed });
   switch (layer.type) {
     case "conv2d":
       return new FastConv2D({
@@ -185,12 +188,13 @@ function buildLayer(layer: LayerConfig, index: number): tf.layers.Layer {
         kernelSize: layer.kernelSize,
         activation: layer.activation ?? "relu",
         padding: layer.padding ?? "valid",
+        kernelInitializer,
         kernelRegularizer: layer.l2 ? tf.regularizers.l2({ l2: layer.l2 }) : undefined,
       });
     case "maxPool2d":
       return tf.layers.maxPooling2d({ name, poolSize: layer.poolSize });
     case "dropout":
-      return new FastDropout({ name, rate: layer.rate });
+      return new FastDropout({ name, rate: layer.rate, seed: layerSeed });
     case "flatten":
       return tf.layers.flatten({ name });
     case "batchNorm":
@@ -204,6 +208,7 @@ function buildLayer(layer: LayerConfig, index: number): tf.layers.Layer {
         name,
         units: layer.units,
         activation: layer.activation ?? "relu",
+        kernelInitializer,
         kernelRegularizer: layer.l2 ? tf.regularizers.l2({ l2: layer.l2 }) : undefined,
       });
   }
@@ -211,13 +216,15 @@ function buildLayer(layer: LayerConfig, index: number): tf.layers.Layer {
 
 export interface CompileOptions {
   learningRate?: number;
+  /** Seeds the initial weights and the dropout masks (unseeded when left out). */
+  seed?: number;
 }
 
 /** Builds and compiles a model: Adam, sparse categorical cross-entropy, accuracy. */
 export function buildModel(config: ModelConfig, options: CompileOptions = {}): tf.Sequential {
   const model = tf.sequential({ name: config.name });
   model.add(tf.layers.inputLayer({ inputShape: config.inputShape }));
-  config.layers.forEach((layer, i) => model.add(buildLayer(layer, i)));
+  config.layers.forEach((layer, i) => model.add(buildLayer(layer, i, options.seed)));
   model.compile({
     optimizer: new FastAdam(options.learningRate ?? 1e-3),
     loss: "sparseCategoricalCrossentropy",

@@ -66,6 +66,17 @@ describe("trainRun", () => {
     await assert.rejects(trainRun({ config: presetModel("ann"), settings, outDir, data, resume: true }), /already finished; nothing to resume/);
     await assert.rejects(trainRun({ config: presetModel("ann"), settings, outDir: path.join(tempDir(), "none"), data, resume: true }), /--resume: no run record/);
   });
+
+  it("is reproducible: the same seed gives the same history, another seed a different one", async () => {
+    // With dropout, both the initial weights and the masks must follow the seed.
+    const ann = presetModel("ann");
+    const config = { ...ann, name: "ann-dropout", layers: [ann.layers[0], ann.layers[1], { type: "dropout" as const, rate: 0.5 }, ann.layers[2]] };
+    const run = async (seed: number) =>
+      (await trainRun({ config, settings: { ...settings, epochs: 2, seed }, outDir: path.join(tempDir(), "run"), data })).history.map((e) => [e.loss, e.valLoss]);
+    const first = await run(5);
+    assert.deepEqual(await run(5), first);
+    assert.notDeepEqual(await run(6), first);
+  });
 });
 
 describe("ensureRun", () => {
