@@ -289,7 +289,12 @@ export interface TrialResult {
   finishedAt: string;
 }
 
-export type TrialRunner = (trial: { key: string; params: TrialParams; epochs: number; dir: string }) => Promise<Omit<TrialResult, "key" | "index" | "rung" | "params" | "epochs" | "finishedAt">>;
+/**
+ * Trains one trial. `concurrent` is how many trials of the study train at the same time as this
+ * one starts, itself included (at most the job count): a runner can give the trial that share
+ * of the cores, e.g. all of them to a rung's last trial when nothing else is left to train.
+ */
+export type TrialRunner = (trial: { key: string; params: TrialParams; epochs: number; dir: string; concurrent: number }) => Promise<Omit<TrialResult, "key" | "index" | "rung" | "params" | "epochs" | "finishedAt">>;
 
 export const STUDY_FILE = "study.json";
 export const TRIALS_FILE = "trials.jsonl";
@@ -392,6 +397,7 @@ export async function runStudy(
   // Trials finishing together append one after the other (each append rewrites the file).
   let appending: Promise<void> = Promise.resolve();
   const inFlight = new Map<string, Promise<TrialResult | undefined>>();
+  const claimed = new Set<string>();
 
   const points =
     spec.strategy === "grid" ? gridPoints(spec.space) : randomPoints(spec.space, spec.trials!, spec.seed);
@@ -424,36 +430,46 @@ export async function runStudy(
         const params = configs[position];
         const key = trialKey(params, rung.epochs);
         const index = firstIndex + position;
-        // A configuration drawn twice is trained once; its twin waits for that trial if it is running.
-        const done = finished.get(key) ?? (await inFlight.get(key));
-        if (done) {
-          finish({ ...done, index, rung: rungIndex }, true, rungResults);
-          continue;
-        }
-        if (failure) return;
-        if (spec.budget?.epochs !== undefined && epochsSpent + epochsInFlight + rung.epochs > spec.budget.epochs) stoppedBy = "budget-epochs";
-        if (spec.budget?.minutes !== undefined && (secondsBefore + (Date.now() - started) / 1000) / 60 >= spec.budget.minutes) stoppedBy = "budget-minutes";
-        if (stoppedBy) return;
-        epochsInFlight += rung.epochs;
-        let settle: (trial: TrialResult | undefined) => void = () => {};
-        inFlight.set(key, new Promise((resolve) => (settle = resolve)));
-        let trial: TrialResult;
+        // Claimed before any await, so that workers starting together count each other: the
+        // trial's `concurrent` is the claimed trials plus those of the rung still to train.
+        const claims = !finished.has(key) && !claimed.has(key);
+        if (claims) claimed.add(key);
+        const later = new Set(configs.slice(next).map((p) => trialKey(p, rung.epochs)).filter((k) => !finished.has(k) && !claimed.has(k)));
+        const concurrent = Math.min(jobs, claimed.size + later.size);
         try {
-          const measured = await runTrial({ key, params, epochs: rung.epochs, dir: path.join(studyDir, "trials", key) });
-          trial = { key, index, rung: rungIndex, params, epochs: rung.epochs, ...measured, finishedAt: new Date().toISOString() };
-          appending = appending.then(() => appendTrial(studyDir, trial));
-          await appending;
-        } catch (error) {
-          failure ??= { error };
-          settle(undefined);
-          return;
+          // A configuration drawn twice is trained once; its twin waits for that trial if it is running.
+          const done = finished.get(key) ?? (await inFlight.get(key));
+          if (done) {
+            finish({ ...done, index, rung: rungIndex }, true, rungResults);
+            continue;
+          }
+          if (failure) return;
+          if (spec.budget?.epochs !== undefined && epochsSpent + epochsInFlight + rung.epochs > spec.budget.epochs) stoppedBy = "budget-epochs";
+          if (spec.budget?.minutes !== undefined && (secondsBefore + (Date.now() - started) / 1000) / 60 >= spec.budget.minutes) stoppedBy = "budget-minutes";
+          if (stoppedBy) return;
+          epochsInFlight += rung.epochs;
+          let settle: (trial: TrialResult | undefined) => void = () => {};
+          inFlight.set(key, new Promise((resolve) => (settle = resolve)));
+          let trial: TrialResult;
+          try {
+            const measured = await runTrial({ key, params, epochs: rung.epochs, dir: path.join(studyDir, "trials", key), concurrent });
+            trial = { key, index, rung: rungIndex, params, epochs: rung.epochs, ...measured, finishedAt: new Date().toISOString() };
+            appending = appending.then(() => appendTrial(studyDir, trial));
+            await appending;
+          } catch (error) {
+            failure ??= { error };
+            settle(undefined);
+            return;
+          } finally {
+            epochsInFlight -= rung.epochs;
+            inFlight.delete(key);
+          }
+          finished.set(key, trial);
+          settle(trial);
+          finish(trial, false, rungResults);
         } finally {
-          epochsInFlight -= rung.epochs;
-          inFlight.delete(key);
+          if (claims) claimed.delete(key);
         }
-        finished.set(key, trial);
-        settle(trial);
-        finish(trial, false, rungResults);
       }
     };
     await Promise.all(Array.from({ length: Math.min(jobs, configs.length) }, worker));

@@ -1,6 +1,7 @@
 /**
  * Trains one tuning trial in its own process, for `npm run tune -- --jobs N` (not a command
- * for people). Argument: JSON { spec: StudySpec, trial: { key, params, epochs, dir } }.
+ * for people). Argument: JSON { spec: StudySpec, trial: { key, params, epochs, dir, concurrent } };
+ * the parent sets TFJS_WASM_THREADS to the trial's share of the cores.
  * Progress goes to stderr, one line per epoch; the result is the last line of stdout (JSON).
  */
 import { initBackend } from "../lib/backend";
@@ -9,7 +10,7 @@ import { trainingTrialRunner, type StudySpec, type TrialParams } from "../lib/tu
 
 interface WorkerRequest {
   spec: StudySpec;
-  trial: { key: string; params: TrialParams; epochs: number; dir: string };
+  trial: { key: string; params: TrialParams; epochs: number; dir: string; concurrent: number };
 }
 
 async function main(): Promise<void> {

@@ -50,8 +50,9 @@ const USAGE = `Usage: npm run tune -- [options]
   --study DIR        the study folder (default studies/<strategy>-seed<seed>); rerun to resume
   --seed N           draws and the shared validation split (default 42)
   --jobs N           train up to N trials at once, each in its own process with its share of
-                     the cores as wasm threads (default 1; on 2 cores two single-thread
-                     processes did ~1.3× the work of one two-thread process)
+                     the cores as wasm threads, all of them when it trains alone (default 1;
+                     on 2 cores two single-thread processes did ~1.3× the work of one
+                     two-thread process)
   --quick            2,000 training / 500 validation images per trial (CI)
   --json             print the study's outcome as JSON`;
 
@@ -84,9 +85,10 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
 }
 
 /** Trains each trial in a child process (scripts/trial-worker.ts), relaying its progress lines. */
-function processTrialRunner(spec: StudySpec, threads: number, log: (line: string) => void): TrialRunner {
+function processTrialRunner(spec: StudySpec, threadsFor: (concurrent: number) => number, log: (line: string) => void): TrialRunner {
   return (trial) =>
     new Promise((resolve, reject) => {
+      const threads = threadsFor(trial.concurrent);
       const child = spawn(process.execPath, ["--import", "tsx", path.join(__dirname, "trial-worker.ts"), JSON.stringify({ spec, trial })], {
         cwd: path.join(__dirname, ".."),
         env: { ...process.env, TFJS_WASM_THREADS: String(threads) },
@@ -173,16 +175,20 @@ runCommand(USAGE, async () => {
   const data = jobs > 1 ? undefined : await loadDataset("fashion");
   log(`study ${studyDir}: ${spec.strategy} search, validation split ${spec.validationFraction} (seed ${spec.splitSeed})${spec.quick ? ", quick subsets" : ""}`);
 
-  const threadsPerJob = Math.max(1, Math.floor(os.availableParallelism() / jobs));
+  const cores = os.availableParallelism();
+  // A trial's share of the cores: all of them for one that trains alone.
+  const threadsFor = (concurrent: number) => Math.max(1, Math.floor(cores / concurrent));
+  const threadsPerJob = threadsFor(jobs);
   const runner: TrialRunner =
     jobs > 1
-      ? processTrialRunner(spec, threadsPerJob, log)
+      ? processTrialRunner(spec, threadsFor, log)
       : trainingTrialRunner(spec, data!, {
           onEpochEnd: (epoch, record) => log(`    epoch ${epoch.epoch + 1}/${record.options.epochs}: val acc ${epoch.valAccuracy.toFixed(4)} (${epoch.seconds.toFixed(1)} s)`),
         });
-  if (jobs > 1) log(`${jobs} jobs, ${threadsPerJob} wasm thread${threadsPerJob > 1 ? "s" : ""} each`);
+  if (jobs > 1) log(`${jobs} jobs, ${threadsPerJob} wasm thread${threadsPerJob > 1 ? "s" : ""} each (a trial training alone gets ${cores})`);
   const outcome = await runStudy(studyDir, spec, async (trial) => {
-    log(`  trial ${trial.key}: ${Object.entries(trial.params).map(([k, v]) => `${k}=${format(v)}`).join(" ")}, ${trial.epochs} epochs`);
+    const threads = jobs > 1 ? `, ${threadsFor(trial.concurrent)} thread${threadsFor(trial.concurrent) > 1 ? "s" : ""}` : "";
+    log(`  trial ${trial.key}: ${Object.entries(trial.params).map(([k, v]) => `${k}=${format(v)}`).join(" ")}, ${trial.epochs} epochs${threads}`);
     return runner(trial);
   }, (p) => {
     const eta = p.etaSeconds > 0 ? `, ETA ~${Math.ceil(p.etaSeconds / 60)} min` : "";

@@ -186,6 +186,35 @@ describe("parallel trials", () => {
     assert.equal(state.most, 2);
   });
 
+  it("tells each trial how many train beside it: a rung's last trial left alone trains by itself", async () => {
+    const grid = baseSpec({ strategy: "grid", space: { dense: { kind: "choice", values: [32, 64, 96] } }, epochs: 1 });
+    const seen: string[] = [];
+    // dense 64 takes longest, so 96 starts while 64 still trains.
+    const runner: TrialRunner = async ({ params, concurrent }) => {
+      seen.push(`${params.dense}:${concurrent}`);
+      await new Promise((resolve) => setTimeout(resolve, params.dense === 64 ? 60 : 5));
+      return { valAccuracy: params.dense / 1000, valLoss: 1, bestEpoch: 0, seconds: 1, backend: "none" };
+    };
+    await runStudy(tempDir(), grid, runner, undefined, { jobs: 2 });
+    assert.deepEqual(seen, ["32:2", "64:2", "96:2"]);
+    seen.length = 0;
+    // Two workers starting together count each other (both claim before either trains).
+    await runStudy(tempDir(), { ...grid, space: { dense: { kind: "choice", values: [32, 64] } } }, runner, undefined, { jobs: 2 });
+    assert.deepEqual(seen, ["32:2", "64:2"]);
+    // Resumed with two of the three finished: the last one trains alone.
+    const dir = tempDir();
+    await assert.rejects(runStudy(dir, grid, async (trial) => {
+      if (trial.params.dense === 96) throw new Error("killed");
+      return runner(trial);
+    }, undefined, { jobs: 2 }), /killed/);
+    seen.length = 0;
+    await runStudy(dir, grid, runner, undefined, { jobs: 2 });
+    assert.deepEqual(seen, ["96:1"]);
+    seen.length = 0;
+    await runStudy(tempDir(), grid, runner);
+    assert.deepEqual(seen, ["32:1", "64:1", "96:1"], "one job: always alone");
+  });
+
   it("rejects a job count that is not a positive integer", async () => {
     await assert.rejects(runStudy(tempDir(), halving, concurrentRunner(1).runner, undefined, { jobs: 0 }), /jobs must be a positive integer, got 0/);
   });
