@@ -8,6 +8,7 @@
 import os from "node:os";
 import * as tf from "@tensorflow/tfjs";
 import { registerWasmKernels } from "./wasm-kernels";
+import { simdKernelsBuilt } from "./wasm/simd";
 import { registerThreadedWasmBackend } from "./wasm-threads";
 
 export { tf };
@@ -86,6 +87,7 @@ async function chooseBackend(force: BackendName | undefined): Promise<BackendInf
     const failure = await tryBackend(name, wasmThreads, notes);
     if (failure === undefined) {
       const registeredKernels = name === "wasm" ? registerWasmKernels() : [];
+      if (name === "wasm" && !simdKernelsBuilt()) notes.push("the project's SIMD kernels are not built (scripts/build-wasm.sh needs clang and lld): batch norm trains slower");
       return { name, forced: force !== undefined, skipped, registeredKernels, threads: threadsOf(name), notes };
     }
     if (force) {

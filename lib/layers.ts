@@ -20,6 +20,7 @@
  * only when needed. It serialises as `Conv2D`.
  */
 import { tf } from "./backend";
+import { BATCH_NORM_GRAD_KERNEL, BATCH_NORM_TRAIN_KERNEL, batchNormKernelsFit } from "./wasm/normalization";
 
 type DropoutArgs = Parameters<typeof tf.layers.dropout>[0];
 
@@ -119,19 +120,32 @@ function batchNormGradient(dy: tf.Tensor, x: tf.Tensor, mean: tf.Tensor, varianc
 function trainingBatchNorm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, epsilon: number): { y: tf.Tensor; mean: tf.Tensor; variance: tf.Tensor } {
   let mean: tf.Tensor | undefined;
   let variance: tf.Tensor | undefined;
+  // On wasm, where built, the project's SIMD kernels (lib/wasm/normalization.ts) do each direction in two passes.
+  const fused = tf.getKernel(BATCH_NORM_TRAIN_KERNEL, tf.getBackend()) !== undefined && batchNormKernelsFit(x.shape[x.rank - 1]);
+  const attrs = { epsilon } as never;
   const normalise = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const [input, g, b] = args as tf.Tensor[];
     const save = args[3] as tf.GradSaveFunc;
-    // Kept past the op's own tidy for the moving averages; the caller disposes them.
-    [mean, variance] = moments(input).map((t) => tf.keep(t));
+    let value: tf.Tensor;
+    // Mean and variance are kept past the op's own tidy for the moving averages; the caller disposes them.
+    if (fused) {
+      const [y, batchMean, batchVariance] = tf.engine().runKernel(BATCH_NORM_TRAIN_KERNEL, { x: input, gamma: g, beta: b }, attrs) as tf.Tensor[];
+      [value, mean, variance] = [y, tf.keep(batchMean), tf.keep(batchVariance)];
+    } else {
+      [mean, variance] = moments(input).map((t) => tf.keep(t));
+      // y = x·s + t with per-channel s = γσ⁻¹, t = β − μs: two fast passes (wasm's own
+      // FusedBatchNorm kernel is a slower scalar loop).
+      const scale = tf.mul(g, tf.rsqrt(tf.add(variance, epsilon)));
+      value = tf.add(tf.mul(input, scale), tf.sub(b, tf.mul(mean, scale)));
+    }
     save([input, mean, variance, g]);
-    // y = x·s + t with per-channel s = γσ⁻¹, t = β − μs: two fast passes (wasm's own
-    // FusedBatchNorm kernel is a slower scalar loop).
-    const scale = tf.mul(g, tf.rsqrt(tf.add(variance, epsilon)));
     return {
-      value: tf.add(tf.mul(input, scale), tf.sub(b, tf.mul(mean, scale))),
+      value,
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
         const [xSaved, meanSaved, varianceSaved, gammaSaved] = saved;
+        if (fused) {
+          return tf.engine().runKernel(BATCH_NORM_GRAD_KERNEL, { dy, x: xSaved, mean: meanSaved, variance: varianceSaved, gamma: gammaSaved }, attrs) as tf.Tensor[];
+        }
         return batchNormGradient(dy, xSaved, meanSaved, varianceSaved, gammaSaved, epsilon);
       },
     };

@@ -14,21 +14,30 @@ import {
   depthwiseConv2dNativeBackpropInput,
 } from "./wasm/convolution";
 import { cast, identity, matMulWithoutTransposeFlags, tile } from "./wasm/memory";
+import { BATCH_NORM_GRAD_KERNEL, BATCH_NORM_TRAIN_KERNEL, batchNormGrad, batchNormTrain } from "./wasm/normalization";
 import { ADAM_UPDATE_KERNEL, adamUpdate } from "./wasm/optimizer";
 import { maxPoolGrad } from "./wasm/pooling";
 import { mean, sum } from "./wasm/reduction";
+import { simdKernelsBuilt } from "./wasm/simd";
 
 interface KernelOverride {
   kernelName: string;
   kernelFunc: (args: KernelArgs) => TensorInfo | TensorInfo[];
 }
 
-/** Kernels wasm lacks and this project adds (the last is the project's own: lib/optimizer.ts). */
+/** Kernels wasm lacks and this project adds (from the Adam update on, its own: lib/optimizer.ts, lib/layers.ts). */
 const MISSING_KERNELS: KernelOverride[] = [
   { kernelName: "Conv2DBackpropFilter", kernelFunc: conv2DBackpropFilter },
   { kernelName: "DepthwiseConv2dNativeBackpropFilter", kernelFunc: depthwiseConv2dNativeBackpropFilter },
   { kernelName: "DepthwiseConv2dNativeBackpropInput", kernelFunc: depthwiseConv2dNativeBackpropInput },
   { kernelName: ADAM_UPDATE_KERNEL, kernelFunc: adamUpdate },
+  // Batch norm for lib/layers.ts, in the project's wasm SIMD code where scripts/build-wasm.sh built it.
+  ...(simdKernelsBuilt()
+    ? [
+        { kernelName: BATCH_NORM_TRAIN_KERNEL, kernelFunc: batchNormTrain },
+        { kernelName: BATCH_NORM_GRAD_KERNEL, kernelFunc: batchNormGrad },
+      ]
+    : []),
 ];
 
 /** Kernels wasm has but runs slowly; each falls back to the original outside its fast path. */

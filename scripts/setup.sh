@@ -4,8 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Data, Jupyter for the notebooks and reports, Chromium to check that reports render, a font for image captions.
-packages=(dataset-fashion-mnist jupyter-nbconvert python3-notebook jupyter-client chromium fonts-dejavu-core)
+# Data, Jupyter for the notebooks and reports, Chromium to check that reports render, a font for image captions,
+# clang and lld to build the project's wasm SIMD kernels.
+packages=(dataset-fashion-mnist jupyter-nbconvert python3-notebook jupyter-client chromium fonts-dejavu-core clang lld)
 missing=()
 for package in "${packages[@]}"; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
@@ -28,3 +29,6 @@ fi
 # tfjs-node (optional) is attempted here; where libtensorflow cannot be downloaded it is
 # skipped and the project runs on the wasm backend.
 npm ci --no-audit --no-fund
+
+# The project's wasm SIMD kernels (skipped with a message where clang or wasm-ld is missing).
+scripts/build-wasm.sh

@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { initBackend, tf } from "../lib/backend";
 import { FastBatchNorm, FastConv2D, FastDropout, MaskGenerator } from "../lib/layers";
 import { seededRandom } from "../lib/random";
+import { simdKernelsBuilt } from "../lib/wasm/simd";
 import { onBackend } from "./helpers/tensors";
 
 describe("MaskGenerator", () => {
@@ -77,6 +78,10 @@ describe("FastDropout", () => {
 });
 
 describe("FastBatchNorm matches the stock BatchNormalization in training", () => {
+  it("its SIMD kernels are built where CI runs (npm run setup builds them with clang)", { skip: process.env.CI !== "true" }, () => {
+    assert.ok(simdKernelsBuilt(), "lib/wasm/simd/kernels-*.wasm missing: scripts/build-wasm.sh did not run or failed");
+  });
+
   /** Output, input/gamma/beta gradients of a weighted sum, and the moving statistics after one call. */
   function trainingStep(layer: tf.layers.Layer, x: tf.Tensor, weights: tf.Tensor) {
     const [gamma, beta] = layer.trainableWeights.map((w) => (w as unknown as { val: tf.Variable }).val);
@@ -100,7 +105,7 @@ describe("FastBatchNorm matches the stock BatchNormalization in training", () =>
   };
 
   for (const backend of ["wasm", "cpu"] as const) {
-    for (const shape of [[4, 5, 3, 6], [2, 1, 7, 3], [9, 5]]) {
+    for (const shape of [[4, 5, 3, 6], [2, 1, 7, 3], [9, 5], [16, 14, 14, 32], [3, 2, 2, 8]]) {
       it(`${backend}, input ${shape.join("×")}`, async () => {
         await initBackend({ force: "wasm" });
         await onBackend(backend, async () => compare(shape));
@@ -128,6 +133,10 @@ describe("FastBatchNorm matches the stock BatchNormalization in training", () =>
         const before = tf.memory().numTensors;
         const expected = trainingStep(stock, x, weights);
         const actual = trainingStep(fast, x, weights);
+        // On wasm with channels in fours the project's SIMD kernels run (lib/wasm/normalization.ts); else generic ops.
+        const { kernelNames } = await tf.profile(() => tf.grad((input: tf.Tensor) => tf.sum(fast.apply(input, { training: true }) as tf.Tensor))(x));
+        const simd = tf.getBackend() === "wasm" && channels % 4 === 0 && simdKernelsBuilt();
+        assert.equal(kernelNames.includes("ProjectBatchNormTrain") && kernelNames.includes("ProjectBatchNormGrad"), simd, kernelNames.join(", "));
         close(actual.output, expected.output, "output");
         close(actual.dx, expected.dx, "d input");
         close(actual.dGamma, expected.dGamma, "d gamma");

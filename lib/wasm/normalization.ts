@@ -1,0 +1,69 @@
+/**
+ * Batch normalisation in training mode as two kernels of this project, for lib/layers.ts
+ * FastBatchNorm: the forward pass (batch statistics and the normalised output) and its
+ * closed-form gradient, each two passes of wasm SIMD code over the tensors in place
+ * (lib/wasm/simd/kernels.c). Built from generic ops they take ~20 elementwise kernels, each a
+ * pass with its own allocation. Statistics are accumulated in float64 per channel.
+ */
+import type { KernelArgs, TensorInfo } from "./common";
+import { heapOffset, simdKernels } from "./simd";
+
+export const BATCH_NORM_TRAIN_KERNEL = "ProjectBatchNormTrain";
+export const BATCH_NORM_GRAD_KERNEL = "ProjectBatchNormGrad";
+
+export interface BatchNormAttrs {
+  epsilon: number;
+}
+
+/** Whether the kernels take a tensor with this many channels (the SIMD loops go 4 at a time). */
+export const batchNormKernelsFit = (channels: number): boolean => channels % 4 === 0;
+
+/** Channels (the last axis) and rows (everything else) of a tensor normalised per channel. */
+function layout(x: TensorInfo, kernel: string, ...perChannel: TensorInfo[]): { rows: number; channels: number } {
+  if (x.dtype !== "float32") throw new Error(`${kernel}: x must be float32, got ${x.dtype}.`);
+  if (x.shape.length < 2) throw new Error(`${kernel}: x needs a batch and a channel axis, got shape [${x.shape}].`);
+  const channels = x.shape[x.shape.length - 1];
+  if (!batchNormKernelsFit(channels)) throw new Error(`${kernel}: channels must be a multiple of 4, got ${channels}.`);
+  for (const t of perChannel) {
+    if (t.shape.length !== 1 || t.shape[0] !== channels) throw new Error(`${kernel}: expected shape [${channels}], got [${t.shape}].`);
+  }
+  return { rows: x.shape.reduce((a, b) => a * b, 1) / channels, channels };
+}
+
+/** Inputs x, gamma, beta; outputs [y, mean, variance] (variance biased, as Keras's). */
+export function batchNormTrain({ inputs, backend, attrs }: KernelArgs): TensorInfo[] {
+  const { x, gamma, beta } = inputs;
+  const { rows, channels } = layout(x, BATCH_NORM_TRAIN_KERNEL, gamma, beta);
+  const { epsilon } = attrs as unknown as BatchNormAttrs;
+  const outputs = [backend.makeOutput([...x.shape], "float32"), backend.makeOutput([channels], "float32"), backend.makeOutput([channels], "float32")];
+  // 2·channels float64 accumulators.
+  const scratch = backend.makeOutput([4 * channels], "float32");
+  try {
+    const at = (t: TensorInfo) => heapOffset(backend, t);
+    simdKernels(backend).batch_norm_forward(at(x), rows, channels, at(gamma), at(beta), epsilon, at(outputs[0]), at(outputs[1]), at(outputs[2]), at(scratch));
+  } finally {
+    backend.disposeData(scratch.dataId);
+  }
+  return outputs;
+}
+
+/** Inputs dy, x, mean, variance, gamma; outputs [dx, dγ, dβ]. */
+export function batchNormGrad({ inputs, backend, attrs }: KernelArgs): TensorInfo[] {
+  const { dy, x, mean, variance, gamma } = inputs;
+  const { rows, channels } = layout(x, BATCH_NORM_GRAD_KERNEL, mean, variance, gamma);
+  if (dy.shape.length !== x.shape.length || dy.shape.some((d, i) => d !== x.shape[i])) {
+    throw new Error(`${BATCH_NORM_GRAD_KERNEL}: dy shape [${dy.shape}] differs from x [${x.shape}].`);
+  }
+  const { epsilon } = attrs as unknown as BatchNormAttrs;
+  const outputs = [backend.makeOutput([...x.shape], "float32"), backend.makeOutput([channels], "float32"), backend.makeOutput([channels], "float32")];
+  const scratch = backend.makeOutput([4 * channels], "float32");
+  try {
+    const at = (t: TensorInfo) => heapOffset(backend, t);
+    simdKernels(backend).batch_norm_backward(
+      at(dy), at(x), rows, channels, at(mean), at(variance), at(gamma), epsilon, at(outputs[0]), at(outputs[1]), at(outputs[2]), at(scratch),
+    );
+  } finally {
+    backend.disposeData(scratch.dataId);
+  }
+  return outputs;
+}

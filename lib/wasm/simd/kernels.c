@@ -1,0 +1,104 @@
+// The project's own wasm SIMD kernels (built by scripts/build-wasm.sh with clang, loaded by
+// lib/wasm/simd.ts). They import TF.js's wasm memory and work on tensors in place, so they
+// must not use a stack or static data: every buffer, scratch included, comes from the caller.
+// Channels are the last axis; callers guarantee channels % 4 == 0.
+#include <wasm_simd128.h>
+
+typedef double f64;
+
+static inline void accumulate(f64* sum, v128_t v) {
+  // Two float64 lanes at a time: per-channel sums over ~10^5 rows need more than float32.
+  wasm_v128_store(sum, wasm_f64x2_add(wasm_v128_load(sum), wasm_f64x2_promote_low_f32x4(v)));
+  wasm_v128_store(sum + 2, wasm_f64x2_add(wasm_v128_load(sum + 2), wasm_f64x2_promote_low_f32x4(wasm_i32x4_shuffle(v, v, 2, 3, 0, 1))));
+}
+
+// y = x·scale[c] + shift[c] for every row.
+static void affine(const float* x, float* y, const float* scale, const float* shift, int rows, int channels) {
+  for (int r = 0; r < rows; r++) {
+    const float* xr = x + (long)r * channels;
+    float* yr = y + (long)r * channels;
+    for (int c = 0; c < channels; c += 4) {
+      wasm_v128_store(yr + c, wasm_f32x4_add(wasm_f32x4_mul(wasm_v128_load(xr + c), wasm_v128_load(scale + c)), wasm_v128_load(shift + c)));
+    }
+  }
+}
+
+// Batch norm, training forward: batch mean and (biased) variance per channel, and
+// y = γ(x − μ)/√(σ² + ε) + β. `scratch` holds 2·channels doubles.
+__attribute__((export_name("batch_norm_forward")))
+void batch_norm_forward(const float* x, int rows, int channels, const float* gamma, const float* beta, float epsilon,
+                        float* y, float* mean, float* variance, f64* scratch) {
+  f64* sum = scratch;
+  f64* squares = scratch + channels;
+  for (int c = 0; c < 2 * channels; c++) scratch[c] = 0;
+  for (int r = 0; r < rows; r++) {
+    const float* xr = x + (long)r * channels;
+    for (int c = 0; c < channels; c += 4) {
+      v128_t v = wasm_v128_load(xr + c);
+      accumulate(sum + c, v);
+      accumulate(squares + c, wasm_f32x4_mul(v, v));
+    }
+  }
+  for (int c = 0; c < channels; c++) {
+    f64 m = sum[c] / rows;
+    f64 var = squares[c] / rows - m * m;
+    mean[c] = (float)m;
+    variance[c] = (float)(var > 0 ? var : 0);
+  }
+  // The doubles are read: reuse the scratch as per-channel float scale and shift.
+  float* scale = (float*)scratch;
+  float* shift = scale + channels;
+  for (int c = 0; c < channels; c++) {
+    f64 s = gamma[c] / __builtin_sqrt((f64)variance[c] + epsilon);
+    scale[c] = (float)s;
+    shift[c] = (float)(beta[c] - mean[c] * s);
+  }
+  affine(x, y, scale, shift, rows, channels);
+}
+
+// Batch norm, training backward: dβ = Σdy, dγ = σ⁻¹·Σdy·(x − μ),
+// dx = γσ⁻¹·(dy − dβ/n − (x − μ)·σ⁻¹·dγ/n), written as dx = a·dy + b·x + k per channel.
+// `scratch` holds 2·channels doubles.
+__attribute__((export_name("batch_norm_backward")))
+void batch_norm_backward(const float* dy, const float* x, int rows, int channels, const float* mean, const float* variance,
+                         const float* gamma, float epsilon, float* dx, float* dgamma, float* dbeta, f64* scratch) {
+  f64* sumDy = scratch;
+  f64* sumDyX = scratch + channels;
+  for (int c = 0; c < 2 * channels; c++) scratch[c] = 0;
+  for (int r = 0; r < rows; r++) {
+    const float* dyr = dy + (long)r * channels;
+    const float* xr = x + (long)r * channels;
+    for (int c = 0; c < channels; c += 4) {
+      v128_t d = wasm_v128_load(dyr + c);
+      accumulate(sumDy + c, d);
+      accumulate(sumDyX + c, wasm_f32x4_mul(d, wasm_v128_load(xr + c)));
+    }
+  }
+  for (int c = 0; c < channels; c++) {
+    f64 inverseStd = 1 / __builtin_sqrt((f64)variance[c] + epsilon);
+    f64 centered = sumDyX[c] - mean[c] * sumDy[c];  // Σdy·(x − μ)
+    dbeta[c] = (float)sumDy[c];
+    dgamma[c] = (float)(inverseStd * centered);
+  }
+  float* a = (float*)scratch;
+  float* b = a + channels;
+  float* k = b + channels;  // 3·channels floats fit in 2·channels doubles
+  for (int c = 0; c < channels; c++) {
+    f64 inverseStd = 1 / __builtin_sqrt((f64)variance[c] + epsilon);
+    f64 ac = gamma[c] * inverseStd;
+    f64 bc = -ac * inverseStd * dgamma[c] / rows;
+    a[c] = (float)ac;
+    b[c] = (float)bc;
+    k[c] = (float)(-ac * dbeta[c] / rows - bc * mean[c]);
+  }
+  for (int r = 0; r < rows; r++) {
+    const float* dyr = dy + (long)r * channels;
+    const float* xr = x + (long)r * channels;
+    float* dxr = dx + (long)r * channels;
+    for (int c = 0; c < channels; c += 4) {
+      v128_t v = wasm_f32x4_add(wasm_f32x4_mul(wasm_v128_load(dyr + c), wasm_v128_load(a + c)),
+                                wasm_f32x4_add(wasm_f32x4_mul(wasm_v128_load(xr + c), wasm_v128_load(b + c)), wasm_v128_load(k + c)));
+      wasm_v128_store(dxr + c, v);
+    }
+  }
+}
