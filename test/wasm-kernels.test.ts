@@ -32,6 +32,7 @@ const CONV_CASES: { xShape: Shape4; filterShape: Shape4 }[] = [
   { xShape: [3, 13, 13, 16], filterShape: [5, 5, 16, 8] },
   { xShape: [4, 28, 28, 1], filterShape: [3, 3, 1, 32] }, // capstone conv1
   { xShape: [2, 6, 5, 4], filterShape: [2, 3, 4, 2] }, // even, non-square kernel
+  { xShape: [2, 14, 14, 32], filterShape: [3, 3, 32, 8] }, // channels in fours: the SIMD im2col filter gradient
 ];
 
 describe("wasm kernels match cpu", () => {
