@@ -91,6 +91,7 @@ describe("wasm kernels match cpu", () => {
   const POOL_CASES: { xShape: Shape4; window: number; stride: number; pad: "same" | "valid" }[] = [
     { xShape: [4, 26, 26, 8], window: 2, stride: 2, pad: "valid" }, // capstone pool 1
     { xShape: [2, 11, 11, 6], window: 2, stride: 2, pad: "valid" }, // odd edge dropped
+    { xShape: [3, 7, 7, 12], window: 2, stride: 2, pad: "valid" }, // channels in fours (the SIMD kernel), odd edge dropped
     { xShape: [1, 7, 9, 3], window: 2, stride: 2, pad: "same" }, // odd edge padded
     { xShape: [2, 9, 9, 4], window: 3, stride: 2, pad: "same" }, // overlapping windows
     { xShape: [2, 8, 8, 2], window: 3, stride: 1, pad: "valid" },

@@ -1,6 +1,7 @@
-/** Max-pool gradient on wasm, in JavaScript on the heap. */
+/** Max-pool gradient on wasm: the project's SIMD kernel for 2×2 pools, else JavaScript on the heap. */
 import * as tf from "@tensorflow/tfjs";
 import { type KernelArgs, type KernelFunc, type TensorInfo } from "./common";
+import { heapOffset, simdKernels, simdKernelsBuilt } from "./simd";
 
 /**
  * Max-pool gradient as one pass over the output positions in JavaScript on the wasm heap:
@@ -21,18 +22,25 @@ export function maxPoolGrad(args: KernelArgs, original: KernelFunc): TensorInfo 
   if (input.dtype !== "float32" || dy.dtype !== "float32") return original(args as never) as TensorInfo;
 
   const dx = backend.makeOutput(input.shape, "float32");
+  const { batchSize, inHeight, inWidth, inChannels: channels, outHeight, outWidth } = info;
+  const { strideHeight, strideWidth, filterHeight, filterWidth } = info;
+  const { top, left } = info.padInfo;
+  const disjoint2x2 = filterHeight === 2 && filterWidth === 2 && strideHeight === 2 && strideWidth === 2 && top === 0 && left === 0 &&
+    outHeight * 2 <= inHeight && outWidth * 2 <= inWidth;
+  if (disjoint2x2 && channels % 4 === 0 && simdKernelsBuilt()) {
+    // The project's SIMD kernel (lib/wasm/simd/kernels.c): four channels at a time, same ties.
+    const at = (t: TensorInfo) => heapOffset(backend, t);
+    simdKernels(backend).max_pool_grad_2x2(at(input), at(dy), batchSize, inHeight, inWidth, channels, outHeight, outWidth, at(dx));
+    return dx;
+  }
   // Views only after the allocation: growing the heap detaches earlier ones.
   const dxValues = backend.typedArrayFromHeap(dx) as Float32Array;
   const xValues = backend.typedArrayFromHeap(input) as Float32Array;
   const dyValues = backend.typedArrayFromHeap(dy) as Float32Array;
   dxValues.fill(0);
-  const { batchSize, inHeight, inWidth, inChannels: channels, outHeight, outWidth } = info;
-  const { strideHeight, strideWidth, filterHeight, filterWidth } = info;
-  const { top, left } = info.padInfo;
   const rowStride = inWidth * channels;
   const imageStride = inHeight * rowStride;
-  if (filterHeight === 2 && filterWidth === 2 && strideHeight === 2 && strideWidth === 2 && top === 0 && left === 0 &&
-      outHeight * 2 <= inHeight && outWidth * 2 <= inWidth) {
+  if (disjoint2x2) {
     // The capstone CNN's pooling: disjoint 2×2 windows, unrolled (2× faster than the general loop).
     let dyIndex = 0;
     for (let n = 0; n < batchSize; n++) {

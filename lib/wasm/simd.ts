@@ -14,6 +14,7 @@ export interface SimdKernels {
     dy: number, x: number, rows: number, channels: number, mean: number, variance: number, gamma: number, epsilon: number,
     dx: number, dgamma: number, dbeta: number, scratch: number,
   ): void;
+  max_pool_grad_2x2(x: number, dy: number, batch: number, height: number, width: number, channels: number, outHeight: number, outWidth: number, dx: number): void;
 }
 
 // TypeScript declares WebAssembly with the DOM library, which this project does not load.

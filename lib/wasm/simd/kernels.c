@@ -102,3 +102,35 @@ void batch_norm_backward(const float* dy, const float* x, int rows, int channels
     }
   }
 }
+
+// Max-pool gradient for disjoint 2×2 windows at stride 2 from the top-left corner: each dy goes
+// to the first maximum of its window in row-major order (ties as on TF.js's cpu backend);
+// rows and columns no window covers get 0.
+__attribute__((export_name("max_pool_grad_2x2")))
+void max_pool_grad_2x2(const float* x, const float* dy, int batch, int height, int width, int channels,
+                       int outHeight, int outWidth, float* dx) {
+  __builtin_memset(dx, 0, (unsigned long)batch * height * width * channels * sizeof(float));
+  const long row = (long)width * channels;
+  const float* d = dy;
+  for (int n = 0; n < batch; n++) {
+    for (int oy = 0; oy < outHeight; oy++) {
+      long base = ((long)n * height + 2 * oy) * row;
+      for (int ox = 0; ox < outWidth; ox++, base += 2 * channels) {
+        for (int c = 0; c < channels; c += 4, d += 4) {
+          long i0 = base + c, i1 = i0 + channels, i2 = i0 + row, i3 = i2 + channels;
+          v128_t x0 = wasm_v128_load(x + i0), x1 = wasm_v128_load(x + i1), x2 = wasm_v128_load(x + i2), x3 = wasm_v128_load(x + i3);
+          v128_t g = wasm_v128_load(d);
+          // Window position k wins where it is strictly above every earlier one and not below any later one.
+          v128_t w0 = wasm_v128_and(wasm_f32x4_ge(x0, x1), wasm_v128_and(wasm_f32x4_ge(x0, x2), wasm_f32x4_ge(x0, x3)));
+          v128_t w1 = wasm_v128_and(wasm_f32x4_gt(x1, x0), wasm_v128_and(wasm_f32x4_ge(x1, x2), wasm_f32x4_ge(x1, x3)));
+          v128_t w2 = wasm_v128_and(wasm_v128_and(wasm_f32x4_gt(x2, x0), wasm_f32x4_gt(x2, x1)), wasm_f32x4_ge(x2, x3));
+          v128_t w3 = wasm_v128_and(wasm_v128_and(wasm_f32x4_gt(x3, x0), wasm_f32x4_gt(x3, x1)), wasm_f32x4_gt(x3, x2));
+          wasm_v128_store(dx + i0, wasm_v128_and(w0, g));
+          wasm_v128_store(dx + i1, wasm_v128_and(w1, g));
+          wasm_v128_store(dx + i2, wasm_v128_and(w2, g));
+          wasm_v128_store(dx + i3, wasm_v128_and(w3, g));
+        }
+      }
+    }
+  }
+}
