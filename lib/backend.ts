@@ -87,7 +87,7 @@ async function chooseBackend(force: BackendName | undefined): Promise<BackendInf
     const failure = await tryBackend(name, wasmThreads, notes);
     if (failure === undefined) {
       const registeredKernels = name === "wasm" ? registerWasmKernels() : [];
-      if (name === "wasm" && !simdKernelsBuilt()) notes.push("the project's SIMD kernels are not built (scripts/build-wasm.sh needs clang and lld): batch norm trains slower");
+      if (name === "wasm" && !simdKernelsBuilt()) notes.push("the project's SIMD kernels are not built (scripts/build-wasm.sh needs clang and lld): batch norm and max-pool gradients run slower");
       return { name, forced: force !== undefined, skipped, registeredKernels, threads: threadsOf(name), notes };
     }
     if (force) {
