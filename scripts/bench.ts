@@ -1,5 +1,5 @@
 /**
- * npm run bench -- [--json] [--models cnn3,ann] [--repeats N] [--steps N] [--batch-size N]
+ * npm run bench -- [--json] [--models cnn3,ann] [--repeats N] [--steps N] [--batch-size N] [--torch] [--profile]
  *
  * Training and inference throughput (images/s) of reference models on the running backend:
  * each figure is the median of several timed repeats after a warm-up. A benchmark, not a
@@ -14,8 +14,9 @@ import { describeBackend, initBackend, tf } from "../lib/backend";
 import { formatCount, parseCommandLine, runCommand, textTable, usageCheck } from "../lib/cli";
 import { augmenter, STANDARD_AUGMENTATION } from "../lib/augment";
 import { buildModel, presetModel } from "../lib/models";
+import { profileStep, type StepProfile } from "../lib/profile";
 
-const USAGE = `Usage: npm run bench -- [--json] [--models cnn3,ann,cnn3-bn] [--repeats N] [--steps N] [--batch-size N] [--torch]
+const USAGE = `Usage: npm run bench -- [--json] [--models cnn3,ann,cnn3-bn] [--repeats N] [--steps N] [--batch-size N] [--torch] [--profile]
 
   --models LIST     comma-separated model names (default cnn3,ann,cnn3-bn; cnn3 is the capstone CNN)
   --repeats N       timed repeats per figure; the median is reported (default 5)
@@ -24,6 +25,8 @@ const USAGE = `Usage: npm run bench -- [--json] [--models cnn3,ann,cnn3-bn] [--r
   --torch           also time the capstone CNN in PyTorch (CPU, same threads) in this run, and
                     report the ratios (needs a python3 with torch, e.g. Debian's python3-torch;
                     PYTHON names the interpreter, default /usr/bin/python3)
+  --profile         also profile a training step of each model: time per kernel (grouped by
+                    input shapes), GFLOP/s of the convolutions and matrix products, time outside kernels
   --json            print JSON for machines
 
 TFJS_BACKEND=tensorflow|wasm|cpu forces a backend.`;
@@ -39,6 +42,7 @@ interface ModelBench {
   trainRepeats: number[];
   trainAugmentedRepeats: number[];
   inferRepeats: number[];
+  profile?: StepProfile;
 }
 
 function median(values: number[]): number {
@@ -53,7 +57,14 @@ function positiveInt(value: string, flag: string): number {
   return n;
 }
 
-async function benchModel(name: string, repeats: number, steps: number, batchSize: number, log: (s: string) => void): Promise<ModelBench> {
+async function benchModel(
+  name: string,
+  repeats: number,
+  steps: number,
+  batchSize: number,
+  profile: boolean,
+  log: (s: string) => void,
+): Promise<ModelBench> {
   const model = buildModel(presetModel(name));
   // Random pixels and labels: the content does not change the work done.
   const xs = tf.randomUniform([batchSize, 28, 28, 1]) as tf.Tensor4D;
@@ -92,7 +103,7 @@ async function benchModel(name: string, repeats: number, steps: number, batchSiz
         `infer ${inferRepeats[r].toFixed(0)} img/s`,
     );
   }
-  const result = {
+  const result: ModelBench = {
     model: name,
     parameters: model.countParams(),
     batchSize,
@@ -103,6 +114,10 @@ async function benchModel(name: string, repeats: number, steps: number, batchSiz
     trainAugmentedRepeats,
     inferRepeats,
   };
+  if (profile) {
+    log(`  ${name}: profiling ${repeats} training steps ...`);
+    result.profile = await profileStep(() => model.trainOnBatch(xs, ys), repeats);
+  }
   tf.dispose([xs, ys, inferX]);
   model.dispose();
   return result;
@@ -153,6 +168,21 @@ async function benchTorch(threads: number, repeats: number, steps: number, batch
   }
 }
 
+const PROFILE_ROWS = 12;
+
+function profileLines(model: string, batchSize: number, profile: StepProfile): string[] {
+  const outside = profile.stepMs - profile.kernelMs;
+  return [
+    `Training step of ${model} (batch ${batchSize}): ${profile.stepMs.toFixed(1)} ms, of which kernels ${profile.kernelMs.toFixed(1)} ms ` +
+      `and ${outside.toFixed(1)} ms outside them; ${(profile.flops / 1e9).toFixed(2)} GFLOP in convolutions and matrix products ` +
+      `(${(profile.flops / (profile.stepMs * 1e6)).toFixed(1)} GFLOP/s over the step). Top kernels:`,
+    textTable(
+      ["kernel and input shapes", "calls", "ms", "share", "GFLOP/s"],
+      profile.kernels.slice(0, PROFILE_ROWS).map((k) => [k.kernel, String(k.calls), k.ms.toFixed(1), `${(100 * k.share).toFixed(1)}%`, k.gflops?.toFixed(1) ?? ""]),
+    ),
+  ];
+}
+
 runCommand(USAGE, async () => {
   const { values } = parseCommandLine(
     {
@@ -162,6 +192,7 @@ runCommand(USAGE, async () => {
       steps: { type: "string", default: "5" },
       "batch-size": { type: "string", default: "128" },
       torch: { type: "boolean", default: false },
+      profile: { type: "boolean", default: false },
     },
     process.argv.slice(2),
   );
@@ -188,7 +219,7 @@ runCommand(USAGE, async () => {
   const backend = await initBackend();
   log(`backend: ${describeBackend(backend)}`);
   const results: ModelBench[] = [];
-  for (const name of models) results.push(await benchModel(name, repeats, steps, batchSize, log));
+  for (const name of models) results.push(await benchModel(name, repeats, steps, batchSize, values.profile, log));
   const augmentation = { pipeline: STANDARD_AUGMENTATION, ...(await benchAugmentation(repeats, steps, batchSize)) };
 
   const capstone = results.find((r) => r.model === "cnn3");
@@ -244,6 +275,7 @@ runCommand(USAGE, async () => {
             `TF.js ${backend.name} / PyTorch: train ${torch.trainRatio?.toFixed(2) ?? "n/a"}×, infer ${torch.inferRatio?.toFixed(2) ?? "n/a"}×.`,
           ]
         : []),
+      ...results.flatMap((r) => (r.profile ? ["", ...profileLines(r.model, batchSize, r.profile)] : [])),
     ].join("\n") + "\n",
   );
 });

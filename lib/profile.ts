@@ -1,0 +1,122 @@
+/**
+ * Where a training step's time goes: TF.js's per-kernel timings (tf.profile) over several
+ * steps, grouped by kernel and input shapes, each group's median per step, with the
+ * arithmetic rate of the convolutions and matrix products. Used by `npm run bench --profile`.
+ */
+import { tf } from "./backend";
+
+export interface KernelTime {
+  /** Kernel name and input shapes, e.g. `Conv2DBackpropFilter [128,13,13,32] [128,11,11,64]`. */
+  kernel: string;
+  /** Calls per step. */
+  calls: number;
+  /** Median milliseconds per step over the profiled steps. */
+  ms: number;
+  /** Share of the summed kernel time. */
+  share: number;
+  /** Floating-point operations per second (in billions), for convolutions and matrix products. */
+  gflops: number | null;
+}
+
+export interface StepProfile {
+  /** Median wall time of one step without the profiler, in milliseconds. */
+  stepMs: number;
+  /** Median per step of all kernel times; stepMs minus this is time outside kernels. */
+  kernelMs: number;
+  /** Floating-point operations per step in the kernels whose count is known (see kernelFlops). */
+  flops: number;
+  kernels: KernelTime[];
+}
+
+const product = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
+
+/**
+ * Multiply-adds ×2 of a convolution or matrix product from its input and output shapes
+ * (NHWC, filters [h, w, in, out]); null for other kernels.
+ */
+export function kernelFlops(name: string, inputShapes: number[][], outputShapes: number[][]): number | null {
+  const out = outputShapes[0];
+  if (!out) return null;
+  switch (name) {
+    case "Conv2D":
+    case "FusedConv2D": {
+      const [h, w, channels] = inputShapes[1];
+      return 2 * product(out) * h * w * channels;
+    }
+    case "Conv2DBackpropFilter": {
+      // Inputs x and dy; the output is the filter gradient [h, w, in, out].
+      const [h, w, channels] = out;
+      return 2 * product(inputShapes[1]) * h * w * channels;
+    }
+    case "Conv2DBackpropInput": {
+      // Inputs dy and the filter.
+      const [h, w, channels] = inputShapes[1];
+      return 2 * product(inputShapes[0]) * h * w * channels;
+    }
+    case "MatMul":
+    case "BatchMatMul":
+    case "_FusedMatMul": {
+      // a holds [m, k] or, transposed, [k, m]; m is the output's second-last dimension.
+      const a = inputShapes[0];
+      const rows = out[out.length - 2];
+      const inner = (a[a.length - 1] * a[a.length - 2]) / rows;
+      return 2 * product(out) * inner;
+    }
+    default:
+      return null;
+  }
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
+}
+
+/**
+ * Times `step` `repeats` times without the profiler (stepMs), then profiles it `repeats`
+ * times. Run a warm-up step first: the first call sets up kernels and optimizer state.
+ */
+export async function profileStep(step: () => Promise<unknown>, repeats: number): Promise<StepProfile> {
+  if (!Number.isInteger(repeats) || repeats < 1) throw new Error(`repeats must be a positive integer, got ${repeats}.`);
+  const wall: number[] = [];
+  for (let r = 0; r < repeats; r++) {
+    const started = performance.now();
+    await step();
+    wall.push(performance.now() - started);
+  }
+  // Per group: the time of each profiled step (0 where a step did not run it), and calls.
+  const groups = new Map<string, { times: number[]; calls: number[]; flops: number | null }>();
+  const totals: number[] = [];
+  for (let r = 0; r < repeats; r++) {
+    const info = await tf.profile(async () => {
+      await step();
+    });
+    let total = 0;
+    for (const k of info.kernels) {
+      // kernelTimeMs is an {error} object where the backend cannot time kernels.
+      const ms = typeof k.kernelTimeMs === "number" ? k.kernelTimeMs : 0;
+      const key = `${k.name} ${k.inputShapes.map((s) => JSON.stringify(s ?? [])).join(" ")}`;
+      const group = groups.get(key) ?? {
+        times: new Array<number>(repeats).fill(0),
+        calls: new Array<number>(repeats).fill(0),
+        flops: kernelFlops(k.name, k.inputShapes, k.outputShapes),
+      };
+      group.times[r] += ms;
+      group.calls[r]++;
+      groups.set(key, group);
+      total += ms;
+    }
+    totals.push(total);
+  }
+  const kernelMs = median(totals);
+  const kernels = [...groups.entries()]
+    .map(([kernel, g]) => {
+      const ms = median(g.times);
+      const calls = median(g.calls);
+      return { kernel, calls, ms, share: kernelMs > 0 ? ms / kernelMs : 0, gflops: g.flops !== null && ms > 0 ? (calls * g.flops) / (ms * 1e6) : null };
+    })
+    .sort((a, b) => b.ms - a.ms);
+  const flops = [...groups.values()].reduce((sum, g) => sum + (g.flops ?? 0) * median(g.calls), 0);
+  return { stepMs: median(wall), kernelMs, flops, kernels };
+}
