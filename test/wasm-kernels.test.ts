@@ -30,9 +30,10 @@ const CONV_CASES: { xShape: Shape4; filterShape: Shape4 }[] = [
   { xShape: [2, 8, 8, 3], filterShape: [3, 3, 3, 4] },
   { xShape: [1, 7, 9, 1], filterShape: [3, 3, 1, 5] }, // batch 1, odd, non-square
   { xShape: [3, 13, 13, 16], filterShape: [5, 5, 16, 8] },
-  { xShape: [4, 28, 28, 1], filterShape: [3, 3, 1, 32] }, // capstone conv1
+  { xShape: [4, 28, 28, 1], filterShape: [3, 3, 1, 32] }, // capstone conv1: the SIMD 3×3 one-channel filter gradient
+  { xShape: [1, 9, 8, 1], filterShape: [3, 3, 1, 12] }, // the same kernel: batch 1, odd, non-square
   { xShape: [2, 6, 5, 4], filterShape: [2, 3, 4, 2] }, // even, non-square kernel
-  { xShape: [2, 14, 14, 32], filterShape: [3, 3, 32, 8] }, // channels in fours: the SIMD im2col filter gradient
+  { xShape: [2, 14, 14, 32], filterShape: [3, 3, 32, 8] }, // many channels: the transposed-convolution filter gradient
 ];
 
 describe("wasm kernels match cpu", () => {

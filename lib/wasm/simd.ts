@@ -14,6 +14,10 @@ export interface SimdKernels {
     dy: number, x: number, rows: number, channels: number, mean: number, variance: number, gamma: number, epsilon: number,
     dx: number, dgamma: number, dbeta: number, scratch: number,
   ): void;
+  conv3x3_c1_filter_grad(
+    x: number, dy: number, batch: number, height: number, width: number, outHeight: number, outWidth: number,
+    strideY: number, strideX: number, filters: number, dw: number,
+  ): void;
   max_pool_grad_2x2(x: number, dy: number, batch: number, height: number, width: number, channels: number, outHeight: number, outWidth: number, dx: number): void;
 }
 
