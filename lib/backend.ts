@@ -7,7 +7,7 @@
  */
 import os from "node:os";
 import * as tf from "@tensorflow/tfjs";
-import { registerWasmKernels } from "./wasm-kernels";
+import { registerNativeConvolutions, registerWasmKernels } from "./wasm-kernels";
 import { simdKernelsBuilt } from "./wasm/simd";
 import { registerThreadedWasmBackend } from "./wasm-threads";
 
@@ -88,6 +88,10 @@ async function chooseBackend(force: BackendName | undefined): Promise<BackendInf
     if (failure === undefined) {
       const registeredKernels = name === "wasm" ? registerWasmKernels() : [];
       if (name === "wasm" && !simdKernelsBuilt()) notes.push("the project's SIMD kernels are not built (scripts/build-wasm.sh needs clang and lld): batch norm and max-pool gradients run slower");
+      if (name === "wasm") {
+        const notNative = registerNativeConvolutions(threadsOf(name) ?? 1);
+        notes.push(notNative ?? "convolutions by oneDNN (native, lib/native/onednn.node)");
+      }
       return { name, forced: force !== undefined, skipped, registeredKernels, threads: threadsOf(name), notes };
     }
     if (force) {

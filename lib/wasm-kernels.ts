@@ -19,6 +19,7 @@ import { ADAM_UPDATE_KERNEL, adamUpdate } from "./wasm/optimizer";
 import { maxPoolGrad } from "./wasm/pooling";
 import { mean, sum } from "./wasm/reduction";
 import { simdKernelsBuilt } from "./wasm/simd";
+import * as oneDnn from "./wasm/onednn";
 
 interface KernelOverride {
   kernelName: string;
@@ -53,7 +54,32 @@ const FASTER_KERNELS: { kernelName: string; kernelFunc: FasterKernel }[] = [
   { kernelName: "Cast", kernelFunc: cast },
 ];
 
+/**
+ * Convolutions computed natively by oneDNN where lib/native/onednn.node is built and loads;
+ * each falls back to the kernel registered before it (the stock one or this project's).
+ */
+const NATIVE_KERNELS: { kernelName: string; kernelFunc: FasterKernel }[] = [
+  { kernelName: "Conv2D", kernelFunc: oneDnn.conv2D },
+  { kernelName: "FusedConv2D", kernelFunc: oneDnn.conv2D },
+  { kernelName: "Conv2DBackpropInput", kernelFunc: oneDnn.conv2DBackpropInput },
+  { kernelName: "Conv2DBackpropFilter", kernelFunc: oneDnn.conv2DBackpropFilter },
+];
+
 const registeredByUs = new Set<string>();
+const nativeByUs = new Set<string>();
+
+function wrapKernel(kernelName: string, kernelFunc: FasterKernel): void {
+  const original = tf.getKernel(kernelName, BACKEND);
+  if (!original) return;
+  tf.unregisterKernel(kernelName, BACKEND);
+  tf.registerKernel({
+    kernelName,
+    backendName: BACKEND,
+    // Keeps the original's set-up, which its fall-back needs if the backend starts later.
+    setupFunc: original.setupFunc,
+    kernelFunc: ((args: KernelArgs) => kernelFunc(args, original.kernelFunc)) as unknown as KernelFunc,
+  });
+}
 
 /**
  * Registers the missing kernels and the faster ones on wasm (idempotent; a missing kernel
@@ -66,17 +92,24 @@ export function registerWasmKernels(): string[] {
     registeredByUs.add(kernelName);
   }
   for (const { kernelName, kernelFunc } of FASTER_KERNELS) {
-    const original = tf.getKernel(kernelName, BACKEND);
-    if (registeredByUs.has(kernelName) || !original) continue;
-    tf.unregisterKernel(kernelName, BACKEND);
-    tf.registerKernel({
-      kernelName,
-      backendName: BACKEND,
-      // Keeps the original's set-up, which its fall-back needs if the backend starts later.
-      setupFunc: original.setupFunc,
-      kernelFunc: ((args: KernelArgs) => kernelFunc(args, original.kernelFunc)) as unknown as KernelFunc,
-    });
+    if (registeredByUs.has(kernelName) || !tf.getKernel(kernelName, BACKEND)) continue;
+    wrapKernel(kernelName, kernelFunc);
     registeredByUs.add(kernelName);
   }
   return [...registeredByUs];
+}
+
+/**
+ * Puts oneDNN's native convolutions in front of the wasm ones when the addon loads (with
+ * `threads` OpenMP threads). Returns undefined when they run, else why not.
+ */
+export function registerNativeConvolutions(threads: number): string | undefined {
+  const notLoaded = oneDnn.loadOneDnn(threads);
+  if (notLoaded) return notLoaded;
+  for (const { kernelName, kernelFunc } of NATIVE_KERNELS) {
+    if (nativeByUs.has(kernelName)) continue;
+    wrapKernel(kernelName, kernelFunc);
+    nativeByUs.add(kernelName);
+  }
+  return undefined;
 }

@@ -5,8 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Data, Jupyter for the notebooks and reports, Chromium to check that reports render, a font for image captions,
-# clang and lld to build the project's wasm SIMD kernels.
-packages=(dataset-fashion-mnist jupyter-nbconvert python3-notebook jupyter-client chromium fonts-dejavu-core clang lld)
+# clang and lld to build the project's wasm SIMD kernels, g++ and oneDNN for its native convolutions.
+packages=(dataset-fashion-mnist jupyter-nbconvert python3-notebook jupyter-client chromium fonts-dejavu-core clang lld g++ libdnnl-dev)
 missing=()
 for package in "${packages[@]}"; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
@@ -30,5 +30,7 @@ fi
 # skipped and the project runs on the wasm backend.
 npm ci --no-audit --no-fund
 
-# The project's wasm SIMD kernels (skipped with a message where clang or wasm-ld is missing).
+# The project's wasm SIMD kernels and native convolutions (each skipped with a message where
+# its compiler or library is missing).
 scripts/build-wasm.sh
+scripts/build-native.sh

@@ -6,6 +6,7 @@ import { before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { initBackend, tf } from "../lib/backend";
 import { buildModel, presetModel, type ModelConfig } from "../lib/models";
+import { oneDnnActive, useOneDnn } from "../lib/wasm/onednn";
 import { maxRelativeError, onBackend, randomTensor, runKernelOn, type HostTensor } from "./helpers/tensors";
 
 const TOLERANCE = 1e-4;
@@ -45,25 +46,60 @@ describe("wasm kernels match cpu", () => {
     }
   });
 
-  for (const stride of [1, 2]) {
-    for (const pad of ["same", "valid"] as const) {
-      for (const { xShape, filterShape } of CONV_CASES) {
-        const label = `x ${xShape.join("×")}, filter ${filterShape.join("×")}, stride ${stride}, ${pad}`;
-        const dy = () => randomTensor(convOutShape(xShape, filterShape, stride, pad));
+  // Each convolution case twice: by oneDNN (where lib/native/onednn.node is built) and by the wasm kernels.
+  for (const native of [true, false]) {
+    const path = native ? "oneDNN" : "wasm";
+    const on = <T>(run: () => Promise<T>) => async (t: { skip(message: string): void }) => {
+      if (native && !oneDnnActive()) return t.skip("lib/native/onednn.node not built or not loading");
+      const previous = useOneDnn(native);
+      try {
+        return await run();
+      } finally {
+        useOneDnn(previous);
+      }
+    };
+    for (const stride of [1, 2]) {
+      for (const pad of ["same", "valid"] as const) {
+        for (const { xShape, filterShape } of CONV_CASES) {
+          const label = `${path}: x ${xShape.join("×")}, filter ${filterShape.join("×")}, stride ${stride}, ${pad}`;
+          const dy = () => randomTensor(convOutShape(xShape, filterShape, stride, pad));
 
-        it(`Conv2DBackpropFilter: ${label}`, () =>
-          assertMatchesCpu("Conv2DBackpropFilter", { x: randomTensor(xShape), dy: dy() }, {
-            strides: stride, pad, dataFormat: "NHWC", filterShape,
-          }));
+          it(`Conv2DBackpropFilter ${label}`, on(() =>
+            assertMatchesCpu("Conv2DBackpropFilter", { x: randomTensor(xShape), dy: dy() }, {
+              strides: stride, pad, dataFormat: "NHWC", filterShape,
+            })));
 
-        // Stride 2 exercises the fall-back to the stock kernel.
-        it(`Conv2DBackpropInput: ${label}`, () =>
-          assertMatchesCpu("Conv2DBackpropInput", { dy: dy(), filter: randomTensor(filterShape) }, {
-            strides: stride, pad, dataFormat: "NHWC", inputShape: xShape,
-          }));
+          // On wasm, stride 2 exercises the fall-back to the stock kernel.
+          it(`Conv2DBackpropInput ${label}`, on(() =>
+            assertMatchesCpu("Conv2DBackpropInput", { dy: dy(), filter: randomTensor(filterShape) }, {
+              strides: stride, pad, dataFormat: "NHWC", inputShape: xShape,
+            })));
+
+          it(`Conv2D ${label}`, on(() =>
+            assertMatchesCpu("Conv2D", { x: randomTensor(xShape), filter: randomTensor(filterShape) }, {
+              strides: stride, pad, dataFormat: "NHWC", dilations: 1,
+            })));
+
+          it(`FusedConv2D with bias and relu ${label}`, on(() =>
+            assertMatchesCpu("FusedConv2D", { x: randomTensor(xShape), filter: randomTensor(filterShape), bias: randomTensor([filterShape[3]]) }, {
+              strides: stride, pad, dataFormat: "NHWC", dilations: 1, activation: "relu",
+            })));
+        }
       }
     }
+    it(`Conv2D ${path}: dilation 2`, on(() =>
+      assertMatchesCpu("Conv2D", { x: randomTensor([2, 11, 10, 3]), filter: randomTensor([3, 3, 3, 5]) }, {
+        strides: 1, pad: "same", dataFormat: "NHWC", dilations: 2,
+      })));
+    it(`FusedConv2D ${path}: no bias, linear`, on(() =>
+      assertMatchesCpu("FusedConv2D", { x: randomTensor([2, 9, 9, 4]), filter: randomTensor([3, 3, 4, 8]) }, {
+        strides: 1, pad: "valid", dataFormat: "NHWC", dilations: 1, activation: "linear",
+      })));
   }
+
+  it("oneDNN's native convolutions are built and load where CI runs (npm run setup builds them)", { skip: process.env.CI !== "true" }, () => {
+    assert.ok(oneDnnActive(), "lib/native/onednn.node missing or not loading: scripts/build-native.sh did not run or failed");
+  });
 
   for (const c of [
     { xShape: [2, 9, 9, 3] as Shape4, filterShape: [3, 3, 3, 2] as Shape4, stride: 1, pad: "same" as const, dilation: 1 },

@@ -44,10 +44,16 @@ interface BackendWithMemory extends WasmBackendLike {
 
 const instances = new WeakMap<WasmMemory, SimdKernels>();
 
+/** The wasm backend's memory (the emscripten module's: threaded build, else single-threaded). */
+export function wasmMemory(backend: WasmBackendLike): WasmMemory {
+  const memory = (backend as BackendWithMemory).wasm?.wasmMemory ?? (backend as BackendWithMemory).wasm?.asm?.memory;
+  if (!memory) throw new Error("The wasm backend's memory is not reachable (another TF.js version?); the project's kernels cannot run.");
+  return memory;
+}
+
 /** The kernels bound to this backend's memory (instantiated on first use). */
 export function simdKernels(backend: WasmBackendLike): SimdKernels {
-  const memory = (backend as BackendWithMemory).wasm?.wasmMemory ?? (backend as BackendWithMemory).wasm?.asm?.memory;
-  if (!memory) throw new Error("The wasm backend's memory is not reachable (another TF.js version?); the SIMD kernels cannot run.");
+  const memory = wasmMemory(backend);
   let kernels = instances.get(memory);
   if (!kernels) {
     const shared = typeof SharedArrayBuffer !== "undefined" && memory.buffer instanceof SharedArrayBuffer;

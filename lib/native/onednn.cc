@@ -1,0 +1,228 @@
+// 2-D convolutions (forward, input gradient, filter gradient) by oneDNN (Debian's libdnnl),
+// reading and writing TF.js wasm tensors in place: every call gets the wasm memory's buffer
+// and byte offsets, so nothing is copied in or out. Built by scripts/build-native.sh and
+// loaded by lib/native.ts. Layouts are TF.js's: activations NHWC, filters [h, w, in, out].
+//
+// oneDNN picks its own weight layout (format `any`); the [h, w, in, out] filters are
+// reordered to it per call (small) and filter gradients reordered back. Primitives are
+// created once per shape (oneDNN JIT-compiles them) and cached.
+#include <node.h>
+#include <v8.h>
+
+#include <map>
+#include <memory>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <unordered_map>
+
+#include "oneapi/dnnl/dnnl.hpp"
+
+namespace {
+
+using dnnl::memory;
+using tag = dnnl::memory::format_tag;
+using dt = dnnl::memory::data_type;
+
+// One convolution's geometry, as the JavaScript side sends it (a Float64Array of 17).
+struct Geometry {
+  memory::dim batch, height, width, channels, kh, kw, filters, outHeight, outWidth;
+  memory::dim strideH, strideW, dilationH, dilationW, top, left, bottom, right;
+  memory::dims src() const { return {batch, channels, height, width}; }
+  memory::dims weights() const { return {filters, channels, kh, kw}; }
+  memory::dims dst() const { return {batch, filters, outHeight, outWidth}; }
+  memory::dims strides() const { return {strideH, strideW}; }
+  // oneDNN counts dilation from 0 (no dilation), TF.js from 1.
+  memory::dims dilates() const { return {dilationH - 1, dilationW - 1}; }
+  memory::dims padL() const { return {top, left}; }
+  memory::dims padR() const { return {bottom, right}; }
+};
+
+dnnl::engine& engine() {
+  static dnnl::engine e(dnnl::engine::kind::cpu, 0);
+  return e;
+}
+dnnl::stream& stream() {
+  static dnnl::stream s(engine());
+  return s;
+}
+
+memory::desc plain(const memory::dims& dims, tag format) { return memory::desc(dims, dt::f32, format); }
+memory::desc any(const memory::dims& dims) { return memory::desc(dims, dt::f32, tag::any); }
+
+dnnl::convolution_forward::primitive_desc forwardDesc(const Geometry& g, bool bias, bool relu, dnnl::prop_kind kind) {
+  dnnl::primitive_attr attr;
+  if (relu) {
+    dnnl::post_ops ops;
+    ops.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
+    attr.set_post_ops(ops);
+  }
+  auto src = plain(g.src(), tag::nhwc), dst = plain(g.dst(), tag::nhwc);
+  if (bias) {
+    dnnl::convolution_forward::desc d(kind, dnnl::algorithm::convolution_direct, src, any(g.weights()), plain({g.filters}, tag::x), dst,
+                                      g.strides(), g.dilates(), g.padL(), g.padR());
+    return dnnl::convolution_forward::primitive_desc(d, attr, engine());
+  }
+  dnnl::convolution_forward::desc d(kind, dnnl::algorithm::convolution_direct, src, any(g.weights()), dst, g.strides(), g.dilates(),
+                                    g.padL(), g.padR());
+  return dnnl::convolution_forward::primitive_desc(d, attr, engine());
+}
+
+// A cached primitive with its weights in oneDNN's layout and the reorder to or from TF.js's.
+struct Entry {
+  dnnl::primitive op;
+  memory weights;          // in the primitive's layout, owned by oneDNN
+  dnnl::reorder toOrFrom;  // user [h, w, in, out] → weights, or the gradient back
+  std::string impl;
+};
+std::map<std::string, Entry> cache;
+
+std::string key(const char* kind, const Geometry& g, int flags) {
+  std::ostringstream s;
+  s << kind << flags;
+  for (memory::dim v : {g.batch, g.height, g.width, g.channels, g.kh, g.kw, g.filters, g.outHeight, g.outWidth, g.strideH, g.strideW,
+                        g.dilationH, g.dilationW, g.top, g.left, g.bottom, g.right})
+    s << ',' << v;
+  return s.str();
+}
+
+memory userWeights(const Geometry& g, void* data) { return memory(plain(g.weights(), tag::hwio), engine(), data); }
+
+// ---- V8 glue ------------------------------------------------------------------------------
+
+using v8::FunctionCallbackInfo;
+using v8::Isolate;
+using v8::Local;
+using v8::Value;
+
+char* heapBase(Local<Value> buffer) {
+  if (buffer->IsSharedArrayBuffer()) return static_cast<char*>(buffer.As<v8::SharedArrayBuffer>()->GetBackingStore()->Data());
+  if (buffer->IsArrayBuffer()) return static_cast<char*>(buffer.As<v8::ArrayBuffer>()->GetBackingStore()->Data());
+  throw std::invalid_argument("the first argument must be the wasm memory's buffer");
+}
+
+Geometry geometry(Local<Value> value) {
+  if (!value->IsFloat64Array() || value.As<v8::Float64Array>()->Length() != 17)
+    throw std::invalid_argument("the geometry must be a Float64Array of 17 numbers");
+  double d[17];
+  value.As<v8::Float64Array>()->CopyContents(d, sizeof d);
+  auto i = [&](int k) { return static_cast<memory::dim>(d[k]); };
+  return {i(0), i(1), i(2), i(3), i(4), i(5), i(6), i(7), i(8), i(9), i(10), i(11), i(12), i(13), i(14), i(15), i(16)};
+}
+
+double number(const FunctionCallbackInfo<Value>& args, int index) {
+  return args[index]->NumberValue(args.GetIsolate()->GetCurrentContext()).FromMaybe(-1);
+}
+
+template <typename Body>
+void guarded(const FunctionCallbackInfo<Value>& args, Body body) {
+  Isolate* isolate = args.GetIsolate();
+  try {
+    body();
+  } catch (const std::exception& e) {
+    std::string message = std::string("oneDNN convolution: ") + e.what();
+    isolate->ThrowException(v8::Exception::Error(v8::String::NewFromUtf8(isolate, message.c_str()).ToLocalChecked()));
+  }
+}
+
+void setImpl(const FunctionCallbackInfo<Value>& args, const std::string& impl) {
+  args.GetReturnValue().Set(v8::String::NewFromUtf8(args.GetIsolate(), impl.c_str()).ToLocalChecked());
+}
+
+// forward(buffer, geometry, x, filter, bias (−1: none), y, relu (0/1), training (0/1)) → implementation name
+void Forward(const FunctionCallbackInfo<Value>& args) {
+  guarded(args, [&] {
+    char* heap = heapBase(args[0]);
+    Geometry g = geometry(args[1]);
+    const double biasAt = number(args, 4);
+    const bool bias = biasAt >= 0, relu = number(args, 6) != 0, training = number(args, 7) != 0;
+    std::string k = key("fwd", g, bias + 2 * relu + 4 * training);
+    auto found = cache.find(k);
+    if (found == cache.end()) {
+      auto pd = forwardDesc(g, bias, relu, training ? dnnl::prop_kind::forward_training : dnnl::prop_kind::forward_inference);
+      memory weights(pd.weights_desc(), engine());
+      dnnl::reorder reorder(memory(plain(g.weights(), tag::hwio), engine(), nullptr), weights);
+      found = cache.emplace(k, Entry{dnnl::convolution_forward(pd), weights, reorder, pd.impl_info_str()}).first;
+    }
+    Entry& e = found->second;
+    memory user = userWeights(g, heap + static_cast<size_t>(number(args, 3)));
+    e.toOrFrom.execute(stream(), user, e.weights);
+    std::unordered_map<int, memory> io{
+        {DNNL_ARG_SRC, memory(plain(g.src(), tag::nhwc), engine(), heap + static_cast<size_t>(number(args, 2)))},
+        {DNNL_ARG_WEIGHTS, e.weights},
+        {DNNL_ARG_DST, memory(plain(g.dst(), tag::nhwc), engine(), heap + static_cast<size_t>(number(args, 5)))},
+    };
+    if (bias) io.emplace(DNNL_ARG_BIAS, memory(plain({g.filters}, tag::x), engine(), heap + static_cast<size_t>(biasAt)));
+    e.op.execute(stream(), io);
+    stream().wait();
+    setImpl(args, e.impl);
+  });
+}
+
+// backwardData(buffer, geometry, dy, filter, dx) → implementation name
+void BackwardData(const FunctionCallbackInfo<Value>& args) {
+  guarded(args, [&] {
+    char* heap = heapBase(args[0]);
+    Geometry g = geometry(args[1]);
+    std::string k = key("bwd-data", g, 0);
+    auto found = cache.find(k);
+    if (found == cache.end()) {
+      auto hint = forwardDesc(g, false, false, dnnl::prop_kind::forward_training);
+      dnnl::convolution_backward_data::desc d(dnnl::algorithm::convolution_direct, plain(g.src(), tag::nhwc), any(g.weights()),
+                                              plain(g.dst(), tag::nhwc), g.strides(), g.dilates(), g.padL(), g.padR());
+      dnnl::convolution_backward_data::primitive_desc pd(d, engine(), hint);
+      memory weights(pd.weights_desc(), engine());
+      dnnl::reorder reorder(memory(plain(g.weights(), tag::hwio), engine(), nullptr), weights);
+      found = cache.emplace(k, Entry{dnnl::convolution_backward_data(pd), weights, reorder, pd.impl_info_str()}).first;
+    }
+    Entry& e = found->second;
+    memory user = userWeights(g, heap + static_cast<size_t>(number(args, 3)));
+    e.toOrFrom.execute(stream(), user, e.weights);
+    e.op.execute(stream(), {
+        {DNNL_ARG_DIFF_DST, memory(plain(g.dst(), tag::nhwc), engine(), heap + static_cast<size_t>(number(args, 2)))},
+        {DNNL_ARG_WEIGHTS, e.weights},
+        {DNNL_ARG_DIFF_SRC, memory(plain(g.src(), tag::nhwc), engine(), heap + static_cast<size_t>(number(args, 4)))},
+    });
+    stream().wait();
+    setImpl(args, e.impl);
+  });
+}
+
+// backwardWeights(buffer, geometry, x, dy, dw) → implementation name
+void BackwardWeights(const FunctionCallbackInfo<Value>& args) {
+  guarded(args, [&] {
+    char* heap = heapBase(args[0]);
+    Geometry g = geometry(args[1]);
+    std::string k = key("bwd-weights", g, 0);
+    auto found = cache.find(k);
+    if (found == cache.end()) {
+      auto hint = forwardDesc(g, false, false, dnnl::prop_kind::forward_training);
+      dnnl::convolution_backward_weights::desc d(dnnl::algorithm::convolution_direct, plain(g.src(), tag::nhwc), any(g.weights()),
+                                                 plain(g.dst(), tag::nhwc), g.strides(), g.dilates(), g.padL(), g.padR());
+      dnnl::convolution_backward_weights::primitive_desc pd(d, engine(), hint);
+      memory weights(pd.diff_weights_desc(), engine());
+      dnnl::reorder reorder(weights, memory(plain(g.weights(), tag::hwio), engine(), nullptr));
+      found = cache.emplace(k, Entry{dnnl::convolution_backward_weights(pd), weights, reorder, pd.impl_info_str()}).first;
+    }
+    Entry& e = found->second;
+    e.op.execute(stream(), {
+        {DNNL_ARG_SRC, memory(plain(g.src(), tag::nhwc), engine(), heap + static_cast<size_t>(number(args, 2)))},
+        {DNNL_ARG_DIFF_DST, memory(plain(g.dst(), tag::nhwc), engine(), heap + static_cast<size_t>(number(args, 3)))},
+        {DNNL_ARG_DIFF_WEIGHTS, e.weights},
+    });
+    memory user = userWeights(g, heap + static_cast<size_t>(number(args, 4)));
+    e.toOrFrom.execute(stream(), e.weights, user);
+    stream().wait();
+    setImpl(args, e.impl);
+  });
+}
+
+void Initialize(Local<v8::Object> exports) {
+  NODE_SET_METHOD(exports, "forward", Forward);
+  NODE_SET_METHOD(exports, "backwardData", BackwardData);
+  NODE_SET_METHOD(exports, "backwardWeights", BackwardWeights);
+}
+
+}  // namespace
+
+NODE_MODULE(NODE_GYP_MODULE_NAME, Initialize)

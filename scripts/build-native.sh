@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Builds the project's native convolutions (lib/native/onednn.cc): a Node addon over oneDNN
+# (Debian: libdnnl-dev; g++ and Node's headers, /usr/include/node here). Without them it says
+# so and exits 0: convolutions then run in wasm. `npm run setup` runs it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+dir=lib/native
+node_headers="$(npm config get nodedir 2>/dev/null || true)/include/node"
+[ -f "$node_headers/node.h" ] || node_headers="$(dirname "$(dirname "$(command -v node)")")/include/node"
+if ! command -v g++ >/dev/null 2>&1 || [ ! -f "$node_headers/node.h" ] || [ ! -f /usr/include/oneapi/dnnl/dnnl.hpp ]; then
+  echo "build-native: g++, Node's headers or oneDNN's (apt-get install g++ libdnnl-dev) not found; convolutions run in wasm." >&2
+  rm -f "$dir/onednn.node"
+  exit 0
+fi
+g++ -O2 -std=c++17 -shared -fPIC -Wall -I"$node_headers" -DNODE_GYP_MODULE_NAME=onednn "$dir/onednn.cc" -ldnnl -o "$dir/onednn.node.tmp"
+mv "$dir/onednn.node.tmp" "$dir/onednn.node"
+echo "build-native: built $dir/onednn.node" >&2
