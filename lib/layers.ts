@@ -21,6 +21,7 @@
  */
 import { tf } from "./backend";
 import { BATCH_NORM_GRAD_KERNEL, BATCH_NORM_TRAIN_KERNEL, batchNormKernelsFit } from "./wasm/normalization";
+import { RELU_BIAS_GRAD_KERNEL, reluBiasGradFits } from "./wasm/activation";
 
 type DropoutArgs = Parameters<typeof tf.layers.dropout>[0];
 
@@ -190,14 +191,75 @@ interface Conv2DLayer extends tf.layers.Layer {
 
 const StockConv2D = tf.layers.conv2d({ filters: 1, kernelSize: 1 }).constructor as new (args: Conv2DArgs) => Conv2DLayer;
 
+/**
+ * y = relu(conv2d(x, w) + b) for training as one op of this project. Forward: the backend's
+ * FusedConv2D kernel, bias and relu fused into the convolution (TF.js runs them as two more
+ * ops, each a pass over the output, while it records gradients). Backward: dz = dy·[y > 0] and
+ * the bias gradient Σdz in one kernel where built (ProjectReluBiasGrad, else generic ops),
+ * then the convolution's filter gradient, and its input gradient only when needed (a
+ * registered gradient is lazy per input; a first layer's input is the data).
+ */
+export const CONV_BIAS_RELU_KERNEL = "ProjectConv2DBiasRelu";
+
+interface ConvBiasReluAttrs {
+  strides: [number, number];
+  pad: "same" | "valid";
+}
+
+tf.registerGradient({
+  kernelName: CONV_BIAS_RELU_KERNEL,
+  inputsToSave: ["x", "filter"],
+  outputsToSave: [true],
+  gradFunc: (dy, saved, attrs) => {
+    const [x, filter, y] = saved;
+    const dyTensor = dy as tf.Tensor;
+    const fused = tf.getKernel(RELU_BIAS_GRAD_KERNEL, tf.getBackend()) !== undefined && reluBiasGradFits(y.shape[y.rank - 1]);
+    const [dz, dBias] = fused
+      ? (tf.engine().runKernel(RELU_BIAS_GRAD_KERNEL, { dy: dyTensor, y }, {}) as tf.Tensor[])
+      : ((d: tf.Tensor) => [d, tf.sum(d, [0, 1, 2])])(tf.mul(dyTensor, tf.step(y)));
+    const { strides, pad } = attrs as unknown as ConvBiasReluAttrs;
+    const conv = { strides, pad, dataFormat: "NHWC", dimRoundingMode: undefined };
+    return {
+      x: () => tf.engine().runKernel("Conv2DBackpropInput", { dy: dz, filter }, { ...conv, inputShape: x.shape } as never) as tf.Tensor,
+      filter: () => tf.engine().runKernel("Conv2DBackpropFilter", { x, dy: dz }, { ...conv, filterShape: filter.shape } as never) as tf.Tensor,
+      bias: () => dBias,
+    };
+  },
+});
+
+/** Registers the op's forward kernel on a backend: that backend's FusedConv2D, looked up per call. */
+function ensureConvBiasReluKernel(backendName: string): void {
+  if (tf.getKernel(CONV_BIAS_RELU_KERNEL, backendName)) return;
+  tf.registerKernel({
+    kernelName: CONV_BIAS_RELU_KERNEL,
+    backendName,
+    kernelFunc: (args) => {
+      const fused = tf.getKernel("FusedConv2D", backendName);
+      if (!fused) throw new Error(`${CONV_BIAS_RELU_KERNEL}: the ${backendName} backend has no FusedConv2D kernel.`);
+      return fused.kernelFunc({ ...args, attrs: { ...args.attrs, dataFormat: "NHWC", dilations: [1, 1], activation: "relu" } });
+    },
+  });
+}
+
+function trainingConvBiasRelu(x: tf.Tensor, filter: tf.Tensor, bias: tf.Tensor, strides: [number, number], pad: "same" | "valid"): tf.Tensor {
+  ensureConvBiasReluKernel(tf.getBackend());
+  const attrs: ConvBiasReluAttrs = { strides, pad };
+  return tf.engine().runKernel(CONV_BIAS_RELU_KERNEL, { x, filter, bias }, attrs as never) as tf.Tensor;
+}
+
 export class FastConv2D extends StockConv2D {
   static className = "Conv2D";
 
   override call(inputs: tf.Tensor | tf.Tensor[], kwargs: Record<string, unknown>): tf.Tensor | tf.Tensor[] {
     const input = Array.isArray(inputs) ? inputs[0] : inputs;
     const dilations = [this.dilationRate].flat();
-    const plain = this.activation.getClassName() === "linear" && this.dataFormat === "channelsLast" && dilations.every((d) => d === 1) && input.rank === 4;
+    const activation = this.activation.getClassName();
+    const plain = this.dataFormat === "channelsLast" && dilations.every((d) => d === 1) && input.rank === 4;
     if (kwargs.training !== true || !plain) return super.call(inputs, kwargs);
+    if (activation === "relu" && this.bias) {
+      return tf.tidy(() => trainingConvBiasRelu(input, this.kernel.read(), this.bias!.read(), this.strides, this.padding));
+    }
+    if (activation !== "linear") return super.call(inputs, kwargs);
     return tf.tidy(() => {
       const output = tf.conv2d(input as tf.Tensor4D, this.kernel.read() as tf.Tensor4D, this.strides, this.padding);
       return this.bias ? tf.add(output, this.bias.read()) : output;

@@ -39,7 +39,8 @@ export function kernelFlops(name: string, inputShapes: number[][], outputShapes:
   if (!out) return null;
   switch (name) {
     case "Conv2D":
-    case "FusedConv2D": {
+    case "FusedConv2D":
+    case "ProjectConv2DBiasRelu": {
       const [h, w, channels] = inputShapes[1];
       return 2 * product(out) * h * w * channels;
     }

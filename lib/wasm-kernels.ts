@@ -16,6 +16,7 @@ import {
 import { cast, identity, matMulWithoutTransposeFlags, tile } from "./wasm/memory";
 import { BATCH_NORM_GRAD_KERNEL, BATCH_NORM_TRAIN_KERNEL, batchNormGrad, batchNormTrain } from "./wasm/normalization";
 import { ADAM_UPDATE_KERNEL, adamUpdate } from "./wasm/optimizer";
+import { RELU_BIAS_GRAD_KERNEL, reluBiasGrad } from "./wasm/activation";
 import { maxPoolGrad } from "./wasm/pooling";
 import { mean, sum } from "./wasm/reduction";
 import { simdKernelsBuilt } from "./wasm/simd";
@@ -32,11 +33,13 @@ const MISSING_KERNELS: KernelOverride[] = [
   { kernelName: "DepthwiseConv2dNativeBackpropFilter", kernelFunc: depthwiseConv2dNativeBackpropFilter },
   { kernelName: "DepthwiseConv2dNativeBackpropInput", kernelFunc: depthwiseConv2dNativeBackpropInput },
   { kernelName: ADAM_UPDATE_KERNEL, kernelFunc: adamUpdate },
-  // Batch norm for lib/layers.ts, in the project's wasm SIMD code where scripts/build-wasm.sh built it.
+  // Batch norm and the conv layers' relu + bias gradient for lib/layers.ts, in the project's wasm SIMD code where
+  // scripts/build-wasm.sh built it.
   ...(simdKernelsBuilt()
     ? [
         { kernelName: BATCH_NORM_TRAIN_KERNEL, kernelFunc: batchNormTrain },
         { kernelName: BATCH_NORM_GRAD_KERNEL, kernelFunc: batchNormGrad },
+        { kernelName: RELU_BIAS_GRAD_KERNEL, kernelFunc: reluBiasGrad },
       ]
     : []),
 ];

@@ -158,6 +158,9 @@ describe("FastConv2D matches the stock Conv2D in training", () => {
     { activation: "linear", padding: "same", strides: 1, shape: [3, 9, 8, 2], filters: 5 },
     { activation: "linear", padding: "valid", strides: 2, shape: [1, 7, 7, 3], filters: 4 },
     { activation: "relu", padding: "same", strides: 1, shape: [2, 6, 6, 1], filters: 3 },
+    // Filters in fours: the relu + bias gradient kernel (ProjectReluBiasGrad) on wasm.
+    { activation: "relu", padding: "valid", strides: 1, shape: [3, 8, 9, 1], filters: 8 },
+    { activation: "relu", padding: "same", strides: 2, shape: [2, 7, 7, 4], filters: 12 },
   ] as const;
   for (const backend of ["wasm", "cpu"] as const) {
     for (const c of cases) {
@@ -201,9 +204,9 @@ describe("FastConv2D matches the stock Conv2D in training", () => {
     }
   }
 
-  it("does not compute the gradient of a first layer's input (the data)", async () => {
+  for (const activation of ["linear", "relu"] as const) it(`does not compute the gradient of a first layer's input (the data), ${activation}`, async () => {
     await initBackend({ force: "wasm" });
-    const layer = new FastConv2D({ filters: 4, kernelSize: 3, padding: "same", activation: "linear" });
+    const layer = new FastConv2D({ filters: 4, kernelSize: 3, padding: "same", activation });
     const x = tf.randomNormal([2, 8, 8, 1]);
     layer.build(x.shape);
     const variables = layer.trainableWeights.map((w) => (w as unknown as { val: tf.Variable }).val);

@@ -18,6 +18,7 @@ export interface SimdKernels {
     x: number, dy: number, batch: number, height: number, width: number, outHeight: number, outWidth: number,
     strideY: number, strideX: number, filters: number, dw: number,
   ): void;
+  relu_bias_grad(dy: number, y: number, rows: number, channels: number, dz: number, dbias: number, scratch: number): void;
   max_pool_grad_2x2(x: number, dy: number, batch: number, height: number, width: number, channels: number, outHeight: number, outWidth: number, dx: number): void;
 }
 

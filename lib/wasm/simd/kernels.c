@@ -172,3 +172,20 @@ void conv3x3_c1_filter_grad(const float* x, const float* dy, int batch, int heig
     }
   }
 }
+
+// Gradient of y = relu(z + bias) with respect to z and bias: dz = dy where y > 0, else 0, and
+// dbias[c] = Σ_rows dz[row][c] (float64 sums). `scratch` holds channels doubles.
+__attribute__((export_name("relu_bias_grad")))
+void relu_bias_grad(const float* dy, const float* y, int rows, int channels, float* dz, float* dbias, f64* scratch) {
+  for (int c = 0; c < channels; c++) scratch[c] = 0;
+  const v128_t zero = wasm_f32x4_splat(0);
+  for (int r = 0; r < rows; r++) {
+    const long at = (long)r * channels;
+    for (int c = 0; c < channels; c += 4) {
+      v128_t g = wasm_v128_and(wasm_v128_load(dy + at + c), wasm_f32x4_gt(wasm_v128_load(y + at + c), zero));
+      wasm_v128_store(dz + at + c, g);
+      accumulate(scratch + c, g);
+    }
+  }
+  for (int c = 0; c < channels; c++) dbias[c] = (float)scratch[c];
+}
