@@ -58,7 +58,7 @@ const FASTER_KERNELS: { kernelName: string; kernelFunc: FasterKernel }[] = [
 ];
 
 /**
- * Convolutions computed natively by oneDNN where lib/native/onednn.node is built and loads;
+ * Convolutions and matrix products computed natively by oneDNN where lib/native/onednn.node is built and loads;
  * each falls back to the kernel registered before it (the stock one or this project's).
  */
 const NATIVE_KERNELS: { kernelName: string; kernelFunc: FasterKernel }[] = [
@@ -66,6 +66,8 @@ const NATIVE_KERNELS: { kernelName: string; kernelFunc: FasterKernel }[] = [
   { kernelName: "FusedConv2D", kernelFunc: oneDnn.conv2D },
   { kernelName: "Conv2DBackpropInput", kernelFunc: oneDnn.conv2DBackpropInput },
   { kernelName: "Conv2DBackpropFilter", kernelFunc: oneDnn.conv2DBackpropFilter },
+  { kernelName: "BatchMatMul", kernelFunc: oneDnn.matMul },
+  { kernelName: "_FusedMatMul", kernelFunc: oneDnn.matMul },
 ];
 
 const registeredByUs = new Set<string>();

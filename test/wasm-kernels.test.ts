@@ -37,6 +37,19 @@ const CONV_CASES: { xShape: Shape4; filterShape: Shape4 }[] = [
   { xShape: [2, 14, 14, 32], filterShape: [3, 3, 32, 8] }, // many channels: the transposed-convolution filter gradient
 ];
 
+/** Runs a test with oneDNN's native kernels on (skipped where they are not built) or off. */
+function onPath(native: boolean) {
+  return <T>(run: () => Promise<T>) => async (t: { skip(message: string): void }) => {
+    if (native && !oneDnnActive()) return t.skip("lib/native/onednn.node not built or not loading");
+    const previous = useOneDnn(native);
+    try {
+      return await run();
+    } finally {
+      useOneDnn(previous);
+    }
+  };
+}
+
 describe("wasm kernels match cpu", () => {
   before(async () => {
     const info = await initBackend({ force: "wasm" });
@@ -49,15 +62,7 @@ describe("wasm kernels match cpu", () => {
   // Each convolution case twice: by oneDNN (where lib/native/onednn.node is built) and by the wasm kernels.
   for (const native of [true, false]) {
     const path = native ? "oneDNN" : "wasm";
-    const on = <T>(run: () => Promise<T>) => async (t: { skip(message: string): void }) => {
-      if (native && !oneDnnActive()) return t.skip("lib/native/onednn.node not built or not loading");
-      const previous = useOneDnn(native);
-      try {
-        return await run();
-      } finally {
-        useOneDnn(previous);
-      }
-    };
+    const on = onPath(native);
     for (const stride of [1, 2]) {
       for (const pad of ["same", "valid"] as const) {
         for (const { xShape, filterShape } of CONV_CASES) {
@@ -198,21 +203,31 @@ describe("wasm kernels match cpu", () => {
     t.dispose();
   });
 
-  for (const transposeA of [false, true]) {
-    for (const transposeB of [false, true]) {
-      const flags = `transposeA ${transposeA}, transposeB ${transposeB}`;
-      const a = (batch: number, m: number, k: number) => randomTensor(transposeA ? [batch, k, m] : [batch, m, k]);
-      const b = (batch: number, k: number, n: number) => randomTensor(transposeB ? [batch, n, k] : [batch, k, n]);
+  for (const native of [true, false]) {
+    const on = onPath(native);
+    for (const transposeA of [false, true]) {
+      for (const transposeB of [false, true]) {
+        const flags = `${native ? "oneDNN" : "wasm"}: transposeA ${transposeA}, transposeB ${transposeB}`;
+        const a = (batch: number, m: number, k: number) => randomTensor(transposeA ? [batch, k, m] : [batch, m, k]);
+        const b = (batch: number, k: number, n: number) => randomTensor(transposeB ? [batch, n, k] : [batch, k, n]);
 
-      it(`BatchMatMul, ${flags}`, async () => {
-        await assertMatchesCpu("BatchMatMul", { a: a(1, 128, 1152), b: b(1, 1152, 128) }, { transposeA, transposeB });
-        await assertMatchesCpu("BatchMatMul", { a: a(3, 5, 7), b: b(3, 7, 2) }, { transposeA, transposeB });
-      });
-
-      it(`_FusedMatMul with bias and relu, ${flags}`, () =>
-        assertMatchesCpu("_FusedMatMul", { a: a(1, 16, 33), b: b(1, 33, 10), bias: randomTensor([10]) }, {
-          transposeA, transposeB, activation: "relu",
+        it(`BatchMatMul, ${flags}`, on(async () => {
+          await assertMatchesCpu("BatchMatMul", { a: a(1, 128, 1152), b: b(1, 1152, 128) }, { transposeA, transposeB });
+          await assertMatchesCpu("BatchMatMul", { a: a(3, 5, 7), b: b(3, 7, 2) }, { transposeA, transposeB });
+          await assertMatchesCpu("BatchMatMul", { a: a(1, 4, 6), b: b(3, 6, 5) }, { transposeA, transposeB }); // a's batch broadcast
+          const [a2, b2] = [a(1, 40, 9), b(1, 9, 12)];
+          // Rank 2, as a dense layer calls it.
+          await assertMatchesCpu("BatchMatMul", { a: { ...a2, shape: a2.shape.slice(1) }, b: { ...b2, shape: b2.shape.slice(1) } }, { transposeA, transposeB });
         }));
+
+        it(`_FusedMatMul with bias and relu, ${flags}`, on(() =>
+          assertMatchesCpu("_FusedMatMul", { a: a(1, 16, 33), b: b(1, 33, 10), bias: randomTensor([10]) }, {
+            transposeA, transposeB, activation: "relu",
+          })));
+
+        it(`_FusedMatMul linear without bias, ${flags}`, on(() =>
+          assertMatchesCpu("_FusedMatMul", { a: a(2, 9, 4), b: b(2, 4, 12) }, { transposeA, transposeB, activation: "linear" })));
+      }
     }
   }
 });

@@ -1,4 +1,4 @@
-// 2-D convolutions (forward, input gradient, filter gradient) by oneDNN (Debian's libdnnl),
+// 2-D convolutions (forward, input gradient, filter gradient) and matrix products by oneDNN (Debian's libdnnl),
 // reading and writing TF.js wasm tensors in place: every call gets the wasm memory's buffer
 // and byte offsets, so nothing is copied in or out. Built by scripts/build-native.sh and
 // loaded by lib/native.ts. Layouts are TF.js's: activations NHWC, filters [h, w, in, out].
@@ -217,7 +217,60 @@ void BackwardWeights(const FunctionCallbackInfo<Value>& args) {
   });
 }
 
+// A batch of matrix products c = a·b (+ bias, relu): geometry [batch, m, k, n, transposeA,
+// transposeB, bias, relu]; a holds [batch, m, k] or, transposed, [batch, k, m]; b [batch, k, n]
+// or [batch, n, k]; bias [n]; c [batch, m, n].
+struct MatMulEntry {
+  dnnl::matmul op;
+  memory::desc a, b, bias, c;
+  std::string impl;
+};
+std::map<std::string, MatMulEntry> matmuls;
+
+// matMul(buffer, geometry, a, b, bias (−1: none), c) → implementation name
+void MatMul(const FunctionCallbackInfo<Value>& args) {
+  guarded(args, [&] {
+    char* heap = heapBase(args[0]);
+    if (!args[1]->IsFloat64Array() || args[1].As<v8::Float64Array>()->Length() != 8)
+      throw std::invalid_argument("the matrix product's geometry must be a Float64Array of 8 numbers");
+    double d[8];
+    args[1].As<v8::Float64Array>()->CopyContents(d, sizeof d);
+    const memory::dim batch = d[0], m = d[1], k = d[2], n = d[3];
+    const bool transposeA = d[4] != 0, transposeB = d[5] != 0, bias = d[6] != 0, relu = d[7] != 0;
+    std::ostringstream name;
+    for (double v : d) name << v << ',';
+    auto found = matmuls.find(name.str());
+    if (found == matmuls.end()) {
+      memory::desc a({batch, m, k}, dt::f32, transposeA ? memory::dims{m * k, 1, m} : memory::dims{m * k, k, 1});
+      memory::desc b({batch, k, n}, dt::f32, transposeB ? memory::dims{k * n, 1, k} : memory::dims{k * n, n, 1});
+      memory::desc c({batch, m, n}, dt::f32, memory::dims{m * n, n, 1});
+      memory::desc biasDesc({1, 1, n}, dt::f32, memory::dims{n, n, 1});
+      dnnl::primitive_attr attr;
+      if (relu) {
+        dnnl::post_ops ops;
+        ops.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
+        attr.set_post_ops(ops);
+      }
+      auto desc = bias ? dnnl::matmul::desc(a, b, biasDesc, c) : dnnl::matmul::desc(a, b, c);
+      dnnl::matmul::primitive_desc pd(desc, attr, engine());
+      found = matmuls.emplace(name.str(), MatMulEntry{dnnl::matmul(pd), a, b, biasDesc, c, pd.impl_info_str()}).first;
+    }
+    MatMulEntry& e = found->second;
+    auto at = [&](int index) { return heap + static_cast<size_t>(number(args, index)); };
+    std::unordered_map<int, memory> io{
+        {DNNL_ARG_SRC, memory(e.a, engine(), at(2))},
+        {DNNL_ARG_WEIGHTS, memory(e.b, engine(), at(3))},
+        {DNNL_ARG_DST, memory(e.c, engine(), at(5))},
+    };
+    if (bias) io.emplace(DNNL_ARG_BIAS, memory(e.bias, engine(), at(4)));
+    e.op.execute(stream(), io);
+    stream().wait();
+    setImpl(args, e.impl);
+  });
+}
+
 void Initialize(Local<v8::Object> exports) {
+  NODE_SET_METHOD(exports, "matMul", MatMul);
   NODE_SET_METHOD(exports, "forward", Forward);
   NODE_SET_METHOD(exports, "backwardData", BackwardData);
   NODE_SET_METHOD(exports, "backwardWeights", BackwardWeights);
