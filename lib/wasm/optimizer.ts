@@ -2,9 +2,11 @@
  * One Adam step for one variable as a single kernel. TF.js's Adam runs ~14 elementwise
  * kernels per variable (each allocating a tensor); on wasm their dispatch, not arithmetic,
  * dominates: ~140 calls per capstone CNN step. Here one pass over the wasm heap writes the
- * new value and both moments, computed in float64 and rounded once.
+ * new value and both moments: the project's SIMD kernel where built (float32, as TF.js's
+ * Adam; 147k parameters 1.6 → 0.3 ms), else a JavaScript loop (float64, rounded once).
  */
 import type { KernelArgs, TensorInfo } from "./common";
+import { heapOffset, simdKernels, simdKernelsBuilt } from "./simd";
 
 export const ADAM_UPDATE_KERNEL = "ProjectAdamUpdate";
 
@@ -29,6 +31,14 @@ export function adamUpdate({ inputs, backend, attrs }: KernelArgs): TensorInfo[]
   const { beta1, beta2, epsilon, learningRate, correction1, correction2 } = attrs as unknown as AdamUpdateAttrs;
   // Allocate every output before taking heap views: an allocation may move the heap.
   const outputs = [value, m, v].map((t) => backend.makeOutput([...t.shape], "float32"));
+  if (simdKernelsBuilt()) {
+    const at = (t: TensorInfo) => heapOffset(backend, t);
+    const size = value.shape.reduce((a, b) => a * b, 1);
+    simdKernels(backend).adam_update(
+      at(value), at(m), at(v), at(gradient), size, beta1, beta2, epsilon, learningRate, correction1, correction2, ...(outputs.map(at) as [number, number, number]),
+    );
+    return outputs;
+  }
   const [w, m1, v1, g, newW, newM, newV] = [value, m, v, gradient, ...outputs].map((t) => backend.typedArrayFromHeap(t) as Float32Array);
   const oneMinusBeta1 = 1 - beta1;
   const oneMinusBeta2 = 1 - beta2;

@@ -18,6 +18,10 @@ export interface SimdKernels {
     x: number, dy: number, batch: number, height: number, width: number, outHeight: number, outWidth: number,
     strideY: number, strideX: number, filters: number, dw: number,
   ): void;
+  adam_update(
+    w: number, m: number, v: number, g: number, n: number, beta1: number, beta2: number, epsilon: number,
+    learningRate: number, correction1: number, correction2: number, newW: number, newM: number, newV: number,
+  ): void;
   relu_bias_grad(dy: number, y: number, rows: number, channels: number, dz: number, dbias: number, scratch: number): void;
   max_pool_grad_2x2(x: number, dy: number, batch: number, height: number, width: number, channels: number, outHeight: number, outWidth: number, dx: number): void;
 }

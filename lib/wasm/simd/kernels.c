@@ -189,3 +189,31 @@ void relu_bias_grad(const float* dy, const float* y, int rows, int channels, flo
   }
   for (int c = 0; c < channels; c++) dbias[c] = (float)scratch[c];
 }
+
+// One Adam step: m' = β₁m + (1 − β₁)g, v' = β₂v + (1 − β₂)g², w' = w − lr·(m'/c₁)/(√(v'/c₂) + ε),
+// with c₁ = 1 − β₁ᵗ, c₂ = 1 − β₂ᵗ (float32, as TF.js's Adam).
+__attribute__((export_name("adam_update")))
+void adam_update(const float* w, const float* m, const float* v, const float* g, int n, float beta1, float beta2, float epsilon,
+                 float learningRate, float correction1, float correction2, float* newW, float* newM, float* newV) {
+  const v128_t b1 = wasm_f32x4_splat(beta1), b2 = wasm_f32x4_splat(beta2);
+  const v128_t a1 = wasm_f32x4_splat(1 - beta1), a2 = wasm_f32x4_splat(1 - beta2);
+  const v128_t eps = wasm_f32x4_splat(epsilon), rate = wasm_f32x4_splat(learningRate);
+  const v128_t c1 = wasm_f32x4_splat(correction1), c2 = wasm_f32x4_splat(correction2);
+  int i = 0;
+  for (; i + 4 <= n; i += 4) {
+    v128_t gi = wasm_v128_load(g + i);
+    v128_t mi = wasm_f32x4_add(wasm_f32x4_mul(b1, wasm_v128_load(m + i)), wasm_f32x4_mul(a1, gi));
+    v128_t vi = wasm_f32x4_add(wasm_f32x4_mul(b2, wasm_v128_load(v + i)), wasm_f32x4_mul(a2, wasm_f32x4_mul(gi, gi)));
+    v128_t step = wasm_f32x4_div(wasm_f32x4_mul(rate, wasm_f32x4_div(mi, c1)), wasm_f32x4_add(wasm_f32x4_sqrt(wasm_f32x4_div(vi, c2)), eps));
+    wasm_v128_store(newM + i, mi);
+    wasm_v128_store(newV + i, vi);
+    wasm_v128_store(newW + i, wasm_f32x4_sub(wasm_v128_load(w + i), step));
+  }
+  for (; i < n; i++) {
+    float mi = beta1 * m[i] + (1 - beta1) * g[i];
+    float vi = beta2 * v[i] + (1 - beta2) * g[i] * g[i];
+    newM[i] = mi;
+    newV[i] = vi;
+    newW[i] = w[i] - learningRate * (mi / correction1) / (__builtin_sqrtf(vi / correction2) + epsilon);
+  }
+}
