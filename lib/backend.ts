@@ -32,6 +32,8 @@ export interface BackendInfo {
   registeredKernels: string[];
   /** Threads the backend computes with (wasm: its thread pool; native: TensorFlow's own, unknown here). */
   threads: number | null;
+  /** wasm: whether convolutions and matrix products run natively through oneDNN (lib/wasm/onednn.ts). */
+  oneDnn: boolean;
   /** Anything else worth knowing, e.g. why wasm runs on fewer threads than asked for. */
   notes: string[];
 }
@@ -88,11 +90,9 @@ async function chooseBackend(force: BackendName | undefined): Promise<BackendInf
     if (failure === undefined) {
       const registeredKernels = name === "wasm" ? registerWasmKernels() : [];
       if (name === "wasm" && !simdKernelsBuilt()) notes.push("the project's SIMD kernels are not built (scripts/build-wasm.sh needs clang and lld): batch norm and max-pool gradients run slower");
-      if (name === "wasm") {
-        const notNative = registerNativeConvolutions(threadsOf(name) ?? 1);
-        notes.push(notNative ?? "convolutions by oneDNN (native, lib/native/onednn.node)");
-      }
-      return { name, forced: force !== undefined, skipped, registeredKernels, threads: threadsOf(name), notes };
+      const notNative = name === "wasm" ? registerNativeConvolutions(threadsOf(name) ?? 1) : "not wasm";
+      if (name === "wasm" && notNative) notes.push(notNative);
+      return { name, forced: force !== undefined, skipped, registeredKernels, threads: threadsOf(name), oneDnn: notNative === undefined, notes };
     }
     if (force) {
       throw new Error(`${BACKEND_ENV_VAR}=${force} was asked for, but it cannot load: ${failure}`);
@@ -155,7 +155,8 @@ function describeLoadError(name: BackendName, error: unknown): string {
 /** One line for logs, notebooks and run records, e.g. `wasm (skipped tensorflow: …)`. */
 export function describeBackend(info: BackendInfo): string {
   const threads = info.threads === null ? "" : `, ${info.threads} thread${info.threads === 1 ? "" : "s"}`;
-  const parts = [info.name + threads + (info.forced ? ` (forced by ${BACKEND_ENV_VAR})` : "")];
+  const native = info.oneDnn ? ", convolutions and matrix products by oneDNN (native)" : "";
+  const parts = [info.name + threads + native + (info.forced ? ` (forced by ${BACKEND_ENV_VAR})` : "")];
   for (const s of info.skipped) parts.push(`skipped ${s.name}: ${s.reason}`);
   parts.push(...info.notes);
   return parts.join("; ");

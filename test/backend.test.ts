@@ -51,6 +51,7 @@ describe("backend selection", () => {
       assert.ok(result.info.registeredKernels.includes("Conv2DBackpropFilter"));
       assert.equal(result.info.threads, os.availableParallelism(), result.info.notes.join("; "));
       assert.deepEqual(result.info.notes, []);
+      assert.equal(result.info.oneDnn, true);
     }
     assert.equal(result.info.forced, false);
   });
@@ -92,9 +93,12 @@ describe("backend selection", () => {
       forced: false,
       threads: 1,
       registeredKernels: [],
+      oneDnn: false,
       notes: [],
       skipped: [{ name: "tensorflow", reason: "not installed" }],
     });
     assert.equal(line, "wasm, 1 thread; skipped tensorflow: not installed");
+    const native = describeBackend({ name: "wasm", forced: false, threads: 2, registeredKernels: [], oneDnn: true, notes: [], skipped: [] });
+    assert.equal(native, "wasm, 2 threads, convolutions and matrix products by oneDNN (native)");
   });
 });
