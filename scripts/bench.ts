@@ -15,8 +15,9 @@ import { formatCount, parseCommandLine, runCommand, textTable, usageCheck } from
 import { augmenter, STANDARD_AUGMENTATION } from "../lib/augment";
 import { buildModel, presetModel } from "../lib/models";
 import { profileStep, type StepProfile } from "../lib/profile";
+import { oneDnnActive, useOneDnn } from "../lib/wasm/onednn";
 
-const USAGE = `Usage: npm run bench -- [--json] [--models cnn3,ann,cnn3-bn] [--repeats N] [--steps N] [--batch-size N] [--torch] [--profile]
+const USAGE = `Usage: npm run bench -- [--json] [--models cnn3,ann,cnn3-bn] [--repeats N] [--steps N] [--batch-size N] [--torch] [--profile] [--compare-wasm]
 
   --models LIST     comma-separated model names (default cnn3,ann,cnn3-bn; cnn3 is the capstone CNN)
   --repeats N       timed repeats per figure; the median is reported (default 5)
@@ -27,6 +28,8 @@ const USAGE = `Usage: npm run bench -- [--json] [--models cnn3,ann,cnn3-bn] [--r
                     PYTHON names the interpreter, default /usr/bin/python3)
   --profile         also profile a training step of each model: time per kernel (grouped by
                     input shapes), GFLOP/s of the convolutions and matrix products, time outside kernels
+  --compare-wasm    also time each model on the wasm kernels alone (oneDNN's native convolutions and
+                    matrix products off), alternating with the default in the same repeats
   --json            print JSON for machines
 
 TFJS_BACKEND=tensorflow|wasm|cpu forces a backend.`;
@@ -43,6 +46,8 @@ interface ModelBench {
   trainAugmentedRepeats: number[];
   inferRepeats: number[];
   profile?: StepProfile;
+  /** With --compare-wasm: the same model on the wasm kernels alone (oneDNN off), timed in the same repeats. */
+  wasmOnly?: { trainImagesPerSec: number; inferImagesPerSec: number; trainRepeats: number[]; inferRepeats: number[] };
 }
 
 function median(values: number[]): number {
@@ -63,6 +68,7 @@ async function benchModel(
   steps: number,
   batchSize: number,
   profile: boolean,
+  compareWasm: boolean,
   log: (s: string) => void,
 ): Promise<ModelBench> {
   const model = buildModel(presetModel(name));
@@ -89,18 +95,35 @@ async function benchModel(
     return (steps * batchSize) / ((performance.now() - started) / 1000);
   };
 
+  // Runs `measure` on the wasm kernels alone (oneDNN's native ones off).
+  const onWasmOnly = async <T>(measure: () => Promise<T>): Promise<T> => {
+    const previous = useOneDnn(false);
+    try {
+      return await measure();
+    } finally {
+      useOneDnn(previous);
+    }
+  };
   await trainOnce(true); // warm-up: kernels set up, optimizer state created
   await inferOnce();
+  if (compareWasm) await onWasmOnly(async () => (await trainOnce(false), await inferOnce()));
   const trainRepeats: number[] = [];
   const trainAugmentedRepeats: number[] = [];
   const inferRepeats: number[] = [];
+  const wasmTrain: number[] = [];
+  const wasmInfer: number[] = [];
   for (let r = 0; r < repeats; r++) {
     trainRepeats.push(await trainOnce(false));
     trainAugmentedRepeats.push(await trainOnce(true));
     inferRepeats.push(await inferOnce());
+    if (compareWasm) {
+      wasmTrain.push(await onWasmOnly(() => trainOnce(false)));
+      wasmInfer.push(await onWasmOnly(inferOnce));
+    }
     log(
       `  ${name} repeat ${r + 1}/${repeats}: train ${trainRepeats[r].toFixed(0)} img/s, with augmentation ${trainAugmentedRepeats[r].toFixed(0)}, ` +
-        `infer ${inferRepeats[r].toFixed(0)} img/s`,
+        `infer ${inferRepeats[r].toFixed(0)} img/s` +
+        (compareWasm ? `; wasm kernels alone: train ${wasmTrain[r].toFixed(0)}, infer ${wasmInfer[r].toFixed(0)} img/s` : ""),
     );
   }
   const result: ModelBench = {
@@ -114,6 +137,9 @@ async function benchModel(
     trainAugmentedRepeats,
     inferRepeats,
   };
+  if (compareWasm) {
+    result.wasmOnly = { trainImagesPerSec: median(wasmTrain), inferImagesPerSec: median(wasmInfer), trainRepeats: wasmTrain, inferRepeats: wasmInfer };
+  }
   if (profile) {
     log(`  ${name}: profiling ${repeats} training steps ...`);
     result.profile = await profileStep(() => model.trainOnBatch(xs, ys), repeats);
@@ -193,6 +219,7 @@ runCommand(USAGE, async () => {
       "batch-size": { type: "string", default: "128" },
       torch: { type: "boolean", default: false },
       profile: { type: "boolean", default: false },
+      "compare-wasm": { type: "boolean", default: false },
     },
     process.argv.slice(2),
   );
@@ -218,8 +245,10 @@ runCommand(USAGE, async () => {
   }
   const backend = await initBackend();
   log(`backend: ${describeBackend(backend)}`);
+  const compareWasm = values["compare-wasm"];
+  if (compareWasm && !oneDnnActive()) throw new Error("--compare-wasm: oneDNN's native kernels do not run here, so there is nothing to compare (see the backend line).");
   const results: ModelBench[] = [];
-  for (const name of models) results.push(await benchModel(name, repeats, steps, batchSize, values.profile, log));
+  for (const name of models) results.push(await benchModel(name, repeats, steps, batchSize, values.profile, compareWasm, log));
   const augmentation = { pipeline: STANDARD_AUGMENTATION, ...(await benchAugmentation(repeats, steps, batchSize)) };
 
   const capstone = results.find((r) => r.model === "cnn3");
@@ -236,6 +265,7 @@ runCommand(USAGE, async () => {
   const report = {
     backend: backend.name,
     threads: backend.threads,
+    oneDnn: backend.oneDnn,
     cpus: os.cpus().length,
     tfjsVersion: tf.version.tfjs,
     repeats,
@@ -258,10 +288,16 @@ runCommand(USAGE, async () => {
         `median of ${repeats} repeats of ${steps} batches after a warm-up.`,
       "",
       textTable(
-        ["model", "parameters", "train img/s", "train+augment img/s", "infer img/s"],
+        ["model", "parameters", "train img/s", "train+augment img/s", "infer img/s", ...(compareWasm ? ["wasm alone: train", "infer"] : [])],
         results.map((r) => [
           r.model, formatCount(r.parameters), r.trainImagesPerSec.toFixed(0),
           `${r.trainAugmentedImagesPerSec.toFixed(0)} (${(r.trainAugmentedImagesPerSec / r.trainImagesPerSec).toFixed(2)}×)`, r.inferImagesPerSec.toFixed(0),
+          ...(r.wasmOnly
+            ? [
+                `${r.wasmOnly.trainImagesPerSec.toFixed(0)} (${(r.trainImagesPerSec / r.wasmOnly.trainImagesPerSec).toFixed(2)}× faster with oneDNN)`,
+                `${r.wasmOnly.inferImagesPerSec.toFixed(0)} (${(r.inferImagesPerSec / r.wasmOnly.inferImagesPerSec).toFixed(2)}×)`,
+              ]
+            : []),
         ]),
       ),
       "",
