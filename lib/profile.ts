@@ -68,6 +68,14 @@ export function kernelFlops(name: string, inputShapes: number[][], outputShapes:
   }
 }
 
+/**
+ * Custom-gradient ops (tf.customGrad, e.g. TF.js's fused matMul or batch norm here) are
+ * recorded under their scope's name ("unnamed scope", "fusedMatMul__op", "forward", "") with a
+ * time that includes the kernels they run, which are recorded too: counting both would count
+ * that time twice. Real kernels are the ones registered on the backend.
+ */
+export const isGradientWrapper = (name: string, backend: string = tf.getBackend()): boolean => tf.getKernel(name, backend) === undefined;
+
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const middle = Math.floor(sorted.length / 2);
@@ -95,6 +103,7 @@ export async function profileStep(step: () => Promise<unknown>, repeats: number)
     });
     let total = 0;
     for (const k of info.kernels) {
+      if (isGradientWrapper(k.name)) continue;
       // kernelTimeMs is an {error} object where the backend cannot time kernels.
       const ms = typeof k.kernelTimeMs === "number" ? k.kernelTimeMs : 0;
       const key = `${k.name} ${k.inputShapes.map((s) => JSON.stringify(s ?? [])).join(" ")}`;

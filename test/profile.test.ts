@@ -1,7 +1,7 @@
 import { before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { initBackend, tf } from "../lib/backend";
-import { kernelFlops, profileStep } from "../lib/profile";
+import { isGradientWrapper, kernelFlops, profileStep } from "../lib/profile";
 
 describe("kernelFlops", () => {
   it("counts 2 × multiply-adds of a convolution and of both its gradients", () => {
@@ -49,6 +49,24 @@ describe("profileStep", () => {
     assert.deepEqual(profile.kernels.map((k) => k.ms), [...profile.kernels.map((k) => k.ms)].sort((x, y) => y - x));
     assert.ok(profile.stepMs > 0);
     tf.dispose([a, b]);
+  });
+
+  it("leaves out custom-gradient wrappers, whose kernels are counted already", async () => {
+    const square = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+      const x = args[0] as tf.Tensor;
+      return { value: tf.mul(x, x), gradFunc: (dy: tf.Tensor) => tf.mul(dy, tf.mul(x, 2)) };
+    });
+    const x = tf.randomUniform([100]);
+    const step = async () => {
+      const y = square(x);
+      await y.data();
+      y.dispose();
+    };
+    const profile = await profileStep(step, 2);
+    const names = profile.kernels.map((k) => k.kernel.split(" ")[0]);
+    assert.deepEqual(names, ["Multiply"]);
+    assert.ok(isGradientWrapper("unnamed scope") && isGradientWrapper("") && !isGradientWrapper("Multiply"));
+    x.dispose();
   });
 
   it("rejects a repeat count that is not a positive integer", async () => {
