@@ -192,32 +192,40 @@ interface Conv2DLayer extends tf.layers.Layer {
 const StockConv2D = tf.layers.conv2d({ filters: 1, kernelSize: 1 }).constructor as new (args: Conv2DArgs) => Conv2DLayer;
 
 /**
- * y = relu(conv2d(x, w) + b) for training as one op of this project. Forward: the backend's
- * FusedConv2D kernel, bias and relu fused into the convolution (TF.js runs them as two more
- * ops, each a pass over the output, while it records gradients). Backward: dz = dy·[y > 0] and
- * the bias gradient Σdz in one kernel where built (ProjectReluBiasGrad, else generic ops),
- * then the convolution's filter gradient, and its input gradient only when needed (a
- * registered gradient is lazy per input; a first layer's input is the data).
+ * y = act(conv2d(x, w) + b), act relu or linear, for training as one op of this project.
+ * Forward: the backend's FusedConv2D kernel, bias and relu fused into the convolution (TF.js
+ * runs them as separate ops, each a pass over the output, while it records gradients).
+ * Backward: for relu, dz = dy·[y > 0] and the bias gradient Σdz in one kernel where built
+ * (ProjectReluBiasGrad, else generic ops); then the convolution's filter gradient, and its
+ * input gradient only when needed (a registered gradient is lazy per input; a first layer's
+ * input is the data, and TF.js's own fused op computes it anyway).
  */
-export const CONV_BIAS_RELU_KERNEL = "ProjectConv2DBiasRelu";
+export const CONV_BIAS_KERNEL = "ProjectConv2DBias";
 
-interface ConvBiasReluAttrs {
+interface ConvBiasAttrs {
   strides: [number, number];
   pad: "same" | "valid";
+  activation: "relu" | "linear";
+}
+
+/** dz and the bias gradient of y = act(z + b). */
+function activationGradients(dy: tf.Tensor, y: tf.Tensor, activation: ConvBiasAttrs["activation"]): [tf.Tensor, tf.Tensor] {
+  const biasGradient = (dz: tf.Tensor): [tf.Tensor, tf.Tensor] => [dz, tf.sum(dz, [0, 1, 2])];
+  if (activation === "linear") return biasGradient(dy);
+  if (tf.getKernel(RELU_BIAS_GRAD_KERNEL, tf.getBackend()) !== undefined && reluBiasGradFits(y.shape[y.rank - 1])) {
+    return tf.engine().runKernel(RELU_BIAS_GRAD_KERNEL, { dy, y }, {}) as [tf.Tensor, tf.Tensor];
+  }
+  return biasGradient(tf.mul(dy, tf.step(y)));
 }
 
 tf.registerGradient({
-  kernelName: CONV_BIAS_RELU_KERNEL,
+  kernelName: CONV_BIAS_KERNEL,
   inputsToSave: ["x", "filter"],
   outputsToSave: [true],
   gradFunc: (dy, saved, attrs) => {
     const [x, filter, y] = saved;
-    const dyTensor = dy as tf.Tensor;
-    const fused = tf.getKernel(RELU_BIAS_GRAD_KERNEL, tf.getBackend()) !== undefined && reluBiasGradFits(y.shape[y.rank - 1]);
-    const [dz, dBias] = fused
-      ? (tf.engine().runKernel(RELU_BIAS_GRAD_KERNEL, { dy: dyTensor, y }, {}) as tf.Tensor[])
-      : ((d: tf.Tensor) => [d, tf.sum(d, [0, 1, 2])])(tf.mul(dyTensor, tf.step(y)));
-    const { strides, pad } = attrs as unknown as ConvBiasReluAttrs;
+    const { strides, pad, activation } = attrs as unknown as ConvBiasAttrs;
+    const [dz, dBias] = activationGradients(dy as tf.Tensor, y, activation);
     const conv = { strides, pad, dataFormat: "NHWC", dimRoundingMode: undefined };
     return {
       x: () => tf.engine().runKernel("Conv2DBackpropInput", { dy: dz, filter }, { ...conv, inputShape: x.shape } as never) as tf.Tensor,
@@ -228,23 +236,23 @@ tf.registerGradient({
 });
 
 /** Registers the op's forward kernel on a backend: that backend's FusedConv2D, looked up per call. */
-function ensureConvBiasReluKernel(backendName: string): void {
-  if (tf.getKernel(CONV_BIAS_RELU_KERNEL, backendName)) return;
+function ensureConvBiasKernel(backendName: string): void {
+  if (tf.getKernel(CONV_BIAS_KERNEL, backendName)) return;
   tf.registerKernel({
-    kernelName: CONV_BIAS_RELU_KERNEL,
+    kernelName: CONV_BIAS_KERNEL,
     backendName,
     kernelFunc: (args) => {
       const fused = tf.getKernel("FusedConv2D", backendName);
-      if (!fused) throw new Error(`${CONV_BIAS_RELU_KERNEL}: the ${backendName} backend has no FusedConv2D kernel.`);
-      return fused.kernelFunc({ ...args, attrs: { ...args.attrs, dataFormat: "NHWC", dilations: [1, 1], activation: "relu" } });
+      if (!fused) throw new Error(`${CONV_BIAS_KERNEL}: the ${backendName} backend has no FusedConv2D kernel.`);
+      return fused.kernelFunc({ ...args, attrs: { ...args.attrs, dataFormat: "NHWC", dilations: [1, 1] } });
     },
   });
 }
 
-function trainingConvBiasRelu(x: tf.Tensor, filter: tf.Tensor, bias: tf.Tensor, strides: [number, number], pad: "same" | "valid"): tf.Tensor {
-  ensureConvBiasReluKernel(tf.getBackend());
-  const attrs: ConvBiasReluAttrs = { strides, pad };
-  return tf.engine().runKernel(CONV_BIAS_RELU_KERNEL, { x, filter, bias }, attrs as never) as tf.Tensor;
+function trainingConvBias(x: tf.Tensor, filter: tf.Tensor, bias: tf.Tensor, strides: [number, number], pad: "same" | "valid", activation: ConvBiasAttrs["activation"]): tf.Tensor {
+  ensureConvBiasKernel(tf.getBackend());
+  const attrs: ConvBiasAttrs = { strides, pad, activation };
+  return tf.engine().runKernel(CONV_BIAS_KERNEL, { x, filter, bias }, attrs as never) as tf.Tensor;
 }
 
 export class FastConv2D extends StockConv2D {
@@ -255,14 +263,14 @@ export class FastConv2D extends StockConv2D {
     const dilations = [this.dilationRate].flat();
     const activation = this.activation.getClassName();
     const plain = this.dataFormat === "channelsLast" && dilations.every((d) => d === 1) && input.rank === 4;
-    if (kwargs.training !== true || !plain) return super.call(inputs, kwargs);
-    if (activation === "relu" && this.bias) {
-      return tf.tidy(() => trainingConvBiasRelu(input, this.kernel.read(), this.bias!.read(), this.strides, this.padding));
+    if (kwargs.training !== true || !plain || (activation !== "relu" && activation !== "linear")) return super.call(inputs, kwargs);
+    if (this.bias) {
+      return tf.tidy(() => trainingConvBias(input, this.kernel.read(), this.bias!.read(), this.strides, this.padding, activation));
     }
-    if (activation !== "linear") return super.call(inputs, kwargs);
+    // Without a bias: conv2d, whose gradient is lazy per input too, then the activation.
     return tf.tidy(() => {
       const output = tf.conv2d(input as tf.Tensor4D, this.kernel.read() as tf.Tensor4D, this.strides, this.padding);
-      return this.bias ? tf.add(output, this.bias.read()) : output;
+      return activation === "relu" ? tf.relu(output) : output;
     });
   }
 }

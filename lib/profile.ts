@@ -40,7 +40,7 @@ export function kernelFlops(name: string, inputShapes: number[][], outputShapes:
   switch (name) {
     case "Conv2D":
     case "FusedConv2D":
-    case "ProjectConv2DBiasRelu": {
+    case "ProjectConv2DBias": {
       const [h, w, channels] = inputShapes[1];
       return 2 * product(out) * h * w * channels;
     }

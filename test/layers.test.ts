@@ -161,15 +161,19 @@ describe("FastConv2D matches the stock Conv2D in training", () => {
     // Filters in fours: the relu + bias gradient kernel (ProjectReluBiasGrad) on wasm.
     { activation: "relu", padding: "valid", strides: 1, shape: [3, 8, 9, 1], filters: 8 },
     { activation: "relu", padding: "same", strides: 2, shape: [2, 7, 7, 4], filters: 12 },
+    // Without a bias (the plain conv2d path).
+    { activation: "linear", padding: "same", strides: 1, shape: [2, 6, 5, 3], filters: 4, useBias: false },
+    { activation: "relu", padding: "valid", strides: 1, shape: [2, 6, 5, 3], filters: 4, useBias: false },
   ] as const;
   for (const backend of ["wasm", "cpu"] as const) {
     for (const c of cases) {
-      it(`${backend}, ${c.activation}, ${c.padding}, stride ${c.strides}, input ${c.shape.join("×")}`, async () => {
+      const useBias = !("useBias" in c);
+      it(`${backend}, ${c.activation}, ${c.padding}, stride ${c.strides}, input ${c.shape.join("×")}${useBias ? "" : ", no bias"}`, async () => {
         await initBackend({ force: "wasm" });
         await onBackend(backend, async () => {
           const random = seededRandom(c.shape[1] * 7 + c.filters);
           const values = (n: number) => Float32Array.from({ length: n }, () => 2 * random() - 1);
-          const config = { filters: c.filters, kernelSize: 3, padding: c.padding, strides: c.strides, activation: c.activation };
+          const config = { filters: c.filters, kernelSize: 3, padding: c.padding, strides: c.strides, activation: c.activation, useBias };
           const stock = tf.layers.conv2d(config);
           const fast = new FastConv2D(config);
           const size = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
