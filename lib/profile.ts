@@ -21,7 +21,7 @@ export interface KernelTime {
 export interface StepProfile {
   /** Median wall time of one step without the profiler, in milliseconds. */
   stepMs: number;
-  /** Median per step of all kernel times; stepMs minus this is time outside kernels. */
+  /** Sum of the kernels' medians per step; stepMs minus this is time outside kernels. */
   kernelMs: number;
   /** Floating-point operations per step in the kernels whose count is known (see kernelFlops). */
   flops: number;
@@ -96,12 +96,10 @@ export async function profileStep(step: () => Promise<unknown>, repeats: number)
   }
   // Per group: the time of each profiled step (0 where a step did not run it), and calls.
   const groups = new Map<string, { times: number[]; calls: number[]; flops: number | null }>();
-  const totals: number[] = [];
   for (let r = 0; r < repeats; r++) {
     const info = await tf.profile(async () => {
       await step();
     });
-    let total = 0;
     for (const k of info.kernels) {
       if (isGradientWrapper(k.name)) continue;
       // kernelTimeMs is an {error} object where the backend cannot time kernels.
@@ -115,14 +113,12 @@ export async function profileStep(step: () => Promise<unknown>, repeats: number)
       group.times[r] += ms;
       group.calls[r]++;
       groups.set(key, group);
-      total += ms;
     }
-    totals.push(total);
   }
-  const kernelMs = median(totals);
-  const kernels = [...groups.entries()]
-    .map(([kernel, g]) => {
-      const ms = median(g.times);
+  const medians = [...groups.entries()].map(([kernel, g]) => ({ kernel, g, ms: median(g.times) }));
+  const kernelMs = medians.reduce((sum, { ms }) => sum + ms, 0);
+  const kernels = medians
+    .map(({ kernel, g, ms }) => {
       const calls = median(g.calls);
       return { kernel, calls, ms, share: kernelMs > 0 ? ms / kernelMs : 0, gflops: g.flops !== null && ms > 0 ? (calls * g.flops) / (ms * 1e6) : null };
     })

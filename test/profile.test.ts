@@ -45,7 +45,8 @@ describe("profileStep", () => {
     // [64,32]·[32,16] then [64,16]·[16,32]: 2·64·16·32 multiply-adds ×2 each.
     assert.equal(profile.flops, 2 * (2 * 64 * 16 * 32));
     const shares = profile.kernels.reduce((sum, k) => sum + k.share, 0);
-    assert.ok(Math.abs(shares - 1) < 0.05 || profile.kernelMs === 0, `shares sum to ${shares}`);
+    assert.ok(Math.abs(shares - 1) < 1e-9 || profile.kernelMs === 0, `shares sum to ${shares}`);
+    assert.ok(Math.abs(profile.kernels.reduce((sum, k) => sum + k.ms, 0) - profile.kernelMs) < 1e-9);
     assert.deepEqual(profile.kernels.map((k) => k.ms), [...profile.kernels.map((k) => k.ms)].sort((x, y) => y - x));
     assert.ok(profile.stepMs > 0);
     tf.dispose([a, b]);
