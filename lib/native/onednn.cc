@@ -129,6 +129,19 @@ void setImpl(const FunctionCallbackInfo<Value>& args, const std::string& impl) {
   args.GetReturnValue().Set(v8::String::NewFromUtf8(args.GetIsolate(), impl.c_str()).ToLocalChecked());
 }
 
+// The primitive cached under `k`, made on first use.
+template <typename Make>
+Entry& cached(const std::string& k, Make make) {
+  auto found = cache.find(k);
+  if (found == cache.end()) found = cache.emplace(k, make()).first;
+  return found->second;
+}
+
+// An NHWC tensor of the wasm heap at the byte offset in argument `index`.
+memory nhwcAt(const memory::dims& dims, char* heap, const FunctionCallbackInfo<Value>& args, int index) {
+  return memory(plain(dims, tag::nhwc), engine(), heap + static_cast<size_t>(number(args, index)));
+}
+
 // forward(buffer, geometry, x, filter, bias (−1: none), y, relu (0/1), training (0/1)) → implementation name
 void Forward(const FunctionCallbackInfo<Value>& args) {
   guarded(args, [&] {
@@ -136,21 +149,18 @@ void Forward(const FunctionCallbackInfo<Value>& args) {
     Geometry g = geometry(args[1]);
     const double biasAt = number(args, 4);
     const bool bias = biasAt >= 0, relu = number(args, 6) != 0, training = number(args, 7) != 0;
-    std::string k = key("fwd", g, bias + 2 * relu + 4 * training);
-    auto found = cache.find(k);
-    if (found == cache.end()) {
+    Entry& e = cached(key("fwd", g, bias + 2 * relu + 4 * training), [&] {
       auto pd = forwardDesc(g, bias, relu, training ? dnnl::prop_kind::forward_training : dnnl::prop_kind::forward_inference);
       memory weights(pd.weights_desc(), engine());
       dnnl::reorder reorder(memory(plain(g.weights(), tag::hwio), engine(), nullptr), weights);
-      found = cache.emplace(k, Entry{dnnl::convolution_forward(pd), weights, reorder, pd.impl_info_str()}).first;
-    }
-    Entry& e = found->second;
+      return Entry{dnnl::convolution_forward(pd), weights, reorder, pd.impl_info_str()};
+    });
     memory user = userWeights(g, heap + static_cast<size_t>(number(args, 3)));
     e.toOrFrom.execute(stream(), user, e.weights);
     std::unordered_map<int, memory> io{
-        {DNNL_ARG_SRC, memory(plain(g.src(), tag::nhwc), engine(), heap + static_cast<size_t>(number(args, 2)))},
+        {DNNL_ARG_SRC, nhwcAt(g.src(), heap, args, 2)},
         {DNNL_ARG_WEIGHTS, e.weights},
-        {DNNL_ARG_DST, memory(plain(g.dst(), tag::nhwc), engine(), heap + static_cast<size_t>(number(args, 5)))},
+        {DNNL_ARG_DST, nhwcAt(g.dst(), heap, args, 5)},
     };
     if (bias) io.emplace(DNNL_ARG_BIAS, memory(plain({g.filters}, tag::x), engine(), heap + static_cast<size_t>(biasAt)));
     e.op.execute(stream(), io);
@@ -164,25 +174,18 @@ void BackwardData(const FunctionCallbackInfo<Value>& args) {
   guarded(args, [&] {
     char* heap = heapBase(args[0]);
     Geometry g = geometry(args[1]);
-    std::string k = key("bwd-data", g, 0);
-    auto found = cache.find(k);
-    if (found == cache.end()) {
+    Entry& e = cached(key("bwd-data", g, 0), [&] {
       auto hint = forwardDesc(g, false, false, dnnl::prop_kind::forward_training);
       dnnl::convolution_backward_data::desc d(dnnl::algorithm::convolution_direct, plain(g.src(), tag::nhwc), any(g.weights()),
                                               plain(g.dst(), tag::nhwc), g.strides(), g.dilates(), g.padL(), g.padR());
       dnnl::convolution_backward_data::primitive_desc pd(d, engine(), hint);
       memory weights(pd.weights_desc(), engine());
       dnnl::reorder reorder(memory(plain(g.weights(), tag::hwio), engine(), nullptr), weights);
-      found = cache.emplace(k, Entry{dnnl::convolution_backward_data(pd), weights, reorder, pd.impl_info_str()}).first;
-    }
-    Entry& e = found->second;
+      return Entry{dnnl::convolution_backward_data(pd), weights, reorder, pd.impl_info_str()};
+    });
     memory user = userWeights(g, heap + static_cast<size_t>(number(args, 3)));
     e.toOrFrom.execute(stream(), user, e.weights);
-    e.op.execute(stream(), {
-        {DNNL_ARG_DIFF_DST, memory(plain(g.dst(), tag::nhwc), engine(), heap + static_cast<size_t>(number(args, 2)))},
-        {DNNL_ARG_WEIGHTS, e.weights},
-        {DNNL_ARG_DIFF_SRC, memory(plain(g.src(), tag::nhwc), engine(), heap + static_cast<size_t>(number(args, 4)))},
-    });
+    e.op.execute(stream(), {{DNNL_ARG_DIFF_DST, nhwcAt(g.dst(), heap, args, 2)}, {DNNL_ARG_WEIGHTS, e.weights}, {DNNL_ARG_DIFF_SRC, nhwcAt(g.src(), heap, args, 4)}});
     stream().wait();
     setImpl(args, e.impl);
   });
@@ -193,23 +196,16 @@ void BackwardWeights(const FunctionCallbackInfo<Value>& args) {
   guarded(args, [&] {
     char* heap = heapBase(args[0]);
     Geometry g = geometry(args[1]);
-    std::string k = key("bwd-weights", g, 0);
-    auto found = cache.find(k);
-    if (found == cache.end()) {
+    Entry& e = cached(key("bwd-weights", g, 0), [&] {
       auto hint = forwardDesc(g, false, false, dnnl::prop_kind::forward_training);
       dnnl::convolution_backward_weights::desc d(dnnl::algorithm::convolution_direct, plain(g.src(), tag::nhwc), any(g.weights()),
                                                  plain(g.dst(), tag::nhwc), g.strides(), g.dilates(), g.padL(), g.padR());
       dnnl::convolution_backward_weights::primitive_desc pd(d, engine(), hint);
       memory weights(pd.diff_weights_desc(), engine());
       dnnl::reorder reorder(weights, memory(plain(g.weights(), tag::hwio), engine(), nullptr));
-      found = cache.emplace(k, Entry{dnnl::convolution_backward_weights(pd), weights, reorder, pd.impl_info_str()}).first;
-    }
-    Entry& e = found->second;
-    e.op.execute(stream(), {
-        {DNNL_ARG_SRC, memory(plain(g.src(), tag::nhwc), engine(), heap + static_cast<size_t>(number(args, 2)))},
-        {DNNL_ARG_DIFF_DST, memory(plain(g.dst(), tag::nhwc), engine(), heap + static_cast<size_t>(number(args, 3)))},
-        {DNNL_ARG_DIFF_WEIGHTS, e.weights},
+      return Entry{dnnl::convolution_backward_weights(pd), weights, reorder, pd.impl_info_str()};
     });
+    e.op.execute(stream(), {{DNNL_ARG_SRC, nhwcAt(g.src(), heap, args, 2)}, {DNNL_ARG_DIFF_DST, nhwcAt(g.dst(), heap, args, 3)}, {DNNL_ARG_DIFF_WEIGHTS, e.weights}});
     memory user = userWeights(g, heap + static_cast<size_t>(number(args, 4)));
     e.toOrFrom.execute(stream(), e.weights, user);
     stream().wait();
