@@ -171,31 +171,35 @@ export function withDefaults(point: Partial<TrialParams>): TrialParams {
 /**
  * The tunable network's layout. `capstone`: the capstone CNN's valid convolutions, pooled after
  * the first two (28 → 26 → 13 → 11 → 5 → 3). `same`: 'same' convolutions pooled after every
- * block (28 → 14 → 7 → 3), the layout of this project's stronger CNN `cnn-bn3`.
+ * block (28 → 14 → 7 → 3), the layout of this project's stronger CNN `cnn-bn3`. `double`: the
+ * same with two convolutions per block (VGG-style, as `cnn-bn-wide`), twice the depth.
  */
-export type Architecture = "capstone" | "same";
-export const ARCHITECTURES: readonly Architecture[] = ["capstone", "same"];
+export type Architecture = "capstone" | "same" | "double";
+export const ARCHITECTURES: readonly Architecture[] = ["capstone", "same", "double"];
 
 /**
- * A CNN with its widths, dropout, L2 and batch norm as parameters: conv(f1) → pool → dropout →
+ * A CNN with its widths, dropout, L2 and batch norm as parameters (`double`: each conv twice): conv(f1) → pool → dropout →
  * conv(f2) → pool → dropout → conv(f3) → [pool, `same` only] → dropout → flatten → dense(d) →
  * dropout → softmax; with batchNorm, each conv and the dense layer are followed by batch
  * normalisation before their relu.
  */
 export function tunableModelConfig(params: TrialParams, name = "tuned-cnn", architecture: Architecture = "capstone"): ModelConfig {
   if (!ARCHITECTURES.includes(architecture)) throw new Error(`Unknown architecture "${architecture}"; known: ${ARCHITECTURES.join(", ")}.`);
-  const same = architecture === "same";
+  const same = architecture !== "capstone";
+  const convsPerBlock = architecture === "double" ? 2 : 1;
   const l2 = params.l2 > 0 ? { l2: params.l2 } : {};
   const activated = (layer: LayerConfig): LayerConfig[] =>
     params.batchNorm ? [{ ...layer, activation: "linear" } as LayerConfig, { type: "batchNorm" }, { type: "activation", activation: "relu" }] : [layer];
   const conv = (filters: number): LayerConfig[] =>
-    activated({ type: "conv2d", filters, kernelSize: 3, activation: "relu", ...(same ? { padding: "same" as const } : {}), ...l2 });
+    Array.from({ length: convsPerBlock }, () =>
+      activated({ type: "conv2d", filters, kernelSize: 3, activation: "relu", ...(same ? { padding: "same" as const } : {}), ...l2 }),
+    ).flat();
   const dropout: LayerConfig = { type: "dropout", rate: params.dropout };
   const pool: LayerConfig = { type: "maxPool2d", poolSize: 2 };
   return {
     name,
     description:
-      `Tunable CNN${same ? " ('same' convolutions, pooled after each block)" : ""}: conv ${params.filters1}/${params.filters2}/${params.filters3}, dense ${params.dense}, dropout ${params.dropout}` +
+      `Tunable CNN${same ? ` (${convsPerBlock === 2 ? "two " : ""}'same' convolutions${convsPerBlock === 2 ? " per block" : ""}, pooled after each block)` : ""}: conv ${params.filters1}/${params.filters2}/${params.filters3}, dense ${params.dense}, dropout ${params.dropout}` +
       `${params.l2 > 0 ? `, L2 ${params.l2}` : ""}${params.batchNorm ? ", batch norm" : ""}`,
     inputShape: [28, 28, 1],
     layers: [
@@ -331,7 +335,7 @@ export function validateStudy(spec: StudySpec): void {
   };
   if (!["grid", "random", "halving"].includes(spec.strategy)) throw new Error(`strategy must be grid, random or halving, got "${spec.strategy}".`);
   if (spec.architecture !== undefined && !ARCHITECTURES.includes(spec.architecture)) {
-    throw new Error(`architecture must be ${ARCHITECTURES.join(" or ")}, got "${spec.architecture}".`);
+    throw new Error(`architecture must be one of ${ARCHITECTURES.join(", ")}, got "${spec.architecture}".`);
   }
   positive(spec.epochs, "epochs");
   positive(spec.trials, "trials");

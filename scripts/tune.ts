@@ -1,7 +1,7 @@
 /**
  * npm run tune -- [--space FILE.json] [--strategy random|grid|halving] [--trials N]
  *   [--epochs N] [--min-epochs N] [--eta N] [--budget 90m|60ep] [--study DIR] [--seed N]
- *   [--architecture capstone|same] [--jobs N]
+ *   [--architecture capstone|same|double] [--jobs N]
  *   [--quick] [--json]
  *
  * Searches the tunable CNN's hyperparameters on Fashion-MNIST's validation split. Every
@@ -40,8 +40,9 @@ const USAGE = `Usage: npm run tune -- [options]
   --space FILE       a JSON search space (lib/tuning.ts ParamSpec per parameter); default: filters
                      per block, dense width, dropout and learning rate around the capstone CNN
   --strategy NAME    random (default), grid or halving (successive halving)
-  --architecture A   the tunable CNN's layout: capstone (default; valid convolutions) or same
-                     ('same' convolutions pooled after every block, like cnn-bn3)
+  --architecture A   the tunable CNN's layout: capstone (default; valid convolutions), same
+                     ('same' convolutions pooled after every block, like cnn-bn3) or double
+                     (the same with two convolutions per block)
   --trials N         configurations to draw (random, halving); default 12
   --epochs N         epochs per trial (grid, random); the last rung's epochs (halving); default 3
   --min-epochs N     halving: the first rung's epochs (default 1)
@@ -144,7 +145,7 @@ runCommand(USAGE, async () => {
     const strategy = values.strategy as Strategy;
     if (!["random", "grid", "halving"].includes(strategy)) throw new Error(`--strategy must be random, grid or halving, got "${values.strategy}".`);
     const architecture = values.architecture as Architecture;
-    if (!ARCHITECTURES.includes(architecture)) throw new Error(`--architecture must be ${ARCHITECTURES.join(" or ")}, got "${values.architecture}".`);
+    if (!ARCHITECTURES.includes(architecture)) throw new Error(`--architecture must be one of ${ARCHITECTURES.join(", ")}, got "${values.architecture}".`);
     const seed = Number(values.seed);
     if (!Number.isInteger(seed)) throw new Error(`--seed must be an integer, got "${values.seed}".`);
     const study: StudySpec = {

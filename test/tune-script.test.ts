@@ -118,7 +118,7 @@ describe("npm run tune", async () => {
       [["--budget", "5x"], /--budget must look like 90m \(minutes\) or 60ep \(epochs\), got "5x"/],
       [["--trials", "0"], /--trials must be a positive integer, got "0"/],
       [["--space", "/nonexistent.json"], /--space \/nonexistent\.json: no such file/],
-      [["--architecture", "wide"], /--architecture must be capstone or same, got "wide"/],
+      [["--architecture", "wide"], /--architecture must be one of capstone, same, double, got "wide"/],
       [["--jobs", "0"], /--jobs must be a positive integer, got "0"/],
     ];
     for (const [args, message] of cases) {

@@ -304,11 +304,29 @@ describe("the tunable CNN", () => {
     assert.equal(model.countParams(), reference.countParams());
     model.dispose();
     reference.dispose();
-    assert.throws(() => tunableModelConfig(withDefaults({}), "t", "resnet" as never), /Unknown architecture "resnet"; known: capstone, same/);
+    assert.throws(() => tunableModelConfig(withDefaults({}), "t", "resnet" as never), /Unknown architecture "resnet"; known: capstone, same, double/);
+  });
+
+  it("the 'double' architecture repeats each block's convolution (with its batch norm) once more", () => {
+    const params = withDefaults({ filters1: 16, filters2: 24, filters3: 40, dense: 64, batchNorm: true });
+    const double = tunableModelConfig(params, "t", "double");
+    const convs = double.layers.filter((l) => l.type === "conv2d");
+    assert.deepEqual(convs.map((l) => l.type === "conv2d" && l.filters), [16, 16, 24, 24, 40, 40]);
+    assert.ok(convs.every((l) => l.type === "conv2d" && l.padding === "same"));
+    assert.equal(double.layers.filter((l) => l.type === "maxPool2d").length, 3);
+    assert.equal(double.layers.filter((l) => l.type === "batchNorm").length, 7);
+    const [model, single] = [buildModel(double), buildModel(tunableModelConfig(params, "t", "same"))];
+    // Each extra conv f→f: 9·f·f weights + f biases, and its batch norm 4·f.
+    const extra = [16, 24, 40].reduce((sum, f) => sum + 9 * f * f + f + 4 * f, 0);
+    assert.equal(model.countParams(), single.countParams() + extra);
+    assert.deepEqual(model.outputs[0].shape, [null, 10]);
+    model.dispose();
+    single.dispose();
   });
 
   it("a study spec is checked for its architecture", () => {
-    assert.throws(() => validateStudy(baseSpec({ architecture: "wide" as never })), /architecture must be capstone or same, got "wide"/);
+    assert.throws(() => validateStudy(baseSpec({ architecture: "wide" as never })), /architecture must be one of capstone, same, double, got "wide"/);
     assert.doesNotThrow(() => validateStudy(baseSpec({ architecture: "same" })));
+    assert.doesNotThrow(() => validateStudy(baseSpec({ architecture: "double" })));
   });
 });
