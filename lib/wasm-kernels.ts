@@ -14,7 +14,7 @@ import {
   depthwiseConv2dNativeBackpropInput,
 } from "./wasm/convolution";
 import { cast, identity, matMulWithoutTransposeFlags, tile } from "./wasm/memory";
-import { BATCH_NORM_GRAD_KERNEL, BATCH_NORM_TRAIN_KERNEL, batchNormGrad, batchNormTrain } from "./wasm/normalization";
+import { BATCH_NORM_GRAD_KERNEL, BATCH_NORM_TRAIN_KERNEL, batchNormGrad, batchNormTrain, fusedBatchNorm } from "./wasm/normalization";
 import { ADAM_UPDATE_KERNEL, adamUpdate } from "./wasm/optimizer";
 import { RELU_BIAS_GRAD_KERNEL, reluBiasGrad } from "./wasm/activation";
 import { maxPoolGrad } from "./wasm/pooling";
@@ -48,6 +48,7 @@ const MISSING_KERNELS: KernelOverride[] = [
 const FASTER_KERNELS: { kernelName: string; kernelFunc: FasterKernel }[] = [
   { kernelName: "Conv2DBackpropInput", kernelFunc: conv2DBackpropInput },
   { kernelName: "MaxPoolGrad", kernelFunc: maxPoolGrad },
+  { kernelName: "FusedBatchNorm", kernelFunc: fusedBatchNorm },
   { kernelName: "Sum", kernelFunc: sum },
   { kernelName: "Mean", kernelFunc: mean },
   { kernelName: "Tile", kernelFunc: tile },

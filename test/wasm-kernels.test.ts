@@ -203,6 +203,25 @@ describe("wasm kernels match cpu", () => {
     t.dispose();
   });
 
+  for (const c of [
+    { x: [3, 5, 4, 8], stats: [8], withOffset: true, withScale: true }, // the SIMD path
+    { x: [2, 12], stats: [12], withOffset: false, withScale: true }, // dense, no beta
+    { x: [2, 3, 3, 4], stats: [4], withOffset: true, withScale: false }, // no gamma
+    { x: [2, 3, 3, 5], stats: [5], withOffset: true, withScale: true }, // channels not in fours: the stock kernel
+  ]) {
+    it(`FusedBatchNorm: x ${c.x.join("×")}${c.withOffset ? "" : ", no offset"}${c.withScale ? "" : ", no scale"}`, () => {
+      const positive = randomTensor(c.stats);
+      positive.values = positive.values.map((v) => Math.abs(v) + 0.1);
+      return assertMatchesCpu("FusedBatchNorm", {
+        x: randomTensor(c.x),
+        mean: randomTensor(c.stats),
+        variance: positive,
+        ...(c.withOffset ? { offset: randomTensor(c.stats) } : {}),
+        ...(c.withScale ? { scale: randomTensor(c.stats) } : {}),
+      }, { varianceEpsilon: 1e-3 });
+    });
+  }
+
   for (const native of [true, false]) {
     const on = onPath(native);
     for (const transposeA of [false, true]) {

@@ -5,8 +5,8 @@
  * (lib/wasm/simd/kernels.c). Built from generic ops they take ~20 elementwise kernels, each a
  * pass with its own allocation. Statistics are accumulated in float64 per channel.
  */
-import type { KernelArgs, TensorInfo } from "./common";
-import { heapOffset, simdKernels } from "./simd";
+import type { KernelArgs, KernelFunc, TensorInfo } from "./common";
+import { heapOffset, simdKernels, simdKernelsBuilt } from "./simd";
 
 export const BATCH_NORM_TRAIN_KERNEL = "ProjectBatchNormTrain";
 export const BATCH_NORM_GRAD_KERNEL = "ProjectBatchNormGrad";
@@ -66,4 +66,39 @@ export function batchNormGrad({ inputs, backend, attrs }: KernelArgs): TensorInf
     backend.disposeData(scratch.dataId);
   }
   return outputs;
+}
+
+/**
+ * FusedBatchNorm (batch norm at inference, with moving statistics): per-channel scale and shift
+ * computed once, then one SIMD pass y = x·scale + shift. TF.js's wasm kernel is a scalar loop
+ * (62% of a `cnn3-bn` prediction). Channels in fours with per-channel statistics; else `original`.
+ */
+export function fusedBatchNorm(args: KernelArgs, original: KernelFunc): TensorInfo {
+  const { inputs, backend, attrs } = args;
+  const { x, mean, variance, offset, scale } = inputs;
+  const channels = x.shape[x.shape.length - 1];
+  const perChannel = [mean, variance, offset, scale].every((t) => !t || (t.dtype === "float32" && t.shape.reduce((a, b) => a * b, 1) === channels && t.shape[t.shape.length - 1] === channels));
+  if (!simdKernelsBuilt() || x.dtype !== "float32" || x.shape.length < 2 || !batchNormKernelsFit(channels) || !perChannel) {
+    return original(args as never) as TensorInfo;
+  }
+  const epsilon = attrs.varianceEpsilon as number;
+  const y = backend.makeOutput([...x.shape], "float32");
+  const coefficients = backend.makeOutput([2 * channels], "float32");
+  try {
+    // Views after the allocations (an allocation may move the heap).
+    const view = (t: TensorInfo | undefined) => (t ? (backend.typedArrayFromHeap(t) as Float32Array) : undefined);
+    const [m, v, beta, gamma] = [mean, variance, offset, scale].map(view);
+    const out = backend.typedArrayFromHeap(coefficients) as Float32Array;
+    for (let c = 0; c < channels; c++) {
+      const s = (gamma ? gamma[c] : 1) / Math.sqrt(v![c] + epsilon);
+      out[c] = s;
+      out[channels + c] = (beta ? beta[c] : 0) - m![c] * s;
+    }
+    const at = (t: TensorInfo) => heapOffset(backend, t);
+    const base = at(coefficients);
+    simdKernels(backend).channel_affine(at(x), x.shape.reduce((a, b) => a * b, 1) / channels, channels, base, base + 4 * channels, at(y));
+  } finally {
+    backend.disposeData(coefficients.dataId);
+  }
+  return y;
 }

@@ -22,6 +22,7 @@ export interface SimdKernels {
     w: number, m: number, v: number, g: number, n: number, beta1: number, beta2: number, epsilon: number,
     learningRate: number, correction1: number, correction2: number, newW: number, newM: number, newV: number,
   ): void;
+  channel_affine(x: number, rows: number, channels: number, scale: number, shift: number, y: number): void;
   relu_bias_grad(dy: number, y: number, rows: number, channels: number, dz: number, dbias: number, scratch: number): void;
   max_pool_grad_2x2(x: number, dy: number, batch: number, height: number, width: number, channels: number, outHeight: number, outWidth: number, dx: number): void;
 }

@@ -217,3 +217,10 @@ void adam_update(const float* w, const float* m, const float* v, const float* g,
     newW[i] = w[i] - learningRate * (mi / correction1) / (__builtin_sqrtf(vi / correction2) + epsilon);
   }
 }
+
+// y = x·scale[c] + shift[c] per channel: batch norm at inference, with scale and shift
+// precomputed per channel by the caller.
+__attribute__((export_name("channel_affine")))
+void channel_affine(const float* x, int rows, int channels, const float* scale, const float* shift, float* y) {
+  affine(x, y, scale, shift, rows, channels);
+}
