@@ -97,7 +97,7 @@ export function conv2D(args: KernelArgs, original: KernelFunc): TensorInfo {
   const { inputs, backend, attrs } = args;
   const { x, filter, bias, preluActivationWeights } = inputs;
   const activation = (attrs.activation as string | undefined) ?? "linear";
-  const biasOk = !bias || (bias.shape.length === 1 && bias.shape[0] === filter.shape[3]);
+  const biasOk = !bias || (bias.dtype === "float32" && bias.shape.length === 1 && bias.shape[0] === filter.shape[3]);
   if (!nativeCase(attrs, x, filter) || preluActivationWeights || !biasOk || (activation !== "linear" && activation !== "relu")) {
     return original(args as never) as TensorInfo;
   }
