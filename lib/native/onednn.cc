@@ -120,7 +120,7 @@ void guarded(const FunctionCallbackInfo<Value>& args, Body body) {
   try {
     body();
   } catch (const std::exception& e) {
-    std::string message = std::string("oneDNN convolution: ") + e.what();
+    std::string message = std::string("oneDNN: ") + e.what();
     isolate->ThrowException(v8::Exception::Error(v8::String::NewFromUtf8(isolate, message.c_str()).ToLocalChecked()));
   }
 }
