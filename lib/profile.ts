@@ -76,7 +76,8 @@ export function kernelFlops(name: string, inputShapes: number[][], outputShapes:
  */
 export const isGradientWrapper = (name: string, backend: string = tf.getBackend()): boolean => tf.getKernel(name, backend) === undefined;
 
-function median(values: number[]): number {
+/** The median (the mean of the middle two for an even count). */
+export function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const middle = Math.floor(sorted.length / 2);
   return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
@@ -115,14 +116,13 @@ export async function profileStep(step: () => Promise<unknown>, repeats: number)
       groups.set(key, group);
     }
   }
-  const medians = [...groups.entries()].map(([kernel, g]) => ({ kernel, g, ms: median(g.times) }));
+  const medians = [...groups.entries()].map(([kernel, g]) => ({ kernel, flops: g.flops, calls: median(g.calls), ms: median(g.times) }));
   const kernelMs = medians.reduce((sum, { ms }) => sum + ms, 0);
+  const flops = medians.reduce((sum, k) => sum + (k.flops ?? 0) * k.calls, 0);
   const kernels = medians
-    .map(({ kernel, g, ms }) => {
-      const calls = median(g.calls);
-      return { kernel, calls, ms, share: kernelMs > 0 ? ms / kernelMs : 0, gflops: g.flops !== null && ms > 0 ? (calls * g.flops) / (ms * 1e6) : null };
-    })
+    .map(({ kernel, flops: perCall, calls, ms }) => ({
+      kernel, calls, ms, share: kernelMs > 0 ? ms / kernelMs : 0, gflops: perCall !== null && ms > 0 ? (calls * perCall) / (ms * 1e6) : null,
+    }))
     .sort((a, b) => b.ms - a.ms);
-  const flops = [...groups.values()].reduce((sum, g) => sum + (g.flops ?? 0) * median(g.calls), 0);
   return { stepMs: median(wall), kernelMs, flops, kernels };
 }

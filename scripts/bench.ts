@@ -14,7 +14,7 @@ import { describeBackend, initBackend, tf } from "../lib/backend";
 import { formatCount, parseCommandLine, runCommand, textTable, usageCheck } from "../lib/cli";
 import { augmenter, STANDARD_AUGMENTATION } from "../lib/augment";
 import { buildModel, presetModel } from "../lib/models";
-import { profileStep, type StepProfile } from "../lib/profile";
+import { median, profileStep, type StepProfile } from "../lib/profile";
 import { oneDnnActive, useOneDnn } from "../lib/wasm/onednn";
 
 const USAGE = `Usage: npm run bench -- [--json] [--models cnn3,ann,cnn3-bn] [--repeats N] [--steps N] [--batch-size N] [--torch] [--profile] [--compare-wasm]
@@ -48,12 +48,6 @@ interface ModelBench {
   profile?: StepProfile;
   /** With --compare-wasm: the same model on the wasm kernels alone (oneDNN off), timed in the same repeats. */
   wasmOnly?: { trainImagesPerSec: number; inferImagesPerSec: number; trainRepeats: number[]; inferRepeats: number[] };
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
 }
 
 function positiveInt(value: string, flag: string): number {

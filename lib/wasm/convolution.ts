@@ -41,8 +41,7 @@ export function conv2DBackpropFilter({ inputs, backend, attrs }: KernelArgs): Te
   const bottom = Math.max(0, neededHeight - inHeight - top);
   const right = Math.max(0, neededWidth - inWidth - left);
   const float32 = x.dtype === "float32" && dy.dtype === "float32";
-  if (float32 && info.inChannels === 1 && info.filterHeight === 3 && info.filterWidth === 3 && info.outChannels % 4 === 0 &&
-    info.dilationHeight === 1 && info.dilationWidth === 1 && simdKernelsBuilt()) {
+  if (float32 && firstLayerSimdCase(info)) {
     return filterGradient3x3OneChannel(x, dy, info, [top, bottom, left, right], backend);
   }
   if (float32 && info.inChannels <= IM2COL_MAX_CHANNELS) {
@@ -95,6 +94,15 @@ export function conv2DBackpropFilter({ inputs, backend, attrs }: KernelArgs): Te
     disposeIntermediates(backend, [x, dy], temporaries);
   }
 }
+
+/**
+ * Whether a filter gradient is a first layer's (3×3, one input channel, filters in fours) that the
+ * project's SIMD kernel computes; it is faster there than the alternatives, oneDNN included
+ * (cnn3 step, side by side: 3.1 vs 4.0–5.5 ms).
+ */
+export const firstLayerSimdCase = (info: BackendUtil.Conv2DInfo): boolean =>
+  info.inChannels === 1 && info.filterHeight === 3 && info.filterWidth === 3 && info.outChannels % 4 === 0 &&
+  info.dilationHeight === 1 && info.dilationWidth === 1 && simdKernelsBuilt();
 
 /**
  * A first layer's filter gradient (3×3, one input channel) by the project's SIMD kernel

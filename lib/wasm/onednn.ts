@@ -9,7 +9,8 @@ import { existsSync } from "node:fs";
 import path from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import type { BackendUtil, KernelArgs, KernelFunc, TensorInfo, WasmBackendLike } from "./common";
-import { heapOffset, simdKernelsBuilt, wasmMemory } from "./simd";
+import { firstLayerSimdCase } from "./convolution";
+import { heapOffset, wasmMemory } from "./simd";
 
 export const ONEDNN_ENV_VAR = "TFJS_ONEDNN";
 export const ONEDNN_ADDON = path.join(__dirname, "..", "native", "onednn.node");
@@ -128,11 +129,8 @@ export function conv2DBackpropFilter(args: KernelArgs, original: KernelFunc): Te
   if (!nativeCase(attrs, x, dy)) return original(args as never) as TensorInfo;
   const filterShape = attrs.filterShape as number[];
   const info = convInfo(x.shape, filterShape, { ...attrs, dilations: 1 });
-  // A first layer's (3×3, one channel): the project's SIMD kernel (lib/wasm/convolution.ts) is
-  // faster than oneDNN there (cnn3 step, side by side: 3.1 vs 4.0–5.5 ms).
-  if (info.inChannels === 1 && info.filterHeight === 3 && info.filterWidth === 3 && info.outChannels % 4 === 0 && simdKernelsBuilt()) {
-    return original(args as never) as TensorInfo;
-  }
+  // A first layer's: the project's SIMD kernel, which `original` runs, is faster there.
+  if (firstLayerSimdCase(info)) return original(args as never) as TensorInfo;
   const dw = backend.makeOutput(filterShape, "float32");
   const at = (t: TensorInfo) => heapOffset(backend, t);
   addon!.backwardWeights(buffer(backend), geometry(info), at(x), at(dy), at(dw));
