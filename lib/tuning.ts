@@ -350,7 +350,7 @@ export interface StudyProgress {
   done: number;
   planned: number;
   best: TrialResult;
-  /** Seconds left: the plan's remaining trial-epochs at the seconds per epoch measured so far. */
+  /** Seconds left: the plan's remaining trial-epochs at the seconds per epoch measured so far, shared by the jobs. */
   etaSeconds: number;
   reused: boolean;
 }
@@ -419,7 +419,7 @@ export async function runStudy(
     rungResults.push(trial);
     results.push(trial);
     const best = results.reduce((a, b) => (b.valAccuracy > a.valAccuracy || (b.valAccuracy === a.valAccuracy && b.index < a.index) ? b : a));
-    onProgress?.({ trial, done: results.length, planned, best, reused, etaSeconds: ((plannedEpochs - epochsSpent) * secondsSpent) / epochsSpent });
+    onProgress?.({ trial, done: results.length, planned, best, reused, etaSeconds: ((plannedEpochs - epochsSpent) * secondsSpent) / epochsSpent / jobs });
   };
 
   for (const [rungIndex, rung] of rungs.entries()) {

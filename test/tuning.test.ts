@@ -131,6 +131,14 @@ describe("study progress", () => {
       (p) => etas.push(p.etaSeconds));
     assert.deepEqual(etas, [34, 32, 30, 28, 26, 24, 22, 20, 18, 12, 6, 0]);
   });
+
+  it("shares the time left between parallel jobs", async () => {
+    const etas: number[] = [];
+    await runStudy(tempDir(), baseSpec({ strategy: "halving", trials: 9, minEpochs: 1, epochs: 3, eta: 3 }),
+      async ({ params, epochs }) => ({ valAccuracy: params.dense / 1000, valLoss: 1, bestEpoch: epochs - 1, seconds: 2 * epochs, backend: "none" }),
+      (p) => etas.push(p.etaSeconds), { jobs: 2 });
+    assert.deepEqual(etas, [17, 16, 15, 14, 13, 12, 11, 10, 9, 6, 3, 0]);
+  });
 });
 
 describe("parallel trials", () => {
