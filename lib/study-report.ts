@@ -5,7 +5,7 @@
  */
 import { frame } from "./frames";
 import { lineChart, parallelCoordinates, scatterByGroup, type PlotlyFigure } from "./plots";
-import type { SearchSpace, TrialResult, TunableName } from "./tuning";
+import type { SearchSpace, StudyProgress, TrialResult, TunableName } from "./tuning";
 
 /** The parameters a space actually varies (a choice of one value is a constant, not searched). */
 export function searchedParameters(space: SearchSpace): TunableName[] {
@@ -13,6 +13,19 @@ export function searchedParameters(space: SearchSpace): TunableName[] {
     const spec = space[name]!;
     return spec.kind === "choice" ? spec.values.length > 1 : spec.low !== spec.high;
   });
+}
+
+/** The line a study prints after each trial (`npm run tune` and notebook 05): trial k of n, best so far, time left. */
+export function progressText(p: StudyProgress): string {
+  const eta = p.etaSeconds > 0 ? `, ETA ~${Math.ceil(p.etaSeconds / 60)} min` : "";
+  return `trial ${p.done} of ${p.planned}${p.reused ? " (read back)" : ""}: val acc ${p.trial.valAccuracy.toFixed(4)} at ${p.trial.epochs} epochs | best so far ${p.best.valAccuracy.toFixed(4)}${eta}`;
+}
+
+/** What a study cost: trials, trial-epochs, training minutes summed over trials, and the backends that ran them. */
+export function studySummary(trials: TrialResult[]): string {
+  const minutes = trials.reduce((sum, t) => sum + t.seconds, 0) / 60;
+  return `${trials.length} trials, ${trials.reduce((sum, t) => sum + t.epochs, 0)} trial-epochs, ${minutes.toFixed(1)} minutes of training` +
+    ` (summed over trials; backends: ${[...new Set(trials.map((t) => t.backend))].join(", ")})`;
 }
 
 /** A parameter's value as a number for plotting (booleans as 0/1). */

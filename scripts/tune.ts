@@ -18,6 +18,7 @@ import { describeBackend, initBackend } from "../lib/backend";
 import { parseCommandLine, runCommand, textTable, usageCheck, UsageError } from "../lib/cli";
 import { loadDataset } from "../lib/data";
 import { writeJsonAtomic } from "../lib/persist";
+import { progressText } from "../lib/study-report";
 import {
   ARCHITECTURES,
   DEFAULT_SPACE,
@@ -191,10 +192,7 @@ runCommand(USAGE, async () => {
     const threads = jobs > 1 ? `, ${threadsFor(trial.concurrent)} thread${threadsFor(trial.concurrent) > 1 ? "s" : ""}` : "";
     log(`  trial ${trial.key}: ${Object.entries(trial.params).map(([k, v]) => `${k}=${format(v)}`).join(" ")}, ${trial.epochs} epochs${threads}`);
     return runner(trial);
-  }, (p) => {
-    const eta = p.etaSeconds > 0 ? `, ETA ~${Math.ceil(p.etaSeconds / 60)} min` : "";
-    log(`trial ${p.done} of ${p.planned}${p.reused ? " (read back)" : ""}: val acc ${p.trial.valAccuracy.toFixed(4)} at ${p.trial.epochs} epochs | best so far ${p.best.valAccuracy.toFixed(4)}${eta}`);
-  }, { jobs });
+  }, (p) => log(progressText(p)), { jobs });
   if (outcome.stoppedBy) log(`stopped by the budget (${outcome.stoppedBy === "budget-epochs" ? "epochs" : "minutes"}) after ${outcome.trials.length} trials`);
 
   const best = outcome.best;

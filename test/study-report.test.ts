@@ -1,6 +1,6 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { searchedParameters, studyFigures, studyTable } from "../lib/study-report";
+import { progressText, searchedParameters, studyFigures, studySummary, studyTable } from "../lib/study-report";
 import { withDefaults, type TrialResult } from "../lib/tuning";
 
 const trial = (index: number, rung: number, epochs: number, dense: number, augment: boolean, valAccuracy: number): TrialResult => ({
@@ -32,6 +32,18 @@ describe("study report", () => {
       [0, 1, 128, 1, 0.85, 10],
       [0, 1, 64, 0, 0.8, 10],
     ]);
+  });
+
+  it("progress line: trial k of n, read back or not, best so far, the time left in whole minutes and none at the end", () => {
+    assert.equal(progressText({ trial: trials[0], done: 1, planned: 3, best: trials[0], etaSeconds: 61, reused: false }),
+      "trial 1 of 3: val acc 0.8000 at 1 epochs | best so far 0.8000, ETA ~2 min");
+    assert.equal(progressText({ trial: trials[2], done: 3, planned: 3, best: trials[2], etaSeconds: 0, reused: true }),
+      "trial 3 of 3 (read back): val acc 0.9000 at 3 epochs | best so far 0.9000");
+  });
+
+  it("summary: trials, trial-epochs, minutes summed over trials, distinct backends", () => {
+    assert.equal(studySummary([...trials, { ...trials[2], backend: "tensorflow" }]),
+      "4 trials, 8 trial-epochs, 1.4 minutes of training (summed over trials; backends: wasm, tensorflow)");
   });
 
   it("figures: best-so-far line, rung-0 parallel coordinates, one effect plot per parameter", () => {
