@@ -129,3 +129,26 @@ export function nearestMeanAccuracy(means: Float64Array[], test: Split): number 
   const predictions = nearestMeanPredictions(means, test);
   return predictions.reduce((correct, p, n) => correct + (p === test.labels[n] ? 1 : 0), 0) / test.count;
 }
+
+/**
+ * How much of the frame a dataset's images use and how far they lie from their own class's
+ * mean image: the fraction of non-zero pixels, and the mean Euclidean distance (pixels/255)
+ * of an image to its class mean.
+ */
+export function imageSpread(split: Split, means: Float64Array[]): { nonZeroFraction: number; distanceToOwnMean: number } {
+  if (split.count === 0) throw new Error("imageSpread: the split is empty.");
+  const size = split.height * split.width;
+  let nonZero = 0;
+  let spread = 0;
+  for (let n = 0; n < split.count; n++) {
+    const mean = means[split.labels[n]];
+    let squared = 0;
+    for (let i = 0, p = n * size; i < size; i++, p++) {
+      const v = split.images[p];
+      if (v > 0) nonZero++;
+      squared += ((v - mean[i]) / 255) ** 2;
+    }
+    spread += Math.sqrt(squared);
+  }
+  return { nonZeroFraction: nonZero / (split.count * size), distanceToOwnMean: spread / split.count };
+}

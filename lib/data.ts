@@ -79,9 +79,8 @@ export const MNIST: DatasetSpec = {
   title: "MNIST",
   envVar: "MNIST_DIR",
   projectSubdir: "mnist",
-  // This environment keeps the official files beside the project (DESIGN §4).
-  systemDirs: [path.resolve(PROJECT_ROOT, "..", "shared", "datasets", "mnist")],
-  installHint: "copy the four official files into data/mnist/",
+  systemDirs: [],
+  installHint: "copy the four official files into data/mnist/ or point MNIST_DIR at them",
   mirrors: ["https://ossci-datasets.s3.amazonaws.com/mnist/", "https://storage.googleapis.com/cvdf-datasets/mnist/"],
   classNames: ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"],
   imageHeight: 28,

@@ -12,8 +12,8 @@ import { loadDataset, type Dataset, type DatasetName } from "./data";
 import { buildModel, type ModelConfig } from "./models";
 import { canonicalJson, loadModel, saveModel } from "./persist";
 import { stratifiedSplit, subset, toImageTensor, toLabelTensor } from "./preprocess";
-import { BEST_MODEL_DIR, CHECKPOINT_DIR, readRecord, writeRecord, type RunOptions, type RunRecord, type RunSettings } from "./runs";
-import { evaluate, train, type EpochRecord, type TrainOptions } from "./train";
+import { BEST_MODEL_DIR, CHECKPOINT_DIR, readRecord, resolveModelDir, writeRecord, type RunOptions, type RunRecord, type RunSettings } from "./runs";
+import { evaluate, predictProbabilities, train, type EpochRecord, type TrainOptions } from "./train";
 
 export type { RunSettings };
 
@@ -144,6 +144,15 @@ export async function trainRun(request: RunRequest): Promise<RunRecord> {
   }
 }
 
+/**
+ * What makes two runs the same run: the network (layers, input shape), the settings and the
+ * dataset. The model's name and description are prose: rewording them keeps finished runs.
+ */
+export function runIdentity(config: ModelConfig, settings: RunSettings, dataset: string): string {
+  const { name: _name, description: _description, ...network } = config;
+  return canonicalJson({ network, settings, dataset });
+}
+
 /** The settings part of a record's options (what a request specifies). */
 function settingsOf(options: RunOptions): RunSettings {
   const { trainImages: _train, validationImages: _validation, ...settings } = options;
@@ -158,8 +167,8 @@ function settingsOf(options: RunOptions): RunSettings {
 export async function ensureRun(request: Omit<RunRequest, "resume">): Promise<RunRecord> {
   const existing = await readRecord(request.outDir);
   if (!existing) return trainRun(request);
-  const wanted = canonicalJson({ model: request.config, settings: request.settings, dataset: request.dataset ?? "fashion" });
-  const found = canonicalJson({ model: existing.model, settings: settingsOf(existing.options), dataset: existing.dataset.name });
+  const wanted = runIdentity(request.config, request.settings, request.dataset ?? "fashion");
+  const found = runIdentity(existing.model, settingsOf(existing.options), existing.dataset.name);
   if (wanted !== found) {
     throw new Error(`${request.outDir} holds a different run (model, settings or dataset differ); delete it or choose another folder.`);
   }
@@ -168,4 +177,14 @@ export async function ensureRun(request: Omit<RunRequest, "resume">): Promise<Ru
     return existing;
   }
   return trainRun({ ...request, resume: true });
+}
+
+/** Class probabilities [N·classes] of a run's best model (or a model folder) for images x. */
+export async function runProbabilities(dir: string, x: tf.Tensor4D): Promise<Float32Array> {
+  const model = await loadModel((await resolveModelDir(dir)).modelDir);
+  try {
+    return predictProbabilities(model, x);
+  } finally {
+    model.dispose();
+  }
 }

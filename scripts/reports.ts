@@ -1,29 +1,36 @@
 /**
- * npm start -- [--quick] [--only NAME] [--timeout SECONDS] [--json]
+ * npm start -- [--profile quick|standard|extended] [--quick] [--only NAME] [--no-plan] [--timeout SECONDS] [--json]
  *
- * Executes every notebooks/NN-name.ipynb in order, headless, into reports/: the executed
+ * First makes the profile's plan (`npm run plan`: every declared run and study it lacks,
+ * resumed where interrupted, nothing finished retrained), then executes every
+ * notebooks/NN-name.ipynb in order, headless, into reports/: the executed
  * notebook (signed, opens trusted) and NN-name.html, with one shared copy of Plotly beside
  * them. On a failing cell it prints that cell and its error, keeps the partial report, and
  * exits non-zero.
  */
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { copyFileSync, existsSync, mkdirSync, readdirSync } from "node:fs";
 import path from "node:path";
 import { promisify } from "node:util";
-import { parseCommandLine, runCommand, textTable, usageCheck } from "../lib/cli";
+import { parseCommandLine, runCommand, textTable, usageCheck, UsageError } from "../lib/cli";
 import { findJupyterPython, installKernel, jupyterEnv, kernelInstalled, KERNEL_NAME } from "../lib/jupyter";
 import { PROJECT_ROOT } from "../lib/paths";
 import { PLOTLY_SRC_ENV } from "../lib/notebook";
+import { parseProfile, type Profile } from "../lib/experiments";
+import { formatDuration } from "../lib/plan";
 
-const USAGE = `Usage: npm start -- [--quick] [--only NAME] [--timeout SECONDS] [--json]
+const USAGE = `Usage: npm start -- [--profile NAME] [--quick] [--only NAME] [--no-plan] [--timeout SECONDS] [--json]
 
-  --quick            CI mode: small subsets, one epoch (notebooks read NOTEBOOK_MODE=quick)
+  --profile NAME     standard (default), extended (plus the long runs) or quick; the notebooks
+                     read it as NOTEBOOK_MODE
+  --quick            the quick profile (CI: small subsets, one epoch)
   --only NAME        run one notebook (e.g. 01 or 01-data-analysis)
+  --no-plan          do not train: the notebooks read what is there (and train what they lack)
   --timeout SECONDS  per cell (default 600 in quick mode, 7200 in full mode)
   --json             print JSON for machines
 
-Writes reports/NN-name.html and reports/NN-name.ipynb. Set NOTEBOOKS_DIR / REPORTS_DIR to
-run another folder of notebooks (used by the tests).`;
+Writes reports/NN-name.html and reports/NN-name.ipynb. Set NOTEBOOKS_DIR / REPORTS_DIR /
+EXPERIMENTS_DIR to run another folder of notebooks or declarations (used by the tests).`;
 
 interface NotebookResult {
   notebook: string;
@@ -64,9 +71,22 @@ async function runNotebook(python: string, notebook: string, outDir: string, tim
   }
 }
 
+/** `npm run plan` in its own process (its memory and threads are gone before the notebooks start). */
+function makePlan(profile: Profile): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [require.resolve("tsx/cli"), path.join(PROJECT_ROOT, "scripts", "plan.ts"), "--profile", profile], {
+      stdio: ["ignore", "inherit", "inherit"],
+    });
+    child.on("error", reject);
+    child.on("exit", (code, signal) => (code === 0 ? resolve() : reject(new Error(`the ${profile} plan failed (${signal ?? `exit ${code}`}); run \`npm run plan -- --profile ${profile}\` to see and resume it.`))));
+  });
+}
+
 runCommand(USAGE, async () => {
   const { values } = parseCommandLine(
     {
+      profile: { type: "string" },
+      "no-plan": { type: "boolean", default: false },
       quick: { type: "boolean", default: false },
       only: { type: "string" },
       timeout: { type: "string" },
@@ -74,9 +94,10 @@ runCommand(USAGE, async () => {
     },
     process.argv.slice(2),
   );
-  const mode = values.quick ? "quick" : "full";
+  if (values.quick && values.profile !== undefined && values.profile !== "quick") throw new UsageError(`--quick is the quick profile; it contradicts --profile ${values.profile}.`);
+  const mode: Profile = values.quick ? "quick" : usageCheck(() => parseProfile(values.profile ?? "standard"));
   const timeout = usageCheck(() => {
-    const seconds = Number(values.timeout ?? (values.quick ? 600 : 7200));
+    const seconds = Number(values.timeout ?? (mode === "quick" ? 600 : 7200));
     if (!Number.isInteger(seconds) || seconds < 1) throw new Error(`--timeout must be a positive number of seconds, got "${values.timeout}".`);
     return seconds;
   });
@@ -91,6 +112,12 @@ runCommand(USAGE, async () => {
   copyFileSync(require.resolve("plotly.js-dist-min/plotly.min.js"), path.join(outDir, "plotly.min.js"));
 
   const log = (line: string) => process.stderr.write(line + "\n");
+  const started = Date.now();
+  if (!values["no-plan"]) {
+    log(`plan: making what the ${mode} profile's declarations lack (experiments/) ...`);
+    await makePlan(mode);
+    log(`plan: ready after ${formatDuration((Date.now() - started) / 1000)}`);
+  }
   const results: NotebookResult[] = [];
   for (const [i, notebook] of notebooks.entries()) {
     log(`[${i + 1}/${notebooks.length}] ${path.basename(notebook)} (${mode} mode) ...`);
@@ -100,6 +127,7 @@ runCommand(USAGE, async () => {
     if (result.status === "failed") break; // later stages build on earlier ones
   }
 
+  log(`npm start (${mode}): ${formatDuration((Date.now() - started) / 1000)} in all`);
   const failed = results.find((r) => r.status === "failed");
   if (values.json) {
     process.stdout.write(JSON.stringify({ mode, reportsDir: outDir, notebooks: results }, null, 2) + "\n");

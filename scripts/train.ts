@@ -1,4 +1,5 @@
 /**
+ * npm run train -- --experiment NAME [--profile quick|standard|extended] [--json]
  * npm run train -- --model NAME|config.json [--epochs N] [--batch-size N] [--seed N]
  *   [--lr RATE] [--schedule constant|step|one-cycle] [--patience N] [--validation FRACTION]
  *   [--augment standard|FILE.json] [--dataset fashion|mnist] [--out DIR] [--quick] [--resume] [--json]
@@ -7,6 +8,9 @@
  * training set; after every epoch writes a checkpoint and the run record (atomically), and
  * keeps the best-validation model. At the end measures the test split once, on the best
  * model. A killed run continues from its last finished epoch with --resume.
+ *
+ * With --experiment, trains the declared run experiments/NAME.json into runs/NAME (quick
+ * profile: runs/quick/NAME): read back when finished, resumed when interrupted.
  */
 import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
@@ -16,12 +20,18 @@ import { STANDARD_AUGMENTATION, validateAugmentConfig, type AugmentConfig } from
 import { describeBackend, initBackend } from "../lib/backend";
 import { parseCommandLine, runCommand, textTable, usageCheck, UsageError } from "../lib/cli";
 import { DATASET_NAMES, type DatasetName } from "../lib/data";
-import { trainRun } from "../lib/experiment";
+import { trainRun, type RunHooks } from "../lib/experiment";
+import { ensureExperiment, parseProfile, scheduleFor, SCHEDULES, type ScheduleName } from "../lib/experiments";
+import type { RunRecord } from "../lib/runs";
 import { presetModel, PRESET_MODELS, type ModelConfig } from "../lib/models";
-import type { LearningRateSchedule } from "../lib/train";
 
-const USAGE = `Usage: npm run train -- --model NAME|config.json [options]
+const USAGE = `Usage: npm run train -- --experiment NAME [--profile quick|standard|extended] [--json]
+       npm run train -- --model NAME|config.json [options]
 
+  --experiment NAME   a declared run (experiments/NAME.json: model and recipe); its folder is
+                      runs/NAME (runs/quick/NAME in the quick profile); trained when missing,
+                      resumed when interrupted, read back when finished
+  --profile NAME      the profile the experiment is made in (default standard)
   --model NAME|FILE   ${Object.keys(PRESET_MODELS).join(", ")}, or a JSON model config
   --epochs N          default 20 (1 with --quick)
   --batch-size N      default 128
@@ -71,32 +81,21 @@ async function augmentationConfig(spec: string | undefined): Promise<AugmentConf
   return usageCheck(() => validateAugmentConfig(config));
 }
 
-function scheduleFor(kind: string, rate: number, epochs: number): LearningRateSchedule {
-  switch (kind) {
-    case "constant":
-      return { kind: "constant", rate };
-    case "step":
-      return { kind: "step", rate, factor: 0.5, every: Math.max(1, Math.round(epochs / 4)) };
-    case "one-cycle":
-      return { kind: "oneCycle", rate };
-    default:
-      throw new Error(`--schedule must be constant, step or one-cycle, got "${kind}".`);
-  }
-}
-
 runCommand(USAGE, async () => {
   const { values } = parseCommandLine(
     {
       model: { type: "string" },
+      experiment: { type: "string" },
+      profile: { type: "string" },
       epochs: { type: "string" },
-      "batch-size": { type: "string", default: "128" },
-      seed: { type: "string", default: "42" },
-      lr: { type: "string", default: "0.001" },
-      schedule: { type: "string", default: "constant" },
+      "batch-size": { type: "string" },
+      seed: { type: "string" },
+      lr: { type: "string" },
+      schedule: { type: "string" },
       patience: { type: "string" },
       augment: { type: "string" },
-      dataset: { type: "string", default: "fashion" },
-      validation: { type: "string", default: "0.1" },
+      dataset: { type: "string" },
+      validation: { type: "string" },
       out: { type: "string" },
       quick: { type: "boolean", default: false },
       resume: { type: "boolean", default: false },
@@ -104,31 +103,50 @@ runCommand(USAGE, async () => {
     },
     process.argv.slice(2),
   );
-  if (!values.model) throw new UsageError("--model is required.");
+  const log = (line: string) => process.stderr.write(line + "\n");
+  if (values.experiment !== undefined) {
+    const recipeFlags = ["model", "epochs", "batch-size", "seed", "lr", "schedule", "patience", "augment", "dataset", "validation", "out", "quick", "resume"] as const;
+    const given = recipeFlags.filter((flag) => values[flag] !== undefined && values[flag] !== false);
+    if (given.length > 0) throw new UsageError(`--experiment takes its model and recipe from experiments/${values.experiment}.json; leave out ${given.map((f) => `--${f}`).join(", ")}.`);
+    const profile = usageCheck(() => parseProfile(values.profile ?? "standard"));
+    const backend = await initBackend();
+    log(`backend: ${describeBackend(backend)}`);
+    const record = await ensureExperiment(values.experiment, { profile, hooks: progressHooks(log) });
+    printRecord(record, record.dir, values.json);
+    return;
+  }
+  if (values.profile !== undefined) throw new UsageError("--profile goes with --experiment.");
+  if (!values.model) throw new UsageError("--model or --experiment is required.");
   const config = await modelConfig(values.model);
-  const dataset = values.dataset;
+  const dataset = values.dataset ?? "fashion";
   if (!(DATASET_NAMES as readonly string[]).includes(dataset)) throw new UsageError(`--dataset must be one of ${DATASET_NAMES.join(", ")}, got "${dataset}".`);
   const augment = await augmentationConfig(values.augment);
   const options = usageCheck(() => {
     const epochs = values.epochs ? positive(values.epochs, "--epochs") : values.quick ? 1 : 20;
-    const validationFraction = positive(values.validation, "--validation", false);
+    const validationFraction = positive(values.validation ?? "0.1", "--validation", false);
     if (validationFraction >= 1) throw new Error(`--validation must be below 1, got ${validationFraction}.`);
+    const schedule = values.schedule ?? "constant";
+    if (!(SCHEDULES as readonly string[]).includes(schedule)) throw new Error(`--schedule must be ${SCHEDULES.join(", ")}, got "${schedule}".`);
     return {
       epochs,
-      batchSize: positive(values["batch-size"], "--batch-size"),
-      seed: integer(values.seed, "--seed"),
+      batchSize: positive(values["batch-size"] ?? "128", "--batch-size"),
+      seed: integer(values.seed ?? "42", "--seed"),
       validationFraction,
-      schedule: scheduleFor(values.schedule, positive(values.lr, "--lr", false), epochs),
+      schedule: scheduleFor(schedule as ScheduleName, positive(values.lr ?? "0.001", "--lr", false), epochs),
       patience: values.patience ? positive(values.patience, "--patience") : null,
       quick: values.quick,
       augment,
     };
   });
   const outDir = path.resolve(values.out ?? path.join("runs", `${config.name}-seed${options.seed}`));
-  const log = (line: string) => process.stderr.write(line + "\n");
   const backend = await initBackend();
   log(`backend: ${describeBackend(backend)}`);
+  const record = await trainRun({ config, settings: options, outDir, dataset: dataset as DatasetName, resume: values.resume, hooks: progressHooks(log) });
+  printRecord(record, outDir, values.json);
+});
 
+/** A progress bar per epoch and a line when each epoch ends. */
+function progressHooks(log: (line: string) => void): RunHooks {
   const bar = new SingleBar({
     format: "epoch {epoch}/{epochs} [{bar}] {percentage}% loss {loss} acc {acc} | {speed} img/s | ETA {eta_formatted}",
     stream: process.stderr,
@@ -137,34 +155,31 @@ runCommand(USAGE, async () => {
     etaBuffer: 50,
   });
   let barEpoch = -1;
-  const record = await trainRun({
-    config,
-    settings: options,
-    outDir,
-    dataset: dataset as DatasetName,
-    resume: values.resume,
-    hooks: {
-      log,
-      onBatchEnd: (p) => {
-        if (p.epoch !== barEpoch) {
-          if (barEpoch >= 0) bar.stop();
-          bar.start(p.steps, 0, { epoch: p.epoch + 1, epochs: options.epochs, loss: "-", acc: "-", speed: "-" });
-          barEpoch = p.epoch;
-        }
-        bar.update(p.step + 1, { loss: p.loss.toFixed(4), acc: p.accuracy.toFixed(3), speed: p.imagesPerSecond.toFixed(0) });
-      },
-      onEpochEnd: (epoch, run) => {
-        bar.stop();
-        barEpoch = -1;
-        log(
-          `epoch ${epoch.epoch + 1}/${run.options.epochs}: loss ${epoch.loss.toFixed(4)} acc ${epoch.accuracy.toFixed(4)} | ` +
-            `val loss ${epoch.valLoss.toFixed(4)} val acc ${epoch.valAccuracy.toFixed(4)} | ${epoch.seconds.toFixed(1)} s, ${epoch.imagesPerSecond.toFixed(0)} img/s`,
-        );
-      },
+  let epochs = 0;
+  return {
+    log,
+    onBatchEnd: (p) => {
+      if (p.epoch !== barEpoch) {
+        if (barEpoch >= 0) bar.stop();
+        bar.start(p.steps, 0, { epoch: p.epoch + 1, epochs: epochs || "?", loss: "-", acc: "-", speed: "-" });
+        barEpoch = p.epoch;
+      }
+      bar.update(p.step + 1, { loss: p.loss.toFixed(4), acc: p.accuracy.toFixed(3), speed: p.imagesPerSecond.toFixed(0) });
     },
-  });
+    onEpochEnd: (epoch, run) => {
+      bar.stop();
+      barEpoch = -1;
+      epochs = run.options.epochs;
+      log(
+        `epoch ${epoch.epoch + 1}/${run.options.epochs}: loss ${epoch.loss.toFixed(4)} acc ${epoch.accuracy.toFixed(4)} | ` +
+          `val loss ${epoch.valLoss.toFixed(4)} val acc ${epoch.valAccuracy.toFixed(4)} | ${epoch.seconds.toFixed(1)} s, ${epoch.imagesPerSecond.toFixed(0)} img/s`,
+      );
+    },
+  };
+}
 
-  if (values.json) {
+function printRecord(record: RunRecord, outDir: string, json: boolean): void {
+  if (json) {
     process.stdout.write(JSON.stringify(record, null, 2) + "\n");
     return;
   }
@@ -178,4 +193,4 @@ runCommand(USAGE, async () => {
       ]],
     ) + `\nrun record: ${path.join(outDir, "record.json")}\n`,
   );
-});
+}

@@ -3,36 +3,14 @@ import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import path from "node:path";
 import { initBackend } from "../lib/backend";
-import { FASHION_MNIST, type Dataset, type Split } from "../lib/data";
+import type { Dataset } from "../lib/data";
 import { ensureRun, trainRun, type RunSettings } from "../lib/experiment";
 import { presetModel } from "../lib/models";
 import { readRecord } from "../lib/runs";
+import { stripesDataset } from "./helpers/datasets";
 import { tempDir } from "./helpers/idx";
 
-/** Class k is a bright 28×2 stripe at columns 2k..2k+1, plus a little seeded noise. */
-function stripes(count: number, offset: number): Split {
-  const images = new Uint8Array(count * 784);
-  const labels = new Uint8Array(count);
-  for (let n = 0; n < count; n++) {
-    const label = (n + offset) % 10;
-    labels[n] = label;
-    for (let y = 0; y < 28; y++) {
-      for (let x = 0; x < 28; x++) images[n * 784 + y * 28 + x] = x >= 2 * label && x < 2 * label + 2 ? 220 : (n * 7 + y * 3 + x) % 30;
-    }
-  }
-  return { images, labels, count, height: 28, width: 28 };
-}
-
-const data: Dataset = {
-  name: "fashion",
-  title: "synthetic stripes",
-  classNames: FASHION_MNIST.classNames,
-  train: stripes(400, 0),
-  test: stripes(100, 3),
-  source: { dir: "memory", origin: "env", files: { trainImages: "", trainLabels: "", testImages: "", testLabels: "" } },
-  sha256: { trainImages: "a", trainLabels: "b", testImages: "c", testLabels: "d" },
-  checksumsVerified: false,
-};
+const data: Dataset = stripesDataset();
 
 const settings: RunSettings = {
   epochs: 3,

@@ -1,0 +1,386 @@
+/**
+ * Experiments declared as data: every run and study that a report or the README shows is a
+ * file in experiments/ (model, recipe, profiles), made by one command and read back by the
+ * notebooks. A declaration's content, not its prose, is the run's identity.
+ *
+ * Profiles: `standard` (what `npm start` makes), `extended` (standard plus the long runs) and
+ * `quick` (CI: every standard declaration on 2,000 / 500 images, one epoch, small studies).
+ */
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import path from "node:path";
+import { STANDARD_AUGMENTATION } from "./augment";
+import { DATASET_NAMES, loadDataset, type Dataset, type DatasetName } from "./data";
+import { ensureRun, type RunHooks } from "./experiment";
+import { presetModel, PRESET_MODELS, type ModelConfig } from "./models";
+import { PROJECT_ROOT } from "./paths";
+import { readRecord, type RunRecord, type RunSettings } from "./runs";
+import type { LearningRateSchedule } from "./train";
+import {
+  ARCHITECTURES,
+  readSpace,
+  runStudy,
+  TUNABLE_DEFAULTS,
+  trainingTrialRunner,
+  tunableModelConfig,
+  validateStudy,
+  withDefaults,
+  type Architecture,
+  type StudyOutcome,
+  type StudyProgress,
+  type StudySpec,
+  type TrialParams,
+  type TrialRunner,
+} from "./tuning";
+
+export const PROFILES = ["quick", "standard", "extended"] as const;
+export type Profile = (typeof PROFILES)[number];
+/** The declarations (EXPERIMENTS_DIR overrides, for tests). */
+export const EXPERIMENTS_DIR = path.resolve(process.env.EXPERIMENTS_DIR ?? path.join(PROJECT_ROOT, "experiments"));
+export const SCHEDULES = ["constant", "step", "one-cycle"] as const;
+export type ScheduleName = (typeof SCHEDULES)[number];
+
+/** What a run trains: a preset, the tunable CNN with its parameters, or a study's best trial. */
+export type ModelSpec =
+  | { preset: string }
+  | { architecture: Architecture; params: Partial<TrialParams> }
+  /** The best trial of a study (by validation accuracy), optionally on another layout. */
+  | { study: string; architecture?: Architecture };
+
+export interface Recipe {
+  epochs: number;
+  batchSize: number;
+  /** Adam's (peak) rate; `{ timesTuned: k }`: k × the study's chosen rate (study models only). */
+  learningRate: number | { timesTuned: number };
+  schedule: ScheduleName;
+  augment: "standard" | null;
+  seed: number;
+  validationFraction: number;
+}
+
+export interface RunDeclaration {
+  kind: "run";
+  name: string;
+  /** What the run shows, for tables and progress. */
+  title: string;
+  profiles: Exclude<Profile, "quick">[];
+  dataset: DatasetName;
+  model: ModelSpec;
+  recipe: Recipe;
+}
+
+export interface StudyDeclaration {
+  kind: "study";
+  name: string;
+  title: string;
+  profiles: Exclude<Profile, "quick">[];
+  /** A search space file, relative to the project (spaces/*.json). */
+  space: string;
+  architecture: Architecture;
+  strategy: "halving";
+  trials: number;
+  minEpochs: number;
+  epochs: number;
+  eta: number;
+  seed: number;
+  validationFraction: number;
+  /** The study's shape in the quick profile (default 3 trials, 1 → 2 epochs). */
+  quick?: { trials: number; minEpochs: number; epochs: number };
+}
+
+export type Declaration = RunDeclaration | StudyDeclaration;
+
+// ---------------------------------------------------------------------------------------
+// Reading and validating declarations
+
+type Json = Record<string, unknown>;
+
+function fail(file: string, field: string, message: string): never {
+  throw new Error(`${file}: ${field}: ${message}`);
+}
+
+function need<T>(file: string, object: Json, field: string, check: (v: unknown) => v is T, what: string): T {
+  const value = object[field];
+  if (!check(value)) fail(file, field, `must be ${what}, got ${JSON.stringify(value)}`);
+  return value;
+}
+
+const isString = (v: unknown): v is string => typeof v === "string" && v.length > 0;
+const isPositiveInt = (v: unknown): v is number => Number.isInteger(v) && (v as number) > 0;
+const isInt = (v: unknown): v is number => Number.isInteger(v);
+const isFraction = (v: unknown): v is number => typeof v === "number" && v > 0 && v < 0.5;
+const isPositive = (v: unknown): v is number => typeof v === "number" && Number.isFinite(v) && v > 0;
+const isObject = (v: unknown): v is Json => typeof v === "object" && v !== null && !Array.isArray(v);
+
+function profilesOf(file: string, object: Json): Exclude<Profile, "quick">[] {
+  const profiles = need(file, object, "profiles", (v): v is string[] => Array.isArray(v) && v.length > 0 && v.every(isString), "a non-empty list of profiles");
+  for (const p of profiles) if (p !== "standard" && p !== "extended") fail(file, "profiles", `"${p}" is not standard or extended (quick is every standard declaration, made small)`);
+  return profiles as Exclude<Profile, "quick">[];
+}
+
+function modelSpecOf(file: string, value: unknown): ModelSpec {
+  if (!isObject(value)) fail(file, "model", "must be an object: { preset }, { architecture, params } or { study }");
+  if ("preset" in value) {
+    const preset = need(file, value, "preset", isString, "a preset name");
+    if (!(preset in PRESET_MODELS)) fail(file, "model.preset", `unknown preset "${preset}" (known: ${Object.keys(PRESET_MODELS).join(", ")})`);
+    return { preset };
+  }
+  const architecture = value.architecture;
+  if (architecture !== undefined && !ARCHITECTURES.includes(architecture as Architecture)) {
+    fail(file, "model.architecture", `must be one of ${ARCHITECTURES.join(", ")}, got ${JSON.stringify(architecture)}`);
+  }
+  if ("study" in value) return { study: need(file, value, "study", isString, "a study name"), ...(architecture ? { architecture: architecture as Architecture } : {}) };
+  if (!architecture || !isObject(value.params)) fail(file, "model", "needs a preset, a study, or an architecture with params");
+  for (const [key, v] of Object.entries(value.params)) {
+    if (!(key in TUNABLE_DEFAULTS)) fail(file, `model.params.${key}`, `unknown parameter (known: ${Object.keys(TUNABLE_DEFAULTS).join(", ")})`);
+    if (typeof v !== typeof TUNABLE_DEFAULTS[key as keyof TrialParams]) fail(file, `model.params.${key}`, `must be a ${typeof TUNABLE_DEFAULTS[key as keyof TrialParams]}`);
+  }
+  return { architecture: architecture as Architecture, params: value.params as Partial<TrialParams> };
+}
+
+function recipeOf(file: string, value: unknown, model: ModelSpec): Recipe {
+  if (!isObject(value)) fail(file, "recipe", "must be an object");
+  const learningRate = value.learningRate;
+  if (isObject(learningRate)) {
+    if (!("study" in model)) fail(file, "recipe.learningRate", "{ timesTuned } needs a model taken from a study");
+    need(file, learningRate, "timesTuned", isPositive, "a positive factor");
+  } else if (!isPositive(learningRate) || learningRate >= 1) {
+    fail(file, "recipe.learningRate", `must be a rate in (0, 1) or { "timesTuned": k }, got ${JSON.stringify(learningRate)}`);
+  }
+  const augment = value.augment;
+  if (augment !== null && augment !== "standard") fail(file, "recipe.augment", `must be "standard" or null, got ${JSON.stringify(augment)}`);
+  return {
+    epochs: need(file, value, "epochs", isPositiveInt, "a positive integer"),
+    batchSize: need(file, value, "batchSize", isPositiveInt, "a positive integer"),
+    learningRate: learningRate as Recipe["learningRate"],
+    schedule: need(file, value, "schedule", (v): v is ScheduleName => SCHEDULES.includes(v as ScheduleName), SCHEDULES.join(" | ")),
+    augment,
+    seed: need(file, value, "seed", isInt, "an integer"),
+    validationFraction: need(file, value, "validationFraction", isFraction, "a fraction in (0, 0.5)"),
+  };
+}
+
+/** Checks one parsed declaration file; errors name the file and the field. */
+export function parseDeclaration(file: string, json: unknown): Declaration {
+  if (!isObject(json)) fail(file, "(top)", "a declaration must be a JSON object");
+  const name = need(file, json, "name", (v): v is string => isString(v) && /^[a-z0-9][a-z0-9-]*$/.test(v), "a name of lower-case letters, digits and dashes");
+  const expected = path.basename(file, ".json");
+  if (name !== expected) fail(file, "name", `"${name}" must equal the file's name ("${expected}")`);
+  const title = need(file, json, "title", isString, "a short description");
+  const profiles = profilesOf(file, json);
+  if (json.kind === "run") {
+    const dataset = need(file, json, "dataset", (v): v is DatasetName => DATASET_NAMES.includes(v as DatasetName), DATASET_NAMES.join(" | "));
+    const model = modelSpecOf(file, json.model);
+    return { kind: "run", name, title, profiles, dataset, model, recipe: recipeOf(file, json.recipe, model) };
+  }
+  if (json.kind === "study") {
+    const declaration: StudyDeclaration = {
+      kind: "study", name, title, profiles,
+      space: need(file, json, "space", isString, "a search space file"),
+      architecture: need(file, json, "architecture", (v): v is Architecture => ARCHITECTURES.includes(v as Architecture), ARCHITECTURES.join(" | ")),
+      strategy: need(file, json, "strategy", (v): v is "halving" => v === "halving", '"halving"'),
+      trials: need(file, json, "trials", isPositiveInt, "a positive integer"),
+      minEpochs: need(file, json, "minEpochs", isPositiveInt, "a positive integer"),
+      epochs: need(file, json, "epochs", isPositiveInt, "a positive integer"),
+      eta: need(file, json, "eta", (v): v is number => isInt(v) && (v as number) >= 2, "an integer ≥ 2"),
+      seed: need(file, json, "seed", isInt, "an integer"),
+      validationFraction: need(file, json, "validationFraction", isFraction, "a fraction in (0, 0.5)"),
+    };
+    if (json.quick !== undefined) {
+      if (!isObject(json.quick)) fail(file, "quick", "must be { trials, minEpochs, epochs }");
+      declaration.quick = {
+        trials: need(file, json.quick, "trials", isPositiveInt, "a positive integer"),
+        minEpochs: need(file, json.quick, "minEpochs", isPositiveInt, "a positive integer"),
+        epochs: need(file, json.quick, "epochs", isPositiveInt, "a positive integer"),
+      };
+    }
+    if (!existsSync(path.resolve(PROJECT_ROOT, declaration.space))) fail(file, "space", `${declaration.space}: no such file`);
+    return declaration;
+  }
+  fail(file, "kind", `must be "run" or "study", got ${JSON.stringify(json.kind)}`);
+}
+
+/** Every declaration in a folder (default experiments/), checked, with cross-references resolved. */
+export function loadDeclarations(dir: string = EXPERIMENTS_DIR): Map<string, Declaration> {
+  if (!existsSync(dir)) throw new Error(`${dir}: no experiments folder.`);
+  const declarations = new Map<string, Declaration>();
+  for (const entry of readdirSync(dir).filter((f) => f.endsWith(".json")).sort()) {
+    const file = path.join(dir, entry);
+    let json: unknown;
+    try {
+      json = JSON.parse(readFileSync(file, "utf8"));
+    } catch (error) {
+      throw new Error(`${file}: not JSON (${(error as Error).message})`);
+    }
+    const declaration = parseDeclaration(file, json);
+    declarations.set(declaration.name, declaration);
+  }
+  for (const d of declarations.values()) {
+    if (d.kind !== "run" || !("study" in d.model)) continue;
+    const study = declarations.get(d.model.study);
+    const file = path.join(dir, `${d.name}.json`);
+    if (study?.kind !== "study") fail(file, "model.study", `no study declaration named "${d.model.study}"`);
+    for (const p of d.profiles) if (!study.profiles.includes(p) && !(p === "extended" && study.profiles.includes("standard"))) {
+      fail(file, "profiles", `"${p}" needs study "${study.name}" in that profile too`);
+    }
+  }
+  return declarations;
+}
+
+export function declaration(name: string, declarations = loadDeclarations()): Declaration {
+  const found = declarations.get(name);
+  if (!found) throw new Error(`No experiment named "${name}" in experiments/ (declared: ${[...declarations.keys()].join(", ")}).`);
+  return found;
+}
+
+/** Whether a declaration is made in a profile: quick makes every standard one. */
+export function inProfile(d: Declaration, profile: Profile): boolean {
+  if (profile === "quick") return d.profiles.includes("standard");
+  if (profile === "extended") return true;
+  return d.profiles.includes("standard");
+}
+
+/** The profile's declarations in the order they are made: studies before the runs that use them. */
+export function planOf(profile: Profile, declarations = loadDeclarations()): Declaration[] {
+  const chosen = [...declarations.values()].filter((d) => inProfile(d, profile));
+  const dependsOnStudy = (d: Declaration) => d.kind === "run" && "study" in d.model;
+  return [...chosen.filter((d) => d.kind === "run" && !dependsOnStudy(d)), ...chosen.filter((d) => d.kind === "study"), ...chosen.filter(dependsOnStudy)];
+}
+
+/** The profile notebooks run in: NOTEBOOK_MODE (quick, standard, extended; "full" is standard). */
+export function notebookProfile(mode: string | undefined = process.env.NOTEBOOK_MODE): Profile {
+  if (mode === undefined || mode === "full") return "standard";
+  if (!(PROFILES as readonly string[]).includes(mode)) throw new Error(`NOTEBOOK_MODE must be one of ${PROFILES.join(", ")}, got "${mode}".`);
+  return mode as Profile;
+}
+
+export function parseProfile(value: string): Profile {
+  if (!(PROFILES as readonly string[]).includes(value)) throw new Error(`--profile must be one of ${PROFILES.join(", ")}, got "${value}".`);
+  return value as Profile;
+}
+
+// ---------------------------------------------------------------------------------------
+// Where things live
+
+const profileFolder = (profile: Profile) => (profile === "quick" ? ["quick"] : []);
+export const runDir = (name: string, profile: Profile, root = PROJECT_ROOT) => path.join(root, "runs", ...profileFolder(profile), name);
+export const studyDir = (name: string, profile: Profile, root = PROJECT_ROOT) => path.join(root, "studies", ...profileFolder(profile), name);
+
+// ---------------------------------------------------------------------------------------
+// From a declaration to what trains
+
+export function scheduleFor(kind: ScheduleName, rate: number, epochs: number): LearningRateSchedule {
+  switch (kind) {
+    case "constant":
+      return { kind: "constant", rate };
+    case "step":
+      return { kind: "step", rate, factor: 0.5, every: Math.max(1, Math.round(epochs / 4)) };
+    case "one-cycle":
+      return { kind: "oneCycle", rate };
+  }
+}
+
+export function studySpecOf(d: StudyDeclaration, profile: Profile, space: StudySpec["space"]): StudySpec {
+  const quick = profile === "quick";
+  const shape = quick ? d.quick ?? { trials: 3, minEpochs: 1, epochs: 2 } : d;
+  return {
+    name: d.name, space, strategy: d.strategy, seed: d.seed, trials: shape.trials, epochs: shape.epochs, minEpochs: shape.minEpochs,
+    eta: d.eta, architecture: d.architecture, validationFraction: d.validationFraction, splitSeed: d.seed, quick,
+  };
+}
+
+export interface ExperimentContext {
+  profile: Profile;
+  /** Datasets already loaded (notebooks load each once). */
+  data?: Partial<Record<DatasetName, Dataset>>;
+  hooks?: RunHooks;
+  /** Train what is missing (default); false: only read back, an error when not finished. */
+  train?: boolean;
+  declarations?: Map<string, Declaration>;
+  onStudyProgress?: (progress: StudyProgress) => void;
+  /** Where runs/ and studies/ live (tests); default the project. */
+  root?: string;
+}
+
+const notMade = (what: string, name: string, profile: Profile) =>
+  new Error(`${what} "${name}" (${profile} profile) is not finished: make it with \`npm run train -- --experiment ${name}${profile === "standard" ? "" : ` --profile ${profile}`}\` or \`npm start${profile === "standard" ? "" : ` -- --profile ${profile}`}\`.`);
+
+/** A study's outcome: trials read back, missing ones trained (unless context.train is false). */
+export async function ensureStudy(name: string, context: ExperimentContext): Promise<StudyOutcome & { spec: StudySpec; dir: string }> {
+  const declarations = context.declarations ?? loadDeclarations();
+  const d = declaration(name, declarations);
+  if (d.kind !== "study") throw new Error(`"${name}" is a run, not a study.`);
+  const spec = studySpecOf(d, context.profile, await readSpace(path.resolve(PROJECT_ROOT, d.space)));
+  validateStudy(spec);
+  const dir = studyDir(name, context.profile, context.root);
+  const data = await datasetFor("fashion", context);
+  const runner: TrialRunner = context.train === false
+    ? async () => { throw notMade("Study", name, context.profile); }
+    : trainingTrialRunner(spec, data, context.hooks);
+  const outcome = await runStudy(dir, spec, runner, context.onStudyProgress);
+  return { ...outcome, spec, dir };
+}
+
+async function datasetFor(name: DatasetName, context: ExperimentContext): Promise<Dataset> {
+  const loaded = context.data?.[name];
+  if (loaded) return loaded;
+  const data = await loadDataset(name);
+  context.data = { ...context.data, [name]: data };
+  return data;
+}
+
+/** The model config and settings a run declaration trains, in a profile. */
+export async function runRequestOf(d: RunDeclaration, context: ExperimentContext): Promise<{ config: ModelConfig; settings: RunSettings }> {
+  let config: ModelConfig;
+  let rate: number;
+  const model = d.model;
+  if ("preset" in model) {
+    config = presetModel(model.preset);
+  } else if ("study" in model) {
+    const study = await ensureStudy(model.study, context);
+    config = tunableModelConfig(study.best.params, d.name, model.architecture ?? study.spec.architecture);
+    if (typeof d.recipe.learningRate !== "number") rate = d.recipe.learningRate.timesTuned * study.best.params.learningRate;
+  } else {
+    config = tunableModelConfig(withDefaults(model.params), d.name, model.architecture);
+  }
+  rate ??= d.recipe.learningRate as number;
+  const quick = context.profile === "quick";
+  const epochs = quick ? 1 : d.recipe.epochs;
+  return {
+    config,
+    settings: {
+      epochs,
+      batchSize: d.recipe.batchSize,
+      seed: d.recipe.seed,
+      validationFraction: d.recipe.validationFraction,
+      schedule: scheduleFor(d.recipe.schedule, rate, epochs),
+      patience: null,
+      quick,
+      augment: d.recipe.augment === "standard" ? STANDARD_AUGMENTATION : null,
+    },
+  };
+}
+
+/**
+ * A declared run's finished record: read back when it finished with the same content, resumed
+ * when interrupted, trained when absent (unless context.train is false: then an error naming
+ * the command that makes it).
+ */
+/** A declared run's record, with its folder and its declaration's name. */
+export type ExperimentRun = RunRecord & { dir: string; experiment: string };
+
+export async function ensureExperiment(name: string, context: ExperimentContext): Promise<ExperimentRun> {
+  const declarations = context.declarations ?? loadDeclarations();
+  const d = declaration(name, declarations);
+  if (d.kind !== "run") throw new Error(`"${name}" is a study; use ensureStudy.`);
+  if (!inProfile(d, context.profile)) throw new Error(`"${name}" is not in the ${context.profile} profile (its profiles: ${d.profiles.join(", ")}).`);
+  const dir = runDir(name, context.profile, context.root);
+  if (context.train === false) {
+    const record = await readRecord(dir);
+    if (record?.status !== "finished") throw notMade("Run", name, context.profile);
+    return { ...record, dir, experiment: name };
+  }
+  const { config, settings } = await runRequestOf(d, { ...context, declarations });
+  const data = await datasetFor(d.dataset, context);
+  const record = await ensureRun({ config, settings, outDir: dir, dataset: d.dataset, data, hooks: context.hooks });
+  return { ...record, dir, experiment: name };
+}

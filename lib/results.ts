@@ -1,0 +1,105 @@
+/**
+ * The results table, computed from run records: one row per declared run of a profile, with
+ * the recipe it was trained by and the command that reproduces it. The README's table is the
+ * output of `npm run results -- --markdown`, never typed in.
+ */
+import os from "node:os";
+import { loadDeclarations, planOf, runDir, type Declaration, type Profile, type RunDeclaration } from "./experiments";
+import { wilsonInterval } from "./metrics";
+import { readRecord, type RunRecord } from "./runs";
+
+/** Test accuracies the reference studies publish for the presets they share with this project. */
+export const REFERENCE_TEST_ACCURACY: Readonly<Record<string, number>> = { ann: 0.899, cnn1: 0.918, cnn2: 0.923, cnn3: 0.929 };
+
+export interface ResultRow {
+  run: string;
+  title: string;
+  dataset: string;
+  model: string;
+  recipe: string;
+  parameters: number | null;
+  /** 1-based, as people count epochs. */
+  bestEpoch: number | null;
+  epochs: number | null;
+  valAccuracy: number | null;
+  testAccuracy: number | null;
+  testInterval: [number, number] | null;
+  trainSeconds: number | null;
+  backend: string | null;
+  status: "finished" | "running" | "missing";
+  command: string;
+}
+
+function recipeText(d: RunDeclaration, record: RunRecord | undefined): string {
+  const r = d.recipe;
+  const rate = record ? record.options.schedule.rate : typeof r.learningRate === "number" ? r.learningRate : NaN;
+  const tuned = typeof r.learningRate === "number" ? "" : ` (${r.learningRate.timesTuned}× tuned)`;
+  const epochs = record?.options.epochs ?? r.epochs;
+  return `${epochs} ep, ${r.schedule} lr ${Number.isNaN(rate) ? "?" : rate.toPrecision(3)}${tuned}, batch ${record?.options.batchSize ?? r.batchSize}` +
+    `${(record ? record.options.augment : r.augment) ? ", augmented" : ""}, seed ${r.seed}`;
+}
+
+export const experimentCommand = (name: string, profile: Profile) =>
+  `npm run train -- --experiment ${name}${profile === "standard" ? "" : ` --profile ${profile}`}`;
+
+export async function resultRows(profile: Profile, declarations: Map<string, Declaration> = loadDeclarations(), root?: string): Promise<ResultRow[]> {
+  const rows: ResultRow[] = [];
+  for (const d of planOf(profile, declarations)) {
+    if (d.kind !== "run") continue;
+    const record = await readRecord(runDir(d.name, profile, root));
+    const test = record?.test ?? null;
+    const interval = test ? wilsonInterval(test.correct, test.images) : null;
+    rows.push({
+      run: d.name,
+      title: d.title,
+      dataset: d.dataset,
+      model: record?.model.name ?? ("preset" in d.model ? d.model.preset : "study" in d.model ? `best of ${d.model.study}` : d.model.architecture),
+      recipe: recipeText(d, record),
+      parameters: record?.parameters ?? null,
+      bestEpoch: record?.bestEpoch === null || record?.bestEpoch === undefined ? null : record.bestEpoch + 1,
+      epochs: record ? record.history.length : null,
+      valAccuracy: record?.validation?.accuracy ?? null,
+      testAccuracy: test?.accuracy ?? null,
+      testInterval: interval ? [interval.lower, interval.upper] : null,
+      trainSeconds: record ? record.trainSeconds : null,
+      backend: record ? `${record.backend.name}, ${record.backend.threads ?? "?"} thread${record.backend.threads === 1 ? "" : "s"}${/oneDNN/.test(record.backend.description) && !/oneDNN off|no oneDNN/.test(record.backend.description) ? " + oneDNN" : ""}` : null,
+      status: record?.status === "finished" ? "finished" : record ? "running" : "missing",
+      command: experimentCommand(d.name, profile),
+    });
+  }
+  return rows;
+}
+
+const percent = (v: number | null) => (v === null ? "–" : `${(100 * v).toFixed(2)}%`);
+
+export const RESULT_COLUMNS = ["run", "dataset", "model", "recipe", "parameters", "best epoch", "val acc", "test acc (95% CI)", "train time", "backend"];
+
+export function resultCells(row: ResultRow): string[] {
+  return [
+    row.run,
+    row.dataset,
+    row.model,
+    row.recipe,
+    row.parameters === null ? "–" : row.parameters.toLocaleString("en-US"),
+    row.bestEpoch === null ? "–" : `${row.bestEpoch}/${row.epochs}`,
+    percent(row.valAccuracy),
+    row.testAccuracy === null ? (row.status === "missing" ? "not trained" : row.status) : `${percent(row.testAccuracy)} (${(100 * row.testInterval![0]).toFixed(2)}–${(100 * row.testInterval![1]).toFixed(2)})`,
+    row.trainSeconds === null ? "–" : `${Math.round(row.trainSeconds).toLocaleString("en-US")} s`,
+    row.backend ?? "–",
+  ];
+}
+
+/** Where and when the table was made: pasted with it. */
+export function machineLine(now = new Date()): string {
+  const cpus = os.cpus();
+  return `${now.toISOString().slice(0, 16).replace("T", " ")} UTC, ${cpus[0]?.model.trim() ?? "unknown CPU"}, ${cpus.length} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB, ${os.platform()} ${os.release()}`;
+}
+
+export function markdownTable(header: string[], rows: string[][]): string {
+  const escape = (cell: string) => cell.replace(/\|/g, "\\|");
+  return [
+    `| ${header.map(escape).join(" | ")} |`,
+    `| ${header.map((_, i) => (i < 4 ? "---" : "---:")).join(" | ")} |`,
+    ...rows.map((row) => `| ${row.map(escape).join(" | ")} |`),
+  ].join("\n");
+}

@@ -1,0 +1,207 @@
+import { before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { initBackend } from "../lib/backend";
+import {
+  ensureExperiment,
+  loadDeclarations,
+  notebookProfile,
+  parseDeclaration,
+  planOf,
+  runDir,
+  runRequestOf,
+  studyDir,
+  type RunDeclaration,
+} from "../lib/experiments";
+import { runIdentity } from "../lib/experiment";
+import { PROJECT_ROOT } from "../lib/paths";
+import { makePlan, planItems, PlanClock } from "../lib/plan";
+import { resultRows } from "../lib/results";
+import { readRecord } from "../lib/runs";
+import { stripesDataset } from "./helpers/datasets";
+import { tempDir } from "./helpers/idx";
+
+const runJson = (name: string, overrides: Record<string, unknown> = {}) => ({
+  kind: "run",
+  name,
+  title: `test run ${name}`,
+  profiles: ["standard"],
+  dataset: "fashion",
+  model: { preset: "ann" },
+  recipe: { epochs: 2, batchSize: 64, learningRate: 0.003, schedule: "one-cycle", augment: null, seed: 5, validationFraction: 0.2 },
+  ...overrides,
+});
+
+/** Writes declarations into a fresh folder and returns it. */
+function declarationsDir(declarations: Record<string, unknown>[]): string {
+  const dir = tempDir();
+  for (const d of declarations) writeFileSync(path.join(dir, `${(d as { name: string }).name}.json`), JSON.stringify(d));
+  return dir;
+}
+
+describe("experiment declarations", () => {
+  it("the project's declarations load, and every standard run has a recipe and a model", () => {
+    const declarations = loadDeclarations();
+    const standard = planOf("standard", declarations);
+    assert.ok(standard.length >= 8);
+    for (const name of ["ann", "cnn1", "cnn2", "cnn3", "cnn3-augmented", "mnist-ann", "mnist-cnn3"]) {
+      assert.ok(standard.some((d) => d.name === name), `${name} is in the standard profile`);
+    }
+    // Studies come before the runs that train their choice.
+    const position = (name: string) => standard.findIndex((d) => d.name === name);
+    for (const d of standard) if (d.kind === "run" && "study" in d.model) assert.ok(position(d.model.study) < position(d.name));
+    assert.deepEqual(planOf("quick", declarations).map((d) => d.name), standard.map((d) => d.name), "quick makes every standard declaration");
+    assert.ok(planOf("extended", declarations).length > standard.length, "extended adds the long runs");
+  });
+
+  it("errors name the file and the field", () => {
+    const file = "/x/experiments/a.json";
+    const cases: [Record<string, unknown>, RegExp][] = [
+      [runJson("a", { recipe: { ...runJson("a").recipe as object, learningRate: -0.1 } }), /a\.json: recipe\.learningRate: must be a rate/],
+      [runJson("a", { model: { preset: "vgg99" } }), /a\.json: model\.preset: unknown preset "vgg99"/],
+      [runJson("b"), /a\.json: name: "b" must equal the file's name/],
+      [runJson("a", { profiles: ["daily"] }), /a\.json: profiles: "daily" is not standard or extended/],
+      [runJson("a", { recipe: { ...runJson("a").recipe as object, epochs: 0 } }), /a\.json: epochs: must be a positive integer/],
+      [runJson("a", { recipe: { ...runJson("a").recipe as object, learningRate: { timesTuned: 2 } } }), /a\.json: recipe\.learningRate: \{ timesTuned \} needs a model taken from a study/],
+      [runJson("a", { dataset: "cifar" }), /a\.json: dataset: must be fashion \| mnist/],
+      [runJson("a", { kind: "sweep" }), /a\.json: kind: must be "run" or "study"/],
+      [runJson("a", { model: { architecture: "double", params: { filters9: 3 } } }), /a\.json: model\.params\.filters9: unknown parameter/],
+    ];
+    for (const [json, message] of cases) assert.throws(() => parseDeclaration(file, json), message);
+  });
+
+  it("a run taken from a study needs that study declared, in its profiles", () => {
+    const dir = declarationsDir([runJson("t", { model: { study: "nowhere" }, recipe: { ...runJson("t").recipe as object, learningRate: { timesTuned: 2 } } })]);
+    assert.throws(() => loadDeclarations(dir), /t\.json: model\.study: no study declaration named "nowhere"/);
+    const bad = path.join(declarationsDir([]), "broken.json");
+    writeFileSync(bad, "{ \"kind\": ");
+    assert.throws(() => loadDeclarations(path.dirname(bad)), /broken\.json: not JSON/);
+  });
+
+  it("notebook profiles: NOTEBOOK_MODE quick/standard/extended, full meaning standard", () => {
+    assert.equal(notebookProfile(undefined), "standard");
+    assert.equal(notebookProfile("full"), "standard");
+    assert.equal(notebookProfile("quick"), "quick");
+    assert.throws(() => notebookProfile("fast"), /NOTEBOOK_MODE must be one of quick, standard, extended/);
+  });
+
+  it("a run's identity is its network, settings and dataset, not the prose describing it", async () => {
+    const d = parseDeclaration("/x/cnn.json", runJson("cnn", { model: { preset: "cnn3" } })) as RunDeclaration;
+    const { config, settings } = await runRequestOf(d, { profile: "standard" });
+    const reworded = { ...config, name: "renamed", description: "said differently" };
+    assert.equal(runIdentity(reworded, settings, "fashion"), runIdentity(config, settings, "fashion"));
+    assert.notEqual(runIdentity(config, { ...settings, epochs: 3 }, "fashion"), runIdentity(config, settings, "fashion"));
+    assert.notEqual(runIdentity({ ...config, layers: config.layers.slice(1) }, settings, "fashion"), runIdentity(config, settings, "fashion"));
+  });
+});
+
+describe("plan consistency: what the README, docs and notebooks name is declared", () => {
+  const declarations = loadDeclarations();
+  const sources: string[] = [path.join(PROJECT_ROOT, "README.md")];
+  const docs = path.join(PROJECT_ROOT, "docs");
+  if (existsSync(docs)) sources.push(...readdirSync(docs).filter((f) => f.endsWith(".md")).map((f) => path.join(docs, f)));
+  const notebooks = path.join(PROJECT_ROOT, "notebooks");
+  sources.push(...readdirSync(notebooks).filter((f) => f.endsWith(".ipynb")).map((f) => path.join(notebooks, f)));
+
+  it("every runs/NAME, studies/NAME, experiments/NAME.json and --experiment NAME is a declaration", () => {
+    const undeclared: string[] = [];
+    for (const file of sources) {
+      const text = readFileSync(file, "utf8");
+      const patterns = [/\bruns\/(?!quick\b)([a-z0-9][a-z0-9-]*)/g, /\bstudies\/(?!quick\b)([a-z0-9][a-z0-9-]*)/g, /\bexperiments\/([a-z0-9][a-z0-9-]*)\.json/g, /--experiment\s+([a-z0-9][a-z0-9-]*)/g];
+      for (const pattern of patterns) {
+        for (const match of text.matchAll(pattern)) {
+          if (!declarations.has(match[1]) && match[1] !== "name") undeclared.push(`${path.relative(PROJECT_ROOT, file)}: ${match[0]}`);
+        }
+      }
+    }
+    assert.deepEqual(undeclared, []);
+  });
+
+  it("every run of the README's results table is a declared run", () => {
+    const readme = readFileSync(path.join(PROJECT_ROOT, "README.md"), "utf8");
+    const table = readme.slice(readme.indexOf("| run | dataset |"));
+    const names = [...table.matchAll(/^\| ([a-z0-9-]+) \|/gm)].map((m) => m[1]);
+    assert.ok(names.length >= 8, "the README shows the results table");
+    for (const name of names) assert.equal(declarations.get(name)?.kind, "run", `${name} is a declared run`);
+  });
+
+  it("the notebooks name their runs only through the declarations (no run folders or hand-typed recipes)", () => {
+    for (const file of sources.filter((f) => f.endsWith(".ipynb"))) {
+      const cells = (JSON.parse(readFileSync(file, "utf8")) as { cells: { cell_type: string; source: string[] }[] }).cells;
+      const code = cells.filter((c) => c.cell_type === "code").map((c) => c.source.join("")).join("\n");
+      assert.doesNotMatch(code, /ensureRun\(|trainRun\(|learningRate:\s*[\d.]|epochs:\s*\d/, `${path.basename(file)} trains only declared experiments`);
+    }
+  });
+});
+
+describe("makePlan on a tiny profile", () => {
+  before(async () => {
+    await initBackend({ force: "wasm" });
+  });
+
+  it("makes runs and a study, then the study's choice; killed part-way and started again, it retrains nothing finished", async () => {
+    const root = tempDir();
+    const space = path.join(root, "space.json");
+    writeFileSync(space, JSON.stringify({ dropout: { kind: "choice", values: [0.1, 0.3] }, learningRate: { kind: "choice", values: [0.003] } }));
+    const dir = declarationsDir([
+      runJson("a"),
+      { kind: "study", name: "s", title: "tiny study", profiles: ["standard"], space, architecture: "capstone", strategy: "halving", trials: 2, minEpochs: 1, epochs: 2, eta: 2, seed: 3, validationFraction: 0.2 },
+      runJson("t", { model: { study: "s" }, recipe: { ...runJson("t").recipe as object, epochs: 3, learningRate: { timesTuned: 1 } } }),
+    ]);
+    const declarations = loadDeclarations(dir);
+    const data = stripesDataset();
+    const context = { declarations, root, data: { fashion: data } };
+    const lines: string[] = [];
+
+    // The first attempt dies after the second epoch of t (a crash inside the epoch hook, after the epoch was saved).
+    await assert.rejects(
+      makePlan({
+        profile: "standard", secondsPerImage: 1e-4, context,
+        log: (line) => {
+          lines.push(line);
+          if (line.startsWith("[3/3] t: epoch 2/3")) throw new Error("killed");
+        },
+      }),
+      /killed/,
+    );
+    assert.equal((await readRecord(runDir("t", "standard", root)))?.history.length, 2);
+    const aBefore = await readRecord(runDir("a", "standard", root));
+    assert.equal(aBefore?.status, "finished");
+    const items = await planItems("standard", declarations, root);
+    assert.deepEqual(items.map((i) => [i.declaration.name, i.epochsLeft]), [["a", 0], ["s", 0], ["t", 1]]);
+
+    const again: string[] = [];
+    const outcome = await makePlan({ profile: "standard", secondsPerImage: 1e-4, context, log: (line) => again.push(line) });
+    assert.deepEqual(outcome.trained, ["t"], "only the interrupted run trains again");
+    assert.ok(again.includes("[1/3] a: finished, read back"));
+    assert.ok(again.some((line) => /^\[3\/3\] t: epoch 3\/3/.test(line)));
+    assert.ok(!again.some((line) => /^\[3\/3\] t: epoch [12]\/3/.test(line)), "t resumes after its second epoch");
+    const t = await readRecord(runDir("t", "standard", root));
+    assert.equal(t?.status, "finished");
+    assert.equal(t?.resumes.length, 1);
+    assert.equal((await readRecord(runDir("a", "standard", root)))?.updatedAt, aBefore?.updatedAt, "a was not touched");
+    assert.ok(existsSync(path.join(studyDir("s", "standard", root), "trials.jsonl")));
+
+    // A third start only reads; the declared run reads back without training (train: false).
+    const third = await makePlan({ profile: "standard", secondsPerImage: 1e-4, context, log: () => {} });
+    assert.deepEqual(third.trained, []);
+    const readBack = await ensureExperiment("t", { ...context, profile: "standard", train: false });
+    assert.equal(readBack.test?.accuracy, t?.test?.accuracy);
+    await assert.rejects(ensureExperiment("a", { ...context, profile: "quick", train: false }), /Run "a" \(quick profile\) is not finished: make it with `npm run train -- --experiment a --profile quick`/);
+
+    // The results table reads the same records.
+    const rows = await resultRows("standard", declarations, root);
+    assert.deepEqual(rows.map((r) => [r.run, r.status]), [["a", "finished"], ["t", "finished"]]);
+    assert.equal(rows[1].testAccuracy, t?.test?.accuracy);
+    assert.match(rows[1].recipe, /^3 ep, one-cycle lr 0\.00300 \(1× tuned\), batch 64, seed 5$/);
+  });
+
+  it("the clock scales what is left by how fast the finished part went", () => {
+    const clock = new PlanClock([100, 300]);
+    assert.equal(clock.remaining(), 400);
+    clock.record(50, 100); // twice as slow as estimated
+    assert.equal(clock.remaining(), 700);
+  });
+});
+
