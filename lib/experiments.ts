@@ -154,7 +154,7 @@ function recipeOf(file: string, value: unknown, model: ModelSpec): Recipe {
     batchSize: need(file, value, "batchSize", isPositiveInt, "a positive integer"),
     learningRate: learningRate as Recipe["learningRate"],
     schedule: need(file, value, "schedule", (v): v is ScheduleName => SCHEDULES.includes(v as ScheduleName), SCHEDULES.join(" | ")),
-    augment,
+    augment: augment as Recipe["augment"],
     seed: need(file, value, "seed", isInt, "an integer"),
     validationFraction: need(file, value, "validationFraction", isFraction, "a fraction in (0, 0.5)"),
   };
