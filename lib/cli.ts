@@ -59,3 +59,8 @@ export function textTable(header: string[], rows: (string | number)[][]): string
     .map((row) => row.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))).join("  "))
     .join("\n");
 }
+
+/** A command line people can paste: arguments with spaces or shell characters single-quoted. */
+export function shellCommand(args: string[]): string {
+  return args.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(" ");
+}

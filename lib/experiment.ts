@@ -9,10 +9,28 @@ import path from "node:path";
 import { augmenter } from "./augment";
 import { describeBackend, initBackend, tf } from "./backend";
 import { loadDataset, type Dataset, type DatasetName } from "./data";
-import { buildModel, type ModelConfig } from "./models";
-import { canonicalJson, loadModel, saveModel } from "./persist";
+import { rm } from "node:fs/promises";
+import { withLock } from "./lock";
+import { buildModel, validateModelConfig, type ModelConfig } from "./models";
+import { canonicalJson, loadModel } from "./persist";
 import { stratifiedSplit, subset, toImageTensor, toLabelTensor } from "./preprocess";
-import { BEST_MODEL_DIR, CHECKPOINT_DIR, readRecord, resolveModelDir, writeRecord, type RunOptions, type RunRecord, type RunSettings } from "./runs";
+import {
+  BEST_MODEL_DIR,
+  CHECKPOINT_DIR,
+  commitEpoch,
+  readCheckpointState,
+  readRecord,
+  RECORD_FILE,
+  recoverRunFolder,
+  resolveModelDir,
+  restoreRandomState,
+  STATE_FILE,
+  writeRecord,
+  type CommitStep,
+  type RunOptions,
+  type RunRecord,
+  type RunSettings,
+} from "./runs";
 import { evaluate, predictProbabilities, train, type EpochRecord, type TrainOptions } from "./train";
 
 export type { RunSettings };
@@ -25,6 +43,8 @@ export interface RunHooks {
   log?: (line: string) => void;
   onBatchEnd?: TrainOptions["onBatchEnd"];
   onEpochEnd?: (epoch: EpochRecord, record: RunRecord) => void;
+  /** Called after each step of an epoch's commit (tests inject crashes here). */
+  onCommitStep?: (step: CommitStep) => void;
 }
 
 export interface RunRequest {
@@ -42,56 +62,90 @@ export interface RunRequest {
   hooks?: RunHooks;
 }
 
-/** Trains (or resumes) one run into outDir and returns its finished record. */
+/** The smallest validation part a run accepts: one image per class. */
+export const MIN_VALIDATION_IMAGES = 10;
+
+/**
+ * Trains (or resumes) one run into outDir and returns its finished record. One writer per
+ * folder (a lock); the config and settings are checked before anything is written; every
+ * epoch is committed atomically (checkpoint, best model and record together), and a resumed
+ * run continues exactly where the interrupted one stopped (the dropout masks included).
+ */
 export async function trainRun(request: RunRequest): Promise<RunRecord> {
-  const { config, outDir } = request;
+  return withLock(request.outDir, "run", () => trainRunLocked(request));
+}
+
+async function trainRunLocked(request: RunRequest): Promise<RunRecord> {
+  const { outDir } = request;
   const log = request.hooks?.log ?? (() => {});
-  const existing = await readRecord(outDir);
-  if (existing && !request.resume) {
-    throw new Error(`${outDir} already holds a run (${existing.status}); use --resume to continue it or another --out.`);
-  }
+  const recovered = await recoverRunFolder(outDir);
+  if (recovered !== "clean") log(`${outDir}: ${recovered === "completed" ? "completed the epoch an interruption left half-committed" : "dropped an epoch an interruption left uncommitted"}`);
+  let existing = await readRecord(outDir);
   if (request.resume && !existing) throw new Error(`--resume: no run record in ${outDir}.`);
+  // A run that never finished an epoch is not a run yet: a corrected command starts it afresh.
+  if (existing && existing.status === "running" && existing.history.length === 0) existing = undefined;
+  if (existing && !request.resume) {
+    throw new Error(`${outDir} already holds a run (${existing.status}, ${existing.history.length} epochs); use --resume to continue it or another --out.`);
+  }
   if (existing?.status === "finished") throw new Error(`${outDir}: this run already finished; nothing to resume.`);
-  // A resumed run keeps its own settings (split, schedule, epochs, augmentation).
+  // A resumed run keeps its own model and settings (split, schedule, epochs, augmentation).
+  const config = existing ? existing.model : request.config;
   const settings: RunSettings = existing ? { ...request.settings, ...existing.options, augment: existing.options.augment ?? null } : request.settings;
   const datasetName = (existing?.dataset.name ?? request.dataset ?? "fashion") as DatasetName;
 
   const backend = await initBackend();
   const data = request.data?.name === datasetName ? request.data : await loadDataset(datasetName);
+  validateModelConfig(config, `${outDir}: model`, [data.train.height, data.train.width, 1], data.classNames.length);
+  validateSettings(settings);
   const split = stratifiedSplit(data.train.labels, settings.validationFraction, settings.seed);
   const trainSplit = subset(data.train, settings.quick ? split.train.slice(0, QUICK_TRAIN_IMAGES) : split.train);
   const validationSplit = subset(data.train, settings.quick ? split.validation.slice(0, QUICK_VALIDATION_IMAGES) : split.validation);
+  if (validationSplit.count < MIN_VALIDATION_IMAGES) {
+    throw new Error(`A validation fraction of ${settings.validationFraction} leaves ${validationSplit.count} validation images; choosing epochs needs at least ${MIN_VALIDATION_IMAGES}.`);
+  }
   const trainData = { x: toImageTensor(trainSplit), y: toLabelTensor(trainSplit) };
   const validation = { x: toImageTensor(validationSplit), y: toLabelTensor(validationSplit) };
 
   let model: tf.LayersModel;
   let record: RunRecord;
-  if (existing) {
-    log(`resuming ${outDir} after epoch ${existing.history.length} of ${existing.options.epochs}`);
-    // Killed before its first epoch ended, a run has no checkpoint yet: it starts again from scratch.
-    model = existing.history.length > 0 ? await loadModel(path.join(outDir, CHECKPOINT_DIR)) : buildModel(existing.model, { learningRate: settings.schedule.rate, seed: settings.seed });
-    record = { ...existing, resumes: [...existing.resumes, { at: new Date().toISOString(), fromEpoch: existing.history.length }] };
-  } else {
-    model = buildModel(config, { learningRate: settings.schedule.rate, seed: settings.seed });
-    const options: RunOptions = { ...settings, trainImages: trainSplit.count, validationImages: validationSplit.count };
-    record = {
-      status: "running",
-      model: config,
-      parameters: model.countParams(),
-      options,
-      backend: { name: backend.name, threads: backend.threads, description: describeBackend(backend) },
-      dataset: { name: data.name, sha256: data.sha256 },
-      startedAt: new Date().toISOString(),
-      updatedAt: new Date().toISOString(),
-      resumes: [],
-      history: [],
-      trainSeconds: 0,
-      bestEpoch: null,
-      stoppedEarly: false,
-      validation: null,
-      test: null,
-    };
-    await writeRecord(outDir, record);
+  try {
+    if (existing) {
+      log(`resuming ${outDir} after epoch ${existing.history.length} of ${existing.options.epochs}`);
+      const state = await readCheckpointState(outDir);
+      if (state?.epochs !== existing.history.length) {
+        throw new Error(`${outDir}: the checkpoint holds ${state?.epochs ?? "no recorded"} epochs but ${RECORD_FILE} ${existing.history.length}; it cannot resume exactly (train it again in another folder).`);
+      }
+      model = await loadModel(path.join(outDir, CHECKPOINT_DIR));
+      restoreRandomState(model, state.dropout, path.join(outDir, CHECKPOINT_DIR, STATE_FILE));
+      record = { ...existing, resumes: [...existing.resumes, { at: new Date().toISOString(), fromEpoch: existing.history.length }] };
+    } else {
+      model = buildModel(config, { learningRate: settings.schedule.rate, seed: settings.seed });
+      const options: RunOptions = { ...settings, trainImages: trainSplit.count, validationImages: validationSplit.count };
+      record = {
+        status: "running",
+        model: config,
+        parameters: model.countParams(),
+        options,
+        backend: { name: backend.name, threads: backend.threads, description: describeBackend(backend) },
+        dataset: { name: data.name, sha256: data.sha256 },
+        startedAt: new Date().toISOString(),
+        updatedAt: new Date().toISOString(),
+        resumes: [],
+        history: [],
+        trainSeconds: 0,
+        bestEpoch: null,
+        stoppedEarly: false,
+        validation: null,
+        test: null,
+      };
+      // A fresh start: whatever an abandoned attempt left goes.
+      await rm(path.join(outDir, CHECKPOINT_DIR), { recursive: true, force: true });
+      await rm(path.join(outDir, BEST_MODEL_DIR), { recursive: true, force: true });
+      await writeRecord(outDir, record);
+    }
+  } catch (error) {
+    tf.dispose([trainData.x, trainData.y, validation.x, validation.y]);
+    throw error;
   }
   log(`training ${record.model.name} (${record.parameters.toLocaleString("en-US")} parameters) on ${trainSplit.count} images, validating on ${validationSplit.count}; writing ${outDir}`);
 
@@ -108,15 +162,14 @@ export async function trainRun(request: RunRequest): Promise<RunRecord> {
       onBatchEnd: request.hooks?.onBatchEnd,
       onEpochEnd: async (epoch, trained) => {
         const best = record.bestEpoch === null || epoch.valLoss < record.history[record.bestEpoch].valLoss;
-        record.history = [...record.history, epoch];
-        record.trainSeconds += epoch.seconds;
-        if (best) {
-          record.bestEpoch = epoch.epoch;
-          record.validation = { loss: epoch.valLoss, accuracy: epoch.valAccuracy };
-          await saveModel(trained, path.join(outDir, BEST_MODEL_DIR));
-        }
-        await saveModel(trained, path.join(outDir, CHECKPOINT_DIR));
-        await writeRecord(outDir, record);
+        const next: RunRecord = {
+          ...record,
+          history: [...record.history, epoch],
+          trainSeconds: record.trainSeconds + epoch.seconds,
+          ...(best ? { bestEpoch: epoch.epoch, validation: { loss: epoch.valLoss, accuracy: epoch.valAccuracy } } : {}),
+        };
+        await commitEpoch(outDir, trained, next, best, request.hooks?.onCommitStep);
+        record = next;
         request.hooks?.onEpochEnd?.(epoch, record);
       },
     });
@@ -144,6 +197,19 @@ export async function trainRun(request: RunRequest): Promise<RunRecord> {
   }
 }
 
+/** Settings a run cannot train with, refused before anything is written. */
+export function validateSettings(settings: RunSettings): void {
+  const positiveInt = (value: number, name: string) => {
+    if (!Number.isInteger(value) || value < 1) throw new Error(`${name} must be a positive integer, got ${value}.`);
+  };
+  positiveInt(settings.epochs, "epochs");
+  positiveInt(settings.batchSize, "batchSize");
+  if (!Number.isInteger(settings.seed)) throw new Error(`seed must be an integer, got ${settings.seed}.`);
+  if (!(settings.validationFraction > 0 && settings.validationFraction < 1)) throw new Error(`validationFraction must be in (0, 1), got ${settings.validationFraction}.`);
+  if (!(settings.schedule.rate > 0 && settings.schedule.rate < 1)) throw new Error(`the learning rate must be in (0, 1), got ${settings.schedule.rate}.`);
+  if (settings.patience !== null) positiveInt(settings.patience, "patience");
+}
+
 /**
  * What makes two runs the same run: the network (layers, input shape), the settings and the
  * dataset. The model's name and description are prose: rewording them keeps finished runs.
@@ -166,7 +232,7 @@ function settingsOf(options: RunOptions): RunSettings {
  */
 export async function ensureRun(request: Omit<RunRequest, "resume">): Promise<RunRecord> {
   const existing = await readRecord(request.outDir);
-  if (!existing) return trainRun(request);
+  if (!existing || (existing.status === "running" && existing.history.length === 0)) return trainRun(request);
   const wanted = runIdentity(request.config, request.settings, request.dataset ?? "fashion");
   const found = runIdentity(existing.model, settingsOf(existing.options), existing.dataset.name);
   if (wanted !== found) {

@@ -382,6 +382,9 @@ export async function ensureExperiment(name: string, context: ExperimentContext)
   }
   const { config, settings } = await runRequestOf(d, { ...context, declarations });
   const data = await datasetFor(d.dataset, context);
-  const record = await ensureRun({ config, settings, outDir: dir, dataset: d.dataset, data, hooks: context.hooks });
+  const record = await ensureRun({ config, settings, outDir: dir, dataset: d.dataset, data, hooks: context.hooks }).catch((error: Error) => {
+    if (!/holds a different run/.test(error.message)) throw error;
+    throw new Error(`${dir} was trained by another version of experiments/${name}.json (its model, recipe or dataset changed since); delete the folder to train the declared one, or give the changed declaration a new name.`);
+  });
   return { ...record, dir, experiment: name };
 }

@@ -43,6 +43,16 @@ export class MaskGenerator {
     this.state = (seed ?? Math.floor(Math.random() * 0xffffffff)) >>> 0 || 0x9e3779b9;
   }
 
+  /** The generator's state: saved with a checkpoint so that a resumed run draws the masks it would have drawn. */
+  get current(): number {
+    return this.state;
+  }
+
+  set current(state: number) {
+    if (!Number.isInteger(state) || state <= 0 || state > 0xffffffff) throw new Error(`A mask generator state is a non-zero uint32, got ${state}.`);
+    this.state = state;
+  }
+
   /** Values 1/keep with probability keep, else 0. */
   fill(mask: Float32Array, keep: number): Float32Array {
     const threshold = keep * 4294967296;
@@ -63,9 +73,19 @@ export class FastDropout extends StockDropout {
   static className = "Dropout";
   private readonly masks: MaskGenerator;
 
+
   constructor(args: DropoutArgs) {
     super(args);
     this.masks = new MaskGenerator(args.seed);
+  }
+
+  /** Where the layer's mask sequence stands (see MaskGenerator.current). */
+  get maskState(): number {
+    return this.masks.current;
+  }
+
+  set maskState(state: number) {
+    this.masks.current = state;
   }
 
   override call(inputs: tf.Tensor | tf.Tensor[], kwargs: Record<string, unknown>): tf.Tensor | tf.Tensor[] {

@@ -96,7 +96,7 @@ const softmax: LayerConfig = { type: "dense", units: NUM_CLASSES, activation: "s
 /** conv → batch norm → relu (the conv needs no activation of its own). */
 const convBn = (filters: number): LayerConfig[] => [conv(filters, "same", "linear"), { type: "batchNorm" }, { type: "activation", activation: "relu" }];
 
-/** Named reference models (DESIGN §6). */
+/** Named reference models: the reference studies' networks and this project's stronger CNNs. */
 export const PRESET_MODELS: Record<string, ModelConfig> = {
   ann: {
     name: "ann",
@@ -231,4 +231,84 @@ export function buildModel(config: ModelConfig, options: CompileOptions = {}): t
     metrics: ["accuracy"],
   });
   return model;
+}
+
+const ACTIVATIONS: readonly Activation[] = ["relu", "softmax", "linear"];
+
+/**
+ * Checks a model config before anything trains or is written: known layer kinds, every
+ * parameter in its legal range, shapes that stay valid through the network, and an output of
+ * `classes` softmax units. Errors name `source` (the file) and the layer.
+ */
+export function validateModelConfig(config: ModelConfig, source = "model config", inputShape: [number, number, number] = IMAGE_SHAPE, classes = NUM_CLASSES): ModelConfig {
+  const invalid = (where: string, message: string) => new Error(`${source}: ${where}: ${message}`);
+  if (typeof config !== "object" || config === null) throw invalid("(top)", "a model config must be an object with name, inputShape and layers");
+  if (typeof config.name !== "string" || config.name === "") throw invalid("name", "must be a non-empty string");
+  if (!Array.isArray(config.inputShape) || config.inputShape.join(",") !== inputShape.join(",")) {
+    throw invalid("inputShape", `must be [${inputShape.join(", ")}] (the dataset's images), got ${JSON.stringify(config.inputShape)}`);
+  }
+  if (!Array.isArray(config.layers) || config.layers.length === 0) throw invalid("layers", "must be a non-empty list");
+  const positiveInt = (v: unknown) => Number.isInteger(v) && (v as number) > 0;
+  let [height, width, channels] = inputShape;
+  let flat = false;
+  config.layers.forEach((layer, i) => {
+    const where = `layers[${i}] (${(layer as { type?: string })?.type ?? "?"})`;
+    const check = (ok: boolean, message: string) => {
+      if (!ok) throw invalid(where, message);
+    };
+    const activation = (value: unknown) => check(value === undefined || ACTIVATIONS.includes(value as Activation), `activation must be one of ${ACTIVATIONS.join(", ")}, got ${JSON.stringify(value)}`);
+    const l2 = (value: unknown) => check(value === undefined || (typeof value === "number" && Number.isFinite(value) && value >= 0), `l2 must be a number ≥ 0, got ${JSON.stringify(value)}`);
+    const spatial = () => check(!flat, "needs an image-shaped input, but the network is already flattened");
+    switch (layer?.type) {
+      case "conv2d": {
+        spatial();
+        check(positiveInt(layer.filters), `filters must be a positive integer, got ${JSON.stringify(layer.filters)}`);
+        check(positiveInt(layer.kernelSize), `kernelSize must be a positive integer, got ${JSON.stringify(layer.kernelSize)}`);
+        check(layer.padding === undefined || layer.padding === "same" || layer.padding === "valid", `padding must be same or valid, got ${JSON.stringify(layer.padding)}`);
+        activation(layer.activation);
+        l2(layer.l2);
+        if ((layer.padding ?? "valid") === "valid") [height, width] = [height - layer.kernelSize + 1, width - layer.kernelSize + 1];
+        check(height >= 1 && width >= 1, `the ${layer.kernelSize}×${layer.kernelSize} kernel does not fit the input left by the layers before it`);
+        channels = layer.filters;
+        break;
+      }
+      case "maxPool2d":
+        spatial();
+        check(positiveInt(layer.poolSize), `poolSize must be a positive integer, got ${JSON.stringify(layer.poolSize)}`);
+        [height, width] = [Math.floor(height / layer.poolSize), Math.floor(width / layer.poolSize)];
+        check(height >= 1 && width >= 1, `a ${layer.poolSize}×${layer.poolSize} pool does not fit the input left by the layers before it`);
+        break;
+      case "zeroPadding2d":
+        spatial();
+        check(Number.isInteger(layer.padding) && layer.padding >= 0, `padding must be an integer ≥ 0, got ${JSON.stringify(layer.padding)}`);
+        [height, width] = [height + 2 * layer.padding, width + 2 * layer.padding];
+        break;
+      case "dropout":
+        check(typeof layer.rate === "number" && layer.rate >= 0 && layer.rate < 1, `rate must be in [0, 1), got ${JSON.stringify(layer.rate)}`);
+        break;
+      case "flatten":
+        flat = true;
+        break;
+      case "dense":
+        check(flat, "needs a flatten layer before it");
+        check(positiveInt(layer.units), `units must be a positive integer, got ${JSON.stringify(layer.units)}`);
+        activation(layer.activation);
+        l2(layer.l2);
+        break;
+      case "batchNorm":
+        break;
+      case "activation":
+        activation(layer.activation);
+        check(layer.activation !== undefined, "needs an activation");
+        break;
+      default:
+        throw invalid(where, `unknown layer type; known: conv2d, maxPool2d, dropout, flatten, dense, batchNorm, activation, zeroPadding2d`);
+    }
+  });
+  void channels;
+  const last = config.layers[config.layers.length - 1];
+  if (last.type !== "dense" || last.units !== classes || (last.activation ?? "relu") !== "softmax") {
+    throw invalid(`layers[${config.layers.length - 1}]`, `the last layer must be a dense layer of ${classes} units (one per class) with a softmax activation`);
+  }
+  return config;
 }

@@ -35,8 +35,11 @@ export async function writeJsonAtomic(file: string, value: unknown): Promise<voi
   await writeFileAtomic(file, JSON.stringify(value, null, 2) + "\n");
 }
 
-/** Saves a model (and its optimizer state) into `dir`, replacing what was there atomically. */
-export async function saveModel(model: tf.LayersModel, dir: string): Promise<void> {
+/**
+ * Writes a model (and its optimizer state) as a layers-format folder `dir` (replaced if it
+ * exists, not atomically), with `extra` files beside model.json.
+ */
+export async function writeModelFolder(model: tf.LayersModel, dir: string, extra: Record<string, string> = {}): Promise<void> {
   let artifacts: tf.io.ModelArtifacts | undefined;
   await model.save(
     tf.io.withSaveHandler(async (saved) => {
@@ -55,32 +58,61 @@ export async function saveModel(model: tf.LayersModel, dir: string): Promise<voi
     trainingConfig: artifacts.trainingConfig,
     weightsManifest: [{ paths: [WEIGHTS_FILE], weights: artifacts.weightSpecs }],
   };
-  // Write the new version beside the old one, then swap the folders.
-  const staging = `${dir}.${process.pid}.staging`;
-  await rm(staging, { recursive: true, force: true });
-  await mkdir(staging, { recursive: true });
-  await writeFile(path.join(staging, MODEL_FILE), JSON.stringify(modelJson));
-  await writeFile(path.join(staging, WEIGHTS_FILE), new Uint8Array(weightData));
-  const previous = `${dir}.${process.pid}.previous`;
-  if (existsSync(dir)) await rename(dir, previous);
-  await rename(staging, dir);
-  await rm(previous, { recursive: true, force: true });
+  await rm(dir, { recursive: true, force: true });
+  await mkdir(dir, { recursive: true });
+  await writeFile(path.join(dir, MODEL_FILE), JSON.stringify(modelJson));
+  await writeFile(path.join(dir, WEIGHTS_FILE), new Uint8Array(weightData));
+  for (const [name, contents] of Object.entries(extra)) await writeFile(path.join(dir, name), contents);
 }
 
-/** Loads a model saved by saveModel (or any layers-format folder with one weights file). */
+/**
+ * Moves folder `next` into place as `dir`, replacing it; safe to run again after a crash at any
+ * point (the old version waits in `dir.old` until the new one is in place).
+ */
+export async function replaceFolder(next: string, dir: string): Promise<void> {
+  const old = `${dir}.old`;
+  if (existsSync(next)) {
+    if (existsSync(dir)) {
+      await rm(old, { recursive: true, force: true });
+      await rename(dir, old);
+    }
+    await rename(next, dir);
+  }
+  await rm(old, { recursive: true, force: true });
+}
+
+/** Saves a model (and its optimizer state) into `dir`, replacing what was there atomically. */
+export async function saveModel(model: tf.LayersModel, dir: string): Promise<void> {
+  const staging = `${dir}.${process.pid}.staging`;
+  await writeModelFolder(model, staging);
+  await replaceFolder(staging, dir);
+}
+
+/** Loads a model saved by saveModel (or any layers-format folder with one weights file); errors name the file. */
 export async function loadModel(dir: string): Promise<tf.LayersModel> {
   const modelFile = path.join(dir, MODEL_FILE);
   if (!existsSync(modelFile)) throw new Error(`No ${MODEL_FILE} in ${dir}: not a saved model folder.`);
-  const modelJson = JSON.parse(await readFile(modelFile, "utf8")) as {
+  let modelJson: {
     modelTopology: object;
     trainingConfig?: tf.io.TrainingConfig;
     weightsManifest: { paths: string[]; weights: tf.io.WeightsManifestEntry[] }[];
   };
+  try {
+    modelJson = JSON.parse(await readFile(modelFile, "utf8"));
+    if (!modelJson?.modelTopology || !Array.isArray(modelJson.weightsManifest)) throw new Error("no modelTopology or weightsManifest");
+  } catch (error) {
+    throw new Error(`${modelFile} is not a readable layers model (${(error as Error).message}).`);
+  }
   const weightSpecs = modelJson.weightsManifest.flatMap((group) => group.weights);
-  const buffers = await Promise.all(
-    modelJson.weightsManifest.flatMap((group) => group.paths).map((file) => readFile(path.join(dir, file))),
-  );
+  const files = modelJson.weightsManifest.flatMap((group) => group.paths).map((file) => path.join(dir, file));
+  for (const file of files) if (!existsSync(file)) throw new Error(`${file} is missing (named by ${modelFile}).`);
+  const buffers = await Promise.all(files.map((file) => readFile(file)));
   const joined = Buffer.concat(buffers);
+  const bytesPer: Record<string, number> = { float32: 4, int32: 4, bool: 1, complex64: 8, string: 0 };
+  const expected = weightSpecs.reduce((sum, w) => sum + w.shape.reduce((a, b) => a * b, 1) * (bytesPer[w.dtype] ?? 4), 0);
+  if (!weightSpecs.some((w) => w.dtype === "string" || w.quantization) && joined.byteLength !== expected) {
+    throw new Error(`${files.join(", ")}: ${joined.byteLength} bytes where ${modelFile} describes ${expected}: the weights are truncated or do not belong to this model.`);
+  }
   const weightData = joined.buffer.slice(joined.byteOffset, joined.byteOffset + joined.byteLength);
   return tf.loadLayersModel(
     tf.io.fromMemory({ modelTopology: modelJson.modelTopology, trainingConfig: modelJson.trainingConfig, weightSpecs, weightData }),

@@ -6,11 +6,12 @@
  */
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
-import { mkdir, readFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { STANDARD_AUGMENTATION } from "./augment";
 import type { Dataset } from "./data";
 import { ensureRun, type RunHooks } from "./experiment";
+import { withLock } from "./lock";
 import { NUM_CLASSES, type LayerConfig, type ModelConfig } from "./models";
 import { canonicalJson, writeFileAtomic, writeJsonAtomic } from "./persist";
 import { seededRandom } from "./random";
@@ -51,6 +52,30 @@ function checkValueType(name: TunableName, value: ParamValue): void {
   if (typeof value !== expected) throw new Error(`${name}: ${JSON.stringify(value)} is not a ${expected}.`);
 }
 
+/** The legal values of each numeric parameter: [low, high] with open or closed ends, integer or not. */
+const DOMAINS: Partial<Record<TunableName, { low: number; high: number; lowOpen: boolean; highOpen: boolean; integer: boolean }>> = {
+  filters1: { low: 1, high: Infinity, lowOpen: false, highOpen: true, integer: true },
+  filters2: { low: 1, high: Infinity, lowOpen: false, highOpen: true, integer: true },
+  filters3: { low: 1, high: Infinity, lowOpen: false, highOpen: true, integer: true },
+  dense: { low: 1, high: Infinity, lowOpen: false, highOpen: true, integer: true },
+  batchSize: { low: 1, high: Infinity, lowOpen: false, highOpen: true, integer: true },
+  dropout: { low: 0, high: 1, lowOpen: false, highOpen: true, integer: false },
+  l2: { low: 0, high: Infinity, lowOpen: false, highOpen: true, integer: false },
+  learningRate: { low: 0, high: 1, lowOpen: true, highOpen: true, integer: false },
+};
+
+function domainText(name: TunableName): string {
+  const d = DOMAINS[name]!;
+  return `${d.lowOpen ? "(" : "["}${d.low}, ${d.high === Infinity ? "∞" : d.high}${d.highOpen ? ")" : "]"}`;
+}
+
+function inDomain(name: TunableName, value: number): boolean {
+  const d = DOMAINS[name];
+  if (!d) return true;
+  if (d.integer && !Number.isInteger(value)) return false;
+  return (d.lowOpen ? value > d.low : value >= d.low) && (d.highOpen ? value < d.high : value <= d.high);
+}
+
 /** Checks a space (e.g. read from JSON); every problem is an error naming the parameter. */
 export function validateSpace(space: SearchSpace): SearchSpace {
   if (typeof space !== "object" || space === null || Array.isArray(space)) throw new Error("A search space must be an object of parameters.");
@@ -63,7 +88,10 @@ export function validateSpace(space: SearchSpace): SearchSpace {
     switch (spec.kind) {
       case "choice":
         if (!Array.isArray(spec.values) || spec.values.length === 0) throw new Error(`${where}: a choice needs at least one value.`);
-        spec.values.forEach((v) => checkValueType(name as TunableName, v));
+        spec.values.forEach((v) => {
+          checkValueType(name as TunableName, v);
+          if (typeof v === "number" && !inDomain(name as TunableName, v)) throw new Error(`${where}: ${v} is outside ${domainText(name as TunableName)}.`);
+        });
         break;
       case "int":
       case "float":
@@ -76,6 +104,11 @@ export function validateSpace(space: SearchSpace): SearchSpace {
           if (spec.step !== undefined && (!Number.isInteger(spec.step) || spec.step < 1)) throw new Error(`${where}: step must be a positive integer.`);
         }
         if (spec.kind === "logUniform" && spec.low <= 0) throw new Error(`${where}: a log-uniform range needs low > 0, got ${spec.low}.`);
+        const domain = DOMAINS[name as TunableName];
+        if (domain?.integer && spec.kind !== "int") throw new Error(`${where}: ${name} takes whole numbers; use an int range or a choice.`);
+        if (domain && (!inDomain(name as TunableName, spec.low) || !inDomain(name as TunableName, spec.high))) {
+          throw new Error(`${where}: the range ${spec.low}–${spec.high} leaves ${domainText(name as TunableName)}.`);
+        }
         break;
       }
       default:
@@ -378,119 +411,127 @@ export async function runStudy(
   options: { jobs?: number } = {},
 ): Promise<StudyOutcome> {
   validateStudy(spec);
-  await mkdir(studyDir, { recursive: true });
-  const specFile = path.join(studyDir, STUDY_FILE);
-  if (existsSync(specFile)) {
-    const stored = JSON.parse(await readFile(specFile, "utf8"));
-    if (canonicalJson(stored) !== canonicalJson(spec)) {
-      throw new Error(`${studyDir} holds a different study (${STUDY_FILE} differs); choose another --study folder or delete it.`);
-    }
-  } else {
-    await writeJsonAtomic(specFile, spec);
-  }
-  const finished = new Map((await readTrials(studyDir)).map((t) => [t.key, t]));
-  const results: TrialResult[] = [];
-  const started = Date.now();
-  // Spent so far, including the trials of earlier sessions that are read back.
-  let epochsSpent = 0;
-  let epochsInFlight = 0;
-  let secondsBefore = 0;
-  let secondsSpent = 0;
-  const jobs = options.jobs ?? 1;
-  if (!Number.isInteger(jobs) || jobs < 1) throw new Error(`jobs must be a positive integer, got ${jobs}.`);
-  // Trials finishing together append one after the other (each append rewrites the file).
-  let appending: Promise<void> = Promise.resolve();
-  const inFlight = new Map<string, Promise<TrialResult | undefined>>();
-  const claimed = new Set<string>();
-
+  // Everything the plan needs is computed (and checked) before the study folder is written.
   const points =
     spec.strategy === "grid" ? gridPoints(spec.space) : randomPoints(spec.space, spec.trials!, spec.seed);
   const rungs = spec.strategy === "halving" ? halvingPlan(points.length, spec.minEpochs ?? 1, spec.epochs, spec.eta ?? 3) : [{ configs: points.length, epochs: spec.epochs }];
-  const planned = rungs.reduce((sum, rung) => sum + rung.configs, 0);
-  const plannedEpochs = rungs.reduce((sum, rung) => sum + rung.configs * rung.epochs, 0);
-  let candidates = points.map(withDefaults);
-  let firstIndex = 0;
-  let stoppedBy: StudyOutcome["stoppedBy"];
-
-  const finish = (trial: TrialResult, reused: boolean, rungResults: TrialResult[]) => {
-    if (reused) secondsBefore += trial.seconds;
-    epochsSpent += trial.epochs;
-    secondsSpent += trial.seconds;
-    rungResults.push(trial);
-    results.push(trial);
-    const best = results.reduce((a, b) => (b.valAccuracy > a.valAccuracy || (b.valAccuracy === a.valAccuracy && b.index < a.index) ? b : a));
-    onProgress?.({ trial, done: results.length, planned, best, reused, etaSeconds: ((plannedEpochs - epochsSpent) * secondsSpent) / epochsSpent / jobs });
-  };
-
-  for (const [rungIndex, rung] of rungs.entries()) {
-    const configs = candidates.slice(0, rung.configs);
-    const rungResults: TrialResult[] = [];
-    let next = 0;
-    let failure: { error: unknown } | undefined;
-    // Up to `jobs` workers take the rung's configurations in order; each trains one at a time.
-    const worker = async () => {
-      while (next < configs.length && !failure && !stoppedBy) {
-        const position = next++;
-        const params = configs[position];
-        const key = trialKey(params, rung.epochs);
-        const index = firstIndex + position;
-        // Claimed before any await, so that workers starting together count each other: the
-        // trial's `concurrent` is the claimed trials plus those of the rung still to train.
-        const claims = !finished.has(key) && !claimed.has(key);
-        if (claims) claimed.add(key);
-        const later = new Set(configs.slice(next).map((p) => trialKey(p, rung.epochs)).filter((k) => !finished.has(k) && !claimed.has(k)));
-        const concurrent = Math.min(jobs, claimed.size + later.size);
-        try {
-          // A configuration drawn twice is trained once; its twin waits for that trial if it is running.
-          const done = finished.get(key) ?? (await inFlight.get(key));
-          if (done) {
-            finish({ ...done, index, rung: rungIndex }, true, rungResults);
-            continue;
-          }
-          if (failure) return;
-          if (spec.budget?.epochs !== undefined && epochsSpent + epochsInFlight + rung.epochs > spec.budget.epochs) stoppedBy = "budget-epochs";
-          if (spec.budget?.minutes !== undefined && (secondsBefore + (Date.now() - started) / 1000) / 60 >= spec.budget.minutes) stoppedBy = "budget-minutes";
-          if (stoppedBy) return;
-          epochsInFlight += rung.epochs;
-          let settle: (trial: TrialResult | undefined) => void = () => {};
-          inFlight.set(key, new Promise((resolve) => (settle = resolve)));
-          let trial: TrialResult;
-          try {
-            const measured = await runTrial({ key, params, epochs: rung.epochs, dir: path.join(studyDir, "trials", key), concurrent });
-            trial = { key, index, rung: rungIndex, params, epochs: rung.epochs, ...measured, finishedAt: new Date().toISOString() };
-            appending = appending.then(() => appendTrial(studyDir, trial));
-            await appending;
-          } catch (error) {
-            failure ??= { error };
-            settle(undefined);
-            return;
-          } finally {
-            epochsInFlight -= rung.epochs;
-            inFlight.delete(key);
-          }
-          finished.set(key, trial);
-          settle(trial);
-          finish(trial, false, rungResults);
-        } finally {
-          if (claims) claimed.delete(key);
-        }
+  return withLock(studyDir, "study", async () => {
+    const specFile = path.join(studyDir, STUDY_FILE);
+    if (existsSync(specFile)) {
+      let stored: StudySpec;
+      try {
+        stored = JSON.parse(await readFile(specFile, "utf8")) as StudySpec;
+      } catch (error) {
+        throw new Error(`${specFile} is not readable: ${(error as Error).message}`);
       }
+      // A study is its content: its name (the folder's) may change when the folder moves.
+      if (canonicalJson({ ...stored, name: "" }) !== canonicalJson({ ...spec, name: "" })) {
+        throw new Error(`${studyDir} holds a different study (${STUDY_FILE} differs); choose another --study folder or delete it.`);
+      }
+    } else {
+      await writeJsonAtomic(specFile, spec);
+    }
+    const finished = new Map((await readTrials(studyDir)).map((t) => [t.key, t]));
+    const results: TrialResult[] = [];
+    const started = Date.now();
+    // Spent so far, including the trials of earlier sessions that are read back.
+    let epochsSpent = 0;
+    let epochsInFlight = 0;
+    let secondsBefore = 0;
+    let secondsSpent = 0;
+    const jobs = options.jobs ?? 1;
+    if (!Number.isInteger(jobs) || jobs < 1) throw new Error(`jobs must be a positive integer, got ${jobs}.`);
+    // Trials finishing together append one after the other (each append rewrites the file).
+    let appending: Promise<void> = Promise.resolve();
+    const inFlight = new Map<string, Promise<TrialResult | undefined>>();
+    const claimed = new Set<string>();
+
+    const planned = rungs.reduce((sum, rung) => sum + rung.configs, 0);
+    const plannedEpochs = rungs.reduce((sum, rung) => sum + rung.configs * rung.epochs, 0);
+    let candidates = points.map(withDefaults);
+    let firstIndex = 0;
+    let stoppedBy: StudyOutcome["stoppedBy"];
+
+    const finish = (trial: TrialResult, reused: boolean, rungResults: TrialResult[]) => {
+      if (reused) secondsBefore += trial.seconds;
+      epochsSpent += trial.epochs;
+      secondsSpent += trial.seconds;
+      rungResults.push(trial);
+      results.push(trial);
+      const best = results.reduce((a, b) => (b.valAccuracy > a.valAccuracy || (b.valAccuracy === a.valAccuracy && b.index < a.index) ? b : a));
+      onProgress?.({ trial, done: results.length, planned, best, reused, etaSeconds: ((plannedEpochs - epochsSpent) * secondsSpent) / epochsSpent / jobs });
     };
-    await Promise.all(Array.from({ length: Math.min(jobs, configs.length) }, worker));
-    // Trials that finished beside a failing one are on disk; the failure still stops the study.
-    if (failure) throw failure.error;
-    firstIndex += configs.length;
-    if (stoppedBy) break;
-    // The best configurations of this rung go on (ties keep the earlier one).
-    candidates = [...rungResults].sort((a, b) => b.valAccuracy - a.valAccuracy || a.index - b.index).map((t) => t.params);
-  }
-  // Trials in the strategy's order, whatever order parallel jobs finished them in.
-  results.sort((a, b) => a.index - b.index);
-  if (results.length === 0) throw new Error("The budget allowed no trial to run.");
-  // The best is judged at the longest training any configuration reached.
-  const longest = Math.max(...results.map((t) => t.epochs));
-  const best = results.filter((t) => t.epochs === longest).reduce((a, b) => (b.valAccuracy > a.valAccuracy ? b : a));
-  return { trials: results, best, stoppedBy };
+
+    for (const [rungIndex, rung] of rungs.entries()) {
+      const configs = candidates.slice(0, rung.configs);
+      const rungResults: TrialResult[] = [];
+      let next = 0;
+      let failure: { error: unknown } | undefined;
+      // Up to `jobs` workers take the rung's configurations in order; each trains one at a time.
+      const worker = async () => {
+        while (next < configs.length && !failure && !stoppedBy) {
+          const position = next++;
+          const params = configs[position];
+          const key = trialKey(params, rung.epochs);
+          const index = firstIndex + position;
+          // Claimed before any await, so that workers starting together count each other: the
+          // trial's `concurrent` is the claimed trials plus those of the rung still to train.
+          const claims = !finished.has(key) && !claimed.has(key);
+          if (claims) claimed.add(key);
+          const later = new Set(configs.slice(next).map((p) => trialKey(p, rung.epochs)).filter((k) => !finished.has(k) && !claimed.has(k)));
+          const concurrent = Math.min(jobs, claimed.size + later.size);
+          try {
+            // A configuration drawn twice is trained once; its twin waits for that trial if it is running.
+            const done = finished.get(key) ?? (await inFlight.get(key));
+            if (done) {
+              finish({ ...done, index, rung: rungIndex }, true, rungResults);
+              continue;
+            }
+            if (failure) return;
+            if (spec.budget?.epochs !== undefined && epochsSpent + epochsInFlight + rung.epochs > spec.budget.epochs) stoppedBy = "budget-epochs";
+            if (spec.budget?.minutes !== undefined && (secondsBefore + (Date.now() - started) / 1000) / 60 >= spec.budget.minutes) stoppedBy = "budget-minutes";
+            if (stoppedBy) return;
+            epochsInFlight += rung.epochs;
+            let settle: (trial: TrialResult | undefined) => void = () => {};
+            inFlight.set(key, new Promise((resolve) => (settle = resolve)));
+            let trial: TrialResult;
+            try {
+              const measured = await runTrial({ key, params, epochs: rung.epochs, dir: path.join(studyDir, "trials", key), concurrent });
+              trial = { key, index, rung: rungIndex, params, epochs: rung.epochs, ...measured, finishedAt: new Date().toISOString() };
+              appending = appending.then(() => appendTrial(studyDir, trial));
+              await appending;
+            } catch (error) {
+              failure ??= { error };
+              settle(undefined);
+              return;
+            } finally {
+              epochsInFlight -= rung.epochs;
+              inFlight.delete(key);
+            }
+            finished.set(key, trial);
+            settle(trial);
+            finish(trial, false, rungResults);
+          } finally {
+            if (claims) claimed.delete(key);
+          }
+        }
+      };
+      await Promise.all(Array.from({ length: Math.min(jobs, configs.length) }, worker));
+      // Trials that finished beside a failing one are on disk; the failure still stops the study.
+      if (failure) throw failure.error;
+      firstIndex += configs.length;
+      if (stoppedBy) break;
+      // The best configurations of this rung go on (ties keep the earlier one).
+      candidates = [...rungResults].sort((a, b) => b.valAccuracy - a.valAccuracy || a.index - b.index).map((t) => t.params);
+    }
+    // Trials in the strategy's order, whatever order parallel jobs finished them in.
+    results.sort((a, b) => a.index - b.index);
+    if (results.length === 0) throw new Error("The budget allowed no trial to run.");
+    // The best is judged at the longest training any configuration reached.
+    const longest = Math.max(...results.map((t) => t.epochs));
+    const best = results.filter((t) => t.epochs === longest).reduce((a, b) => (b.valAccuracy > a.valAccuracy ? b : a));
+    return { trials: results, best, stoppedBy };
+  });
 }
 
 /**

@@ -23,7 +23,7 @@ import { DATASET_NAMES, type DatasetName } from "../lib/data";
 import { trainRun, type RunHooks } from "../lib/experiment";
 import { ensureExperiment, parseProfile, scheduleFor, SCHEDULES, type ScheduleName } from "../lib/experiments";
 import type { RunRecord } from "../lib/runs";
-import { presetModel, PRESET_MODELS, type ModelConfig } from "../lib/models";
+import { presetModel, PRESET_MODELS, validateModelConfig, type ModelConfig } from "../lib/models";
 
 const USAGE = `Usage: npm run train -- --experiment NAME [--profile quick|standard|extended] [--json]
        npm run train -- --model NAME|config.json [options]
@@ -65,11 +65,13 @@ function integer(value: string, flag: string): number {
 async function modelConfig(spec: string): Promise<ModelConfig> {
   if (!spec.endsWith(".json")) return usageCheck(() => presetModel(spec));
   if (!existsSync(spec)) throw new UsageError(`--model ${spec}: no such file.`);
-  const config = JSON.parse(await readFile(spec, "utf8")) as ModelConfig;
-  if (!config.name || !Array.isArray(config.layers) || !Array.isArray(config.inputShape)) {
-    throw new UsageError(`--model ${spec}: not a model config (needs name, inputShape and layers).`);
+  let config: ModelConfig;
+  try {
+    config = JSON.parse(await readFile(spec, "utf8")) as ModelConfig;
+  } catch (error) {
+    throw new UsageError(`--model ${spec}: not JSON (${(error as Error).message}).`);
   }
-  return config;
+  return usageCheck(() => validateModelConfig(config, `--model ${spec}`));
 }
 
 async function augmentationConfig(spec: string | undefined): Promise<AugmentConfig | null> {
@@ -77,8 +79,19 @@ async function augmentationConfig(spec: string | undefined): Promise<AugmentConf
   if (spec === "standard") return STANDARD_AUGMENTATION;
   if (!spec.endsWith(".json")) throw new UsageError(`--augment must be standard, none or a .json config, got "${spec}".`);
   if (!existsSync(spec)) throw new UsageError(`--augment ${spec}: no such file.`);
-  const config = JSON.parse(await readFile(spec, "utf8")) as AugmentConfig;
-  return usageCheck(() => validateAugmentConfig(config));
+  let config: AugmentConfig;
+  try {
+    config = JSON.parse(await readFile(spec, "utf8")) as AugmentConfig;
+  } catch (error) {
+    throw new UsageError(`--augment ${spec}: not JSON (${(error as Error).message}).`);
+  }
+  return usageCheck(() => {
+    try {
+      return validateAugmentConfig(config);
+    } catch (error) {
+      throw new Error(`--augment ${spec}: ${(error as Error).message}`);
+    }
+  });
 }
 
 runCommand(USAGE, async () => {

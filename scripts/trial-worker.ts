@@ -3,6 +3,8 @@
  * for people). Argument: JSON { spec: StudySpec, trial: { key, params, epochs, dir, concurrent } };
  * the parent sets TFJS_WASM_THREADS to the trial's share of the cores.
  * Progress goes to stderr, one line per epoch; the result is the last line of stdout (JSON).
+ * The parent holds an IPC channel open: when it goes, however it died, the worker stops (its
+ * last finished epoch is committed; the next run of the study resumes the trial from there).
  */
 import { initBackend } from "../lib/backend";
 import { loadDataset } from "../lib/data";
@@ -12,6 +14,11 @@ interface WorkerRequest {
   spec: StudySpec;
   trial: { key: string; params: TrialParams; epochs: number; dir: string; concurrent: number };
 }
+
+process.on("disconnect", () => {
+  process.stderr.write("the study's process is gone; stopping this trial\n");
+  process.exit(1);
+});
 
 async function main(): Promise<void> {
   if (process.argv.length !== 3) throw new Error("usage: trial-worker.ts '<JSON request>' (started by npm run tune --jobs)");

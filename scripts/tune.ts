@@ -15,7 +15,7 @@ import os from "node:os";
 import { createInterface } from "node:readline";
 import path from "node:path";
 import { describeBackend, initBackend } from "../lib/backend";
-import { parseCommandLine, runCommand, textTable, usageCheck, UsageError } from "../lib/cli";
+import { parseCommandLine, runCommand, shellCommand, textTable, usageCheck, UsageError } from "../lib/cli";
 import { loadDataset } from "../lib/data";
 import { writeJsonAtomic } from "../lib/persist";
 import { progressText } from "../lib/study-report";
@@ -94,13 +94,14 @@ function processTrialRunner(spec: StudySpec, threadsFor: (concurrent: number) =>
       const child = spawn(process.execPath, ["--import", "tsx", path.join(__dirname, "trial-worker.ts"), JSON.stringify({ spec, trial })], {
         cwd: path.join(__dirname, ".."),
         env: { ...process.env, TFJS_WASM_THREADS: String(threads) },
-        stdio: ["ignore", "pipe", "pipe"],
+        // The IPC channel is the worker's lifeline: it exits when this process dies, even by SIGKILL.
+        stdio: ["ignore", "pipe", "pipe", "ipc"],
       });
       children.add(child);
       let stdout = "";
       const stderrLines: string[] = [];
-      child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
-      createInterface({ input: child.stderr }).on("line", (line) => {
+      child.stdout!.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
+      createInterface({ input: child.stderr! }).on("line", (line) => {
         if (line.trim() === "") return;
         stderrLines.push(line);
         if (/^epoch \d+\//.test(line)) log(`    [${trial.key}] ${line}`);
@@ -198,7 +199,7 @@ runCommand(USAGE, async () => {
   const best = outcome.best;
   const bestModel = tunableModelConfig(best.params, `tuned-${spec.name}`, spec.architecture);
   await writeJsonAtomic(path.join(studyDir, "best-model.json"), bestModel);
-  const command = ["npm", "run", "train", "--", "--model", path.join(studyDir, "best-model.json"), ...trainArguments(best.params)].join(" ");
+  const command = shellCommand(["npm", "run", "train", "--", "--model", path.join(studyDir, "best-model.json"), ...trainArguments(best.params), "--epochs", String(best.epochs), "--schedule", "constant", "--seed", String(spec.splitSeed)]);
   await writeJsonAtomic(path.join(studyDir, "best.json"), { trial: best, trainCommand: command });
 
   if (values.json) {

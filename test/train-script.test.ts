@@ -84,4 +84,40 @@ describe("npm run train", async () => {
     assert.equal(invalid.code, 2);
     assert.match(invalid.stderr, /shift\.maxPixels must be a non-negative integer, got -1/);
   });
+
+  it("a second training into the same --out while the first runs is refused, naming the holder", { skip }, async () => {
+    const out = path.join(tempDir(), "run");
+    const first = spawn(process.execPath, [...SCRIPT, "--model", "ann", "--quick", "--epochs", "5", "--out", out], { cwd: ROOT, stdio: "ignore" });
+    const firstExit = new Promise<number | null>((resolve) => first.on("exit", resolve));
+    while (!existsSync(path.join(out, "record.json"))) await new Promise((r) => setTimeout(r, 50));
+    const second = await trainCommand(["--model", "ann", "--quick", "--epochs", "5", "--out", out, "--resume"]);
+    assert.equal(second.code, 1);
+    assert.match(second.stderr, new RegExp(`this run is being written by process ${first.pid} on `));
+    assert.equal(await firstExit, 0, "the first run finishes undisturbed");
+    assert.equal(record(out).history.length, 5);
+  });
+
+  it("a model file that is not JSON, or not a valid model, is a usage error naming the file and the field", async () => {
+    const dir = tempDir();
+    const broken = path.join(dir, "broken.json");
+    writeFileSync(broken, '{ "name": "x", "layers": [');
+    const notJson = await trainCommand(["--model", broken, "--quick"]);
+    assert.equal(notJson.code, 2);
+    assert.match(notJson.stderr, new RegExp(`--model ${broken.replace(/[/.]/g, "\\$&")}: not JSON`));
+    const fiveUnits = path.join(dir, "five.json");
+    writeFileSync(fiveUnits, JSON.stringify({ name: "five", description: "", inputShape: [28, 28, 1], layers: [{ type: "flatten" }, { type: "dense", units: 5, activation: "softmax" }] }));
+    const invalid = await trainCommand(["--model", fiveUnits, "--quick", "--out", path.join(dir, "run")]);
+    assert.equal(invalid.code, 2);
+    assert.match(invalid.stderr, /five\.json: layers\[1\]: the last layer must be a dense layer of 10 units/);
+    assert.ok(!existsSync(path.join(dir, "run")), "nothing written");
+  });
+
+  it("--experiment takes the model and recipe from its declaration; recipe flags beside it are a usage error", async () => {
+    const mixed = await trainCommand(["--experiment", "cnn3", "--epochs", "3"]);
+    assert.equal(mixed.code, 2);
+    assert.match(mixed.stderr, /--experiment takes its model and recipe from experiments\/cnn3\.json; leave out --epochs/);
+    const unknown = await trainCommand(["--experiment", "nope"]);
+    assert.equal(unknown.code, 1);
+    assert.match(unknown.stderr, /No experiment named "nope" in experiments\/ \(declared: .*cnn3/);
+  });
 });
