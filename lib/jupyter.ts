@@ -70,3 +70,33 @@ export function installKernel(): void {
   });
   if (!kernelInstalled()) throw new Error(`tslab install ran but ${JUPYTER_PREFIX} has no ${KERNEL_NAME} kernelspec.`);
 }
+
+export interface ExecutedCell {
+  cell_type: string;
+  source: string | string[];
+  execution_count?: number | null;
+  outputs?: { output_type: string; ename?: string; evalue?: string; data?: Record<string, string | string[]> }[];
+}
+
+/**
+ * What is wrong with an executed notebook as a report: an error output, a code cell that never
+ * ran (the run stopped before it), or a cell that draws figures (showFigure) with none in its
+ * outputs. Empty when the report is whole.
+ */
+export function executedNotebookProblems(notebook: { cells: ExecutedCell[] }): string[] {
+  const problems: string[] = [];
+  notebook.cells.forEach((cell, index) => {
+    if (cell.cell_type !== "code") return;
+    const source = Array.isArray(cell.source) ? cell.source.join("") : cell.source;
+    if (source.trim() === "") return;
+    const outputs = cell.outputs ?? [];
+    const error = outputs.find((o) => o.output_type === "error");
+    if (error) problems.push(`cell ${index} failed: ${error.ename ?? "error"}: ${error.evalue ?? ""}`.trim());
+    else if (cell.execution_count == null) problems.push(`cell ${index} did not run`);
+    else if (/\bshowFigure\(/.test(source)) {
+      const html = outputs.map((o) => o.data?.["text/html"] ?? "").map((h) => (Array.isArray(h) ? h.join("") : h)).join("");
+      if (!/class="plotly-figure/.test(html)) problems.push(`cell ${index} draws figures but has none in its outputs`);
+    }
+  });
+  return problems;
+}

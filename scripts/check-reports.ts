@@ -1,11 +1,14 @@
 /**
  * npm run check-reports -- [DIR]: opens every HTML report in headless Chromium and fails
- * when a Plotly figure did not render (CI runs it after `npm start -- --quick`).
+ * when a Plotly figure did not render, and fails a report whose executed notebook (beside it)
+ * has an error, a cell that never ran, or a figure cell without figures (CI runs it after
+ * `npm start -- --quick`).
  */
-import { readdirSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { countFigures, renderedDom } from "../lib/browser";
 import { runCommand, textTable } from "../lib/cli";
+import { executedNotebookProblems } from "../lib/jupyter";
 import { PROJECT_ROOT } from "../lib/paths";
 
 runCommand("Usage: npm run check-reports -- [DIR]", async () => {
@@ -16,9 +19,12 @@ runCommand("Usage: npm run check-reports -- [DIR]", async () => {
   const blank: string[] = [];
   for (const report of reports) {
     const { figures, rendered } = countFigures(await renderedDom(path.join(dir, report)));
-    rows.push([report, figures, rendered]);
+    const executed = path.join(dir, report.replace(/\.html$/, ".ipynb"));
+    const problems = existsSync(executed) ? executedNotebookProblems(JSON.parse(readFileSync(executed, "utf8"))) : [`no executed notebook ${path.basename(executed)} beside it`];
+    rows.push([report, figures, rendered, problems.length === 0 ? "ok" : problems[0]]);
     if (rendered < figures) blank.push(`${report}: ${figures - rendered} of ${figures} figures blank`);
+    for (const problem of problems) blank.push(`${report}: ${problem}`);
   }
-  process.stdout.write(textTable(["report", "figures", "rendered in Chromium"], rows) + "\n");
+  process.stdout.write(textTable(["report", "figures", "rendered in Chromium", "notebook"], rows) + "\n");
   if (blank.length > 0) throw new Error(blank.join("; "));
 });

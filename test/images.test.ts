@@ -1,7 +1,7 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { createCanvas, loadImage } from "@napi-rs/canvas";
-import { imageFileTo28x28, imageGridPng } from "../lib/images";
+import { imageFileTo28x28, imageGridPng, imageHeader, MAX_IMAGE_PIXELS } from "../lib/images";
 
 /** RGBA pixels of a PNG, read back with the same library's decoder. */
 async function decode(png: Buffer): Promise<{ width: number; height: number; data: Uint8ClampedArray }> {
@@ -70,6 +70,28 @@ describe("images", () => {
     assert.equal(converted.inverted, true);
     assert.equal(converted.pixels[14 * 28 + 14], 255);
     assert.equal(converted.pixels[0], 0);
+  });
+
+  it("a truncated PNG or JPEG is an error, not an answer", async () => {
+    const canvas = createCanvas(40, 60);
+    const context = canvas.getContext("2d");
+    context.fillStyle = "#808080";
+    context.fillRect(5, 5, 30, 50);
+    for (const [format, file] of [["PNG", canvas.toBuffer("image/png")], ["JPEG", canvas.toBuffer("image/jpeg")]] as const) {
+      await imageFileTo28x28(file); // whole: fine
+      await assert.rejects(imageFileTo28x28(file.subarray(0, Math.floor(file.length / 2))), new RegExp(`the ${format} file is truncated`));
+    }
+  });
+
+  it("a picture declaring more than MAX_IMAGE_PIXELS is refused before decoding", async () => {
+    const png = createCanvas(4, 4).toBuffer("image/png");
+    // The same small file, its header declaring 20000×20000 pixels.
+    const huge = Buffer.from(png);
+    huge.writeUInt32BE(20000, 16);
+    huge.writeUInt32BE(20000, 20);
+    assert.deepEqual(imageHeader(huge), { format: "png", width: 20000, height: 20000, complete: true });
+    await assert.rejects(imageFileTo28x28(huge), /declares 20000×20000 pixels, above the limit of 40,000,000/);
+    assert.ok(20000 * 20000 > MAX_IMAGE_PIXELS);
   });
 
   it("something that is not a picture is a clear error", async () => {

@@ -10,6 +10,7 @@ import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { countFigures, findChromium, renderedDom } from "../lib/browser";
+import { executedNotebookProblems, type ExecutedCell } from "../lib/jupyter";
 import { findJupyterPython, missingPrerequisites } from "../lib/jupyter";
 import { ROOT, runScript } from "./helpers/scripts";
 
@@ -18,8 +19,10 @@ const missing = missingPrerequisites();
 const skipJupyter = !process.env.CI && missing.length > 0 ? `notebook prerequisites missing: ${missing.join("; ")}` : undefined;
 const skipChromium = !process.env.CI && !findChromium() ? "no Chromium here" : skipJupyter;
 
+// No declarations: the plan step has nothing to train for the fixture notebooks.
+const noExperiments = mkdtempSync(path.join(os.tmpdir(), "experiments-"));
 const runReports = (args: string[], reportsDir: string) =>
-  runScript("reports.ts", args, { ...process.env, NOTEBOOKS_DIR: FIXTURES, REPORTS_DIR: reportsDir });
+  runScript("reports.ts", args, { ...process.env, NOTEBOOKS_DIR: FIXTURES, REPORTS_DIR: reportsDir, EXPERIMENTS_DIR: noExperiments });
 
 describe("npm start (report runner) on fixture notebooks", () => {
   const reportsDir = mkdtempSync(path.join(os.tmpdir(), "reports-"));
@@ -61,9 +64,34 @@ describe("npm start (report runner) on fixture notebooks", () => {
     assert.match(dom, /Fixture bars/);
   });
 
+  it("check-reports fails a report whose notebook failed, naming the cell", { skip: skipChromium || skipJupyter }, async () => {
+    if (!existsSync(path.join(reportsDir, "02-fails.ipynb"))) await runReports(["--quick"], reportsDir);
+    const result = await runScript("check-reports.ts", [reportsDir]);
+    assert.equal(result.code, 1, result.stdout);
+    assert.match(result.stderr, /02-fails\.html: cell 1 failed: Error: deliberate failure: answer is 41/);
+    assert.match(result.stderr, /02-fails\.html: cell 2 did not run/);
+    assert.doesNotMatch(result.stderr, /01-figure\.html/);
+  });
+
   it("rejects an unknown notebook name with the list of notebooks", { skip: skipJupyter }, async () => {
     const result = await runReports(["--only", "99"], reportsDir);
     assert.equal(result.code, 1);
     assert.match(result.stderr, /No notebook in .* matches "99" \(have: 01-figure\.ipynb, 02-fails\.ipynb\)/);
+  });
+});
+
+describe("executedNotebookProblems", () => {
+  const code = (source: string, outputs: NonNullable<ExecutedCell["outputs"]>, count: number | null = 1): ExecutedCell => ({ cell_type: "code", source, execution_count: count, outputs });
+  it("a whole report has none; an error, a cell that never ran and a figure cell without figures are each named", () => {
+    const figure = { output_type: "display_data", data: { "text/html": '<div class="plotly-figure" id="f1"></div>' } };
+    assert.deepEqual(executedNotebookProblems({ cells: [{ cell_type: "markdown", source: "# t" }, code("showFigure(x);", [figure])] }), []);
+    assert.deepEqual(
+      executedNotebookProblems({ cells: [
+        code("showFigure(x);", [{ output_type: "stream" }]),
+        code("boom()", [{ output_type: "error", ename: "Error", evalue: "boom" }]),
+        code("later()", [], null),
+      ] }),
+      ["cell 0 draws figures but has none in its outputs", "cell 1 failed: Error: boom", "cell 2 did not run"],
+    );
   });
 });
