@@ -1,5 +1,5 @@
 /**
- * Fashion-MNIST and MNIST from gzip'd IDX files: located (DESIGN §4), verified, and returned
+ * Fashion-MNIST and MNIST from gzip'd IDX files: located (environment variable, data/, system copy, download), verified, and returned
  * as typed arrays. A truncated, wrong or mismatched file is an error naming the file; never
  * a silently short or shifted dataset.
  */

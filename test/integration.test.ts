@@ -1,6 +1,6 @@
 /**
  * On the real datasets, where they are present (CI installs Debian's dataset-fashion-mnist
- * and points MNIST_DIR at ../shared/datasets/mnist); skipped, saying why, elsewhere.
+ * and sets MNIST_DIR to the official MNIST files); skipped, saying why, elsewhere.
  */
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
