@@ -158,7 +158,9 @@ describe("augmentation", () => {
     const model = tf.sequential({ layers: [tf.layers.flatten({ inputShape: [SIZE, SIZE, 1] }), tf.layers.dense({ units: 3, activation: "softmax" })] });
     const images = randomImages(3);
     const plain = model.predict(images) as tf.Tensor;
-    assert.deepEqual(Array.from(predictWithTta(model, images, 2, [{}])), values(plain));
+    // Batches of 2 + 1 against one of 3: native matrix products may sum in another order per batch shape.
+    const single = Array.from(predictWithTta(model, images, 2, [{}]));
+    single.forEach((v, i) => assert.ok(Math.abs(v - values(plain)[i]) < 1e-6, `view 0, value ${i}: ${v} vs ${values(plain)[i]}`));
     const mirrored = model.predict(tf.reverse(images, 2)) as tf.Tensor;
     const shifted = viewBatch(images, { shiftX: 1 });
     assert.equal(values(shifted)[1], values(images)[0], "shiftX 1 moves pixels one column right");

@@ -40,7 +40,7 @@ describe("trainRun", () => {
     assert.equal(record.test!.correct + record.test!.incorrect, 100);
     assert.ok(existsSync(path.join(outDir, "model", "model.json")) && existsSync(path.join(outDir, "checkpoint", "model.json")));
     assert.deepEqual(await readRecord(outDir), { ...record, updatedAt: (await readRecord(outDir))!.updatedAt });
-    await assert.rejects(trainRun({ config: presetModel("ann"), settings, outDir, data }), /already holds a run \(finished\)/);
+    await assert.rejects(trainRun({ config: presetModel("ann"), settings, outDir, data }), /already holds a run \(finished, 3 epochs\)/);
     await assert.rejects(trainRun({ config: presetModel("ann"), settings, outDir, data, resume: true }), /already finished; nothing to resume/);
     await assert.rejects(trainRun({ config: presetModel("ann"), settings, outDir: path.join(tempDir(), "none"), data, resume: true }), /--resume: no run record/);
   });

@@ -44,7 +44,7 @@ describe("npm run train", async () => {
 
     const again = await trainCommand(["--model", "ann", "--out", out]);
     assert.equal(again.code, 1);
-    assert.match(again.stderr, /already holds a run \(running\); use --resume/);
+    assert.match(again.stderr, /already holds a run \(running, \d+ epochs\); use --resume/);
 
     const resumed = await trainCommand(["--model", "ann", "--out", out, "--resume", "--json"]);
     assert.equal(resumed.code, 0, resumed.stderr);
