@@ -75,28 +75,37 @@ export interface ExecutedCell {
   cell_type: string;
   source: string | string[];
   execution_count?: number | null;
-  outputs?: { output_type: string; ename?: string; evalue?: string; data?: Record<string, string | string[]> }[];
+  outputs?: { output_type: string; name?: string; text?: string | string[]; ename?: string; evalue?: string; data?: Record<string, string | string[]> }[];
 }
 
+const joined = (text: string | string[] | undefined) => (Array.isArray(text) ? text.join("") : text ?? "");
+
 /**
- * What is wrong with an executed notebook as a report: an error output, a code cell that never
- * ran (the run stopped before it), or a cell that draws figures (showFigure) with none in its
- * outputs. Empty when the report is whole.
+ * What is wrong with an executed notebook as a report: a failed cell (an error output, or the
+ * last cell that ran when later ones never did; tslab reports errors on stderr), code cells
+ * that never ran, or a cell that draws figures (showFigure) with none in its outputs. Empty
+ * when the report is whole.
  */
 export function executedNotebookProblems(notebook: { cells: ExecutedCell[] }): string[] {
   const problems: string[] = [];
-  notebook.cells.forEach((cell, index) => {
-    if (cell.cell_type !== "code") return;
-    const source = Array.isArray(cell.source) ? cell.source.join("") : cell.source;
-    if (source.trim() === "") return;
+  const code = notebook.cells.map((cell, index) => ({ cell, index })).filter(({ cell }) => cell.cell_type === "code" && joined(cell.source).trim() !== "");
+  const lastRun = Math.max(-1, ...code.filter(({ cell }) => cell.execution_count != null).map(({ index }) => index));
+  const stopped = code.some(({ cell, index }) => cell.execution_count == null && index > lastRun);
+  for (const { cell, index } of code) {
     const outputs = cell.outputs ?? [];
     const error = outputs.find((o) => o.output_type === "error");
-    if (error) problems.push(`cell ${index} failed: ${error.ename ?? "error"}: ${error.evalue ?? ""}`.trim());
-    else if (cell.execution_count == null) problems.push(`cell ${index} did not run`);
-    else if (/\bshowFigure\(/.test(source)) {
-      const html = outputs.map((o) => o.data?.["text/html"] ?? "").map((h) => (Array.isArray(h) ? h.join("") : h)).join("");
+    const stderr = outputs.filter((o) => o.output_type === "stream" && o.name === "stderr").map((o) => joined(o.text)).join("").trim();
+    if (error || (stopped && index === lastRun)) {
+      // tslab's stderr starts with the source position; the error's own line says what happened.
+      const lines = stderr.split("\n").map((l) => l.trim()).filter(Boolean);
+      const message = error ? `${error.ename ?? "error"}: ${error.evalue ?? ""}`.trim() : lines.find((l) => /^\w*(Error|Exception)\b[^:]*:/.test(l)) ?? lines[0] ?? "the run stopped here";
+      problems.push(`cell ${index} failed: ${message}`);
+    } else if (cell.execution_count == null) {
+      problems.push(`cell ${index} did not run`);
+    } else if (/\bshowFigure\(/.test(joined(cell.source))) {
+      const html = outputs.map((o) => joined(o.data?.["text/html"])).join("");
       if (!/class="plotly-figure/.test(html)) problems.push(`cell ${index} draws figures but has none in its outputs`);
     }
-  });
+  }
   return problems;
 }
