@@ -19,6 +19,7 @@ import {
   ARCHITECTURES,
   readSpace,
   runStudy,
+  STUDY_FILE,
   TUNABLE_DEFAULTS,
   trainingTrialRunner,
   tunableModelConfig,
@@ -313,6 +314,8 @@ export async function ensureStudy(name: string, context: ExperimentContext): Pro
   const spec = studySpecOf(d, context.profile, await readSpace(path.resolve(PROJECT_ROOT, d.space)));
   validateStudy(spec);
   const dir = studyDir(name, context.profile, context.root);
+  // Only reading: a study that never ran is not created by looking for it.
+  if (context.train === false && !existsSync(path.join(dir, STUDY_FILE))) throw notMade("Study", name, context.profile);
   const data = await datasetFor("fashion", context);
   const runner: TrialRunner = context.train === false
     ? async () => { throw notMade("Study", name, context.profile); }
