@@ -16,8 +16,10 @@
  * FastConv2D: a convolution with a linear activation (one followed by batch norm) trains in
  * TF.js through the fused conv2d op, whose gradient computes the input's gradient eagerly,
  * even for the first layer, whose input is the data (16 ms of a 450 ms cnn-bn3 step on one
- * thread). In training FastConv2D runs it as conv2d + bias add, whose gradients are computed
- * only when needed. It serialises as `Conv2D`.
+ * thread). In training FastConv2D runs a conv with a bias (and relu or no activation) as one
+ * op (ProjectConv2DBias: the backend's fused convolution forward, the relu and bias gradients
+ * in one SIMD pass, the input's gradient only when needed) and a conv without a bias as
+ * conv2d, whose gradients are lazy too. It serialises as `Conv2D`.
  */
 import { tf } from "./backend";
 import { BATCH_NORM_GRAD_KERNEL, BATCH_NORM_TRAIN_KERNEL, batchNormKernelsFit } from "./wasm/normalization";
