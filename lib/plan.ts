@@ -35,7 +35,10 @@ export interface PlanItem {
   network: ModelConfig;
 }
 
-const TRAIN_FRACTION = (validationFraction: number) => 1 - validationFraction;
+/** Fashion-MNIST's and MNIST's official training split, before the validation part is taken out. */
+const TRAINING_IMAGES = 60_000;
+/** Validation after each epoch: forward passes over a tenth as many images, about a third of a training step each. */
+const VALIDATION_OVERHEAD = 0.1 / 3;
 
 /** The network that stands for a declaration's cost, before any study has chosen. */
 function costNetwork(d: Declaration, declarations: Map<string, Declaration>): { network: ModelConfig; batchSize: number } {
@@ -56,7 +59,7 @@ export async function planItems(profile: Profile, declarations = loadDeclaration
   for (const d of planOf(profile, declarations)) {
     const { network, batchSize } = costNetwork(d, declarations);
     const quick = profile === "quick";
-    const imagesPerEpoch = quick ? QUICK_TRAIN_IMAGES : Math.round(60_000 * TRAIN_FRACTION(d.kind === "run" ? d.recipe.validationFraction : d.validationFraction));
+    const imagesPerEpoch = quick ? QUICK_TRAIN_IMAGES : Math.round(TRAINING_IMAGES * (1 - (d.kind === "run" ? d.recipe.validationFraction : d.validationFraction)));
     if (d.kind === "run") {
       const epochsTotal = quick ? 1 : d.recipe.epochs;
       const record = await readRecord(runDir(d.name, profile, root));
@@ -93,9 +96,8 @@ export async function measureSecondsPerImage(network: ModelConfig, batchSize: nu
   }
 }
 
-/** Seconds an item still needs, at a measured cost per training image (validation: +10% of images, forward only). */
-export const itemSeconds = (item: PlanItem, secondsPerImage: number, validationFraction = 0.1) =>
-  item.epochsLeft * item.imagesPerEpoch * secondsPerImage * (1 + validationFraction / 3);
+/** Seconds an item still needs, at a measured cost per training image. */
+export const itemSeconds = (item: PlanItem, secondsPerImage: number) => item.epochsLeft * item.imagesPerEpoch * secondsPerImage * (1 + VALIDATION_OVERHEAD);
 
 export function formatDuration(seconds: number): string {
   if (!Number.isFinite(seconds)) return "?";
