@@ -47,6 +47,17 @@ export function runCommand(usage: string, main: () => Promise<void>, argv: strin
 }
 
 /** Right-aligned numbers with thousands separators, for tables people read. */
+/** A command-line flag's value as a positive integer (`fallback` when absent); anything else is an error. */
+export function positiveInt(value: string | undefined, flag: string, fallback?: number): number {
+  if (value === undefined) {
+    if (fallback === undefined) throw new Error(`${flag} needs a value.`);
+    return fallback;
+  }
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`${flag} must be a positive integer, got "${value}".`);
+  return n;
+}
+
 export function formatCount(value: number): string {
   return value.toLocaleString("en-US");
 }

@@ -4,6 +4,7 @@
  * before it runs the notebooks, which then only read.
  */
 import { existsSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import { performance } from "node:perf_hooks";
 import { tf } from "./backend";
 import {
@@ -130,17 +131,73 @@ export class PlanClock {
   }
 }
 
+/** What an item reports after each epoch (a study: each trial epoch) and when a trial ends. */
+export type ItemEvent =
+  | { kind: "epoch"; epoch: number; epochs: number; valAccuracy: number; seconds: number }
+  | { kind: "trial"; done: number; planned: number; reused: boolean; valAccuracy: number; bestValAccuracy: number };
+
+/**
+ * Makes one item of the plan (trains the run, or runs the study) with this many wasm threads,
+ * reporting to `onEvent`; resolves with a one-line summary.
+ */
+export type ItemRunner = (item: PlanItem, threads: number, onEvent: (event: ItemEvent) => void) => Promise<string>;
+
+/** Makes a declaration in this process (threads: whatever the backend was started with). */
+export async function makeItem(
+  name: string,
+  context: Omit<ExperimentContext, "hooks" | "onStudyProgress">,
+  onEvent: (event: ItemEvent) => void,
+): Promise<string> {
+  const declarations = context.declarations ?? loadDeclarations();
+  const withHooks: ExperimentContext = {
+    ...context,
+    declarations,
+    hooks: { onEpochEnd: (e, record) => onEvent({ kind: "epoch", epoch: e.epoch, epochs: record.options.epochs, valAccuracy: e.valAccuracy, seconds: e.seconds }) },
+  };
+  if (declaration(name, declarations).kind === "study") {
+    const outcome = await ensureStudy(name, {
+      ...withHooks,
+      onStudyProgress: (p) => onEvent({ kind: "trial", done: p.done, planned: p.planned, reused: p.reused, valAccuracy: p.trial.valAccuracy, bestValAccuracy: p.best.valAccuracy }),
+    });
+    return `best trial val acc ${outcome.best.valAccuracy.toFixed(4)}`;
+  }
+  const record = await ensureExperiment(name, withHooks);
+  return `val acc ${record.validation!.accuracy.toFixed(4)}, test acc ${record.test!.accuracy.toFixed(4)}`;
+}
+
+/** The declarations an item waits for: a run that trains a study's choice needs the study. */
+export function dependenciesOf(d: Declaration): string[] {
+  return d.kind === "run" && "study" in d.model ? [d.model.study] : [];
+}
+
 export interface PlanOptions {
   profile: Profile;
   log: (line: string) => void;
   context?: Omit<ExperimentContext, "profile" | "hooks" | "train">;
   /** Skip the step-time measurement (tests): every image costs this many seconds. */
   secondsPerImage?: number;
+  /**
+   * Items made at once (default 1). More than one needs a `runner` that makes each item in its
+   * own process: one JavaScript thread trains one model at a time.
+   */
+  jobs?: number;
+  /** Threads the machine offers, shared by the jobs (default: the CPU count). */
+  cores?: number;
+  /** Makes an item; default: in this process (`makeItem`). */
+  runner?: ItemRunner;
 }
 
-/** Makes every declaration of the profile that is not finished; finished ones are read back. */
+/**
+ * Makes every declaration of the profile that is not finished; finished ones are read back.
+ * With several jobs, an item starts as soon as a job is free and what it needs is made; the
+ * items that others wait for, and then the longest, go first, so that the last to finish is
+ * not a long one started late.
+ */
 export async function makePlan(options: PlanOptions): Promise<{ trained: string[]; seconds: number }> {
   const { profile, log } = options;
+  const jobs = options.jobs ?? 1;
+  if (!Number.isInteger(jobs) || jobs < 1) throw new Error(`jobs must be a positive integer, got ${jobs}.`);
+  if (jobs > 1 && !options.runner) throw new Error("A plan with more than one job needs a runner that makes each item in its own process.");
   const declarations = options.context?.declarations ?? loadDeclarations();
   const root = options.context?.root;
   const items = await planItems(profile, declarations, root);
@@ -153,43 +210,65 @@ export async function makePlan(options: PlanOptions): Promise<{ trained: string[
   const costOf = (item: PlanItem) => costs.get(JSON.stringify([item.network.layers, item.batchSize])) ?? 0;
   const estimates = items.map((item) => (item.epochsLeft > 0 ? itemSeconds(item, costOf(item)) : 0));
   const clock = new PlanClock(estimates);
+  const cores = options.cores ?? availableParallelism();
+  const threads = Math.max(1, Math.floor(cores / jobs));
   log(
     `plan (${profile}): ${items.length} declarations, ${items.length - pending.length} finished, ${pending.length} to make ` +
-      `(${pending.reduce((s, i) => s + i.epochsLeft, 0)} epochs); estimated ${formatDuration(clock.remaining())}`,
+      `(${pending.reduce((s, i) => s + i.epochsLeft, 0)} epochs); estimated ${formatDuration(clock.remaining())} for one job` +
+      (jobs > 1 ? `; ${jobs} jobs of ${threads} thread${threads > 1 ? "s" : ""} each` : ""),
   );
+  for (const [k, item] of items.entries()) if (item.epochsLeft === 0) log(`[${k + 1}/${items.length}] ${item.declaration.name}: finished, read back`);
+
+  // An item's priority: its own estimate plus those of the items waiting for it.
+  const priority = (k: number) =>
+    estimates[k] + items.reduce((sum, other, j) => sum + (dependenciesOf(other.declaration).includes(items[k].declaration.name) ? estimates[j] : 0), 0);
+  const waiting = items.map((_, k) => k).filter((k) => items[k].epochsLeft > 0);
+  if (jobs > 1) waiting.sort((a, b) => priority(b) - priority(a));
+  const unfinished = new Set(waiting.map((k) => items[k].declaration.name));
+  const ready = (k: number) => dependenciesOf(items[k].declaration).every((name) => !unfinished.has(name));
+  const runner: ItemRunner = options.runner ?? ((item, _threads, onEvent) => makeItem(item.declaration.name, { ...options.context, declarations, profile }, onEvent));
+
   const started = performance.now();
   const trained: string[] = [];
-  for (const [k, item] of items.entries()) {
+  const running = new Map<number, Promise<void>>();
+  const failures: Error[] = [];
+  const start = (k: number) => {
+    const item = items[k];
     const d = item.declaration;
     const head = `[${k + 1}/${items.length}] ${d.name}`;
-    if (item.epochsLeft === 0) {
-      log(`${head}: finished, read back`);
-      continue;
-    }
     const perEpoch = estimates[k] / item.epochsLeft;
-    const eta = () => `plan ETA ${formatDuration(clock.remaining())}`;
-    const context: ExperimentContext = {
-      ...options.context,
-      declarations,
-      profile,
-      hooks: {
-        onEpochEnd: (epoch, record) => {
-          clock.record(perEpoch, epoch.seconds);
-          const what = d.kind === "study" ? `trial epoch ${epoch.epoch + 1}/${record.options.epochs}` : `epoch ${epoch.epoch + 1}/${record.options.epochs}`;
-          log(`${head}: ${what} val acc ${epoch.valAccuracy.toFixed(4)} (${epoch.seconds.toFixed(1)} s) · ${eta()}`);
-        },
-      },
-      onStudyProgress: d.kind !== "study" ? undefined : (p) => log(`${head}: trial ${p.done}/${p.planned}${p.reused ? " (read back)" : ""} val acc ${p.trial.valAccuracy.toFixed(4)}, best ${p.best.valAccuracy.toFixed(4)}`),
-    };
     log(`${head}: ${d.title} (${item.epochsLeft} of ${item.epochsTotal} epochs to train, ~${formatDuration(estimates[k])})`);
-    if (d.kind === "study") {
-      const outcome = await ensureStudy(d.name, context);
-      log(`${head}: done, best trial val acc ${outcome.best.valAccuracy.toFixed(4)}`);
-    } else {
-      const record = await ensureExperiment(d.name, context);
-      log(`${head}: done, val acc ${record.validation!.accuracy.toFixed(4)}, test acc ${record.test!.accuracy.toFixed(4)}`);
+    const onEvent = (event: ItemEvent) => {
+      if (event.kind === "epoch") {
+        // With several jobs an epoch takes longer than alone; the clock's ratio absorbs that.
+        clock.record(perEpoch, event.seconds / jobs);
+        const what = d.kind === "study" ? "trial epoch" : "epoch";
+        log(`${head}: ${what} ${event.epoch + 1}/${event.epochs} val acc ${event.valAccuracy.toFixed(4)} (${event.seconds.toFixed(1)} s) · plan ETA ${formatDuration(clock.remaining())}`);
+      } else {
+        log(`${head}: trial ${event.done}/${event.planned}${event.reused ? " (read back)" : ""} val acc ${event.valAccuracy.toFixed(4)}, best ${event.bestValAccuracy.toFixed(4)}`);
+      }
+    };
+    const work = runner(item, threads, onEvent).then(
+      (summary) => {
+        log(`${head}: done, ${summary}`);
+        trained.push(d.name);
+        unfinished.delete(d.name);
+      },
+      (error: Error) => {
+        failures.push(new Error(`${d.name}: ${error.message}`));
+      },
+    );
+    running.set(k, work.finally(() => running.delete(k)));
+  };
+  while (waiting.length > 0 || running.size > 0) {
+    while (failures.length === 0 && running.size < jobs) {
+      const next = waiting.findIndex(ready);
+      if (next < 0) break;
+      start(waiting.splice(next, 1)[0]);
     }
-    trained.push(d.name);
+    if (running.size === 0) break;
+    await Promise.race(running.values());
   }
+  if (failures.length > 0) throw failures.length === 1 ? failures[0] : new Error(failures.map((f) => f.message).join("\n"));
   return { trained, seconds: (performance.now() - started) / 1000 };
 }

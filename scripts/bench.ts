@@ -11,7 +11,7 @@ import path from "node:path";
 import { promisify } from "node:util";
 import { performance } from "node:perf_hooks";
 import { describeBackend, initBackend, tf } from "../lib/backend";
-import { formatCount, parseCommandLine, runCommand, textTable, usageCheck } from "../lib/cli";
+import { formatCount, parseCommandLine, positiveInt, runCommand, textTable, usageCheck } from "../lib/cli";
 import { augmenter, STANDARD_AUGMENTATION } from "../lib/augment";
 import { buildModel, presetModel } from "../lib/models";
 import { median, profileStep, type StepProfile } from "../lib/profile";
@@ -48,12 +48,6 @@ interface ModelBench {
   profile?: StepProfile;
   /** With --compare-wasm: the same model on the wasm kernels alone (oneDNN off), timed in the same repeats. */
   wasmOnly?: { trainImagesPerSec: number; inferImagesPerSec: number; trainRepeats: number[]; inferRepeats: number[] };
-}
-
-function positiveInt(value: string, flag: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`${flag} must be a positive integer, got "${value}".`);
-  return n;
 }
 
 async function benchModel(

@@ -1,5 +1,5 @@
 /**
- * npm start -- [--profile quick|standard|extended] [--quick] [--only NAME] [--no-plan] [--timeout SECONDS] [--json]
+ * npm start -- [--profile quick|standard|extended] [--quick] [--only NAME] [--jobs N] [--no-plan] [--timeout SECONDS] [--json]
  *
  * First makes the profile's plan (`npm run plan`: every declared run and study it lacks,
  * resumed where interrupted, nothing finished retrained), then executes every
@@ -19,12 +19,13 @@ import { PLOTLY_SRC_ENV } from "../lib/notebook";
 import { parseProfile, type Profile } from "../lib/experiments";
 import { formatDuration } from "../lib/plan";
 
-const USAGE = `Usage: npm start -- [--profile NAME] [--quick] [--only NAME] [--no-plan] [--timeout SECONDS] [--json]
+const USAGE = `Usage: npm start -- [--profile NAME] [--quick] [--only NAME] [--jobs N] [--no-plan] [--timeout SECONDS] [--json]
 
   --profile NAME     standard (default), extended (plus the long runs) or quick; the notebooks
                      read it as NOTEBOOK_MODE
   --quick            the quick profile (CI: small subsets, one epoch)
   --only NAME        run one notebook (e.g. 01 or 01-data-analysis)
+  --jobs N           declarations the plan makes at once (npm run plan --jobs; default: the cores)
   --no-plan          do not train: the notebooks read what is there (and train what they lack)
   --timeout SECONDS  per cell (default 600 in quick mode, 7200 in full mode)
   --json             print JSON for machines
@@ -72,9 +73,10 @@ async function runNotebook(python: string, notebook: string, outDir: string, tim
 }
 
 /** `npm run plan` in its own process (its memory and threads are gone before the notebooks start). */
-function makePlan(profile: Profile): Promise<void> {
+function makePlan(profile: Profile, jobs: string | undefined): Promise<void> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [require.resolve("tsx/cli"), path.join(PROJECT_ROOT, "scripts", "plan.ts"), "--profile", profile], {
+    const args = [require.resolve("tsx/cli"), path.join(PROJECT_ROOT, "scripts", "plan.ts"), "--profile", profile, ...(jobs === undefined ? [] : ["--jobs", jobs])];
+    const child = spawn(process.execPath, args, {
       stdio: ["ignore", "inherit", "inherit"],
     });
     child.on("error", reject);
@@ -87,6 +89,7 @@ runCommand(USAGE, async () => {
     {
       profile: { type: "string" },
       "no-plan": { type: "boolean", default: false },
+      jobs: { type: "string" },
       quick: { type: "boolean", default: false },
       only: { type: "string" },
       timeout: { type: "string" },
@@ -115,7 +118,7 @@ runCommand(USAGE, async () => {
   const started = Date.now();
   if (!values["no-plan"]) {
     log(`plan: making what the ${mode} profile's declarations lack (experiments/) ...`);
-    await makePlan(mode);
+    await makePlan(mode, values.jobs);
     log(`plan: ready after ${formatDuration((Date.now() - started) / 1000)}`);
   }
   const results: NotebookResult[] = [];

@@ -15,7 +15,7 @@ import os from "node:os";
 import { createInterface } from "node:readline";
 import path from "node:path";
 import { describeBackend, initBackend } from "../lib/backend";
-import { parseCommandLine, runCommand, shellCommand, textTable, usageCheck, UsageError } from "../lib/cli";
+import { parseCommandLine, positiveInt, runCommand, shellCommand, textTable, usageCheck, UsageError } from "../lib/cli";
 import { loadDataset } from "../lib/data";
 import { writeJsonAtomic } from "../lib/persist";
 import { progressText } from "../lib/study-report";
@@ -57,13 +57,6 @@ const USAGE = `Usage: npm run tune -- [options]
                      two-thread process)
   --quick            2,000 training / 500 validation images per trial (CI)
   --json             print the study's outcome as JSON`;
-
-function positiveInt(value: string | undefined, flag: string, fallback: number): number {
-  if (value === undefined) return fallback;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`${flag} must be a positive integer, got "${value}".`);
-  return n;
-}
 
 function parseBudget(value: string | undefined): StudySpec["budget"] {
   if (value === undefined) return undefined;

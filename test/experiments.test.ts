@@ -16,7 +16,7 @@ import {
 } from "../lib/experiments";
 import { runIdentity } from "../lib/experiment";
 import { PROJECT_ROOT } from "../lib/paths";
-import { makePlan, planItems, PlanClock } from "../lib/plan";
+import { makePlan, planItems, PlanClock, type ItemRunner } from "../lib/plan";
 import { resultRows } from "../lib/results";
 import { readRecord } from "../lib/runs";
 import { stripesDataset } from "./helpers/datasets";
@@ -196,6 +196,49 @@ describe("makePlan on a tiny profile", () => {
     assert.deepEqual(rows.map((r) => [r.run, r.status]), [["a", "finished"], ["t", "finished"]]);
     assert.equal(rows[1].testAccuracy, t?.test?.accuracy);
     assert.match(rows[1].recipe, /^3 ep, one-cycle lr 0\.00300 \(1× tuned\), batch 64, seed 5$/);
+  });
+
+  it("with two jobs: the study its choice waits for starts first, the choice only after it, never more than two at once; a failure names its item", async () => {
+    const root = tempDir();
+    const space = path.join(root, "space.json");
+    writeFileSync(space, JSON.stringify({ dropout: { kind: "choice", values: [0.1, 0.3] } }));
+    const declarations = loadDeclarations(declarationsDir([
+      runJson("a"),
+      runJson("b"),
+      { kind: "study", name: "s", title: "tiny study", profiles: ["standard"], space, architecture: "capstone", strategy: "halving", trials: 2, minEpochs: 1, epochs: 2, eta: 2, seed: 3, validationFraction: 0.2 },
+      runJson("t", { model: { study: "s" }, recipe: { ...runJson("t").recipe as object, learningRate: { timesTuned: 1 } } }),
+    ]));
+    const events: string[] = [];
+    let running = 0;
+    let most = 0;
+    const runner: ItemRunner = async (item, threads, onEvent) => {
+      const name = item.declaration.name;
+      most = Math.max(most, ++running);
+      events.push(`start ${name} on ${threads}`);
+      await new Promise((resolve) => setTimeout(resolve, name === "s" ? 60 : 20));
+      onEvent({ kind: "epoch", epoch: 0, epochs: 1, valAccuracy: 0.5, seconds: 1 });
+      running--;
+      events.push(`end ${name}`);
+      return "made";
+    };
+    const lines: string[] = [];
+    const base = { profile: "standard" as const, secondsPerImage: 1e-4, context: { declarations, root }, jobs: 2, cores: 2 };
+    const outcome = await makePlan({ ...base, runner, log: (line) => lines.push(line) });
+    assert.equal(events[0], "start s on 1", "the study that t waits for goes first, on half the cores");
+    assert.ok(events.indexOf("start t on 1") > events.indexOf("end s"), "t starts after s is made");
+    assert.equal(most, 2);
+    assert.deepEqual([...outcome.trained].sort(), ["a", "b", "s", "t"]);
+    assert.ok(lines.some((line) => /^\[4\/4\] t: epoch 1\/1 val acc 0\.5000 \(1\.0 s\) · plan ETA/.test(line)), lines.join("\n"));
+
+    const started: string[] = [];
+    const failing: ItemRunner = async (item) => {
+      started.push(item.declaration.name);
+      if (item.declaration.name === "s") throw new Error("out of memory");
+      return "made";
+    };
+    await assert.rejects(makePlan({ ...base, runner: failing, log: () => {} }), /^Error: s: out of memory$/);
+    assert.ok(!started.includes("t"), "nothing waiting for the failed study starts");
+    await assert.rejects(makePlan({ ...base, runner: undefined, log: () => {} }), /more than one job needs a runner/);
   });
 
   it("the clock scales what is left by how fast the finished part went", () => {

@@ -1,0 +1,37 @@
+/**
+ * Makes one declaration of a plan in its own process, for `npm run plan -- --jobs N` (not a
+ * command for people). Arguments: NAME PROFILE; the parent sets TFJS_WASM_THREADS to the job's
+ * share of the cores. Progress and the final summary go to the parent over the IPC channel,
+ * which is also the worker's lifeline: when the parent dies, however, the worker stops (the
+ * last finished epoch is committed; the next plan resumes from there).
+ */
+import { initBackend } from "../lib/backend";
+import { parseProfile } from "../lib/experiments";
+import { makeItem, type ItemEvent } from "../lib/plan";
+
+/** Messages to the parent. */
+export type PlanItemMessage = { event: ItemEvent } | { summary: string };
+
+process.on("disconnect", () => {
+  process.stderr.write("the plan's process is gone; stopping\n");
+  process.exit(1);
+});
+
+async function main(): Promise<void> {
+  const [name, profileName] = process.argv.slice(2);
+  if (!name || !profileName || !process.send) throw new Error("usage: plan-item.ts NAME PROFILE (started by npm run plan --jobs)");
+  const send = (message: PlanItemMessage) =>
+    new Promise<void>((resolve, reject) => process.send!(message, undefined, {}, (error) => (error ? reject(error) : resolve())));
+  await initBackend();
+  const summary = await makeItem(name, { profile: parseProfile(profileName) }, (event) => void send({ event }));
+  // Exit only once the summary is out: process.exit would drop a message still queued.
+  await send({ summary });
+}
+
+main().then(
+  () => process.exit(0),
+  (error: unknown) => {
+    process.stderr.write(`${error instanceof Error ? error.message : String(error)}\n`);
+    process.exit(1);
+  },
+);
