@@ -8,12 +8,12 @@
 import path from "node:path";
 import { augmenter } from "./augment";
 import { describeBackend, initBackend, tf } from "./backend";
-import { loadDataset, type Dataset, type DatasetName } from "./data";
+import { loadDataset, type Dataset, type DatasetName, type Split } from "./data";
 import { rm } from "node:fs/promises";
 import { withLock } from "./lock";
-import { buildModel, validateModelConfig, type ModelConfig } from "./models";
+import { buildModel, OPTIMIZERS, validateModelConfig, type ModelConfig } from "./models";
 import { canonicalJson, loadModel } from "./persist";
-import { stratifiedSplit, subset, toImageTensor, toLabelTensor } from "./preprocess";
+import { stratifiedSplit, subset, toImageTensor, toLabelTensor, toTargetTensor } from "./preprocess";
 import {
   BEST_MODEL_DIR,
   CHECKPOINT_DIR,
@@ -103,8 +103,12 @@ async function trainRunLocked(request: RunRequest): Promise<RunRecord> {
   if (validationSplit.count < MIN_VALIDATION_IMAGES) {
     throw new Error(`A validation fraction of ${settings.validationFraction} leaves ${validationSplit.count} validation images; choosing epochs needs at least ${MIN_VALIDATION_IMAGES}.`);
   }
-  const trainData = { x: toImageTensor(trainSplit), y: toLabelTensor(trainSplit) };
-  const validation = { x: toImageTensor(validationSplit), y: toLabelTensor(validationSplit) };
+  // With label smoothing the model trains (and is validated) on smoothed one-hot rows.
+  const smoothing = settings.labelSmoothing ?? 0;
+  const classes = data.classNames.length;
+  const targets = (split: Split, labelSmoothing: number) => (smoothing > 0 ? toTargetTensor(split, classes, labelSmoothing) : toLabelTensor(split));
+  const trainData = { x: toImageTensor(trainSplit), y: targets(trainSplit, smoothing) };
+  const validation = { x: toImageTensor(validationSplit), y: targets(validationSplit, smoothing) };
 
   let model: tf.LayersModel;
   let record: RunRecord;
@@ -119,7 +123,7 @@ async function trainRunLocked(request: RunRequest): Promise<RunRecord> {
       restoreRandomState(model, state.dropout, path.join(outDir, CHECKPOINT_DIR, STATE_FILE));
       record = { ...existing, resumes: [...existing.resumes, { at: new Date().toISOString(), fromEpoch: existing.history.length }] };
     } else {
-      model = buildModel(config, { learningRate: settings.schedule.rate, seed: settings.seed });
+      model = buildModel(config, { learningRate: settings.schedule.rate, seed: settings.seed, optimizer: settings.optimizer, oneHotTargets: smoothing > 0 });
       const options: RunOptions = { ...settings, trainImages: trainSplit.count, validationImages: validationSplit.count };
       record = {
         status: "running",
@@ -182,7 +186,8 @@ async function trainRunLocked(request: RunRequest): Promise<RunRecord> {
     }
     // The test split, once, on the best model.
     const best = await loadModel(path.join(outDir, BEST_MODEL_DIR));
-    const test = { x: toImageTensor(data.test), y: toLabelTensor(data.test) };
+    // Test loss against the true labels (unsmoothed).
+    const test = { x: toImageTensor(data.test), y: targets(data.test, 0) };
     const [testLoss, testAccuracy] = evaluate(best, test, settings.batchSize);
     tf.dispose([test.x, test.y]);
     best.dispose();
@@ -208,6 +213,12 @@ export function validateSettings(settings: RunSettings): void {
   if (!(settings.validationFraction > 0 && settings.validationFraction < 1)) throw new Error(`validationFraction must be in (0, 1), got ${settings.validationFraction}.`);
   if (!(settings.schedule.rate > 0 && settings.schedule.rate < 1)) throw new Error(`the learning rate must be in (0, 1), got ${settings.schedule.rate}.`);
   if (settings.patience !== null) positiveInt(settings.patience, "patience");
+  if (settings.optimizer !== undefined && !OPTIMIZERS.includes(settings.optimizer)) throw new Error(`optimizer must be ${OPTIMIZERS.join(" or ")}, got ${JSON.stringify(settings.optimizer)}.`);
+  const smoothing = settings.labelSmoothing;
+  if (smoothing !== undefined && !(smoothing >= 0 && smoothing <= 0.5)) throw new Error(`label smoothing must be in [0, 0.5], got ${smoothing}.`);
+  if (settings.schedule.kind === "warmupLinear" && !(settings.schedule.warmup >= 0 && settings.schedule.warmup < 1)) {
+    throw new Error(`the warm-up must be a fraction of the steps in [0, 1), got ${settings.schedule.warmup}.`);
+  }
 }
 
 /**
@@ -216,7 +227,13 @@ export function validateSettings(settings: RunSettings): void {
  */
 export function runIdentity(config: ModelConfig, settings: RunSettings, dataset: string): string {
   const { name: _name, description: _description, ...network } = config;
-  return canonicalJson({ network, settings, dataset });
+  // Defaults spelled out or left out are the same run (and records older than the choice match).
+  const { optimizer, labelSmoothing, ...rest } = settings;
+  return canonicalJson({
+    network,
+    settings: { ...rest, ...(optimizer && optimizer !== "adam" ? { optimizer } : {}), ...(labelSmoothing ? { labelSmoothing } : {}) },
+    dataset,
+  });
 }
 
 /** The settings part of a record's options (what a request specifies). */

@@ -11,7 +11,7 @@ import path from "node:path";
 import { STANDARD_AUGMENTATION } from "./augment";
 import { DATASET_NAMES, loadDataset, type Dataset, type DatasetName } from "./data";
 import { ensureRun, type RunHooks } from "./experiment";
-import { presetModel, PRESET_MODELS, type ModelConfig } from "./models";
+import { OPTIMIZERS, presetModel, PRESET_MODELS, type ModelConfig, type OptimizerName } from "./models";
 import { PROJECT_ROOT } from "./paths";
 import { readRecord, type RunRecord, type RunSettings } from "./runs";
 import type { LearningRateSchedule } from "./train";
@@ -37,7 +37,9 @@ export const PROFILES = ["quick", "standard", "extended"] as const;
 export type Profile = (typeof PROFILES)[number];
 /** The declarations (EXPERIMENTS_DIR overrides, for tests). */
 export const EXPERIMENTS_DIR = path.resolve(process.env.EXPERIMENTS_DIR ?? path.join(PROJECT_ROOT, "experiments"));
-export const SCHEDULES = ["constant", "step", "one-cycle"] as const;
+export const SCHEDULES = ["constant", "step", "one-cycle", "warmup-linear"] as const;
+/** warmup-linear: the fraction of the steps that warm up (issue 19's PyTorch recipe). */
+export const WARMUP_FRACTION = 0.15;
 export type ScheduleName = (typeof SCHEDULES)[number];
 
 /** What a run trains: a preset, the tunable CNN with its parameters, or a study's best trial. */
@@ -50,9 +52,13 @@ export type ModelSpec =
 export interface Recipe {
   epochs: number;
   batchSize: number;
-  /** Adam's (peak) rate; `{ timesTuned: k }`: k × the study's chosen rate (study models only). */
+  /** The (peak) rate; `{ timesTuned: k }`: k × the study's chosen rate (study models only). */
   learningRate: number | { timesTuned: number };
   schedule: ScheduleName;
+  /** Absent: Adam. */
+  optimizer?: OptimizerName;
+  /** Absent: none. */
+  labelSmoothing?: number;
   augment: "standard" | null;
   seed: number;
   validationFraction: number;
@@ -150,7 +156,15 @@ function recipeOf(file: string, value: unknown, model: ModelSpec): Recipe {
   }
   const augment = value.augment;
   if (augment !== null && augment !== "standard") throw invalid(file, "recipe.augment", `must be "standard" or null, got ${JSON.stringify(augment)}`);
+  const optimizer = value.optimizer;
+  if (optimizer !== undefined && !OPTIMIZERS.includes(optimizer as OptimizerName)) throw invalid(file, "recipe.optimizer", `must be ${OPTIMIZERS.join(" or ")}, got ${JSON.stringify(optimizer)}`);
+  const labelSmoothing = value.labelSmoothing;
+  if (labelSmoothing !== undefined && !(typeof labelSmoothing === "number" && labelSmoothing >= 0 && labelSmoothing <= 0.5)) {
+    throw invalid(file, "recipe.labelSmoothing", `must be a number in [0, 0.5], got ${JSON.stringify(labelSmoothing)}`);
+  }
   return {
+    ...(optimizer === undefined ? {} : { optimizer: optimizer as OptimizerName }),
+    ...(labelSmoothing === undefined ? {} : { labelSmoothing: labelSmoothing as number }),
     epochs: need(file, value, "epochs", isPositiveInt, "a positive integer"),
     batchSize: need(file, value, "batchSize", isPositiveInt, "a positive integer"),
     learningRate: learningRate as Recipe["learningRate"],
@@ -278,6 +292,8 @@ export function scheduleFor(kind: ScheduleName, rate: number, epochs: number): L
       return { kind: "step", rate, factor: 0.5, every: Math.max(1, Math.round(epochs / 4)) };
     case "one-cycle":
       return { kind: "oneCycle", rate };
+    case "warmup-linear":
+      return { kind: "warmupLinear", rate, warmup: WARMUP_FRACTION };
   }
 }
 
@@ -360,6 +376,8 @@ export async function runRequestOf(d: RunDeclaration, context: ExperimentContext
       patience: null,
       quick,
       augment: d.recipe.augment === "standard" ? STANDARD_AUGMENTATION : null,
+      ...(d.recipe.optimizer === undefined ? {} : { optimizer: d.recipe.optimizer }),
+      ...(d.recipe.labelSmoothing === undefined ? {} : { labelSmoothing: d.recipe.labelSmoothing }),
     },
   };
 }

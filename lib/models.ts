@@ -214,20 +214,32 @@ function buildLayer(layer: LayerConfig, index: number, seed: number | undefined)
   }
 }
 
+/** Adam (the default), or SGD with Nesterov momentum 0.9. */
+export const OPTIMIZERS = ["adam", "sgd-nesterov"] as const;
+export type OptimizerName = (typeof OPTIMIZERS)[number];
+const NESTEROV_MOMENTUM = 0.9;
+
 export interface CompileOptions {
   learningRate?: number;
   /** Seeds the initial weights and the dropout masks (unseeded when left out). */
   seed?: number;
+  optimizer?: OptimizerName;
+  /**
+   * Targets are one-hot rows ([N, classes], e.g. smoothed labels: preprocess.toTargetTensor)
+   * rather than class indices ([N]): categorical instead of sparse cross-entropy.
+   */
+  oneHotTargets?: boolean;
 }
 
-/** Builds and compiles a model: Adam, sparse categorical cross-entropy, accuracy. */
+/** Builds and compiles a model: Adam or SGD-Nesterov, cross-entropy, accuracy. */
 export function buildModel(config: ModelConfig, options: CompileOptions = {}): tf.Sequential {
   const model = tf.sequential({ name: config.name });
   model.add(tf.layers.inputLayer({ inputShape: config.inputShape }));
   config.layers.forEach((layer, i) => model.add(buildLayer(layer, i, options.seed)));
+  const learningRate = options.learningRate ?? 1e-3;
   model.compile({
-    optimizer: new FastAdam(options.learningRate ?? 1e-3),
-    loss: "sparseCategoricalCrossentropy",
+    optimizer: options.optimizer === "sgd-nesterov" ? tf.train.momentum(learningRate, NESTEROV_MOMENTUM, true) : new FastAdam(learningRate),
+    loss: options.oneHotTargets ? "categoricalCrossentropy" : "sparseCategoricalCrossentropy",
     metrics: ["accuracy"],
   });
   return model;

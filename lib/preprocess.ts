@@ -92,6 +92,20 @@ export function toLabelTensor(split: Split): tf.Tensor1D {
   return tf.tensor1d(Float32Array.from(split.labels), "float32");
 }
 
+/**
+ * One-hot targets [N, classes] with label smoothing: (1 − smoothing) on the label, plus
+ * smoothing / classes on every class (0 gives plain one-hot rows).
+ */
+export function toTargetTensor(split: Split, classes: number, smoothing: number): tf.Tensor2D {
+  if (!(smoothing >= 0 && smoothing < 1)) throw new Error(`label smoothing must be in [0, 1), got ${smoothing}.`);
+  const targets = new Float32Array(split.count * classes).fill(smoothing / classes);
+  for (let i = 0; i < split.count; i++) {
+    if (split.labels[i] >= classes) throw new Error(`label ${split.labels[i]} at ${i} is not below ${classes} classes.`);
+    targets[i * classes + split.labels[i]] += 1 - smoothing;
+  }
+  return tf.tensor2d(targets, [split.count, classes]);
+}
+
 /** Zero padding around each image, e.g. 28×28 → 32×32 with 2. */
 export function padImages(images: tf.Tensor4D, pad: number): tf.Tensor4D {
   if (!Number.isInteger(pad) || pad < 0) throw new Error(`pad must be a non-negative integer, got ${pad}.`);

@@ -35,8 +35,9 @@ function recipeText(d: RunDeclaration, record: RunRecord | undefined): string {
   const rate = record ? record.options.schedule.rate : typeof r.learningRate === "number" ? r.learningRate : NaN;
   const tuned = typeof r.learningRate === "number" ? "" : ` (${r.learningRate.timesTuned}× tuned)`;
   const epochs = record?.options.epochs ?? r.epochs;
-  return `${epochs} ep, ${r.schedule} lr ${Number.isNaN(rate) ? "?" : rate.toPrecision(3)}${tuned}, batch ${record?.options.batchSize ?? r.batchSize}` +
-    `${(record ? record.options.augment : r.augment) ? ", augmented" : ""}, seed ${r.seed}`;
+  const optimizer = r.optimizer && r.optimizer !== "adam" ? `${r.optimizer} ` : "";
+  return `${epochs} ep, ${optimizer}${r.schedule} lr ${Number.isNaN(rate) ? "?" : rate.toPrecision(3)}${tuned}, batch ${record?.options.batchSize ?? r.batchSize}` +
+    `${r.labelSmoothing ? `, label smoothing ${r.labelSmoothing}` : ""}${(record ? record.options.augment : r.augment) ? ", augmented" : ""}, seed ${r.seed}`;
 }
 
 export const experimentCommand = (name: string, profile: Profile) =>

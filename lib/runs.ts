@@ -7,7 +7,7 @@ import { existsSync, readdirSync } from "node:fs";
 import { readFile, rename, rm } from "node:fs/promises";
 import path from "node:path";
 import type { AugmentConfig } from "./augment";
-import type { ModelConfig } from "./models";
+import type { ModelConfig, OptimizerName } from "./models";
 import type { tf } from "./backend";
 import type { FastDropout } from "./layers";
 import { MODEL_FILE, replaceFolder, writeJsonAtomic, writeModelFolder } from "./persist";
@@ -35,6 +35,10 @@ export interface RunSettings {
   quick: boolean;
   /** On-the-fly augmentation of training batches. */
   augment: AugmentConfig | null;
+  /** Absent: Adam (and in records older than the choice). */
+  optimizer?: OptimizerName;
+  /** Label smoothing of the training and validation targets; absent: none. */
+  labelSmoothing?: number;
 }
 
 /** The settings as recorded, with the split sizes they gave. */

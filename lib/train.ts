@@ -14,10 +14,27 @@ export type LearningRateSchedule =
   /** rate × factor^floor(epoch / every) */
   | { kind: "step"; rate: number; factor: number; every: number }
   /** Linear warm-up from rate/25 to rate over the first 30% of the epochs, then cosine down to rate/1e4. */
-  | { kind: "oneCycle"; rate: number };
+  | { kind: "oneCycle"; rate: number }
+  /**
+   * Set every step, not every epoch: linear from 0 to rate over the first `warmup` fraction of
+   * the steps, then linear down to 0 at the last (the short recipe issue 19 measured in PyTorch).
+   */
+  | { kind: "warmupLinear"; rate: number; warmup: number };
 
+/** Schedules whose rate changes within an epoch (train sets them before every step). */
+export const perStep = (schedule: LearningRateSchedule) => schedule.kind === "warmupLinear";
+
+/**
+ * The rate at `epoch` (0-based) of `totalEpochs`. Per-step schedules take a fractional epoch:
+ * epoch e, step s of n is e + s/n.
+ */
 export function learningRateAt(schedule: LearningRateSchedule, epoch: number, totalEpochs: number): number {
   switch (schedule.kind) {
+    case "warmupLinear": {
+      const progress = epoch / totalEpochs;
+      if (progress < schedule.warmup) return (schedule.rate * progress) / schedule.warmup;
+      return (schedule.rate * Math.max(0, 1 - progress)) / (1 - schedule.warmup);
+    }
     case "constant":
       return schedule.rate;
     case "step":
@@ -54,8 +71,8 @@ export interface EpochRecord {
 
 export interface TrainingData {
   x: tf.Tensor4D;
-  /** Class indices as float32 [N] (sparse categorical cross-entropy). */
-  y: tf.Tensor1D;
+  /** Class indices as float32 [N] (sparse categorical cross-entropy), or one-hot rows [N, classes]. */
+  y: tf.Tensor1D | tf.Tensor2D;
 }
 
 export interface TrainOptions {
@@ -99,11 +116,16 @@ function validateOptions(options: TrainOptions, trainCount: number): void {
   }
 }
 
-/** Sets the learning rate of the model's optimizer (TF.js optimizers read it every step). */
+/**
+ * Sets the learning rate of the model's optimizer. Adam reads `learningRate` every step; SGD and
+ * momentum keep it as a tensor made at construction, which only `setLearningRate` replaces.
+ */
 function setLearningRate(model: tf.LayersModel, rate: number): void {
-  const optimizer = model.optimizer as unknown as { learningRate?: number };
+  const optimizer = model.optimizer as unknown as { learningRate?: number; setLearningRate?: (rate: number) => void };
   if (typeof optimizer.learningRate !== "number") throw new Error("The model's optimizer has no learning rate to schedule.");
-  optimizer.learningRate = rate;
+  if (optimizer.learningRate === rate) return;
+  if (typeof optimizer.setLearningRate === "function") optimizer.setLearningRate(rate);
+  else optimizer.learningRate = rate;
 }
 
 export async function train(model: tf.LayersModel, trainData: TrainingData, validation: TrainingData, options: TrainOptions): Promise<TrainResult> {
@@ -132,6 +154,7 @@ export async function train(model: tf.LayersModel, trainData: TrainingData, vali
       let lossSum = 0;
       let accuracySum = 0;
       for (let step = 0; step < steps; step++) {
+        if (options.schedule && perStep(options.schedule)) setLearningRate(model, learningRateAt(options.schedule, epoch + step / steps, options.epochs));
         const indices = order.slice(step * options.batchSize, (step + 1) * options.batchSize);
         const [loss, accuracy] = await trainStep(model, trainData, indices, options.augment, epoch, step);
         if (!Number.isFinite(loss)) {

@@ -1,7 +1,8 @@
 /**
  * npm run train -- --experiment NAME [--profile quick|standard|extended] [--json]
  * npm run train -- --model NAME|config.json [--epochs N] [--batch-size N] [--seed N]
- *   [--lr RATE] [--schedule constant|step|one-cycle] [--patience N] [--validation FRACTION]
+ *   [--lr RATE] [--schedule constant|step|one-cycle|warmup-linear] [--optimizer adam|sgd-nesterov]
+ *   [--label-smoothing E] [--patience N] [--validation FRACTION]
  *   [--augment standard|FILE.json] [--dataset fashion|mnist] [--out DIR] [--quick] [--resume] [--json]
  *
  * Trains one model on Fashion-MNIST (or MNIST, --dataset) with a stratified validation split from the
@@ -23,7 +24,7 @@ import { DATASET_NAMES, type DatasetName } from "../lib/data";
 import { trainRun, type RunHooks } from "../lib/experiment";
 import { ensureExperiment, parseProfile, scheduleFor, SCHEDULES, type ScheduleName } from "../lib/experiments";
 import type { RunRecord } from "../lib/runs";
-import { presetModel, PRESET_MODELS, validateModelConfig, type ModelConfig } from "../lib/models";
+import { OPTIMIZERS, presetModel, PRESET_MODELS, validateModelConfig, type ModelConfig } from "../lib/models";
 
 const USAGE = `Usage: npm run train -- --experiment NAME [--profile quick|standard|extended] [--json]
        npm run train -- --model NAME|config.json [options]
@@ -36,8 +37,11 @@ const USAGE = `Usage: npm run train -- --experiment NAME [--profile quick|standa
   --epochs N          default 20 (1 with --quick)
   --batch-size N      default 128
   --seed N            default 42 (split, shuffling)
-  --lr RATE           peak learning rate, default 0.001 (Adam)
-  --schedule KIND     constant (default), step (×0.5 every quarter of the epochs), one-cycle
+  --lr RATE           peak learning rate, default 0.001
+  --schedule KIND     constant (default), step (×0.5 every quarter of the epochs), one-cycle,
+                      warmup-linear (set every step: up from 0 over 15% of the steps, then down to 0)
+  --optimizer NAME    adam (default) or sgd-nesterov (momentum 0.9)
+  --label-smoothing E train on targets smoothed by E in [0, 0.5] (default 0)
   --augment WHAT      augment training batches on the fly: "standard" (flip, shift ≤ 2 px,
                       random erasing) or a JSON augmentation config (lib/augment.ts); default none
   --patience N        early stopping on validation loss, restoring the best weights
@@ -54,6 +58,17 @@ function positive(value: string, flag: string, integer = true): number {
     throw new Error(`${flag} must be a positive ${integer ? "integer" : "number"}, got "${value}".`);
   }
   return n;
+}
+
+function fraction(value: string, flag: string, max: number): number {
+  const n = Number(value);
+  if (!(Number.isFinite(n) && n >= 0 && n <= max)) throw new Error(`${flag} must be a number in [0, ${max}], got "${value}".`);
+  return n;
+}
+
+function oneOf<T extends string>(value: string, allowed: readonly T[], flag: string): T {
+  if (!(allowed as readonly string[]).includes(value)) throw new Error(`${flag} must be ${allowed.join(" or ")}, got "${value}".`);
+  return value as T;
 }
 
 function integer(value: string, flag: string): number {
@@ -105,6 +120,8 @@ runCommand(USAGE, async () => {
       seed: { type: "string" },
       lr: { type: "string" },
       schedule: { type: "string" },
+      optimizer: { type: "string" },
+      "label-smoothing": { type: "string" },
       patience: { type: "string" },
       augment: { type: "string" },
       dataset: { type: "string" },
@@ -118,7 +135,7 @@ runCommand(USAGE, async () => {
   );
   const log = (line: string) => process.stderr.write(line + "\n");
   if (values.experiment !== undefined) {
-    const recipeFlags = ["model", "epochs", "batch-size", "seed", "lr", "schedule", "patience", "augment", "dataset", "validation", "out", "quick", "resume"] as const;
+    const recipeFlags = ["model", "epochs", "batch-size", "seed", "lr", "schedule", "optimizer", "label-smoothing", "patience", "augment", "dataset", "validation", "out", "quick", "resume"] as const;
     const given = recipeFlags.filter((flag) => values[flag] !== undefined && values[flag] !== false);
     if (given.length > 0) throw new UsageError(`--experiment takes its model and recipe from experiments/${values.experiment}.json; leave out ${given.map((f) => `--${f}`).join(", ")}.`);
     const profile = usageCheck(() => parseProfile(values.profile ?? "standard"));
@@ -149,6 +166,8 @@ runCommand(USAGE, async () => {
       patience: values.patience ? positive(values.patience, "--patience") : null,
       quick: values.quick,
       augment,
+      ...(values.optimizer === undefined ? {} : { optimizer: oneOf(values.optimizer, OPTIMIZERS, "--optimizer") }),
+      ...(values["label-smoothing"] === undefined ? {} : { labelSmoothing: fraction(values["label-smoothing"], "--label-smoothing", 0.5) }),
     };
   });
   const outDir = path.resolve(values.out ?? path.join("runs", `${config.name}-seed${options.seed}`));

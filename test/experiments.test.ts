@@ -67,6 +67,9 @@ describe("experiment declarations", () => {
       [runJson("a", { dataset: "cifar" }), /a\.json: dataset: must be fashion \| mnist/],
       [runJson("a", { kind: "sweep" }), /a\.json: kind: must be "run" or "study"/],
       [runJson("a", { model: { architecture: "double", params: { filters9: 3 } } }), /a\.json: model\.params\.filters9: unknown parameter/],
+      [runJson("a", { recipe: { ...runJson("a").recipe as object, optimizer: "rmsprop" } }), /a\.json: recipe\.optimizer: must be adam or sgd-nesterov, got "rmsprop"/],
+      [runJson("a", { recipe: { ...runJson("a").recipe as object, labelSmoothing: 0.7 } }), /a\.json: recipe\.labelSmoothing: must be a number in \[0, 0\.5\], got 0\.7/],
+      [runJson("a", { recipe: { ...runJson("a").recipe as object, schedule: "cosine" } }), /a\.json: schedule: must be constant \| step \| one-cycle \| warmup-linear/],
     ];
     for (const [json, message] of cases) assert.throws(() => parseDeclaration(file, json), message);
   });
@@ -93,6 +96,13 @@ describe("experiment declarations", () => {
     assert.equal(runIdentity(reworded, settings, "fashion"), runIdentity(config, settings, "fashion"));
     assert.notEqual(runIdentity(config, { ...settings, epochs: 3 }, "fashion"), runIdentity(config, settings, "fashion"));
     assert.notEqual(runIdentity({ ...config, layers: config.layers.slice(1) }, settings, "fashion"), runIdentity(config, settings, "fashion"));
+    // Adam and no smoothing, spelled out or left out (records older than the choice), are the same run.
+    assert.equal(runIdentity(config, { ...settings, optimizer: "adam", labelSmoothing: 0 }, "fashion"), runIdentity(config, settings, "fashion"));
+    assert.notEqual(runIdentity(config, { ...settings, optimizer: "sgd-nesterov" }, "fashion"), runIdentity(config, settings, "fashion"));
+    assert.notEqual(runIdentity(config, { ...settings, labelSmoothing: 0.1 }, "fashion"), runIdentity(config, settings, "fashion"));
+    const sgd = parseDeclaration("/x/sgd.json", runJson("sgd", { recipe: { ...runJson("sgd").recipe as object, optimizer: "sgd-nesterov", labelSmoothing: 0.1, schedule: "warmup-linear" } })) as RunDeclaration;
+    const request = await runRequestOf(sgd, { profile: "standard" });
+    assert.deepEqual([request.settings.optimizer, request.settings.labelSmoothing, request.settings.schedule], ["sgd-nesterov", 0.1, { kind: "warmupLinear", rate: 0.003, warmup: 0.15 }]);
   });
 });
 

@@ -2,7 +2,7 @@ import { before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { initBackend, tf } from "../lib/backend";
 import type { Split } from "../lib/data";
-import { fitStandardizer, padImages, stratifiedSplit, subset, toImageTensor, toLabelTensor } from "../lib/preprocess";
+import { fitStandardizer, padImages, stratifiedSplit, subset, toImageTensor, toLabelTensor, toTargetTensor } from "../lib/preprocess";
 import { seededRandom, shuffle } from "../lib/random";
 
 function split(pixels: number[][], labels: number[], side = 2): Split {
@@ -59,6 +59,18 @@ describe("subset, standardiser and tensors", () => {
     assert.deepEqual([...(await standard.data())].slice(0, 4), [-1, -1, 1, 1]);
     assert.deepEqual([...(await toLabelTensor(data).data())], [3, 1, 2]);
     tf.dispose([unit, standard]);
+  });
+
+  it("one-hot targets with label smoothing: 1 − ε + ε/K on the label, ε/K elsewhere; bad input is refused", async () => {
+    const targets = toTargetTensor(data, 4, 0.2);
+    assert.deepEqual(targets.shape, [3, 4]);
+    const rows = Array.from(await targets.data());
+    assert.deepEqual(rows.slice(0, 4).map((v) => +v.toFixed(6)), [0.05, 0.05, 0.05, 0.85]);
+    assert.deepEqual(rows.slice(4, 8).map((v) => +v.toFixed(6)), [0.05, 0.85, 0.05, 0.05]);
+    assert.deepEqual(Array.from(await toTargetTensor(data, 4, 0).data()).slice(8), [0, 0, 1, 0]);
+    assert.throws(() => toTargetTensor(data, 4, 1), /label smoothing must be in \[0, 1\), got 1/);
+    assert.throws(() => toTargetTensor(data, 3, 0.1), /label 3 at 0 is not below 3 classes/);
+    targets.dispose();
   });
 
   it("pads with zeros", async () => {

@@ -81,18 +81,22 @@ describe("run integrity", () => {
     assert.ok(!existsSync(path.join(dir, LOCK_FILE)));
   });
 
-  it("a resumed run equals the uninterrupted one: same history and the same test predictions", async () => {
-    const whole = path.join(tempDir(), "whole");
-    const uninterrupted = await trainRun({ config: withDropout, settings, outDir: whole, data });
-    const cut = path.join(tempDir(), "cut");
-    await assert.rejects(trainRun({ config: withDropout, settings, outDir: cut, data, hooks: { onEpochEnd: () => { throw killed(); } } }), /killed/);
-    assert.equal((await readRecord(cut))?.history.length, 1);
-    const resumed = await trainRun({ config: withDropout, settings, outDir: cut, data, resume: true });
-    assert.deepEqual(resumed.resumes.map((r) => r.fromEpoch), [1]);
-    assert.deepEqual(learned(resumed.history), learned(uninterrupted.history));
-    assert.deepEqual(resumed.test, uninterrupted.test);
-    assert.deepEqual(await testPredictions(cut), await testPredictions(whole));
-  });
+  const sgdRecipe: RunSettings = { ...settings, schedule: { kind: "warmupLinear", rate: 0.05, warmup: 0.15 }, optimizer: "sgd-nesterov", labelSmoothing: 0.1 };
+  for (const [recipe, recipeSettings] of [["Adam, one-cycle", settings], ["SGD-Nesterov, warmup-linear, label smoothing", sgdRecipe]] as const) {
+    it(`a resumed run equals the uninterrupted one: same history and the same test predictions (${recipe})`, async () => {
+      const whole = path.join(tempDir(), "whole");
+      const uninterrupted = await trainRun({ config: withDropout, settings: recipeSettings, outDir: whole, data });
+      const cut = path.join(tempDir(), "cut");
+      await assert.rejects(trainRun({ config: withDropout, settings: recipeSettings, outDir: cut, data, hooks: { onEpochEnd: () => { throw killed(); } } }), /killed/);
+      assert.equal((await readRecord(cut))?.history.length, 1);
+      const resumed = await trainRun({ config: withDropout, settings: recipeSettings, outDir: cut, data, resume: true });
+      assert.deepEqual(resumed.resumes.map((r) => r.fromEpoch), [1]);
+      assert.deepEqual(learned(resumed.history), learned(uninterrupted.history));
+      assert.deepEqual(resumed.test, uninterrupted.test);
+      assert.deepEqual(await testPredictions(cut), await testPredictions(whole));
+      assert.ok(uninterrupted.test!.accuracy > 0.5, `test accuracy ${uninterrupted.test!.accuracy}`);
+    });
+  }
 
   for (const step of COMMIT_STEPS) {
     it(`a crash after the commit step "${step}" leaves one consistent epoch, and the run resumes to the uninterrupted result`, async () => {

@@ -85,6 +85,20 @@ describe("npm run train", async () => {
     assert.match(invalid.stderr, /shift\.maxPixels must be a non-negative integer, got -1/);
   });
 
+  it("--optimizer sgd-nesterov --label-smoothing 0.1 --schedule warmup-linear trains and is recorded; bad values are usage errors", { skip }, async () => {
+    const out = path.join(tempDir(), "run");
+    const result = await trainCommand(["--model", "ann", "--quick", "--optimizer", "sgd-nesterov", "--label-smoothing", "0.1", "--schedule", "warmup-linear", "--lr", "0.05", "--out", out]);
+    assert.equal(result.code, 0, result.stderr);
+    const options = record(out).options;
+    assert.deepEqual([options.optimizer, options.labelSmoothing, options.schedule], ["sgd-nesterov", 0.1, { kind: "warmupLinear", rate: 0.05, warmup: 0.15 }]);
+    assert.ok(record(out).test!.accuracy > 0.5, `test accuracy ${record(out).test!.accuracy}`);
+    for (const [flag, value, message] of [["--optimizer", "rmsprop", /--optimizer must be adam or sgd-nesterov, got "rmsprop"/], ["--label-smoothing", "0.9", /--label-smoothing must be a number in \[0, 0\.5\], got "0\.9"/]] as const) {
+      const bad = await trainCommand(["--model", "ann", "--quick", flag, value]);
+      assert.equal(bad.code, 2);
+      assert.match(bad.stderr, message);
+    }
+  });
+
   it("a second training into the same --out while the first runs is refused, naming the holder", { skip }, async () => {
     const out = path.join(tempDir(), "run");
     const first = spawn(process.execPath, [...SCRIPT, "--model", "ann", "--quick", "--epochs", "5", "--out", out], { cwd: ROOT, stdio: "ignore" });

@@ -27,6 +27,16 @@ describe("learning-rate schedules", () => {
     assert.deepEqual([0, 1, 2, 3, 4].map((e) => learningRateAt(schedule, e, 5)), [0.1, 0.1, 0.05, 0.05, 0.025]);
   });
 
+  it("warmup-linear: up from 0 over the warm-up fraction of the steps, then linearly down to 0", () => {
+    const schedule = { kind: "warmupLinear" as const, rate: 0.2, warmup: 0.25 };
+    const at = (epoch: number) => learningRateAt(schedule, epoch, 4);
+    assert.equal(at(0), 0);
+    assert.ok(Math.abs(at(0.5) - 0.1) < 1e-12);
+    assert.ok(Math.abs(at(1) - 0.2) < 1e-12, "the peak at the end of the warm-up");
+    assert.ok(Math.abs(at(2.5) - 0.1) < 1e-12, "halfway down");
+    assert.equal(at(4), 0);
+  });
+
   it("one-cycle: warms up to the peak, then anneals to rate/1e4", () => {
     const schedule = { kind: "oneCycle" as const, rate: 0.01 };
     const rates = Array.from({ length: 10 }, (_, e) => learningRateAt(schedule, e, 10));
@@ -41,6 +51,23 @@ describe("learning-rate schedules", () => {
 describe("train", () => {
   before(async () => {
     await initBackend({ force: "wasm" });
+  });
+
+  it("SGD-Nesterov takes the scheduled rate, not the one it was built with; smoothed one-hot targets train", async () => {
+    const data = dataset(64, 1, (i) => i % 10);
+    const targets = { x: data.x, y: tf.oneHot(tf.cast(data.y, "int32"), 10).toFloat() as tf.Tensor2D };
+    const model = buildModel(tinyDense, { learningRate: 0.5, optimizer: "sgd-nesterov", oneHotTargets: true });
+    const before = model.getWeights().map((w) => w.dataSync().slice());
+    // A rate of 1e-9 all along: built with 0.5, the weights would move by far more than 1e-6.
+    await train(model, targets, targets, { epochs: 1, batchSize: 16, seed: 1, schedule: { kind: "constant", rate: 1e-9 } });
+    const moved = Math.max(...model.getWeights().map((w, i) => Math.max(...w.dataSync().map((v, j) => Math.abs(v - before[i][j])))));
+    assert.ok(moved > 0 && moved < 1e-6, `weights moved by ${moved}`);
+    // Memorising 64 random labels (chance: 10%) shows that it learns.
+    await train(model, targets, targets, { epochs: 20, batchSize: 16, seed: 1, schedule: { kind: "warmupLinear", rate: 0.3, warmup: 0.15 } });
+    const [, accuracy] = evaluate(model, targets, 64);
+    assert.ok(accuracy > 0.6, `training accuracy ${accuracy}`);
+    tf.dispose([data.x, data.y, targets.y]);
+    model.dispose();
   });
 
   it("a tiny model overfits 64 samples (training accuracy > 95%) and reports every epoch", async () => {
