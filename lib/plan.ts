@@ -240,8 +240,8 @@ export async function makePlan(options: PlanOptions): Promise<{ trained: string[
     log(`${head}: ${d.title} (${item.epochsLeft} of ${item.epochsTotal} epochs to train, ~${formatDuration(estimates[k])})`);
     const onEvent = (event: ItemEvent) => {
       if (event.kind === "epoch") {
-        // With several jobs an epoch takes longer than alone; the clock's ratio absorbs that.
-        clock.record(perEpoch, event.seconds / jobs);
+        // While k items train at once, an epoch's wall time is shared by k epochs' progress.
+        clock.record(perEpoch, event.seconds / Math.max(1, running.size));
         const what = d.kind === "study" ? "trial epoch" : "epoch";
         log(`${head}: ${what} ${event.epoch + 1}/${event.epochs} val acc ${event.valAccuracy.toFixed(4)} (${event.seconds.toFixed(1)} s) · plan ETA ${formatDuration(clock.remaining())}`);
       } else {
