@@ -43,10 +43,12 @@ function processRunner(profile: Profile): ItemRunner {
       const child = spawn(process.execPath, ["--import", "tsx", path.join(__dirname, "plan-item.ts"), name, profile], {
         cwd: path.join(__dirname, ".."),
         env: { ...process.env, [WASM_THREADS_ENV_VAR]: String(threads) },
-        // The IPC channel carries the progress and is the worker's lifeline.
-        stdio: ["ignore", "inherit", "pipe", "ipc"],
+        // The IPC channel carries the progress and is the worker's lifeline; stdout stays this
+        // process's own (--json), so whatever a worker prints goes to stderr.
+        stdio: ["ignore", "pipe", "pipe", "ipc"],
       });
       children.add(child);
+      child.stdout!.pipe(process.stderr);
       let summary: string | undefined;
       let stderr = "";
       child.stderr!.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
