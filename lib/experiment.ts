@@ -202,6 +202,9 @@ async function trainRunLocked(request: RunRequest): Promise<RunRecord> {
   }
 }
 
+/** Label smoothing above this moves more than half of a target's mass off its label. */
+export const MAX_LABEL_SMOOTHING = 0.5;
+
 /** Settings a run cannot train with, refused before anything is written. */
 export function validateSettings(settings: RunSettings): void {
   const positiveInt = (value: number, name: string) => {
@@ -215,7 +218,7 @@ export function validateSettings(settings: RunSettings): void {
   if (settings.patience !== null) positiveInt(settings.patience, "patience");
   if (settings.optimizer !== undefined && !OPTIMIZERS.includes(settings.optimizer)) throw new Error(`optimizer must be ${OPTIMIZERS.join(" or ")}, got ${JSON.stringify(settings.optimizer)}.`);
   const smoothing = settings.labelSmoothing;
-  if (smoothing !== undefined && !(smoothing >= 0 && smoothing <= 0.5)) throw new Error(`label smoothing must be in [0, 0.5], got ${smoothing}.`);
+  if (smoothing !== undefined && !(smoothing >= 0 && smoothing <= MAX_LABEL_SMOOTHING)) throw new Error(`label smoothing must be in [0, ${MAX_LABEL_SMOOTHING}], got ${smoothing}.`);
   if (settings.schedule.kind === "warmupLinear" && !(settings.schedule.warmup >= 0 && settings.schedule.warmup < 1)) {
     throw new Error(`the warm-up must be a fraction of the steps in [0, 1), got ${settings.schedule.warmup}.`);
   }

@@ -10,7 +10,7 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { STANDARD_AUGMENTATION } from "./augment";
 import { DATASET_NAMES, loadDataset, type Dataset, type DatasetName } from "./data";
-import { ensureRun, type RunHooks } from "./experiment";
+import { ensureRun, MAX_LABEL_SMOOTHING, type RunHooks } from "./experiment";
 import { OPTIMIZERS, presetModel, PRESET_MODELS, type ModelConfig, type OptimizerName } from "./models";
 import { PROJECT_ROOT } from "./paths";
 import { readRecord, type RunRecord, type RunSettings } from "./runs";
@@ -159,8 +159,8 @@ function recipeOf(file: string, value: unknown, model: ModelSpec): Recipe {
   const optimizer = value.optimizer;
   if (optimizer !== undefined && !OPTIMIZERS.includes(optimizer as OptimizerName)) throw invalid(file, "recipe.optimizer", `must be ${OPTIMIZERS.join(" or ")}, got ${JSON.stringify(optimizer)}`);
   const labelSmoothing = value.labelSmoothing;
-  if (labelSmoothing !== undefined && !(typeof labelSmoothing === "number" && labelSmoothing >= 0 && labelSmoothing <= 0.5)) {
-    throw invalid(file, "recipe.labelSmoothing", `must be a number in [0, 0.5], got ${JSON.stringify(labelSmoothing)}`);
+  if (labelSmoothing !== undefined && !(typeof labelSmoothing === "number" && labelSmoothing >= 0 && labelSmoothing <= MAX_LABEL_SMOOTHING)) {
+    throw invalid(file, "recipe.labelSmoothing", `must be a number in [0, ${MAX_LABEL_SMOOTHING}], got ${JSON.stringify(labelSmoothing)}`);
   }
   return {
     ...(optimizer === undefined ? {} : { optimizer: optimizer as OptimizerName }),

@@ -21,7 +21,7 @@ import { STANDARD_AUGMENTATION, validateAugmentConfig, type AugmentConfig } from
 import { describeBackend, initBackend } from "../lib/backend";
 import { parseCommandLine, runCommand, textTable, usageCheck, UsageError } from "../lib/cli";
 import { DATASET_NAMES, type DatasetName } from "../lib/data";
-import { trainRun, type RunHooks } from "../lib/experiment";
+import { MAX_LABEL_SMOOTHING, trainRun, type RunHooks } from "../lib/experiment";
 import { ensureExperiment, parseProfile, scheduleFor, SCHEDULES, type ScheduleName } from "../lib/experiments";
 import type { RunRecord } from "../lib/runs";
 import { OPTIMIZERS, presetModel, PRESET_MODELS, validateModelConfig, type ModelConfig } from "../lib/models";
@@ -41,7 +41,7 @@ const USAGE = `Usage: npm run train -- --experiment NAME [--profile quick|standa
   --schedule KIND     constant (default), step (×0.5 every quarter of the epochs), one-cycle,
                       warmup-linear (set every step: up from 0 over 15% of the steps, then down to 0)
   --optimizer NAME    adam (default) or sgd-nesterov (momentum 0.9)
-  --label-smoothing E train on targets smoothed by E in [0, 0.5] (default 0)
+  --label-smoothing E train on targets smoothed by E in [0, ${MAX_LABEL_SMOOTHING}] (default 0)
   --augment WHAT      augment training batches on the fly: "standard" (flip, shift ≤ 2 px,
                       random erasing) or a JSON augmentation config (lib/augment.ts); default none
   --patience N        early stopping on validation loss, restoring the best weights
@@ -167,7 +167,7 @@ runCommand(USAGE, async () => {
       quick: values.quick,
       augment,
       ...(values.optimizer === undefined ? {} : { optimizer: oneOf(values.optimizer, OPTIMIZERS, "--optimizer") }),
-      ...(values["label-smoothing"] === undefined ? {} : { labelSmoothing: fraction(values["label-smoothing"], "--label-smoothing", 0.5) }),
+      ...(values["label-smoothing"] === undefined ? {} : { labelSmoothing: fraction(values["label-smoothing"], "--label-smoothing", MAX_LABEL_SMOOTHING) }),
     };
   });
   const outDir = path.resolve(values.out ?? path.join("runs", `${config.name}-seed${options.seed}`));
