@@ -6,8 +6,9 @@
  * from its last finished epoch.
  */
 import path from "node:path";
-import { augmenter } from "./augment";
+import { augmenter, predictWithTta } from "./augment";
 import { describeBackend, initBackend, tf } from "./backend";
+import { accuracy, argmaxRows, logLoss } from "./metrics";
 import { loadDataset, type Dataset, type DatasetName, type Split } from "./data";
 import { rm } from "node:fs/promises";
 import { withLock } from "./lock";
@@ -187,10 +188,23 @@ async function trainRunLocked(request: RunRequest): Promise<RunRecord> {
     // The test split, once, on the best model.
     const best = await loadModel(path.join(outDir, BEST_MODEL_DIR));
     // Test loss against the true labels (unsmoothed).
-    const test = { x: toImageTensor(data.test), y: targets(data.test, 0) };
-    const [testLoss, testAccuracy] = evaluate(best, test, settings.batchSize);
-    tf.dispose([test.x, test.y]);
-    best.dispose();
+    const testX = toImageTensor(data.test);
+    let testLoss: number;
+    let testAccuracy: number;
+    try {
+      if (settings.testTimeAugmentation) {
+        const probabilities = predictWithTta(best, testX);
+        testLoss = logLoss(probabilities, data.test.labels, classes);
+        testAccuracy = accuracy(data.test.labels, argmaxRows(probabilities, classes), classes);
+      } else {
+        const testY = targets(data.test, 0);
+        [testLoss, testAccuracy] = evaluate(best, { x: testX, y: testY }, settings.batchSize);
+        testY.dispose();
+      }
+    } finally {
+      testX.dispose();
+      best.dispose();
+    }
     const correct = Math.round(testAccuracy * data.test.count);
     record.test = { loss: testLoss, accuracy: testAccuracy, correct, incorrect: data.test.count - correct, images: data.test.count };
     record.status = "finished";
@@ -231,10 +245,15 @@ export function validateSettings(settings: RunSettings): void {
 export function runIdentity(config: ModelConfig, settings: RunSettings, dataset: string): string {
   const { name: _name, description: _description, ...network } = config;
   // Defaults spelled out or left out are the same run (and records older than the choice match).
-  const { optimizer, labelSmoothing, ...rest } = settings;
+  const { optimizer, labelSmoothing, testTimeAugmentation, ...rest } = settings;
   return canonicalJson({
     network,
-    settings: { ...rest, ...(optimizer && optimizer !== "adam" ? { optimizer } : {}), ...(labelSmoothing ? { labelSmoothing } : {}) },
+    settings: {
+      ...rest,
+      ...(optimizer && optimizer !== "adam" ? { optimizer } : {}),
+      ...(labelSmoothing ? { labelSmoothing } : {}),
+      ...(testTimeAugmentation ? { testTimeAugmentation } : {}),
+    },
     dataset,
   });
 }
@@ -265,11 +284,15 @@ export async function ensureRun(request: Omit<RunRequest, "resume">): Promise<Ru
   return trainRun({ ...request, resume: true });
 }
 
-/** Class probabilities [N·classes] of a run's best model (or a model folder) for images x. */
+/**
+ * Class probabilities [N·classes] of a run's best model (or a model folder) for images x, made
+ * as the run's record says its test predictions were (averaged over TTA views when declared).
+ */
 export async function runProbabilities(dir: string, x: tf.Tensor4D): Promise<Float32Array> {
-  const model = await loadModel((await resolveModelDir(dir)).modelDir);
+  const { modelDir, record } = await resolveModelDir(dir);
+  const model = await loadModel(modelDir);
   try {
-    return predictProbabilities(model, x);
+    return record?.options.testTimeAugmentation ? predictWithTta(model, x) : predictProbabilities(model, x);
   } finally {
     model.dispose();
   }

@@ -8,7 +8,7 @@
  */
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
-import { STANDARD_AUGMENTATION } from "./augment";
+import { STANDARD_AUGMENTATION, validateAugmentConfig, type AugmentConfig } from "./augment";
 import { DATASET_NAMES, loadDataset, type Dataset, type DatasetName } from "./data";
 import { ensureRun, MAX_LABEL_SMOOTHING, type RunHooks } from "./experiment";
 import { OPTIMIZERS, presetModel, PRESET_MODELS, type ModelConfig, type OptimizerName } from "./models";
@@ -59,7 +59,10 @@ export interface Recipe {
   optimizer?: OptimizerName;
   /** Absent: none. */
   labelSmoothing?: number;
-  augment: "standard" | null;
+  /** "standard" (lib/augment's STANDARD_AUGMENTATION), a transform config, or none. */
+  augment: "standard" | AugmentConfig | null;
+  /** Test predictions averaged over TTA views (lib/augment); absent: the image alone. */
+  testTimeAugmentation?: boolean;
   seed: number;
   validationFraction: number;
 }
@@ -155,7 +158,19 @@ function recipeOf(file: string, value: unknown, model: ModelSpec): Recipe {
     throw invalid(file, "recipe.learningRate", `must be a rate in (0, 1) or { "timesTuned": k }, got ${JSON.stringify(learningRate)}`);
   }
   const augment = value.augment;
-  if (augment !== null && augment !== "standard") throw invalid(file, "recipe.augment", `must be "standard" or null, got ${JSON.stringify(augment)}`);
+  if (isObject(augment)) {
+    try {
+      validateAugmentConfig(augment as AugmentConfig);
+    } catch (error) {
+      throw invalid(file, "recipe.augment", (error as Error).message);
+    }
+  } else if (augment !== null && augment !== "standard") {
+    throw invalid(file, "recipe.augment", `must be "standard", a transform config (lib/augment.ts) or null, got ${JSON.stringify(augment)}`);
+  }
+  const testTimeAugmentation = value.testTimeAugmentation;
+  if (testTimeAugmentation !== undefined && typeof testTimeAugmentation !== "boolean") {
+    throw invalid(file, "recipe.testTimeAugmentation", `must be true or false, got ${JSON.stringify(testTimeAugmentation)}`);
+  }
   const optimizer = value.optimizer;
   if (optimizer !== undefined && !OPTIMIZERS.includes(optimizer as OptimizerName)) throw invalid(file, "recipe.optimizer", `must be ${OPTIMIZERS.join(" or ")}, got ${JSON.stringify(optimizer)}`);
   const labelSmoothing = value.labelSmoothing;
@@ -165,6 +180,7 @@ function recipeOf(file: string, value: unknown, model: ModelSpec): Recipe {
   return {
     ...(optimizer === undefined ? {} : { optimizer: optimizer as OptimizerName }),
     ...(labelSmoothing === undefined ? {} : { labelSmoothing: labelSmoothing as number }),
+    ...(testTimeAugmentation ? { testTimeAugmentation: true } : {}),
     epochs: need(file, value, "epochs", isPositiveInt, "a positive integer"),
     batchSize: need(file, value, "batchSize", isPositiveInt, "a positive integer"),
     learningRate: learningRate as Recipe["learningRate"],
@@ -375,9 +391,10 @@ export async function runRequestOf(d: RunDeclaration, context: ExperimentContext
       schedule: scheduleFor(d.recipe.schedule, rate, epochs),
       patience: null,
       quick,
-      augment: d.recipe.augment === "standard" ? STANDARD_AUGMENTATION : null,
+      augment: d.recipe.augment === "standard" ? STANDARD_AUGMENTATION : d.recipe.augment,
       ...(d.recipe.optimizer === undefined ? {} : { optimizer: d.recipe.optimizer }),
       ...(d.recipe.labelSmoothing === undefined ? {} : { labelSmoothing: d.recipe.labelSmoothing }),
+      ...(d.recipe.testTimeAugmentation ? { testTimeAugmentation: true } : {}),
     },
   };
 }

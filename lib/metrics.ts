@@ -194,6 +194,22 @@ export function argmaxRows(scores: Scores, numClasses: number): Int32Array {
 }
 
 /**
+ * Mean cross-entropy of probability rows against the true classes, as scikit-learn's
+ * `log_loss` with probabilities clipped to [1e-7, 1 − 1e-7] (Keras's epsilon, so a loss
+ * computed here from averaged predictions is comparable with the one Keras reports).
+ */
+export function logLoss(probabilities: Scores, yTrue: Labels, numClasses: number): number {
+  if (probabilities.length !== yTrue.length * numClasses) {
+    throw new Error(`${probabilities.length} probabilities are not ${yTrue.length} rows of ${numClasses} classes.`);
+  }
+  checkLabels(yTrue, numClasses, "y_true");
+  const epsilon = 1e-7;
+  let total = 0;
+  for (let i = 0; i < yTrue.length; i++) total -= Math.log(Math.min(1 - epsilon, Math.max(epsilon, probabilities[i * numClasses + yTrue[i]])));
+  return total / yTrue.length;
+}
+
+/**
  * Fraction of samples whose true class is among the k highest scores. A true class tied with
  * the k-th score counts as a hit (fewer than k classes score strictly higher).
  */

@@ -11,6 +11,8 @@ export type Activation = "relu" | "softmax" | "linear";
 export type LayerConfig =
   | { type: "conv2d"; filters: number; kernelSize: number; activation?: Activation; padding?: "same" | "valid"; l2?: number }
   | { type: "maxPool2d"; poolSize: number }
+  /** The maximum of each channel over the whole map: [h, w, c] → [c], flat. */
+  | { type: "globalMaxPool2d" }
   | { type: "dropout"; rate: number }
   | { type: "flatten" }
   | { type: "dense"; units: number; activation?: Activation; l2?: number }
@@ -94,7 +96,13 @@ const dropout = (rate: number): LayerConfig => ({ type: "dropout", rate });
 const flatten: LayerConfig = { type: "flatten" };
 const softmax: LayerConfig = { type: "dense", units: NUM_CLASSES, activation: "softmax" };
 /** conv → batch norm → relu (the conv needs no activation of its own). */
-const convBn = (filters: number): LayerConfig[] => [conv(filters, "same", "linear"), { type: "batchNorm" }, { type: "activation", activation: "relu" }];
+const convBn = (filters: number, l2?: number): LayerConfig[] => [
+  { ...conv(filters, "same", "linear"), ...(l2 ? { l2 } : {}) },
+  { type: "batchNorm" },
+  { type: "activation", activation: "relu" },
+];
+/** L2 on the weights of vgg-bn (the loss gains λ·Σw², so SGD decays by 2λ = 5·10⁻⁴ per step × rate). */
+const VGG_L2 = 2.5e-4;
 
 /** Named reference models: the reference studies' networks and this project's stronger CNNs. */
 export const PRESET_MODELS: Record<string, ModelConfig> = {
@@ -147,6 +155,18 @@ export const PRESET_MODELS: Record<string, ModelConfig> = {
       softmax,
     ],
   },
+  "vgg-bn": {
+    name: "vgg-bn",
+    description: "VGG-style: blocks of two 'same' 3×3 conv + batch norm + relu (32, 64, 128 filters), max-pooled between blocks, global max pool, dense 10; L2 2.5e-4 on weights, no dropout",
+    inputShape: IMAGE_SHAPE,
+    layers: [
+      ...convBn(32, VGG_L2), ...convBn(32, VGG_L2), pool,
+      ...convBn(64, VGG_L2), ...convBn(64, VGG_L2), pool,
+      ...convBn(128, VGG_L2), ...convBn(128, VGG_L2),
+      { type: "globalMaxPool2d" },
+      { ...softmax, l2: VGG_L2 },
+    ],
+  },
   "cnn-bn-wide": {
     name: "cnn-bn-wide",
     description: "A wider batch-norm design: two blocks of two 'same' 3×3 convs with batch norm (32, 64 filters), pooling and dropout, dense 128 with batch norm",
@@ -197,6 +217,8 @@ function buildLayer(layer: LayerConfig, index: number, seed: number | undefined)
       return new FastDropout({ name, rate: layer.rate, seed: layerSeed });
     case "flatten":
       return tf.layers.flatten({ name });
+    case "globalMaxPool2d":
+      return tf.layers.globalMaxPooling2d({ name });
     case "batchNorm":
       return new FastBatchNorm({ name });
     case "zeroPadding2d":
@@ -299,6 +321,10 @@ export function validateModelConfig(config: ModelConfig, source = "model config"
         check(typeof layer.rate === "number" && layer.rate >= 0 && layer.rate < 1, `rate must be in [0, 1), got ${JSON.stringify(layer.rate)}`);
         break;
       case "flatten":
+        flat = true;
+        break;
+      case "globalMaxPool2d":
+        spatial();
         flat = true;
         break;
       case "dense":

@@ -5,6 +5,7 @@
  */
 import os from "node:os";
 import { loadDeclarations, planOf, runDir, type Declaration, type Profile, type RunDeclaration } from "./experiments";
+import { STANDARD_AUGMENTATION } from "./augment";
 import { wilsonInterval } from "./metrics";
 import { readRecord, type RunRecord } from "./runs";
 
@@ -36,8 +37,10 @@ function recipeText(d: RunDeclaration, record: RunRecord | undefined): string {
   const tuned = typeof r.learningRate === "number" ? "" : ` (${r.learningRate.timesTuned}× tuned)`;
   const epochs = record?.options.epochs ?? r.epochs;
   const optimizer = r.optimizer && r.optimizer !== "adam" ? `${r.optimizer} ` : "";
+  const augment = record ? record.options.augment : r.augment === "standard" ? STANDARD_AUGMENTATION : r.augment;
   return `${epochs} ep, ${optimizer}${r.schedule} lr ${Number.isNaN(rate) ? "?" : rate.toPrecision(3)}${tuned}, batch ${record?.options.batchSize ?? r.batchSize}` +
-    `${r.labelSmoothing ? `, label smoothing ${r.labelSmoothing}` : ""}${(record ? record.options.augment : r.augment) ? ", augmented" : ""}, seed ${r.seed}`;
+    `${r.labelSmoothing ? `, label smoothing ${r.labelSmoothing}` : ""}${augment ? `, augmented (${Object.keys(augment).join(", ")})` : ""}` +
+    `${r.testTimeAugmentation ? ", test-time augmentation" : ""}, seed ${r.seed}`;
 }
 
 export const experimentCommand = (name: string, profile: Profile) =>

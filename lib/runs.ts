@@ -39,6 +39,11 @@ export interface RunSettings {
   optimizer?: OptimizerName;
   /** Label smoothing of the training and validation targets; absent: none. */
   labelSmoothing?: number;
+  /**
+   * The run's test predictions average the views of lib/augment's TTA_VIEWS (the image, its
+   * mirror, 1-pixel shifts); absent: the image alone. Validation (the choice of epoch) never uses it.
+   */
+  testTimeAugmentation?: boolean;
 }
 
 /** The settings as recorded, with the split sizes they gave. */

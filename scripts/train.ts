@@ -3,7 +3,7 @@
  * npm run train -- --model NAME|config.json [--epochs N] [--batch-size N] [--seed N]
  *   [--lr RATE] [--schedule constant|step|one-cycle|warmup-linear] [--optimizer adam|sgd-nesterov]
  *   [--label-smoothing E] [--patience N] [--validation FRACTION]
- *   [--augment standard|FILE.json] [--dataset fashion|mnist] [--out DIR] [--quick] [--resume] [--json]
+ *   [--augment standard|FILE.json] [--tta] [--dataset fashion|mnist] [--out DIR] [--quick] [--resume] [--json]
  *
  * Trains one model on Fashion-MNIST (or MNIST, --dataset) with a stratified validation split from the
  * training set; after every epoch writes a checkpoint and the run record (atomically), and
@@ -44,6 +44,8 @@ const USAGE = `Usage: npm run train -- --experiment NAME [--profile quick|standa
   --label-smoothing E train on targets smoothed by E in [0, ${MAX_LABEL_SMOOTHING}] (default 0)
   --augment WHAT      augment training batches on the fly: "standard" (flip, shift ≤ 2 px,
                       random erasing) or a JSON augmentation config (lib/augment.ts); default none
+  --tta               test accuracy of predictions averaged over the image, its mirror and
+                      1-pixel shifts (test-time augmentation; the epoch is still chosen on validation)
   --patience N        early stopping on validation loss, restoring the best weights
   --validation F      validation fraction of the training set, default 0.1
   --dataset NAME      ${DATASET_NAMES.join(" or ")} (default fashion)
@@ -124,6 +126,7 @@ runCommand(USAGE, async () => {
       "label-smoothing": { type: "string" },
       patience: { type: "string" },
       augment: { type: "string" },
+      tta: { type: "boolean", default: false },
       dataset: { type: "string" },
       validation: { type: "string" },
       out: { type: "string" },
@@ -135,7 +138,7 @@ runCommand(USAGE, async () => {
   );
   const log = (line: string) => process.stderr.write(line + "\n");
   if (values.experiment !== undefined) {
-    const recipeFlags = ["model", "epochs", "batch-size", "seed", "lr", "schedule", "optimizer", "label-smoothing", "patience", "augment", "dataset", "validation", "out", "quick", "resume"] as const;
+    const recipeFlags = ["model", "epochs", "batch-size", "seed", "lr", "schedule", "optimizer", "label-smoothing", "patience", "augment", "tta", "dataset", "validation", "out", "quick", "resume"] as const;
     const given = recipeFlags.filter((flag) => values[flag] !== undefined && values[flag] !== false);
     if (given.length > 0) throw new UsageError(`--experiment takes its model and recipe from experiments/${values.experiment}.json; leave out ${given.map((f) => `--${f}`).join(", ")}.`);
     const profile = usageCheck(() => parseProfile(values.profile ?? "standard"));
@@ -168,6 +171,7 @@ runCommand(USAGE, async () => {
       augment,
       ...(values.optimizer === undefined ? {} : { optimizer: oneOf(values.optimizer, OPTIMIZERS, "--optimizer") }),
       ...(values["label-smoothing"] === undefined ? {} : { labelSmoothing: fraction(values["label-smoothing"], "--label-smoothing", MAX_LABEL_SMOOTHING) }),
+      ...(values.tta ? { testTimeAugmentation: true } : {}),
     };
   });
   const outDir = path.resolve(values.out ?? path.join("runs", `${config.name}-seed${options.seed}`));

@@ -4,7 +4,12 @@ import { existsSync } from "node:fs";
 import path from "node:path";
 import { initBackend } from "../lib/backend";
 import type { Dataset } from "../lib/data";
-import { ensureRun, trainRun, type RunSettings } from "../lib/experiment";
+import { predictWithTta } from "../lib/augment";
+import { ensureRun, runProbabilities, trainRun, type RunSettings } from "../lib/experiment";
+import { accuracy, argmaxRows, logLoss } from "../lib/metrics";
+import { loadModel } from "../lib/persist";
+import { toImageTensor } from "../lib/preprocess";
+import { predictProbabilities } from "../lib/train";
 import { presetModel } from "../lib/models";
 import { readRecord } from "../lib/runs";
 import { stripesDataset } from "./helpers/datasets";
@@ -43,6 +48,22 @@ describe("trainRun", () => {
     await assert.rejects(trainRun({ config: presetModel("ann"), settings, outDir, data }), /already holds a run \(finished, 3 epochs\)/);
     await assert.rejects(trainRun({ config: presetModel("ann"), settings, outDir, data, resume: true }), /already finished; nothing to resume/);
     await assert.rejects(trainRun({ config: presetModel("ann"), settings, outDir: path.join(tempDir(), "none"), data, resume: true }), /--resume: no run record/);
+  });
+
+  it("with test-time augmentation, the test accuracy and runProbabilities are the TTA views' average", async () => {
+    const outDir = path.join(tempDir(), "run");
+    const record = await trainRun({ config: presetModel("ann"), settings: { ...settings, epochs: 1, testTimeAugmentation: true }, outDir, data });
+    const x = toImageTensor(data.test);
+    const model = await loadModel(path.join(outDir, "model"));
+    const tta = predictWithTta(model, x);
+    const plain = predictProbabilities(model, x);
+    model.dispose();
+    assert.deepEqual(await runProbabilities(outDir, x), tta);
+    x.dispose();
+    assert.notDeepEqual(tta, plain, "the views change the probabilities");
+    const classes = data.classNames.length;
+    assert.equal(record.test!.accuracy, accuracy(data.test.labels, argmaxRows(tta, classes), classes));
+    assert.ok(Math.abs(record.test!.loss - logLoss(tta, data.test.labels, classes)) < 1e-9);
   });
 
   it("is reproducible: the same seed gives the same history, another seed a different one", async () => {

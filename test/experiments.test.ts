@@ -70,6 +70,9 @@ describe("experiment declarations", () => {
       [runJson("a", { recipe: { ...runJson("a").recipe as object, optimizer: "rmsprop" } }), /a\.json: recipe\.optimizer: must be adam or sgd-nesterov, got "rmsprop"/],
       [runJson("a", { recipe: { ...runJson("a").recipe as object, labelSmoothing: 0.7 } }), /a\.json: recipe\.labelSmoothing: must be a number in \[0, 0\.5\], got 0\.7/],
       [runJson("a", { recipe: { ...runJson("a").recipe as object, schedule: "cosine" } }), /a\.json: schedule: must be constant \| step \| one-cycle \| warmup-linear/],
+      [runJson("a", { recipe: { ...runJson("a").recipe as object, augment: { flip: { probability: 0.5 } } } }), /a\.json: recipe\.augment: Unknown transform "flip"/],
+      [runJson("a", { recipe: { ...runJson("a").recipe as object, augment: "light" } }), /a\.json: recipe\.augment: must be "standard", a transform config/],
+      [runJson("a", { recipe: { ...runJson("a").recipe as object, testTimeAugmentation: "yes" } }), /a\.json: recipe\.testTimeAugmentation: must be true or false, got "yes"/],
     ];
     for (const [json, message] of cases) assert.throws(() => parseDeclaration(file, json), message);
   });
@@ -103,6 +106,13 @@ describe("experiment declarations", () => {
     const sgd = parseDeclaration("/x/sgd.json", runJson("sgd", { recipe: { ...runJson("sgd").recipe as object, optimizer: "sgd-nesterov", labelSmoothing: 0.1, schedule: "warmup-linear" } })) as RunDeclaration;
     const request = await runRequestOf(sgd, { profile: "standard" });
     assert.deepEqual([request.settings.optimizer, request.settings.labelSmoothing, request.settings.schedule], ["sgd-nesterov", 0.1, { kind: "warmupLinear", rate: 0.003, warmup: 0.15 }]);
+    // A transform config written in the recipe, and test-time augmentation (part of the identity when on).
+    const flipShift = { flipHorizontal: { probability: 0.5 }, shift: { maxPixels: 2 } };
+    const tta = parseDeclaration("/x/tta.json", runJson("tta", { recipe: { ...runJson("tta").recipe as object, augment: flipShift, testTimeAugmentation: true } })) as RunDeclaration;
+    const ttaRequest = await runRequestOf(tta, { profile: "standard" });
+    assert.deepEqual([ttaRequest.settings.augment, ttaRequest.settings.testTimeAugmentation], [flipShift, true]);
+    assert.notEqual(runIdentity(config, { ...settings, testTimeAugmentation: true }, "fashion"), runIdentity(config, settings, "fashion"));
+    assert.equal(runIdentity(config, { ...settings, testTimeAugmentation: false }, "fashion"), runIdentity(config, settings, "fashion"));
   });
 });
 

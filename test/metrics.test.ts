@@ -9,6 +9,7 @@ import {
   erfc,
   formatClassificationReport,
   mcnemarTest,
+  logLoss,
   topKAccuracy,
   wilsonInterval,
 } from "../lib/metrics";
@@ -102,6 +103,15 @@ describe("metrics", () => {
     assert.throws(() => confusionMatrix([0, 1], [0, 0.5], 2), /y_pred\[1\] is 0.5/);
     assert.throws(() => classificationReport([], [], ["a"]), /y_true is empty/);
     assert.throws(() => accuracy([-1], [0], 2), /y_true\[0\] is -1/);
+  });
+
+  it("log loss: the mean of −log p(true class), probabilities clipped to [1e-7, 1 − 1e-7]", () => {
+    const probabilities = new Float32Array([0.5, 0.25, 0.25, 0.1, 0.9, 0, 0, 0, 1]);
+    // Rows 0 and 1 by hand; row 2 gives its true class 0, clipped to 1e-7.
+    const expected = (-Math.log(0.5) - Math.log(Math.fround(0.9)) - Math.log(1e-7)) / 3;
+    assert.ok(Math.abs(logLoss(probabilities, [0, 1, 0], 3) - expected) < 1e-12);
+    assert.throws(() => logLoss(probabilities, [0, 1], 3), /9 probabilities are not 2 rows of 3 classes/);
+    assert.throws(() => logLoss(probabilities, [0, 1, 3], 3), /y_true/);
   });
 
   it("top-k accuracy counts a tie with the k-th score as a hit", () => {
