@@ -6,13 +6,12 @@
  * interrupted run resumes from its last epoch, a study from its last trial. Prints the
  * estimate for the whole plan first, then one line per epoch with the plan's ETA.
  */
-import { spawn, type ChildProcess } from "node:child_process";
 import { availableParallelism } from "node:os";
-import path from "node:path";
-import { describeBackend, initBackend, WASM_THREADS_ENV_VAR } from "../lib/backend";
+import { describeBackend, initBackend } from "../lib/backend";
 import { parseCommandLine, positiveInt, runCommand, textTable, usageCheck } from "../lib/cli";
 import { parseProfile, type Profile } from "../lib/experiments";
 import { formatDuration, makePlan, planItems, type ItemRunner } from "../lib/plan";
+import { describeExit, runWorker } from "../lib/workers";
 import type { PlanItemMessage } from "./plan-item";
 
 const USAGE = `Usage: npm run plan -- [--profile quick|standard|extended] [--jobs N] [--dry-run] [--json]
@@ -26,43 +25,25 @@ const USAGE = `Usage: npm run plan -- [--profile quick|standard|extended] [--job
   --dry-run       list what is finished and what is left, train nothing
   --json          print the outcome as JSON`;
 
-const children = new Set<ChildProcess>();
-for (const signal of ["SIGINT", "SIGTERM"] as const) {
-  process.on(signal, () => {
-    for (const child of children) child.kill(signal);
-    // Every finished epoch is committed; the next plan resumes from there.
-    process.exit(signal === "SIGINT" ? 130 : 143);
-  });
-}
-
-/** Makes each item in a child process (scripts/plan-item.ts) with `threads` wasm threads. */
+/** Makes each item in a worker process (scripts/plan-item.ts) with `threads` wasm threads. */
 function processRunner(profile: Profile): ItemRunner {
-  return (item, threads, onEvent) =>
-    new Promise((resolve, reject) => {
-      const name = item.declaration.name;
-      const child = spawn(process.execPath, ["--import", "tsx", path.join(__dirname, "plan-item.ts"), name, profile], {
-        cwd: path.join(__dirname, ".."),
-        env: { ...process.env, [WASM_THREADS_ENV_VAR]: String(threads) },
-        // The IPC channel carries the progress and is the worker's lifeline; stdout stays this
-        // process's own (--json), so whatever a worker prints goes to stderr.
-        stdio: ["ignore", "pipe", "pipe", "ipc"],
-      });
-      children.add(child);
-      child.stdout!.pipe(process.stderr);
-      let summary: string | undefined;
-      let stderr = "";
-      child.stderr!.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-      child.on("message", (message: PlanItemMessage) => {
-        if ("event" in message) onEvent(message.event);
-        else summary = message.summary;
-      });
-      child.on("error", reject);
-      child.on("close", (code, signal) => {
-        children.delete(child);
-        if (code === 0 && summary !== undefined) resolve(summary);
-        else reject(new Error(`its process failed (${signal ?? `exit ${code}`}): ${stderr.trim().split("\n").slice(-3).join(" | ") || "no message"}`));
-      });
+  return async (item, threads, onEvent) => {
+    let summary: string | undefined;
+    const exit = await runWorker({
+      script: "scripts/plan-item.ts",
+      args: [item.declaration.name, profile],
+      threads,
+      // stdout stays this process's own (--json), so whatever a worker prints goes to stderr.
+      stdout: "stderr",
+      onMessage: (message) => {
+        const m = message as PlanItemMessage;
+        if ("event" in m) onEvent(m.event);
+        else summary = m.summary;
+      },
     });
+    if (exit.code === 0 && summary !== undefined) return summary;
+    throw new Error(`its process failed (${describeExit(exit)})`);
+  };
 }
 
 runCommand(USAGE, async () => {

@@ -10,15 +10,14 @@
  * best configuration as DIR/best-model.json (a model config for `npm run train --model`) and
  * DIR/best.json (its parameters, score and the train command).
  */
-import { spawn, type ChildProcess } from "node:child_process";
 import os from "node:os";
-import { createInterface } from "node:readline";
 import path from "node:path";
 import { describeBackend, initBackend } from "../lib/backend";
 import { parseCommandLine, positiveInt, runCommand, shellCommand, textTable, usageCheck, UsageError } from "../lib/cli";
 import { loadDataset } from "../lib/data";
 import { writeJsonAtomic } from "../lib/persist";
 import { progressText } from "../lib/study-report";
+import { describeExit, runWorker } from "../lib/workers";
 import {
   ARCHITECTURES,
   DEFAULT_SPACE,
@@ -69,44 +68,21 @@ function parseBudget(value: string | undefined): StudySpec["budget"] {
   return { epochs: amount };
 }
 
-/** Trial processes still running, stopped with this one (a `kill` of this process alone would orphan them). */
-const children = new Set<ChildProcess>();
-for (const signal of ["SIGINT", "SIGTERM"] as const) {
-  process.on(signal, () => {
-    for (const child of children) child.kill(signal);
-    // What finished is in the study file; an interrupted trial resumes from its last epoch.
-    process.exit(signal === "SIGINT" ? 130 : 143);
-  });
-}
-
-/** Trains each trial in a child process (scripts/trial-worker.ts), relaying its progress lines. */
+/** Trains each trial in a worker process (scripts/trial-worker.ts), relaying its progress lines. */
 function processTrialRunner(spec: StudySpec, threadsFor: (concurrent: number) => number, log: (line: string) => void): TrialRunner {
-  return (trial) =>
-    new Promise((resolve, reject) => {
-      const threads = threadsFor(trial.concurrent);
-      const child = spawn(process.execPath, ["--import", "tsx", path.join(__dirname, "trial-worker.ts"), JSON.stringify({ spec, trial })], {
-        cwd: path.join(__dirname, ".."),
-        env: { ...process.env, TFJS_WASM_THREADS: String(threads) },
-        // The IPC channel is the worker's lifeline: it exits when this process dies, even by SIGKILL.
-        stdio: ["ignore", "pipe", "pipe", "ipc"],
-      });
-      children.add(child);
-      let stdout = "";
-      const stderrLines: string[] = [];
-      child.stdout!.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
-      createInterface({ input: child.stderr! }).on("line", (line) => {
-        if (line.trim() === "") return;
-        stderrLines.push(line);
+  return async (trial) => {
+    const exit = await runWorker({
+      script: "scripts/trial-worker.ts",
+      args: [JSON.stringify({ spec, trial })],
+      threads: threadsFor(trial.concurrent),
+      onStderrLine: (line) => {
         if (/^epoch \d+\//.test(line)) log(`    [${trial.key}] ${line}`);
-      });
-      child.on("error", reject);
-      child.on("close", (code) => {
-        children.delete(child);
-        const last = stdout.trim().split("\n").pop() ?? "";
-        if (code === 0 && last.startsWith("{")) resolve(JSON.parse(last));
-        else reject(new Error(`trial ${trial.key} failed in its process (exit ${code}): ${stderrLines.slice(-3).join(" | ") || "no message"}`));
-      });
+      },
     });
+    const last = exit.stdout.trim().split("\n").pop() ?? "";
+    if (exit.code === 0 && last.startsWith("{")) return JSON.parse(last);
+    throw new Error(`trial ${trial.key} failed in its process (${describeExit(exit)})`);
+  };
 }
 
 const format = (value: number | string | boolean) => (typeof value === "number" && !Number.isInteger(value) ? value.toPrecision(3) : String(value));
