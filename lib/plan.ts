@@ -17,9 +17,12 @@ import {
   studyDir,
   type Declaration,
   type ExperimentContext,
+  type RunDeclaration,
+  type StudyDeclaration,
   type Profile,
 } from "./experiments";
 import { buildModel, presetModel, type ModelConfig } from "./models";
+import { ensureEnsemble } from "./ensembles";
 import { readRecord } from "./runs";
 import { halvingPlan, readTrials, TUNABLE_DEFAULTS, tunableModelConfig, withDefaults, type Architecture } from "./tuning";
 import { QUICK_TRAIN_IMAGES } from "./experiment";
@@ -42,7 +45,7 @@ const TRAINING_IMAGES = 60_000;
 const VALIDATION_OVERHEAD = 0.1 / 3;
 
 /** The network that stands for a declaration's cost, before any study has chosen. */
-function costNetwork(d: Declaration, declarations: Map<string, Declaration>): { network: ModelConfig; batchSize: number } {
+function costNetwork(d: RunDeclaration | StudyDeclaration, declarations: Map<string, Declaration>): { network: ModelConfig; batchSize: number } {
   if (d.kind === "study") return { network: tunableModelConfig(withDefaults({ batchNorm: true }), d.name, d.architecture), batchSize: TUNABLE_DEFAULTS.batchSize };
   const model = d.model;
   if ("preset" in model) return { network: presetModel(model.preset), batchSize: d.recipe.batchSize };
@@ -54,10 +57,11 @@ function costNetwork(d: Declaration, declarations: Map<string, Declaration>): { 
   return { network: tunableModelConfig(withDefaults(model.params), d.name, model.architecture), batchSize: d.recipe.batchSize };
 }
 
-/** What each of the profile's declarations still lacks (finished work counts 0). */
+/** What each of the profile's runs and studies still lacks (finished work counts 0); ensembles train nothing. */
 export async function planItems(profile: Profile, declarations = loadDeclarations(), root?: string): Promise<PlanItem[]> {
   const items: PlanItem[] = [];
   for (const d of planOf(profile, declarations)) {
+    if (d.kind === "ensemble") continue;
     const { network, batchSize } = costNetwork(d, declarations);
     const quick = profile === "quick";
     const imagesPerEpoch = quick ? QUICK_TRAIN_IMAGES : Math.round(TRAINING_IMAGES * (1 - (d.kind === "run" ? d.recipe.validationFraction : d.validationFraction)));
@@ -270,5 +274,11 @@ export async function makePlan(options: PlanOptions): Promise<{ trained: string[
     await Promise.race(running.values());
   }
   if (failures.length > 0) throw failures.length === 1 ? failures[0] : new Error(failures.map((f) => f.message).join("\n"));
+  // Ensembles last: their members are made now; each is scored from the saved models (read back when current).
+  for (const d of planOf(profile, declarations)) {
+    if (d.kind !== "ensemble") continue;
+    const ensemble = await ensureEnsemble(d.name, { ...options.context, declarations, profile });
+    log(`${d.name}: ensemble of ${d.members.join(", ")}: val acc ${ensemble.validation.accuracy.toFixed(4)}, test acc ${ensemble.test.accuracy.toFixed(4)}`);
+  }
   return { trained, seconds: (performance.now() - started) / 1000 };
 }

@@ -4,7 +4,8 @@
  * output of `npm run results -- --markdown`, never typed in.
  */
 import os from "node:os";
-import { loadDeclarations, planOf, runDir, type Declaration, type Profile, type RunDeclaration } from "./experiments";
+import { readEnsemble } from "./ensembles";
+import { loadDeclarations, planOf, runDir, type Declaration, type EnsembleDeclaration, type Profile, type RunDeclaration } from "./experiments";
 import { STANDARD_AUGMENTATION } from "./augment";
 import { wilsonInterval } from "./metrics";
 import { readRecord, type RunRecord } from "./runs";
@@ -49,6 +50,10 @@ export const experimentCommand = (name: string, profile: Profile) =>
 export async function resultRows(profile: Profile, declarations: Map<string, Declaration> = loadDeclarations(), root?: string): Promise<ResultRow[]> {
   const rows: ResultRow[] = [];
   for (const d of planOf(profile, declarations)) {
+    if (d.kind === "ensemble") {
+      rows.push(await ensembleRow(d, profile, root));
+      continue;
+    }
     if (d.kind !== "run") continue;
     const record = await readRecord(runDir(d.name, profile, root));
     const test = record?.test ?? null;
@@ -72,6 +77,29 @@ export async function resultRows(profile: Profile, declarations: Map<string, Dec
     });
   }
   return rows;
+}
+
+/** An ensemble's row: its members' parameters and training time summed, scored from its record. */
+async function ensembleRow(d: EnsembleDeclaration, profile: Profile, root?: string): Promise<ResultRow> {
+  const record = await readEnsemble(runDir(d.name, profile, root));
+  const interval = record ? wilsonInterval(record.test.correct, record.test.images) : null;
+  return {
+    run: d.name,
+    title: d.title,
+    dataset: d.dataset,
+    model: `mean of ${d.members.join(", ")}`,
+    recipe: "members' probabilities averaged (each predicting as its recipe declares)",
+    parameters: record ? record.members.reduce((sum, m) => sum + m.parameters, 0) : null,
+    bestEpoch: null,
+    epochs: null,
+    valAccuracy: record?.validation.accuracy ?? null,
+    testAccuracy: record?.test.accuracy ?? null,
+    testInterval: interval ? [interval.lower, interval.upper] : null,
+    trainSeconds: record ? record.members.reduce((sum, m) => sum + m.trainSeconds, 0) : null,
+    backend: record ? "its members'" : null,
+    status: record ? "finished" : "missing",
+    command: experimentCommand(d.name, profile),
+  };
 }
 
 const percent = (v: number | null) => (v === null ? "–" : `${(100 * v).toFixed(2)}%`);

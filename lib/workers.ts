@@ -61,7 +61,8 @@ export function runWorker(options: WorkerOptions): Promise<WorkerExit> {
     });
     workers.add(child);
     let stdout = "";
-    if (options.stdout === "stderr") child.stdout!.pipe(process.stderr);
+    // Written, not piped: every pipe into process.stderr adds listeners to it that outlive the worker.
+    if (options.stdout === "stderr") child.stdout!.on("data", (chunk: Buffer) => process.stderr.write(chunk));
     else child.stdout!.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
     const stderrTail: string[] = [];
     createInterface({ input: child.stderr! }).on("line", (line) => {

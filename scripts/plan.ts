@@ -9,7 +9,8 @@
 import { availableParallelism } from "node:os";
 import { describeBackend, initBackend } from "../lib/backend";
 import { parseCommandLine, positiveInt, runCommand, textTable, usageCheck } from "../lib/cli";
-import { parseProfile, type Profile } from "../lib/experiments";
+import { readEnsemble } from "../lib/ensembles";
+import { parseProfile, planOf, runDir, type Profile } from "../lib/experiments";
 import { formatDuration, makePlan, planItems, type ItemRunner } from "../lib/plan";
 import { describeExit, runWorker } from "../lib/workers";
 import type { PlanItemMessage } from "./plan-item";
@@ -60,10 +61,15 @@ runCommand(USAGE, async () => {
   const jobs = usageCheck(() => positiveInt(values.jobs, "--jobs", 1));
   const log = (line: string) => process.stderr.write(line + "\n");
   if (values["dry-run"]) {
-    const items = await planItems(profile);
-    const rows = items.map((i) => [i.declaration.name, i.declaration.kind, i.epochsTotal, i.epochsTotal - i.epochsLeft, i.epochsLeft === 0 ? "finished" : "to make"]);
-    if (values.json) process.stdout.write(JSON.stringify(items.map((i) => ({ name: i.declaration.name, kind: i.declaration.kind, epochs: i.epochsTotal, done: i.epochsTotal - i.epochsLeft })), null, 2) + "\n");
-    else process.stdout.write(textTable(["declaration", "kind", "epochs", "done", "status"], rows) + "\n");
+    const rows = (await planItems(profile)).map((i) => ({
+      name: i.declaration.name, kind: i.declaration.kind, epochs: i.epochsTotal, done: i.epochsTotal - i.epochsLeft, status: i.epochsLeft === 0 ? "finished" : "to make",
+    }));
+    // Ensembles train nothing: they are scored from their members' models once those are made.
+    for (const d of planOf(profile)) {
+      if (d.kind === "ensemble") rows.push({ name: d.name, kind: d.kind, epochs: 0, done: 0, status: (await readEnsemble(runDir(d.name, profile))) ? "finished" : "to make" });
+    }
+    if (values.json) process.stdout.write(JSON.stringify(rows, null, 2) + "\n");
+    else process.stdout.write(textTable(["declaration", "kind", "epochs", "done", "status"], rows.map((r) => [r.name, r.kind, r.epochs, r.done, r.status])) + "\n");
     return;
   }
   const backend = await initBackend();

@@ -22,14 +22,15 @@ import { describeBackend, initBackend } from "../lib/backend";
 import { parseCommandLine, runCommand, textTable, usageCheck, UsageError } from "../lib/cli";
 import { DATASET_NAMES, type DatasetName } from "../lib/data";
 import { MAX_LABEL_SMOOTHING, trainRun, type RunHooks } from "../lib/experiment";
-import { ensureExperiment, parseProfile, scheduleFor, SCHEDULES, type ScheduleName } from "../lib/experiments";
+import { declaration, ensureExperiment, parseProfile, scheduleFor, SCHEDULES, type ScheduleName } from "../lib/experiments";
+import { ENSEMBLE_FILE, ensureEnsemble } from "../lib/ensembles";
 import type { RunRecord } from "../lib/runs";
 import { OPTIMIZERS, presetModel, PRESET_MODELS, validateModelConfig, type ModelConfig } from "../lib/models";
 
 const USAGE = `Usage: npm run train -- --experiment NAME [--profile quick|standard|extended] [--json]
        npm run train -- --model NAME|config.json [options]
 
-  --experiment NAME   a declared run (experiments/NAME.json: model and recipe); its folder is
+  --experiment NAME   a declared run (experiments/NAME.json: model and recipe) or ensemble; its folder is
                       runs/NAME (runs/quick/NAME in the quick profile); trained when missing,
                       resumed when interrupted, read back when finished
   --profile NAME      the profile the experiment is made in (default standard)
@@ -144,6 +145,12 @@ runCommand(USAGE, async () => {
     const profile = usageCheck(() => parseProfile(values.profile ?? "standard"));
     const backend = await initBackend();
     log(`backend: ${describeBackend(backend)}`);
+    if (declaration(values.experiment).kind === "ensemble") {
+      const ensemble = await ensureEnsemble(values.experiment, { profile, hooks: progressHooks(log) });
+      if (values.json) process.stdout.write(JSON.stringify(ensemble, null, 2) + "\n");
+      else log(`${ensemble.experiment}: mean of ${ensemble.members.map((m) => m.name).join(", ")}: val acc ${ensemble.validation.accuracy.toFixed(4)}, test acc ${ensemble.test.accuracy.toFixed(4)} (${path.join(ensemble.dir, ENSEMBLE_FILE)})`);
+      return;
+    }
     const record = await ensureExperiment(values.experiment, { profile, hooks: progressHooks(log) });
     printRecord(record, record.dir, values.json);
     return;

@@ -1,6 +1,6 @@
 import { before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { initBackend } from "../lib/backend";
 import {
@@ -14,7 +14,10 @@ import {
   studyDir,
   type RunDeclaration,
 } from "../lib/experiments";
-import { runIdentity } from "../lib/experiment";
+import { readEnsemble, meanProbabilities } from "../lib/ensembles";
+import { runIdentity, runProbabilities } from "../lib/experiment";
+import { accuracy, argmaxRows } from "../lib/metrics";
+import { stratifiedSplit, subset, toImageTensor } from "../lib/preprocess";
 import { PROJECT_ROOT } from "../lib/paths";
 import { makePlan, planItems, PlanClock, type ItemRunner } from "../lib/plan";
 import { resultRows } from "../lib/results";
@@ -65,7 +68,7 @@ describe("experiment declarations", () => {
       [runJson("a", { recipe: { ...runJson("a").recipe as object, epochs: 0 } }), /a\.json: epochs: must be a positive integer/],
       [runJson("a", { recipe: { ...runJson("a").recipe as object, learningRate: { timesTuned: 2 } } }), /a\.json: recipe\.learningRate: \{ timesTuned \} needs a model taken from a study/],
       [runJson("a", { dataset: "cifar" }), /a\.json: dataset: must be fashion \| mnist/],
-      [runJson("a", { kind: "sweep" }), /a\.json: kind: must be "run" or "study"/],
+      [runJson("a", { kind: "sweep" }), /a\.json: kind: must be "run", "study" or "ensemble", got "sweep"/],
       [runJson("a", { model: { architecture: "double", params: { filters9: 3 } } }), /a\.json: model\.params\.filters9: unknown parameter/],
       [runJson("a", { recipe: { ...runJson("a").recipe as object, optimizer: "rmsprop" } }), /a\.json: recipe\.optimizer: must be adam or sgd-nesterov, got "rmsprop"/],
       [runJson("a", { recipe: { ...runJson("a").recipe as object, labelSmoothing: 0.7 } }), /a\.json: recipe\.labelSmoothing: must be a number in \[0, 0\.5\], got 0\.7/],
@@ -216,6 +219,61 @@ describe("makePlan on a tiny profile", () => {
     assert.deepEqual(rows.map((r) => [r.run, r.status]), [["a", "finished"], ["t", "finished"]]);
     assert.equal(rows[1].testAccuracy, t?.test?.accuracy);
     assert.match(rows[1].recipe, /^3 ep, one-cycle lr 0\.00300 \(1× tuned\), batch 64, seed 5$/);
+  });
+
+  it("an ensemble is made after its members, from the mean of their probabilities, read back, and made again when a member is retrained", async () => {
+    const root = tempDir();
+    const declarations = loadDeclarations(declarationsDir([
+      runJson("a"),
+      runJson("b", { recipe: { ...runJson("b").recipe as object, epochs: 1, testTimeAugmentation: true } }),
+      { kind: "ensemble", name: "e", title: "a and b", profiles: ["standard"], dataset: "fashion", members: ["a", "b"] },
+    ]));
+    const data = stripesDataset();
+    const context = { declarations, root, data: { fashion: data } };
+    const lines: string[] = [];
+    await makePlan({ profile: "standard", secondsPerImage: 1e-4, context, log: (line) => lines.push(line) });
+    const record = (await readEnsemble(runDir("e", "standard", root)))!;
+    assert.match(lines.at(-1)!, /^e: ensemble of a, b: val acc 0\.\d{4}, test acc 0\.\d{4}$/);
+
+    // The record's scores are the mean of what each member predicts as its record says (b: TTA views).
+    const mean = async (images: typeof data.test) => {
+      const x = toImageTensor(images);
+      const p = meanProbabilities([await runProbabilities(runDir("a", "standard", root), x), await runProbabilities(runDir("b", "standard", root), x)]);
+      x.dispose();
+      return accuracy(images.labels, argmaxRows(p, 10), 10);
+    };
+    const split = stratifiedSplit(data.train.labels, 0.2, 5);
+    assert.equal(record.test.accuracy, await mean(data.test));
+    assert.equal(record.validation.accuracy, await mean(subset(data.train, split.validation)));
+    assert.deepEqual(record.members.map((m) => m.name), ["a", "b"]);
+
+    // Read back while its members are unchanged; made again once one is retrained.
+    await makePlan({ profile: "standard", secondsPerImage: 1e-4, context, log: () => {} });
+    assert.equal((await readEnsemble(runDir("e", "standard", root)))!.createdAt, record.createdAt);
+    rmSync(runDir("a", "standard", root), { recursive: true });
+    const again = await makePlan({ profile: "standard", secondsPerImage: 1e-4, context, log: () => {} });
+    assert.deepEqual(again.trained, ["a"]);
+    const remade = (await readEnsemble(runDir("e", "standard", root)))!;
+    assert.notEqual(remade.createdAt, record.createdAt);
+    assert.equal(remade.members[0].startedAt, (await readRecord(runDir("a", "standard", root)))!.startedAt);
+
+    const rows = await resultRows("standard", declarations, root);
+    assert.deepEqual(rows.map((r) => [r.run, r.status]), [["a", "finished"], ["b", "finished"], ["e", "finished"]]);
+    assert.equal(rows[2].testAccuracy, remade.test.accuracy);
+    assert.equal(rows[2].model, "mean of a, b");
+  });
+
+  it("an ensemble's members are runs of its dataset on one validation split, in its profiles", () => {
+    const ensemble = (members: string[], extra: Record<string, unknown> = {}) => ({ kind: "ensemble", name: "e", title: "e", profiles: ["standard"], dataset: "fashion", members, ...extra });
+    const cases: [Record<string, unknown>[], RegExp][] = [
+      [[runJson("a"), ensemble(["a"])], /e\.json: members: must be a list of two or more different run names/],
+      [[runJson("a"), ensemble(["a", "a"])], /e\.json: members: must be a list of two or more different run names/],
+      [[runJson("a"), ensemble(["a", "z"])], /e\.json: members: "z" is not a run declaration/],
+      [[runJson("a"), runJson("b", { dataset: "mnist" }), ensemble(["a", "b"])], /e\.json: members: "b" trains on mnist, not fashion/],
+      [[runJson("a"), runJson("b", { recipe: { ...runJson("b").recipe as object, seed: 6 } }), ensemble(["a", "b"])], /e\.json: members: "b" validates on another split \(seed 6, validation fraction 0\.2\) than "a" \(seed 5, validation fraction 0\.2\)/],
+      [[runJson("a"), runJson("b", { profiles: ["extended"] }), ensemble(["a", "b"])], /e\.json: profiles: "standard" needs run "b" in that profile too/],
+    ];
+    for (const [files, message] of cases) assert.throws(() => loadDeclarations(declarationsDir(files)), message);
   });
 
   it("with two jobs: the study its choice waits for starts first, the choice only after it, never more than two at once; a failure names its item", async () => {

@@ -1,29 +1,9 @@
 import { before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { initBackend, tf } from "../lib/backend";
-import { buildModel, modelSummary, presetModel, PRESET_MODELS, validateModelConfig, type ModelConfig } from "../lib/models";
+import { buildModel, modelSummary, presetModel, PRESET_MODELS, type ModelConfig } from "../lib/models";
 
 describe("model configs", () => {
-  it("globalMaxPool2d takes each channel's maximum over the map and flattens; it needs an image-shaped input", () => {
-    const config: ModelConfig = {
-      name: "gmp",
-      description: "conv → global max pool → softmax",
-      inputShape: [28, 28, 1],
-      layers: [{ type: "conv2d", filters: 4, kernelSize: 3, activation: "relu" }, { type: "globalMaxPool2d" }, { type: "dense", units: 10, activation: "softmax" }],
-    };
-    assert.equal(validateModelConfig(config), config);
-    const model = buildModel(config, { seed: 1 });
-    const x = tf.randomUniform([2, 28, 28, 1], 0, 1, "float32", 3) as tf.Tensor4D;
-    const features = tf.model({ inputs: model.inputs, outputs: model.layers[2].output as tf.SymbolicTensor }).predict(x) as tf.Tensor;
-    const maps = tf.model({ inputs: model.inputs, outputs: model.layers[1].output as tf.SymbolicTensor }).predict(x) as tf.Tensor;
-    assert.deepEqual(features.shape, [2, 4]);
-    assert.deepEqual(Array.from(features.dataSync()), Array.from(maps.max([1, 2]).dataSync()));
-    tf.dispose([x, features, maps]);
-    model.dispose();
-    const flattened = { ...config, layers: [{ type: "flatten" as const }, ...config.layers.slice(1)] };
-    assert.throws(() => validateModelConfig(flattened), /layers\[1\] \(globalMaxPool2d\): needs an image-shaped input/);
-  });
-
   before(async () => {
     await initBackend({ force: "wasm" });
   });
@@ -49,7 +29,7 @@ describe("model configs", () => {
       "cnn-3conv-4dense": 320 + 18_496 + 73_856 + (1_152 * 256 + 256) + (256 * 128 + 128) + (128 * 64 + 64) + (64 * 10 + 10),
       // 'same' convs keep 28 → pools 14, 7, 3: 3·3·128 = 1,152 features; batch norm holds 4 values per channel.
       "cnn-bn3": 320 + 4 * 32 + 18_496 + 4 * 64 + 73_856 + 4 * 128 + (1_152 * 256 + 256) + 4 * 256 + (256 * 10 + 10),
-      // Two convs per block; the global max pool leaves 128 features for the softmax layer.
+      // Two convs per block; the 7×7 pool of the last block leaves 128 features for the softmax layer.
       "vgg-bn": 320 + 9_248 + 18_496 + 36_928 + 73_856 + 147_584 + 4 * (2 * 32 + 2 * 64 + 2 * 128) + (128 * 10 + 10),
     };
     for (const [name, count] of Object.entries(expected)) {
