@@ -10,12 +10,12 @@ import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { performance } from "node:perf_hooks";
-import { describeBackend, initBackend, tf } from "../lib/backend";
-import { formatCount, parseCommandLine, positiveInt, runCommand, textTable, usageCheck } from "../lib/cli";
-import { augmenter, STANDARD_AUGMENTATION } from "../lib/augment";
-import { buildModel, presetModel } from "../lib/models";
-import { median, profileStep, type StepProfile } from "../lib/profile";
-import { oneDnnActive, useOneDnn } from "../lib/wasm/onednn";
+import { describeBackend, initBackend, tf } from "../lib/accelerator";
+import { formatCount, parseCommandLine, positiveInt, runCommand, textTable, usageCheck } from "../lib/tooling/cli";
+import { augmenter, STANDARD_AUGMENTATION } from "../lib/data/augment";
+import { buildModel, presetModel } from "../lib/models/builder";
+import { median, profileStep, type StepProfile } from "../lib/accelerator";
+import { oneDnnActive, useOneDnn } from "../lib/accelerator";
 
 const USAGE = `Usage: npm run bench -- [--json] [--models cnn3,ann,cnn3-bn] [--repeats N] [--steps N] [--batch-size N] [--torch] [--profile] [--compare-wasm]
 

@@ -1,4 +1,4 @@
-"""The capstone CNN (lib/models.ts cnn3) in PyTorch on CPU, timed exactly as scripts/bench.ts times
+"""The capstone CNN (lib/models/builder.ts cnn3) in PyTorch on CPU, timed exactly as scripts/bench.ts times
 TF.js: batch 128, a warm-up, then the median of timed repeats of training steps (Adam) and
 of inference. Prints one JSON object. Used by `npm run bench -- --torch` as the native
 reference measured in the same run.

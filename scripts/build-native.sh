@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Builds the project's native convolutions (lib/native/onednn.cc): a Node addon over oneDNN
+# Builds the project's native convolutions (lib/accelerator/native/onednn.cc): a Node addon over oneDNN
 # (Debian: libdnnl-dev; g++ and Node's headers, /usr/include/node here). Without them it says
 # so and exits 0: convolutions then run in wasm. `npm run setup` runs it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-dir=lib/native
+dir=lib/accelerator/native
 node_headers="$(npm config get nodedir 2>/dev/null || true)/include/node"
 [ -f "$node_headers/node.h" ] || node_headers="$(dirname "$(dirname "$(command -v node)")")/include/node"
 if ! command -v g++ >/dev/null 2>&1 || [ ! -f "$node_headers/node.h" ] || [ ! -f /usr/include/oneapi/dnnl/dnnl.hpp ]; then

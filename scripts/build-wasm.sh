@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Builds the project's wasm SIMD kernels (lib/wasm/simd/kernels.c) with clang and wasm-ld
+# Builds the project's wasm SIMD kernels (lib/accelerator/wasm/simd/kernels.c) with clang and wasm-ld
 # (Debian: clang lld), once for TF.js's single-threaded wasm build (plain memory) and once
 # for its threaded build (shared memory). Without the tools it says so and exits 0: the
 # project then runs on its generic paths (slower batch norm and max-pool gradients). `npm run setup` runs it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-dir=lib/wasm/simd
+dir=lib/accelerator/wasm/simd
 if ! command -v clang >/dev/null 2>&1 || ! command -v wasm-ld >/dev/null 2>&1; then
   echo "build-wasm: clang or wasm-ld not found (apt-get install clang lld); the SIMD kernels are not built and the generic paths are used." >&2
   exit 0

@@ -6,10 +6,10 @@
  */
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
-import { countFigures, renderedDom } from "../lib/browser";
-import { runCommand, textTable } from "../lib/cli";
-import { executedNotebookProblems } from "../lib/jupyter";
-import { PROJECT_ROOT } from "../lib/paths";
+import { countFigures, renderedDom } from "../lib/tooling/browser";
+import { runCommand, textTable } from "../lib/tooling/cli";
+import { executedNotebookProblems } from "../lib/tooling/jupyter";
+import { PROJECT_ROOT } from "../lib/tooling/paths";
 
 runCommand("Usage: npm run check-reports -- [DIR]", async () => {
   const dir = path.resolve(process.argv[2] ?? path.join(PROJECT_ROOT, "reports"));

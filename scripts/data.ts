@@ -5,8 +5,8 @@
  * and the content hashes.
  */
 import { performance } from "node:perf_hooks";
-import { formatCount, parseCommandLine, runCommand, textTable, usageCheck } from "../lib/cli";
-import { classCounts, datasetSpec, FILE_KEYS, FILE_NAMES, loadDataset, pixelStats, type Dataset } from "../lib/data";
+import { formatCount, parseCommandLine, runCommand, textTable, usageCheck } from "../lib/tooling/cli";
+import { classCounts, datasetSpec, FILE_KEYS, FILE_NAMES, loadDataset, pixelStats, type Dataset } from "../lib/data/datasets";
 
 const USAGE = `Usage: npm run data -- [--dataset fashion|mnist] [--json] [--skip-checksum] [--no-download]
 

@@ -9,17 +9,17 @@
  */
 import { readFile } from "node:fs/promises";
 import path from "node:path";
-import { predictWithTta, TTA_VIEWS } from "../lib/augment";
-import { describeBackend, initBackend, tf } from "../lib/backend";
-import { parseCommandLine, runCommand, textTable, UsageError } from "../lib/cli";
-import { parseLabelCsv } from "../lib/csv";
-import { DATASET_NAMES, datasetSpec, loadDataset, type DatasetName } from "../lib/data";
-import { mostConfusedPairs } from "../lib/error-analysis";
-import { argmaxRows, calibration, classificationReport, formatClassificationReport, topKAccuracy, wilsonInterval } from "../lib/metrics";
-import { loadModel } from "../lib/persist";
-import { toImageTensor } from "../lib/preprocess";
-import { resolveModelDir } from "../lib/runs";
-import { predictProbabilities } from "../lib/train";
+import { predictWithTta, TTA_VIEWS } from "../lib/data/augment";
+import { describeBackend, initBackend, tf } from "../lib/accelerator";
+import { parseCommandLine, runCommand, textTable, UsageError } from "../lib/tooling/cli";
+import { parseLabelCsv } from "../lib/data/csv";
+import { DATASET_NAMES, datasetSpec, loadDataset, type DatasetName } from "../lib/data/datasets";
+import { mostConfusedPairs } from "../lib/evaluation/error-analysis";
+import { argmaxRows, calibration, classificationReport, formatClassificationReport, topKAccuracy, wilsonInterval } from "../lib/evaluation/metrics";
+import { loadModel } from "../lib/models/persist";
+import { toImageTensor } from "../lib/data/preprocess";
+import { resolveModelDir } from "../lib/training/records";
+import { predictProbabilities } from "../lib/training/loop";
 
 const USAGE = `Usage: npm run evaluate -- (--model DIR | --predictions FILE.csv) [options]
 

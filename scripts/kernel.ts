@@ -2,8 +2,8 @@
  * npm run kernel: checks the notebook prerequisites and registers the tslab kernel for this
  * project only (.jupyter/), then says how to open the notebooks.
  */
-import { runCommand } from "../lib/cli";
-import { installKernel, JUPYTER_PREFIX, missingPrerequisites } from "../lib/jupyter";
+import { runCommand } from "../lib/tooling/cli";
+import { installKernel, JUPYTER_PREFIX, missingPrerequisites } from "../lib/tooling/jupyter";
 
 runCommand("Usage: npm run kernel", async () => {
   const problems = missingPrerequisites();

@@ -5,9 +5,9 @@
  * which is also the worker's lifeline: when the parent dies, however, the worker stops (the
  * last finished epoch is committed; the next plan resumes from there).
  */
-import { initBackend } from "../lib/backend";
-import { parseProfile } from "../lib/experiments";
-import { makeItem, type ItemEvent } from "../lib/plan";
+import { initBackend } from "../lib/accelerator";
+import { parseProfile } from "../lib/training/declarations";
+import { makeItem, type ItemEvent } from "../lib/training/plan";
 
 /** Messages to the parent. */
 export type PlanItemMessage = { event: ItemEvent } | { summary: string };

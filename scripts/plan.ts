@@ -7,12 +7,12 @@
  * estimate for the whole plan first, then one line per epoch with the plan's ETA.
  */
 import { availableParallelism } from "node:os";
-import { describeBackend, initBackend } from "../lib/backend";
-import { parseCommandLine, positiveInt, runCommand, textTable, usageCheck } from "../lib/cli";
-import { readEnsemble } from "../lib/ensembles";
-import { parseProfile, planOf, runDir, type Profile } from "../lib/experiments";
-import { formatDuration, makePlan, planItems, type ItemRunner } from "../lib/plan";
-import { describeExit, runWorker } from "../lib/workers";
+import { describeBackend, initBackend } from "../lib/accelerator";
+import { parseCommandLine, positiveInt, runCommand, textTable, usageCheck } from "../lib/tooling/cli";
+import { readEnsemble } from "../lib/training/ensembles";
+import { parseProfile, planOf, runDir, type Profile } from "../lib/training/declarations";
+import { formatDuration, makePlan, planItems, type ItemRunner } from "../lib/training/plan";
+import { describeExit, runWorker } from "../lib/tooling/workers";
 import type { PlanItemMessage } from "./plan-item";
 
 const USAGE = `Usage: npm run plan -- [--profile quick|standard|extended] [--jobs N] [--dry-run] [--json]

@@ -2,20 +2,20 @@
  * npm run predict -- --model DIR [--json] FILES…
  *
  * Classifies pictures with a saved model. Each file is a PNG or JPEG (converted the way
- * lib/images.ts `imageFileTo28x28` documents: grey, fitted into 28×28, inverted when its
+ * lib/data/images.ts `imageFileTo28x28` documents: grey, fitted into 28×28, inverted when its
  * background is light) or an IDX images file (gzip'd or not; every image in it is answered).
  * An unreadable file is reported on stderr and the others still get answers; the exit code
  * is then 1.
  */
 import { readFile } from "node:fs/promises";
-import { initBackend, tf } from "../lib/backend";
-import { parseCommandLine, runCommand, textTable, UsageError } from "../lib/cli";
-import { DATASET_NAMES, datasetSpec, readIdxFile } from "../lib/data";
-import { imageFileTo28x28 } from "../lib/images";
-import { argmaxRow } from "../lib/metrics";
-import { loadModel } from "../lib/persist";
-import { resolveModelDir } from "../lib/runs";
-import { predictProbabilities } from "../lib/train";
+import { initBackend, tf } from "../lib/accelerator";
+import { parseCommandLine, runCommand, textTable, UsageError } from "../lib/tooling/cli";
+import { DATASET_NAMES, datasetSpec, readIdxFile } from "../lib/data/datasets";
+import { imageFileTo28x28 } from "../lib/data/images";
+import { argmaxRow } from "../lib/evaluation/metrics";
+import { loadModel } from "../lib/models/persist";
+import { resolveModelDir } from "../lib/training/records";
+import { predictProbabilities } from "../lib/training/loop";
 
 const USAGE = `Usage: npm run predict -- --model DIR [options] FILE...
 

@@ -12,12 +12,12 @@ import { execFile, spawn } from "node:child_process";
 import { copyFileSync, existsSync, mkdirSync, readdirSync } from "node:fs";
 import path from "node:path";
 import { promisify } from "node:util";
-import { parseCommandLine, runCommand, textTable, usageCheck, UsageError } from "../lib/cli";
-import { findJupyterPython, installKernel, jupyterEnv, kernelInstalled, KERNEL_NAME } from "../lib/jupyter";
-import { PROJECT_ROOT } from "../lib/paths";
-import { PLOTLY_SRC_ENV } from "../lib/notebook";
-import { parseProfile, type Profile } from "../lib/experiments";
-import { formatDuration } from "../lib/plan";
+import { parseCommandLine, runCommand, textTable, usageCheck, UsageError } from "../lib/tooling/cli";
+import { findJupyterPython, installKernel, jupyterEnv, kernelInstalled, KERNEL_NAME } from "../lib/tooling/jupyter";
+import { PROJECT_ROOT } from "../lib/tooling/paths";
+import { PLOTLY_SRC_ENV } from "../lib/display/notebook";
+import { parseProfile, type Profile } from "../lib/training/declarations";
+import { formatDuration } from "../lib/training/plan";
 
 const USAGE = `Usage: npm start -- [--profile NAME] [--quick] [--only NAME] [--jobs N] [--no-plan] [--timeout SECONDS] [--json]
 

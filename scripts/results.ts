@@ -5,9 +5,9 @@
  * best epoch, validation and test accuracy (95% Wilson interval), training time, backend, and
  * the command that reproduces each run. Runs not trained yet are listed as such.
  */
-import { parseCommandLine, runCommand, textTable, usageCheck, UsageError } from "../lib/cli";
-import { parseProfile } from "../lib/experiments";
-import { machineLine, markdownTable, RESULT_COLUMNS, resultCells, resultRows } from "../lib/results";
+import { parseCommandLine, runCommand, textTable, usageCheck, UsageError } from "../lib/tooling/cli";
+import { parseProfile } from "../lib/training/declarations";
+import { machineLine, markdownTable, RESULT_COLUMNS, resultCells, resultRows } from "../lib/evaluation/results";
 
 const USAGE = `Usage: npm run results -- [--profile quick|standard|extended] [--markdown | --json]
 

@@ -17,15 +17,15 @@ import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { SingleBar } from "cli-progress";
-import { STANDARD_AUGMENTATION, validateAugmentConfig, type AugmentConfig } from "../lib/augment";
-import { describeBackend, initBackend } from "../lib/backend";
-import { parseCommandLine, runCommand, textTable, usageCheck, UsageError } from "../lib/cli";
-import { DATASET_NAMES, type DatasetName } from "../lib/data";
-import { MAX_LABEL_SMOOTHING, trainRun, type RunHooks } from "../lib/experiment";
-import { declaration, ensureExperiment, parseProfile, scheduleFor, SCHEDULES, type ScheduleName } from "../lib/experiments";
-import { ENSEMBLE_FILE, ensureEnsemble } from "../lib/ensembles";
-import type { RunRecord } from "../lib/runs";
-import { OPTIMIZERS, presetModel, PRESET_MODELS, validateModelConfig, type ModelConfig } from "../lib/models";
+import { STANDARD_AUGMENTATION, validateAugmentConfig, type AugmentConfig } from "../lib/data/augment";
+import { describeBackend, initBackend } from "../lib/accelerator";
+import { parseCommandLine, runCommand, textTable, usageCheck, UsageError } from "../lib/tooling/cli";
+import { DATASET_NAMES, type DatasetName } from "../lib/data/datasets";
+import { MAX_LABEL_SMOOTHING, trainRun, type RunHooks } from "../lib/training/run";
+import { declaration, ensureExperiment, parseProfile, scheduleFor, SCHEDULES, type ScheduleName } from "../lib/training/declarations";
+import { ENSEMBLE_FILE, ensureEnsemble } from "../lib/training/ensembles";
+import type { RunRecord } from "../lib/training/records";
+import { OPTIMIZERS, presetModel, PRESET_MODELS, validateModelConfig, type ModelConfig } from "../lib/models/builder";
 
 const USAGE = `Usage: npm run train -- --experiment NAME [--profile quick|standard|extended] [--json]
        npm run train -- --model NAME|config.json [options]
@@ -44,7 +44,7 @@ const USAGE = `Usage: npm run train -- --experiment NAME [--profile quick|standa
   --optimizer NAME    adam (default) or sgd-nesterov (momentum 0.9)
   --label-smoothing E train on targets smoothed by E in [0, ${MAX_LABEL_SMOOTHING}] (default 0)
   --augment WHAT      augment training batches on the fly: "standard" (flip, shift ≤ 2 px,
-                      random erasing) or a JSON augmentation config (lib/augment.ts); default none
+                      random erasing) or a JSON augmentation config (lib/data/augment.ts); default none
   --tta               test accuracy of predictions averaged over the image, its mirror and
                       1-pixel shifts (test-time augmentation; the epoch is still chosen on validation)
   --patience N        early stopping on validation loss, restoring the best weights

@@ -6,9 +6,9 @@
  * The parent holds an IPC channel open: when it goes, however it died, the worker stops (its
  * last finished epoch is committed; the next run of the study resumes the trial from there).
  */
-import { initBackend } from "../lib/backend";
-import { loadDataset } from "../lib/data";
-import { trainingTrialRunner, type StudySpec, type TrialParams } from "../lib/tuning";
+import { initBackend } from "../lib/accelerator";
+import { loadDataset } from "../lib/data/datasets";
+import { trainingTrialRunner, type StudySpec, type TrialParams } from "../lib/training/tuning";
 
 interface WorkerRequest {
   spec: StudySpec;

@@ -12,12 +12,12 @@
  */
 import os from "node:os";
 import path from "node:path";
-import { describeBackend, initBackend } from "../lib/backend";
-import { parseCommandLine, positiveInt, runCommand, shellCommand, textTable, usageCheck, UsageError } from "../lib/cli";
-import { loadDataset } from "../lib/data";
-import { writeJsonAtomic } from "../lib/persist";
-import { progressText } from "../lib/study-report";
-import { describeExit, runWorker } from "../lib/workers";
+import { describeBackend, initBackend } from "../lib/accelerator";
+import { parseCommandLine, positiveInt, runCommand, shellCommand, textTable, usageCheck, UsageError } from "../lib/tooling/cli";
+import { loadDataset } from "../lib/data/datasets";
+import { writeJsonAtomic } from "../lib/models/persist";
+import { progressText } from "../lib/display/study-report";
+import { describeExit, runWorker } from "../lib/tooling/workers";
 import {
   ARCHITECTURES,
   DEFAULT_SPACE,
@@ -33,11 +33,11 @@ import {
   type StudySpec,
   type TrialResult,
   type TrialRunner,
-} from "../lib/tuning";
+} from "../lib/training/tuning";
 
 const USAGE = `Usage: npm run tune -- [options]
 
-  --space FILE       a JSON search space (lib/tuning.ts ParamSpec per parameter); default: filters
+  --space FILE       a JSON search space (lib/training/tuning.ts ParamSpec per parameter); default: filters
                      per block, dense width, dropout and learning rate around the capstone CNN
   --strategy NAME    random (default), grid or halving (successive halving)
   --architecture A   the tunable CNN's layout: capstone (default; valid convolutions), same

@@ -1,5 +1,5 @@
 /** Whether tests on the real datasets can run here. */
-import { FASHION_MNIST, locateDataset, type Dataset, type DatasetSpec, type Split } from "../../lib/data";
+import { FASHION_MNIST, locateDataset, type Dataset, type DatasetSpec, type Split } from "../../lib/data/datasets";
 
 /**
  * Why the dataset cannot be found without downloading, or undefined when it can. In CI the

@@ -4,7 +4,7 @@ import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { gzipSync } from "node:zlib";
-import { FASHION_MNIST, FILE_NAMES, type DatasetSpec, type FileKey } from "../../lib/data";
+import { FASHION_MNIST, FILE_NAMES, type DatasetSpec, type FileKey } from "../../lib/data/datasets";
 
 export function idxImages(count: number, rows: number, cols: number, pixel: (n: number, i: number) => number): Buffer {
   const buffer = Buffer.alloc(16 + count * rows * cols);

@@ -1,4 +1,4 @@
-import { tf } from "../../lib/backend";
+import { tf } from "../../lib/accelerator";
 
 /** Uniform values in [-1, 1), fresh on every call (a new random input each test run). */
 export function randomArray(length: number): Float32Array {

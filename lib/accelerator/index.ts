@@ -1,0 +1,23 @@
+/**
+ * The accelerator's one entry point: TF.js initialised on the fastest backend that runs here
+ * (native TensorFlow, else wasm with the project's SIMD kernels, threads and oneDNN convolutions,
+ * else cpu), the layers and optimizer that train fast on it, and the step profiler the benchmark
+ * uses. Code outside lib/accelerator/ imports from here and nothing below it (test/tooling/
+ * boundary.test.ts checks); nothing in lib/accelerator/ imports from the rest of the project.
+ */
+export {
+  tf,
+  initBackend,
+  describeBackend,
+  parseBackendName,
+  BACKEND_NAMES,
+  BACKEND_ENV_VAR,
+  WASM_THREADS_ENV_VAR,
+  type BackendName,
+  type BackendInfo,
+} from "./backend";
+export { FastBatchNorm, FastConv2D, FastDropout, MaskGenerator } from "./layers";
+export { FastAdam } from "./optimizer";
+export { profileStep, kernelFlops, isGradientWrapper, median, type StepProfile, type KernelTime } from "./profile";
+export { oneDnnActive, useOneDnn, ONEDNN_ENV_VAR } from "./native/onednn";
+export { simdKernelsBuilt } from "./wasm/simd";

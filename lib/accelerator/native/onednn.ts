@@ -1,0 +1,168 @@
+/**
+ * 2-D convolutions and matrix products on the wasm backend's tensors computed natively by
+ * oneDNN (the library PyTorch's CPU convolutions use), through the project's Node addon lib/accelerator/native/onednn.node
+ * (built by scripts/build-native.sh from Debian's libdnnl-dev). The addon reads and writes
+ * the wasm heap in place. Where it is not built or cannot load, the wasm kernels run and the
+ * backend line says why. `TFJS_ONEDNN=0` turns it off.
+ */
+import { existsSync } from "node:fs";
+import path from "node:path";
+import * as tf from "@tensorflow/tfjs";
+import type { BackendUtil, KernelArgs, KernelFunc, TensorInfo, WasmBackendLike } from "../wasm/common";
+import { firstLayerSimdCase } from "../wasm/convolution";
+import { heapOffset, wasmMemory } from "../wasm/simd";
+
+export const ONEDNN_ENV_VAR = "TFJS_ONEDNN";
+export const ONEDNN_ADDON = path.join(__dirname, "onednn.node");
+
+/** The addon's functions; each returns the name of the oneDNN implementation that ran. */
+interface OneDnnAddon {
+  forward(buffer: ArrayBufferLike, geometry: Float64Array, x: number, filter: number, bias: number, y: number, relu: number, training: number): string;
+  backwardData(buffer: ArrayBufferLike, geometry: Float64Array, dy: number, filter: number, dx: number): string;
+  backwardWeights(buffer: ArrayBufferLike, geometry: Float64Array, x: number, dy: number, dw: number): string;
+  matMul(buffer: ArrayBufferLike, geometry: Float64Array, a: number, b: number, bias: number, c: number): string;
+}
+
+let addon: OneDnnAddon | null = null;
+
+/**
+ * Loads the addon with `threads` OpenMP threads (unless OMP_NUM_THREADS is set). Returns
+ * undefined when the native convolutions are on, else why not.
+ */
+export function loadOneDnn(threads: number): string | undefined {
+  if (addon) return undefined;
+  if (process.env[ONEDNN_ENV_VAR] === "0") return `native oneDNN convolutions off (${ONEDNN_ENV_VAR}=0)`;
+  if (!existsSync(ONEDNN_ADDON)) {
+    return "the native oneDNN convolutions are not built (scripts/build-native.sh needs g++ and libdnnl-dev): convolutions run in wasm, slower";
+  }
+  // OpenMP reads these once, when the library loads; they are unset again afterwards so that
+  // child processes (tuning trials with their own thread share) do not inherit them. Passive
+  // waiting: OpenMP's threads must not spin between calls while the wasm threads compute.
+  const settings: Record<string, string> = { OMP_NUM_THREADS: String(threads), OMP_WAIT_POLICY: "PASSIVE" };
+  const ours = Object.keys(settings).filter((name) => process.env[name] === undefined);
+  for (const name of ours) process.env[name] = settings[name];
+  try {
+    addon = require(ONEDNN_ADDON) as OneDnnAddon;
+    return undefined;
+  } catch (error) {
+    return `the native oneDNN convolutions cannot load (${(error as Error).message.split("\n")[0]}): convolutions run in wasm`;
+  } finally {
+    for (const name of ours) delete process.env[name];
+  }
+}
+
+let enabled = true;
+
+/** Whether the native convolutions run (loaded and not turned off by useOneDnn). */
+export const oneDnnActive = (): boolean => addon !== null && enabled;
+
+/**
+ * Turns the loaded native convolutions off or back on in this process, e.g. to compare them
+ * with the wasm kernels side by side. Returns the previous setting.
+ */
+export function useOneDnn(on: boolean): boolean {
+  const previous = enabled;
+  enabled = on;
+  return previous;
+}
+
+/** The geometry the addon reads: 17 numbers in the order of Geometry in onednn.cc. */
+function geometry(info: BackendUtil.Conv2DInfo): Float64Array {
+  const { top, left, bottom, right } = info.padInfo;
+  return Float64Array.from([
+    info.batchSize, info.inHeight, info.inWidth, info.inChannels, info.filterHeight, info.filterWidth, info.outChannels,
+    info.outHeight, info.outWidth, info.strideHeight, info.strideWidth, info.dilationHeight, info.dilationWidth, top, left, bottom, right,
+  ]);
+}
+
+type Shape4 = [number, number, number, number];
+
+function convInfo(xShape: number[], filterShape: number[], attrs: KernelArgs["attrs"]): BackendUtil.Conv2DInfo {
+  return tf.backend_util.computeConv2DInfo(
+    xShape as Shape4,
+    filterShape as Shape4,
+    attrs.strides as number | [number, number],
+    attrs.dilations as number | [number, number] | undefined ?? 1,
+    attrs.pad as "same" | "valid" | number | BackendUtil.ExplicitPadding,
+    attrs.dimRoundingMode as "floor" | "round" | "ceil" | undefined,
+  );
+}
+
+const nativeCase = (attrs: KernelArgs["attrs"], ...tensors: TensorInfo[]) =>
+  oneDnnActive() && attrs.dataFormat !== "NCHW" && tensors.every((t) => t.dtype === "float32" && t.shape.every((d) => d > 0));
+
+const buffer = (backend: WasmBackendLike) => wasmMemory(backend).buffer;
+
+/** Conv2D and FusedConv2D (bias, relu or no activation) by oneDNN; other cases by `original`. */
+export function conv2D(args: KernelArgs, original: KernelFunc): TensorInfo {
+  const { inputs, backend, attrs } = args;
+  const { x, filter, bias, preluActivationWeights } = inputs;
+  const activation = (attrs.activation as string | undefined) ?? "linear";
+  const biasOk = !bias || (bias.dtype === "float32" && bias.shape.length === 1 && bias.shape[0] === filter.shape[3]);
+  if (!nativeCase(attrs, x, filter) || preluActivationWeights || !biasOk || (activation !== "linear" && activation !== "relu")) {
+    return original(args as never) as TensorInfo;
+  }
+  const info = convInfo(x.shape, filter.shape, attrs);
+  const y = backend.makeOutput(info.outShape, "float32");
+  const at = (t: TensorInfo) => heapOffset(backend, t);
+  // The buffer after the allocation: growing the heap replaces it.
+  addon!.forward(buffer(backend), geometry(info), at(x), at(filter), bias ? at(bias) : -1, at(y), activation === "relu" ? 1 : 0, 1);
+  return y;
+}
+
+/** Conv2DBackpropInput by oneDNN; other cases by `original`. */
+export function conv2DBackpropInput(args: KernelArgs, original: KernelFunc): TensorInfo {
+  const { inputs, backend, attrs } = args;
+  const { dy, filter } = inputs;
+  if (!nativeCase(attrs, dy, filter)) return original(args as never) as TensorInfo;
+  const info = convInfo(attrs.inputShape as number[], filter.shape, { ...attrs, dilations: 1 });
+  const dx = backend.makeOutput(info.inShape, "float32");
+  const at = (t: TensorInfo) => heapOffset(backend, t);
+  addon!.backwardData(buffer(backend), geometry(info), at(dy), at(filter), at(dx));
+  return dx;
+}
+
+/** Conv2DBackpropFilter by oneDNN; other cases by `original`. */
+export function conv2DBackpropFilter(args: KernelArgs, original: KernelFunc): TensorInfo {
+  const { inputs, backend, attrs } = args;
+  const { x, dy } = inputs;
+  if (!nativeCase(attrs, x, dy)) return original(args as never) as TensorInfo;
+  const filterShape = attrs.filterShape as number[];
+  const info = convInfo(x.shape, filterShape, { ...attrs, dilations: 1 });
+  // A first layer's: the project's SIMD kernel, which `original` runs, is faster there.
+  if (firstLayerSimdCase(info)) return original(args as never) as TensorInfo;
+  const dw = backend.makeOutput(filterShape, "float32");
+  const at = (t: TensorInfo) => heapOffset(backend, t);
+  addon!.backwardWeights(buffer(backend), geometry(info), at(x), at(dy), at(dw));
+  return dw;
+}
+
+/**
+ * BatchMatMul and _FusedMatMul (bias [n], relu or no activation) by oneDNN, transpose flags
+ * included; batches that broadcast and other cases by `original`.
+ */
+export function matMul(args: KernelArgs, original: KernelFunc): TensorInfo {
+  const { inputs, backend, attrs } = args;
+  const { a, b, bias, preluActivationWeights } = inputs;
+  const activation = (attrs.activation as string | undefined) ?? "linear";
+  const transposeA = attrs.transposeA === true;
+  const transposeB = attrs.transposeB === true;
+  // Leading (batch) dimensions must match exactly; broadcasting ones go to `original`.
+  const outer = a.shape.slice(0, -2);
+  const sameOuter = a.shape.length === b.shape.length && a.shape.length >= 2 && outer.every((d, i) => d === b.shape[i]);
+  if (!nativeCase({}, a, b) || !sameOuter || preluActivationWeights || (activation !== "linear" && activation !== "relu")) {
+    return original(args as never) as TensorInfo;
+  }
+  const batch = outer.reduce((x, y) => x * y, 1);
+  const [rowsA, colsA] = a.shape.slice(-2);
+  const [rowsB, colsB] = b.shape.slice(-2);
+  const [m, k] = transposeA ? [colsA, rowsA] : [rowsA, colsA];
+  const [kB, n] = transposeB ? [colsB, rowsB] : [rowsB, colsB];
+  if (kB !== k) return original(args as never) as TensorInfo;
+  if (bias && (bias.dtype !== "float32" || bias.shape.length !== 1 || bias.shape[0] !== n)) return original(args as never) as TensorInfo;
+  const c = backend.makeOutput([...outer, m, n], "float32");
+  const at = (t: TensorInfo) => heapOffset(backend, t);
+  const geometry = Float64Array.from([batch, m, k, n, transposeA ? 1 : 0, transposeB ? 1 : 0, bias ? 1 : 0, activation === "relu" ? 1 : 0]);
+  addon!.matMul(buffer(backend), geometry, at(a), at(b), bias ? at(bias) : -1, at(c));
+  return c;
+}

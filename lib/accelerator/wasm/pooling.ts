@@ -1,0 +1,98 @@
+/** Max-pool gradient on wasm: the project's SIMD kernel for 2×2 pools, else JavaScript on the heap. */
+import * as tf from "@tensorflow/tfjs";
+import { type KernelArgs, type KernelFunc, type TensorInfo } from "./common";
+import { heapOffset, simdKernels, simdKernelsBuilt } from "./simd";
+
+/**
+ * Max-pool gradient as one pass over the output positions in JavaScript on the wasm heap:
+ * each dy goes to the first maximum of its window (row-major), as the cpu backend does, so
+ * ties (e.g. flat relu(bias) background) get the same gradient. Any window, stride, padding.
+ */
+export function maxPoolGrad(args: KernelArgs, original: KernelFunc): TensorInfo {
+  const { inputs, backend, attrs } = args;
+  const { dy, input } = inputs;
+  const info = tf.backend_util.computePool2DInfo(
+    input.shape as [number, number, number, number],
+    attrs.filterSize as [number, number] | number,
+    attrs.strides as [number, number] | number,
+    1,
+    attrs.pad as "same" | "valid" | number,
+    attrs.dimRoundingMode as "floor" | "round" | "ceil" | undefined,
+  );
+  if (input.dtype !== "float32" || dy.dtype !== "float32") return original(args as never) as TensorInfo;
+
+  const dx = backend.makeOutput(input.shape, "float32");
+  const { batchSize, inHeight, inWidth, inChannels: channels, outHeight, outWidth } = info;
+  const { strideHeight, strideWidth, filterHeight, filterWidth } = info;
+  const { top, left } = info.padInfo;
+  const disjoint2x2 = filterHeight === 2 && filterWidth === 2 && strideHeight === 2 && strideWidth === 2 && top === 0 && left === 0 &&
+    outHeight * 2 <= inHeight && outWidth * 2 <= inWidth;
+  if (disjoint2x2 && channels % 4 === 0 && simdKernelsBuilt()) {
+    // The project's SIMD kernel (lib/accelerator/wasm/simd/kernels.c): four channels at a time, same ties.
+    const at = (t: TensorInfo) => heapOffset(backend, t);
+    simdKernels(backend).max_pool_grad_2x2(at(input), at(dy), batchSize, inHeight, inWidth, channels, outHeight, outWidth, at(dx));
+    return dx;
+  }
+  // Views only after the allocation: growing the heap detaches earlier ones.
+  const dxValues = backend.typedArrayFromHeap(dx) as Float32Array;
+  const xValues = backend.typedArrayFromHeap(input) as Float32Array;
+  const dyValues = backend.typedArrayFromHeap(dy) as Float32Array;
+  dxValues.fill(0);
+  const rowStride = inWidth * channels;
+  const imageStride = inHeight * rowStride;
+  if (disjoint2x2) {
+    // The capstone CNN's pooling: disjoint 2×2 windows, unrolled (2× faster than the general loop).
+    let dyIndex = 0;
+    for (let n = 0; n < batchSize; n++) {
+      for (let oy = 0; oy < outHeight; oy++) {
+        let base = n * imageStride + 2 * oy * rowStride;
+        for (let ox = 0; ox < outWidth; ox++, base += 2 * channels) {
+          for (let c = 0; c < channels; c++, dyIndex++) {
+            const i0 = base + c;
+            const i1 = i0 + channels;
+            const i2 = i0 + rowStride;
+            const i3 = i2 + channels;
+            // First maximum in row-major order wins ties, as on cpu.
+            let bestIndex = i0;
+            let best = xValues[i0];
+            if (xValues[i1] > best) (best = xValues[i1]), (bestIndex = i1);
+            if (xValues[i2] > best) (best = xValues[i2]), (bestIndex = i2);
+            if (xValues[i3] > best) bestIndex = i3;
+            dxValues[bestIndex] = dyValues[dyIndex];
+          }
+        }
+      }
+    }
+    return dx;
+  }
+  let dyIndex = 0;
+  for (let n = 0; n < batchSize; n++) {
+    const imageStart = n * imageStride;
+    for (let oy = 0; oy < outHeight; oy++) {
+      const yStart = oy * strideHeight - top;
+      const yFrom = Math.max(0, yStart);
+      const yTo = Math.min(inHeight, yStart + filterHeight);
+      for (let ox = 0; ox < outWidth; ox++) {
+        const xStart = ox * strideWidth - left;
+        const xFrom = Math.max(0, xStart);
+        const xTo = Math.min(inWidth, xStart + filterWidth);
+        for (let c = 0; c < channels; c++, dyIndex++) {
+          let best = -Infinity;
+          let bestIndex = -1;
+          for (let y = yFrom; y < yTo; y++) {
+            let index = imageStart + y * rowStride + xFrom * channels + c;
+            for (let x = xFrom; x < xTo; x++, index += channels) {
+              const value = xValues[index];
+              if (value > best || bestIndex < 0) {
+                best = value;
+                bestIndex = index;
+              }
+            }
+          }
+          if (bestIndex >= 0) dxValues[bestIndex] += dyValues[dyIndex];
+        }
+      }
+    }
+  }
+  return dx;
+}

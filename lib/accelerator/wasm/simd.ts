@@ -1,0 +1,78 @@
+/**
+ * The project's own wasm SIMD kernels (lib/accelerator/wasm/simd/kernels.c, built by
+ * scripts/build-wasm.sh). The module imports TF.js's wasm memory, so its functions take
+ * tensors' heap offsets and work in place: no copies in or out. One instance per memory; the
+ * shared-memory build goes with TF.js's threaded wasm, the plain one with the single-threaded.
+ */
+import { existsSync, readFileSync } from "node:fs";
+import path from "node:path";
+import type { TensorInfo, WasmBackendLike } from "./common";
+
+export interface SimdKernels {
+  batch_norm_forward(x: number, rows: number, channels: number, gamma: number, beta: number, epsilon: number, y: number, mean: number, variance: number, scratch: number): void;
+  batch_norm_backward(
+    dy: number, x: number, rows: number, channels: number, mean: number, variance: number, gamma: number, epsilon: number,
+    dx: number, dgamma: number, dbeta: number, scratch: number,
+  ): void;
+  conv3x3_c1_filter_grad(
+    x: number, dy: number, batch: number, height: number, width: number, outHeight: number, outWidth: number,
+    strideY: number, strideX: number, filters: number, dw: number,
+  ): void;
+  adam_update(
+    w: number, m: number, v: number, g: number, n: number, beta1: number, beta2: number, epsilon: number,
+    learningRate: number, correction1: number, correction2: number, newW: number, newM: number, newV: number,
+  ): void;
+  channel_affine(x: number, rows: number, channels: number, scale: number, shift: number, y: number): void;
+  relu_bias_grad(dy: number, y: number, rows: number, channels: number, dz: number, dbias: number, scratch: number): void;
+  max_pool_grad_2x2(x: number, dy: number, batch: number, height: number, width: number, channels: number, outHeight: number, outWidth: number, dx: number): void;
+}
+
+// TypeScript declares WebAssembly with the DOM library, which this project does not load.
+interface WasmMemory {
+  readonly buffer: ArrayBuffer | SharedArrayBuffer;
+}
+declare const WebAssembly: {
+  Module: new (bytes: Uint8Array) => object;
+  Instance: new (module: object, imports: Record<string, Record<string, unknown>>) => { exports: Record<string, unknown> };
+};
+
+const MODULE_DIR = path.join(__dirname, "simd");
+const moduleFile = (shared: boolean) => path.join(MODULE_DIR, shared ? "kernels-shared.wasm" : "kernels-plain.wasm");
+
+/** Whether scripts/build-wasm.sh has built the modules (it needs clang and wasm-ld). */
+export const simdKernelsBuilt = (): boolean => existsSync(moduleFile(false)) && existsSync(moduleFile(true));
+
+/** The emscripten module behind TF.js's wasm backend, as far as reaching its memory goes. */
+interface BackendWithMemory extends WasmBackendLike {
+  wasm: { wasmMemory?: WasmMemory; asm?: { memory?: WasmMemory } };
+  dataIdMap: { get(dataId: object): { memoryOffset: number } | undefined };
+}
+
+const instances = new WeakMap<WasmMemory, SimdKernels>();
+
+/** The wasm backend's memory (the emscripten module's: threaded build, else single-threaded). */
+export function wasmMemory(backend: WasmBackendLike): WasmMemory {
+  const memory = (backend as BackendWithMemory).wasm?.wasmMemory ?? (backend as BackendWithMemory).wasm?.asm?.memory;
+  if (!memory) throw new Error("The wasm backend's memory is not reachable (another TF.js version?); the project's kernels cannot run.");
+  return memory;
+}
+
+/** The kernels bound to this backend's memory (instantiated on first use). */
+export function simdKernels(backend: WasmBackendLike): SimdKernels {
+  const memory = wasmMemory(backend);
+  let kernels = instances.get(memory);
+  if (!kernels) {
+    const shared = typeof SharedArrayBuffer !== "undefined" && memory.buffer instanceof SharedArrayBuffer;
+    const module = new WebAssembly.Module(readFileSync(moduleFile(shared)));
+    kernels = new WebAssembly.Instance(module, { env: { memory } }).exports as unknown as SimdKernels;
+    instances.set(memory, kernels);
+  }
+  return kernels;
+}
+
+/** A tensor's byte offset in the wasm heap. */
+export function heapOffset(backend: WasmBackendLike, info: TensorInfo): number {
+  const data = (backend as BackendWithMemory).dataIdMap.get(info.dataId);
+  if (!data) throw new Error("A tensor's data is not on the wasm heap.");
+  return data.memoryOffset;
+}

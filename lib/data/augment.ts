@@ -1,0 +1,229 @@
+/**
+ * Seeded image augmentation on batches of [N, H, W, 1] tensors with pixels in [0, 1].
+ *
+ * Geometric transforms (horizontal flip, shift, rotation, zoom) are composed into one affine
+ * matrix per image and applied in a single `tf.image.transform` call (bilinear, zero fill:
+ * the dataset's background is black); random erasing and Gaussian noise follow. Every random
+ * draw comes from a seed, so a batch's augmentation depends only on (images, config, seed):
+ * training derives the seed from (run seed, epoch, step), which keeps resumed runs identical.
+ */
+import { tf } from "../accelerator";
+import { seededRandom } from "../tooling/random";
+
+export interface AugmentConfig {
+  /** Mirror left–right with this probability. */
+  flipHorizontal?: { probability: number };
+  /** Mirror top–bottom: off by default (clothing is never upside down in the dataset). */
+  flipVertical?: { probability: number };
+  /** Translate by a whole number of pixels in [-maxPixels, maxPixels] per axis (crop with zero padding). */
+  shift?: { maxPixels: number; probability?: number };
+  /** Rotate by an angle in [-maxDegrees, maxDegrees] about the centre. */
+  rotate?: { maxDegrees: number; probability?: number };
+  /** Scale by a factor in [1 - maxFraction, 1 + maxFraction] about the centre. */
+  zoom?: { maxFraction: number; probability?: number };
+  /** Random erasing (cutout): a rectangle of area fraction and aspect ratio drawn from the ranges. */
+  erase?: { probability: number; area: [number, number]; aspect: [number, number]; value?: number };
+  /** Add N(0, std²) noise, then clip to [0, 1]. */
+  noise?: { std: number; probability?: number };
+}
+
+export type TransformName = keyof AugmentConfig;
+export const TRANSFORM_NAMES: readonly TransformName[] = ["flipHorizontal", "flipVertical", "shift", "rotate", "zoom", "erase", "noise"];
+
+/**
+ * The pipeline the strongest published Fashion-MNIST results use: crop with padding (shift
+ * by up to 2 pixels), horizontal flips, random erasing (p = 0.5, area 0.02–0.4, aspect 0.3–3.3).
+ */
+export const STANDARD_AUGMENTATION: AugmentConfig = {
+  flipHorizontal: { probability: 0.5 },
+  shift: { maxPixels: 2 },
+  erase: { probability: 0.5, area: [0.02, 0.4], aspect: [0.3, 3.3] },
+};
+
+function checkProbability(value: unknown, where: string): void {
+  if (typeof value !== "number" || !(value >= 0 && value <= 1)) throw new Error(`${where} must be a probability in [0, 1], got ${value}.`);
+}
+
+function checkRange(value: unknown, where: string, low: number, high: number): void {
+  if (!Array.isArray(value) || value.length !== 2 || value.some((v) => typeof v !== "number" || !Number.isFinite(v))) {
+    throw new Error(`${where} must be a pair [min, max] of numbers, got ${JSON.stringify(value)}.`);
+  }
+  const [min, max] = value as [number, number];
+  if (min > max) throw new Error(`${where}: min ${min} is above max ${max}.`);
+  if (min < low || max > high) throw new Error(`${where} must lie within [${low}, ${high}], got [${min}, ${max}].`);
+}
+
+/** Checks a config (e.g. read from JSON): unknown transforms and out-of-range values are errors. */
+export function validateAugmentConfig(config: AugmentConfig): AugmentConfig {
+  if (typeof config !== "object" || config === null || Array.isArray(config)) throw new Error("An augmentation config must be an object.");
+  for (const key of Object.keys(config)) {
+    if (!(TRANSFORM_NAMES as readonly string[]).includes(key)) throw new Error(`Unknown transform "${key}"; known: ${TRANSFORM_NAMES.join(", ")}.`);
+  }
+  const optional = (value: number | undefined, where: string) => value === undefined || checkProbability(value, where);
+  if (config.flipHorizontal) checkProbability(config.flipHorizontal.probability, "flipHorizontal.probability");
+  if (config.flipVertical) checkProbability(config.flipVertical.probability, "flipVertical.probability");
+  if (config.shift) {
+    const { maxPixels } = config.shift;
+    if (!Number.isInteger(maxPixels) || maxPixels < 0) throw new Error(`shift.maxPixels must be a non-negative integer, got ${maxPixels}.`);
+    optional(config.shift.probability, "shift.probability");
+  }
+  if (config.rotate) {
+    const { maxDegrees } = config.rotate;
+    if (typeof maxDegrees !== "number" || !(maxDegrees >= 0 && maxDegrees <= 180)) throw new Error(`rotate.maxDegrees must be in [0, 180], got ${maxDegrees}.`);
+    optional(config.rotate.probability, "rotate.probability");
+  }
+  if (config.zoom) {
+    const { maxFraction } = config.zoom;
+    if (typeof maxFraction !== "number" || !(maxFraction >= 0 && maxFraction < 1)) throw new Error(`zoom.maxFraction must be in [0, 1), got ${maxFraction}.`);
+    optional(config.zoom.probability, "zoom.probability");
+  }
+  if (config.erase) {
+    checkProbability(config.erase.probability, "erase.probability");
+    checkRange(config.erase.area, "erase.area", 0, 1);
+    if (config.erase.area[0] <= 0) throw new Error(`erase.area must be above 0, got [${config.erase.area.join(", ")}].`);
+    checkRange(config.erase.aspect, "erase.aspect", 1e-3, 1e3);
+    if (config.erase.value !== undefined && !(config.erase.value >= 0 && config.erase.value <= 1)) {
+      throw new Error(`erase.value must be a pixel value in [0, 1], got ${config.erase.value}.`);
+    }
+  }
+  if (config.noise) {
+    if (typeof config.noise.std !== "number" || !(config.noise.std >= 0)) throw new Error(`noise.std must be a non-negative number, got ${config.noise.std}.`);
+    optional(config.noise.probability, "noise.probability");
+  }
+  return config;
+}
+
+/** Mixes integers into a 32-bit seed (so epoch 1 step 0 and epoch 0 step 1 differ). */
+export function mixSeed(...values: number[]): number {
+  let hash = 0x811c9dc5;
+  for (const value of values) {
+    hash = Math.imul(hash ^ (value >>> 0), 0x01000193) >>> 0;
+    hash = (hash ^ (hash >>> 15)) >>> 0;
+  }
+  return hash;
+}
+
+/** One image's affine map from output pixel to input pixel, as the 8 numbers `transform` takes. */
+function inverseAffine(flipX: boolean, flipY: boolean, degrees: number, scale: number, shiftX: number, shiftY: number, height: number, width: number): number[] {
+  // Forward: out = c + t + s·R(θ)·F·(in − c); inverse: in = c + F·R(−θ)·(out − c − t)/s.
+  const cx = (width - 1) / 2;
+  const cy = (height - 1) / 2;
+  const theta = (degrees * Math.PI) / 180;
+  const cos = Math.cos(theta) / scale;
+  const sin = Math.sin(theta) / scale;
+  const fx = flipX ? -1 : 1;
+  const fy = flipY ? -1 : 1;
+  // M = F·R(−θ)/s = [[fx·cos, fx·sin], [−fy·sin, fy·cos]]
+  const m = [fx * cos, fx * sin, -fy * sin, fy * cos];
+  const ox = cx + shiftX;
+  const oy = cy + shiftY;
+  return [m[0], m[1], cx - (m[0] * ox + m[1] * oy), m[2], m[3], cy - (m[2] * ox + m[3] * oy), 0, 0];
+}
+
+/**
+ * Augments a batch. Pure in its inputs: the same images, config and seed give the same
+ * output. Does not dispose `images`.
+ */
+export function augmentBatch(images: tf.Tensor4D, config: AugmentConfig, seed: number): tf.Tensor4D {
+  const [count, height, width] = images.shape;
+  const random = seededRandom(seed);
+  const chance = (p: number | undefined) => random() < (p ?? 1);
+  const uniform = (low: number, high: number) => low + (high - low) * random();
+
+  return tf.tidy(() => {
+    let output = images;
+    const geometric = config.flipHorizontal || config.flipVertical || config.shift || config.rotate || config.zoom;
+    if (geometric) {
+      const matrices: number[] = [];
+      let changed = false;
+      for (let i = 0; i < count; i++) {
+        const flipX = config.flipHorizontal ? chance(config.flipHorizontal.probability) : false;
+        const flipY = config.flipVertical ? chance(config.flipVertical.probability) : false;
+        const shifting = config.shift ? chance(config.shift.probability) : false;
+        const maxShift = config.shift?.maxPixels ?? 0;
+        const shiftX = shifting ? Math.floor(random() * (2 * maxShift + 1)) - maxShift : 0;
+        const shiftY = shifting ? Math.floor(random() * (2 * maxShift + 1)) - maxShift : 0;
+        const degrees = config.rotate && chance(config.rotate.probability) ? uniform(-config.rotate.maxDegrees, config.rotate.maxDegrees) : 0;
+        const scale = config.zoom && chance(config.zoom.probability) ? uniform(1 - config.zoom.maxFraction, 1 + config.zoom.maxFraction) : 1;
+        changed ||= flipX || flipY || shiftX !== 0 || shiftY !== 0 || degrees !== 0 || scale !== 1;
+        matrices.push(...inverseAffine(flipX, flipY, degrees, scale, shiftX, shiftY, height, width));
+      }
+      if (changed) output = tf.image.transform(output, tf.tensor2d(matrices, [count, 8]), "bilinear", "constant", 0);
+    }
+    if (config.erase) {
+      const { probability, area, aspect, value = 0 } = config.erase;
+      const keep = new Float32Array(count * height * width).fill(1);
+      let erased = false;
+      for (let i = 0; i < count; i++) {
+        if (!chance(probability)) continue;
+        // As in Zhong et al.: draw area and log-uniform aspect, retry until the box fits.
+        for (let attempt = 0; attempt < 10; attempt++) {
+          const target = uniform(area[0], area[1]) * height * width;
+          const ratio = Math.exp(uniform(Math.log(aspect[0]), Math.log(aspect[1])));
+          const boxHeight = Math.round(Math.sqrt(target * ratio));
+          const boxWidth = Math.round(Math.sqrt(target / ratio));
+          if (boxHeight < 1 || boxWidth < 1 || boxHeight > height || boxWidth > width) continue;
+          const top = Math.floor(random() * (height - boxHeight + 1));
+          const left = Math.floor(random() * (width - boxWidth + 1));
+          for (let y = top; y < top + boxHeight; y++) keep.fill(0, i * height * width + y * width + left, i * height * width + y * width + left + boxWidth);
+          erased = true;
+          break;
+        }
+      }
+      if (erased) {
+        const mask = tf.tensor4d(keep, [count, height, width, 1]);
+        output = value === 0 ? tf.mul(output, mask) : tf.add(tf.mul(output, mask), tf.mul(tf.sub(1, mask), value));
+      }
+    }
+    if (config.noise && config.noise.std > 0) {
+      const selected = Float32Array.from({ length: count }, () => (chance(config.noise!.probability) ? config.noise!.std : 0));
+      const noise = tf.mul(tf.randomNormal([count, height, width, 1], 0, 1, "float32", mixSeed(seed, 1)), tf.tensor4d(selected, [count, 1, 1, 1]));
+      output = tf.clipByValue(tf.add(output, noise), 0, 1) as tf.Tensor4D;
+    }
+    return output === images ? images.clone() : output;
+  });
+}
+
+/** The training loop's hook: a batch's augmentation seeded by (seed, epoch, step). */
+export function augmenter(config: AugmentConfig, seed: number): (images: tf.Tensor4D, epoch: number, step: number) => tf.Tensor4D {
+  validateAugmentConfig(config);
+  return (images, epoch, step) => augmentBatch(images, config, mixSeed(seed, epoch, step));
+}
+
+/** A deterministic view of an image for test-time augmentation. */
+export interface TtaView {
+  flip?: boolean;
+  shiftX?: number;
+  shiftY?: number;
+}
+
+/** Test-time augmentation views: the image itself, its mirror, and 1-pixel shifts left and right. */
+export const TTA_VIEWS: readonly TtaView[] = [{}, { flip: true }, { shiftX: 1 }, { shiftX: -1 }];
+
+/** The view of every image of a batch (flip, then whole-pixel shift, zero fill). */
+export function viewBatch(images: tf.Tensor4D, view: TtaView): tf.Tensor4D {
+  const [count, height, width] = images.shape;
+  const matrix = inverseAffine(view.flip ?? false, false, 0, 1, view.shiftX ?? 0, view.shiftY ?? 0, height, width);
+  return tf.tidy(() => tf.image.transform(images, tf.tensor2d(matrix, [1, 8]).tile([count, 1]) as tf.Tensor2D, "bilinear", "constant", 0));
+}
+
+/**
+ * Class probabilities averaged over deterministic views of each image (test-time
+ * augmentation), predicted in batches. Returns a flat [N × classes] array.
+ */
+export function predictWithTta(model: tf.LayersModel, x: tf.Tensor4D, batchSize = 256, views: readonly TtaView[] = TTA_VIEWS): Float32Array {
+  if (views.length === 0) throw new Error("predictWithTta needs at least one view.");
+  const mean = tf.tidy(() => {
+    let total: tf.Tensor | undefined;
+    for (const view of views) {
+      const probabilities = model.predict(viewBatch(x, view), { batchSize }) as tf.Tensor;
+      total = total ? tf.add(total, probabilities) : probabilities;
+    }
+    return tf.div(total!, views.length);
+  });
+  try {
+    return mean.dataSync() as Float32Array;
+  } finally {
+    mean.dispose();
+  }
+}

@@ -1,0 +1,137 @@
+/**
+ * The results table, computed from run records: one row per declared run of a profile, with
+ * the recipe it was trained by and the command that reproduces it. The README's table is the
+ * output of `npm run results -- --markdown`, never typed in.
+ */
+import os from "node:os";
+import { readEnsemble } from "../training/ensembles";
+import { loadDeclarations, planOf, runDir, type Declaration, type EnsembleDeclaration, type Profile, type RunDeclaration } from "../training/declarations";
+import { STANDARD_AUGMENTATION } from "../data/augment";
+import { wilsonInterval } from "./metrics";
+import { readRecord, type RunRecord } from "../training/records";
+
+/** Test accuracies the reference studies publish for the presets they share with this project. */
+export const REFERENCE_TEST_ACCURACY: Readonly<Record<string, number>> = { ann: 0.899, cnn1: 0.918, cnn2: 0.923, cnn3: 0.929 };
+
+export interface ResultRow {
+  run: string;
+  title: string;
+  dataset: string;
+  model: string;
+  recipe: string;
+  parameters: number | null;
+  /** 1-based, as people count epochs. */
+  bestEpoch: number | null;
+  epochs: number | null;
+  valAccuracy: number | null;
+  testAccuracy: number | null;
+  testInterval: [number, number] | null;
+  trainSeconds: number | null;
+  backend: string | null;
+  status: "finished" | "running" | "missing";
+  command: string;
+}
+
+function recipeText(d: RunDeclaration, record: RunRecord | undefined): string {
+  const r = d.recipe;
+  const rate = record ? record.options.schedule.rate : typeof r.learningRate === "number" ? r.learningRate : NaN;
+  const tuned = typeof r.learningRate === "number" ? "" : ` (${r.learningRate.timesTuned}× tuned)`;
+  const epochs = record?.options.epochs ?? r.epochs;
+  const optimizer = r.optimizer && r.optimizer !== "adam" ? `${r.optimizer} ` : "";
+  const augment = record ? record.options.augment : r.augment === "standard" ? STANDARD_AUGMENTATION : r.augment;
+  return `${epochs} ep, ${optimizer}${r.schedule} lr ${Number.isNaN(rate) ? "?" : rate.toPrecision(3)}${tuned}, batch ${record?.options.batchSize ?? r.batchSize}` +
+    `${r.labelSmoothing ? `, label smoothing ${r.labelSmoothing}` : ""}${augment ? `, augmented (${Object.keys(augment).join(", ")})` : ""}` +
+    `${r.testTimeAugmentation ? ", test-time augmentation" : ""}, seed ${r.seed}`;
+}
+
+export const experimentCommand = (name: string, profile: Profile) =>
+  `npm run train -- --experiment ${name}${profile === "standard" ? "" : ` --profile ${profile}`}`;
+
+export async function resultRows(profile: Profile, declarations: Map<string, Declaration> = loadDeclarations(), root?: string): Promise<ResultRow[]> {
+  const rows: ResultRow[] = [];
+  for (const d of planOf(profile, declarations)) {
+    if (d.kind === "ensemble") {
+      rows.push(await ensembleRow(d, profile, root));
+      continue;
+    }
+    if (d.kind !== "run") continue;
+    const record = await readRecord(runDir(d.name, profile, root));
+    const test = record?.test ?? null;
+    const interval = test ? wilsonInterval(test.correct, test.images) : null;
+    rows.push({
+      run: d.name,
+      title: d.title,
+      dataset: d.dataset,
+      model: record?.model.name ?? ("preset" in d.model ? d.model.preset : "study" in d.model ? `best of ${d.model.study}` : d.model.architecture),
+      recipe: recipeText(d, record),
+      parameters: record?.parameters ?? null,
+      bestEpoch: record?.bestEpoch === null || record?.bestEpoch === undefined ? null : record.bestEpoch + 1,
+      epochs: record ? record.history.length : null,
+      valAccuracy: record?.validation?.accuracy ?? null,
+      testAccuracy: test?.accuracy ?? null,
+      testInterval: interval ? [interval.lower, interval.upper] : null,
+      trainSeconds: record ? record.trainSeconds : null,
+      backend: record ? `${record.backend.name}, ${record.backend.threads ?? "?"} thread${record.backend.threads === 1 ? "" : "s"}${/oneDNN/.test(record.backend.description) && !/oneDNN off|no oneDNN/.test(record.backend.description) ? " + oneDNN" : ""}` : null,
+      status: record?.status === "finished" ? "finished" : record ? "running" : "missing",
+      command: experimentCommand(d.name, profile),
+    });
+  }
+  return rows;
+}
+
+/** An ensemble's row: its members' parameters and training time summed, scored from its record. */
+async function ensembleRow(d: EnsembleDeclaration, profile: Profile, root?: string): Promise<ResultRow> {
+  const record = await readEnsemble(runDir(d.name, profile, root));
+  const interval = record ? wilsonInterval(record.test.correct, record.test.images) : null;
+  return {
+    run: d.name,
+    title: d.title,
+    dataset: d.dataset,
+    model: `mean of ${d.members.join(", ")}`,
+    recipe: "members' probabilities averaged (each predicting as its recipe declares)",
+    parameters: record ? record.members.reduce((sum, m) => sum + m.parameters, 0) : null,
+    bestEpoch: null,
+    epochs: null,
+    valAccuracy: record?.validation.accuracy ?? null,
+    testAccuracy: record?.test.accuracy ?? null,
+    testInterval: interval ? [interval.lower, interval.upper] : null,
+    trainSeconds: record ? record.members.reduce((sum, m) => sum + m.trainSeconds, 0) : null,
+    backend: record ? "its members'" : null,
+    status: record ? "finished" : "missing",
+    command: experimentCommand(d.name, profile),
+  };
+}
+
+const percent = (v: number | null) => (v === null ? "–" : `${(100 * v).toFixed(2)}%`);
+
+export const RESULT_COLUMNS = ["run", "dataset", "model", "recipe", "parameters", "best epoch", "val acc", "test acc (95% CI)", "train time", "backend"];
+
+export function resultCells(row: ResultRow): string[] {
+  return [
+    row.run,
+    row.dataset,
+    row.model,
+    row.recipe,
+    row.parameters === null ? "–" : row.parameters.toLocaleString("en-US"),
+    row.bestEpoch === null ? "–" : `${row.bestEpoch}/${row.epochs}`,
+    percent(row.valAccuracy),
+    row.testAccuracy === null ? (row.status === "missing" ? "not trained" : row.status) : `${percent(row.testAccuracy)} (${(100 * row.testInterval![0]).toFixed(2)}–${(100 * row.testInterval![1]).toFixed(2)})`,
+    row.trainSeconds === null ? "–" : `${Math.round(row.trainSeconds).toLocaleString("en-US")} s`,
+    row.backend ?? "–",
+  ];
+}
+
+/** Where and when the table was made: pasted with it. */
+export function machineLine(now = new Date()): string {
+  const cpus = os.cpus();
+  return `${now.toISOString().slice(0, 16).replace("T", " ")} UTC, ${cpus[0]?.model.trim() ?? "unknown CPU"}, ${cpus.length} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB, ${os.platform()} ${os.release()}`;
+}
+
+export function markdownTable(header: string[], rows: string[][]): string {
+  const escape = (cell: string) => cell.replace(/\|/g, "\\|");
+  return [
+    `| ${header.map(escape).join(" | ")} |`,
+    `| ${header.map((_, i) => (i < 4 ? "---" : "---:")).join(" | ")} |`,
+    ...rows.map((row) => `| ${row.map(escape).join(" | ")} |`),
+  ].join("\n");
+}

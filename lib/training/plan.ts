@@ -1,0 +1,284 @@
+/**
+ * A profile's plan: what its declarations still lack, how long that should take, and one
+ * progress line for the whole plan (item k of n, epoch, ETA). `npm start` makes the plan
+ * before it runs the notebooks, which then only read.
+ */
+import { existsSync } from "node:fs";
+import { availableParallelism } from "node:os";
+import { performance } from "node:perf_hooks";
+import { tf } from "../accelerator";
+import {
+  declaration,
+  ensureExperiment,
+  ensureStudy,
+  loadDeclarations,
+  planOf,
+  runDir,
+  studyDir,
+  type Declaration,
+  type ExperimentContext,
+  type RunDeclaration,
+  type StudyDeclaration,
+  type Profile,
+} from "./declarations";
+import { buildModel, presetModel, type ModelConfig } from "../models/builder";
+import { ensureEnsemble } from "./ensembles";
+import { readRecord } from "./records";
+import { halvingPlan, readTrials, TUNABLE_DEFAULTS, tunableModelConfig, withDefaults, type Architecture } from "./tuning";
+import { QUICK_TRAIN_IMAGES } from "./run";
+
+/** One item of the plan with the work it still needs. */
+export interface PlanItem {
+  declaration: Declaration;
+  /** Epochs still to train (a study: trial-epochs), and images per epoch. */
+  epochsLeft: number;
+  epochsTotal: number;
+  imagesPerEpoch: number;
+  batchSize: number;
+  /** The network whose step time stands for the item's cost (a study: its layout at default widths). */
+  network: ModelConfig;
+}
+
+/** Fashion-MNIST's and MNIST's official training split, before the validation part is taken out. */
+const TRAINING_IMAGES = 60_000;
+/** Validation after each epoch: forward passes over a tenth as many images, about a third of a training step each. */
+const VALIDATION_OVERHEAD = 0.1 / 3;
+
+/** The network that stands for a declaration's cost, before any study has chosen. */
+function costNetwork(d: RunDeclaration | StudyDeclaration, declarations: Map<string, Declaration>): { network: ModelConfig; batchSize: number } {
+  if (d.kind === "study") return { network: tunableModelConfig(withDefaults({ batchNorm: true }), d.name, d.architecture), batchSize: TUNABLE_DEFAULTS.batchSize };
+  const model = d.model;
+  if ("preset" in model) return { network: presetModel(model.preset), batchSize: d.recipe.batchSize };
+  if ("study" in model) {
+    const study = declaration(model.study, declarations);
+    const architecture: Architecture = model.architecture ?? (study.kind === "study" ? study.architecture : "capstone");
+    return { network: tunableModelConfig(withDefaults({ batchNorm: true }), d.name, architecture), batchSize: d.recipe.batchSize };
+  }
+  return { network: tunableModelConfig(withDefaults(model.params), d.name, model.architecture), batchSize: d.recipe.batchSize };
+}
+
+/** What each of the profile's runs and studies still lacks (finished work counts 0); ensembles train nothing. */
+export async function planItems(profile: Profile, declarations = loadDeclarations(), root?: string): Promise<PlanItem[]> {
+  const items: PlanItem[] = [];
+  for (const d of planOf(profile, declarations)) {
+    if (d.kind === "ensemble") continue;
+    const { network, batchSize } = costNetwork(d, declarations);
+    const quick = profile === "quick";
+    const imagesPerEpoch = quick ? QUICK_TRAIN_IMAGES : Math.round(TRAINING_IMAGES * (1 - (d.kind === "run" ? d.recipe.validationFraction : d.validationFraction)));
+    if (d.kind === "run") {
+      const epochsTotal = quick ? 1 : d.recipe.epochs;
+      const record = await readRecord(runDir(d.name, profile, root));
+      const done = record?.status === "finished" ? epochsTotal : record?.history.length ?? 0;
+      items.push({ declaration: d, epochsTotal, epochsLeft: Math.max(0, epochsTotal - done), imagesPerEpoch, batchSize, network });
+    } else {
+      const shape = quick ? d.quick ?? { trials: 3, minEpochs: 1, epochs: 2 } : d;
+      const rungs = halvingPlan(shape.trials, shape.minEpochs, shape.epochs, d.eta);
+      const epochsTotal = rungs.reduce((sum, r) => sum + r.configs * r.epochs, 0);
+      const dir = studyDir(d.name, profile, root);
+      const done = existsSync(dir) ? (await readTrials(dir)).reduce((sum, t) => sum + t.epochs, 0) : 0;
+      items.push({ declaration: d, epochsTotal, epochsLeft: Math.max(0, epochsTotal - done), imagesPerEpoch, batchSize, network });
+    }
+  }
+  return items;
+}
+
+/**
+ * Seconds per training image of a network, measured: a few steps on random data after a
+ * warm-up (the first steps compile kernels and allocate). Validation adds its forward passes.
+ */
+export async function measureSecondsPerImage(network: ModelConfig, batchSize: number, steps = 3): Promise<number> {
+  const model = buildModel(network, { seed: 1 });
+  const x = tf.randomUniform([batchSize, ...network.inputShape]);
+  const y = tf.tensor1d(Array.from({ length: batchSize }, (_, i) => i % 10), "float32");
+  try {
+    for (let i = 0; i < 2; i++) await model.trainOnBatch(x, y);
+    const started = performance.now();
+    for (let i = 0; i < steps; i++) await model.trainOnBatch(x, y);
+    return (performance.now() - started) / 1000 / steps / batchSize;
+  } finally {
+    tf.dispose([x, y]);
+    model.dispose();
+  }
+}
+
+/** Seconds an item still needs, at a measured cost per training image. */
+export const itemSeconds = (item: PlanItem, secondsPerImage: number) => item.epochsLeft * item.imagesPerEpoch * secondsPerImage * (1 + VALIDATION_OVERHEAD);
+
+export function formatDuration(seconds: number): string {
+  if (!Number.isFinite(seconds)) return "?";
+  const s = Math.max(0, Math.round(seconds));
+  if (s < 60) return `${s} s`;
+  const minutes = Math.round(s / 60);
+  return minutes < 60 ? `${minutes} min` : `${Math.floor(minutes / 60)} h ${String(minutes % 60).padStart(2, "0")} min`;
+}
+
+/**
+ * The plan's clock: estimated seconds per item, corrected as work finishes by how fast the
+ * finished part went against its estimate.
+ */
+export class PlanClock {
+  private doneEstimate = 0;
+  private doneActual = 0;
+  constructor(private readonly estimates: number[]) {}
+
+  /** An epoch of item `index` took `actualSeconds` where `estimateSeconds` was expected. */
+  record(estimateSeconds: number, actualSeconds: number): void {
+    this.doneEstimate += estimateSeconds;
+    this.doneActual += actualSeconds;
+  }
+
+  /** Seconds left: what the estimates leave, scaled by actual/estimated so far. */
+  remaining(): number {
+    const total = this.estimates.reduce((a, b) => a + b, 0);
+    const ratio = this.doneEstimate > 0 ? this.doneActual / this.doneEstimate : 1;
+    return Math.max(0, total - this.doneEstimate) * ratio;
+  }
+}
+
+/** What an item reports after each epoch (a study: each trial epoch) and when a trial ends. */
+export type ItemEvent =
+  | { kind: "epoch"; epoch: number; epochs: number; valAccuracy: number; seconds: number }
+  | { kind: "trial"; done: number; planned: number; reused: boolean; valAccuracy: number; bestValAccuracy: number };
+
+/**
+ * Makes one item of the plan (trains the run, or runs the study) with this many wasm threads,
+ * reporting to `onEvent`; resolves with a one-line summary.
+ */
+export type ItemRunner = (item: PlanItem, threads: number, onEvent: (event: ItemEvent) => void) => Promise<string>;
+
+/** Makes a declaration in this process (threads: whatever the backend was started with). */
+export async function makeItem(
+  name: string,
+  context: Omit<ExperimentContext, "hooks" | "onStudyProgress">,
+  onEvent: (event: ItemEvent) => void,
+): Promise<string> {
+  const declarations = context.declarations ?? loadDeclarations();
+  const withHooks: ExperimentContext = {
+    ...context,
+    declarations,
+    hooks: { onEpochEnd: (e, record) => onEvent({ kind: "epoch", epoch: e.epoch, epochs: record.options.epochs, valAccuracy: e.valAccuracy, seconds: e.seconds }) },
+  };
+  if (declaration(name, declarations).kind === "study") {
+    const outcome = await ensureStudy(name, {
+      ...withHooks,
+      onStudyProgress: (p) => onEvent({ kind: "trial", done: p.done, planned: p.planned, reused: p.reused, valAccuracy: p.trial.valAccuracy, bestValAccuracy: p.best.valAccuracy }),
+    });
+    return `best trial val acc ${outcome.best.valAccuracy.toFixed(4)}`;
+  }
+  const record = await ensureExperiment(name, withHooks);
+  return `val acc ${record.validation!.accuracy.toFixed(4)}, test acc ${record.test!.accuracy.toFixed(4)}`;
+}
+
+/** The declarations an item waits for: a run that trains a study's choice needs the study. */
+export function dependenciesOf(d: Declaration): string[] {
+  return d.kind === "run" && "study" in d.model ? [d.model.study] : [];
+}
+
+export interface PlanOptions {
+  profile: Profile;
+  log: (line: string) => void;
+  context?: Omit<ExperimentContext, "profile" | "hooks" | "train">;
+  /** Skip the step-time measurement (tests): every image costs this many seconds. */
+  secondsPerImage?: number;
+  /**
+   * Items made at once (default 1). More than one needs a `runner` that makes each item in its
+   * own process: one JavaScript thread trains one model at a time.
+   */
+  jobs?: number;
+  /** Threads the machine offers, shared by the jobs (default: the CPU count). */
+  cores?: number;
+  /** Makes an item; default: in this process (`makeItem`). */
+  runner?: ItemRunner;
+}
+
+/**
+ * Makes every declaration of the profile that is not finished; finished ones are read back.
+ * With several jobs, an item starts as soon as a job is free and what it needs is made; the
+ * items that others wait for, and then the longest, go first, so that the last to finish is
+ * not a long one started late.
+ */
+export async function makePlan(options: PlanOptions): Promise<{ trained: string[]; seconds: number }> {
+  const { profile, log } = options;
+  const jobs = options.jobs ?? 1;
+  if (!Number.isInteger(jobs) || jobs < 1) throw new Error(`jobs must be a positive integer, got ${jobs}.`);
+  if (jobs > 1 && !options.runner) throw new Error("A plan with more than one job needs a runner that makes each item in its own process.");
+  const declarations = options.context?.declarations ?? loadDeclarations();
+  const root = options.context?.root;
+  const items = await planItems(profile, declarations, root);
+  const pending = items.filter((i) => i.epochsLeft > 0);
+  const costs = new Map<string, number>();
+  for (const item of pending) {
+    const key = JSON.stringify([item.network.layers, item.batchSize]);
+    if (!costs.has(key)) costs.set(key, options.secondsPerImage ?? (await measureSecondsPerImage(item.network, item.batchSize)));
+  }
+  const costOf = (item: PlanItem) => costs.get(JSON.stringify([item.network.layers, item.batchSize])) ?? 0;
+  const estimates = items.map((item) => (item.epochsLeft > 0 ? itemSeconds(item, costOf(item)) : 0));
+  const clock = new PlanClock(estimates);
+  const cores = options.cores ?? availableParallelism();
+  const threads = Math.max(1, Math.floor(cores / jobs));
+  log(
+    `plan (${profile}): ${items.length} declarations, ${items.length - pending.length} finished, ${pending.length} to make ` +
+      `(${pending.reduce((s, i) => s + i.epochsLeft, 0)} epochs); estimated ${formatDuration(clock.remaining())} for one job` +
+      (jobs > 1 ? `; ${jobs} jobs of ${threads} thread${threads > 1 ? "s" : ""} each` : ""),
+  );
+  for (const [k, item] of items.entries()) if (item.epochsLeft === 0) log(`[${k + 1}/${items.length}] ${item.declaration.name}: finished, read back`);
+
+  // An item's priority: its own estimate plus those of the items waiting for it.
+  const priority = (k: number) =>
+    estimates[k] + items.reduce((sum, other, j) => sum + (dependenciesOf(other.declaration).includes(items[k].declaration.name) ? estimates[j] : 0), 0);
+  const waiting = items.map((_, k) => k).filter((k) => items[k].epochsLeft > 0);
+  if (jobs > 1) waiting.sort((a, b) => priority(b) - priority(a));
+  const unfinished = new Set(waiting.map((k) => items[k].declaration.name));
+  const ready = (k: number) => dependenciesOf(items[k].declaration).every((name) => !unfinished.has(name));
+  const runner: ItemRunner = options.runner ?? ((item, _threads, onEvent) => makeItem(item.declaration.name, { ...options.context, declarations, profile }, onEvent));
+
+  const started = performance.now();
+  const trained: string[] = [];
+  const running = new Map<number, Promise<void>>();
+  const failures: Error[] = [];
+  const start = (k: number) => {
+    const item = items[k];
+    const d = item.declaration;
+    const head = `[${k + 1}/${items.length}] ${d.name}`;
+    const perEpoch = estimates[k] / item.epochsLeft;
+    log(`${head}: ${d.title} (${item.epochsLeft} of ${item.epochsTotal} epochs to train, ~${formatDuration(estimates[k])})`);
+    const onEvent = (event: ItemEvent) => {
+      if (event.kind === "epoch") {
+        // While k items train at once, an epoch's wall time is shared by k epochs' progress.
+        clock.record(perEpoch, event.seconds / Math.max(1, running.size));
+        const what = d.kind === "study" ? "trial epoch" : "epoch";
+        log(`${head}: ${what} ${event.epoch + 1}/${event.epochs} val acc ${event.valAccuracy.toFixed(4)} (${event.seconds.toFixed(1)} s) · plan ETA ${formatDuration(clock.remaining())}`);
+      } else {
+        log(`${head}: trial ${event.done}/${event.planned}${event.reused ? " (read back)" : ""} val acc ${event.valAccuracy.toFixed(4)}, best ${event.bestValAccuracy.toFixed(4)}`);
+      }
+    };
+    const work = runner(item, threads, onEvent).then(
+      (summary) => {
+        log(`${head}: done, ${summary}`);
+        trained.push(d.name);
+        unfinished.delete(d.name);
+      },
+      (error: Error) => {
+        failures.push(new Error(`${d.name}: ${error.message}`));
+      },
+    );
+    running.set(k, work.finally(() => running.delete(k)));
+  };
+  while (waiting.length > 0 || running.size > 0) {
+    while (failures.length === 0 && running.size < jobs) {
+      const next = waiting.findIndex(ready);
+      if (next < 0) break;
+      start(waiting.splice(next, 1)[0]);
+    }
+    if (running.size === 0) break;
+    await Promise.race(running.values());
+  }
+  if (failures.length > 0) throw failures.length === 1 ? failures[0] : new Error(failures.map((f) => f.message).join("\n"));
+  // Ensembles last: their members are made now; each is scored from the saved models (read back when current).
+  for (const d of planOf(profile, declarations)) {
+    if (d.kind !== "ensemble") continue;
+    const ensemble = await ensureEnsemble(d.name, { ...options.context, declarations, profile });
+    log(`${d.name}: ensemble of ${d.members.join(", ")}: val acc ${ensemble.validation.accuracy.toFixed(4)}, test acc ${ensemble.test.accuracy.toFixed(4)}`);
+  }
+  return { trained, seconds: (performance.now() - started) / 1000 };
+}

@@ -1,0 +1,300 @@
+/**
+ * One training run end to end, as `npm run train`, the notebooks and tuning all do it: the
+ * seeded stratified validation split, training with optional on-the-fly augmentation, after
+ * every epoch a checkpoint and the run record (atomically), the best-validation model kept,
+ * and the test split measured once at the end on that model. A run killed part-way resumes
+ * from its last finished epoch.
+ */
+import path from "node:path";
+import { augmenter, predictWithTta } from "../data/augment";
+import { describeBackend, initBackend, tf } from "../accelerator";
+import { accuracy, argmaxRows, logLoss } from "../evaluation/metrics";
+import { loadDataset, type Dataset, type DatasetName, type Split } from "../data/datasets";
+import { rm } from "node:fs/promises";
+import { withLock } from "../tooling/lock";
+import { buildModel, OPTIMIZERS, validateModelConfig, type ModelConfig } from "../models/builder";
+import { improvesOn } from "../evaluation/selection";
+import { canonicalJson, loadModel } from "../models/persist";
+import { stratifiedSplit, subset, toImageTensor, toLabelTensor, toTargetTensor } from "../data/preprocess";
+import {
+  BEST_MODEL_DIR,
+  CHECKPOINT_DIR,
+  commitEpoch,
+  readCheckpointState,
+  readRecord,
+  RECORD_FILE,
+  recoverRunFolder,
+  resolveModelDir,
+  restoreRandomState,
+  STATE_FILE,
+  writeRecord,
+  type CommitStep,
+  type RunOptions,
+  type RunRecord,
+  type RunSettings,
+} from "./records";
+import { evaluate, predictProbabilities, train, type EpochRecord, type TrainOptions } from "./loop";
+
+export type { RunSettings };
+
+/** Quick mode (CI, smoke runs): this many training / validation images. */
+export const QUICK_TRAIN_IMAGES = 2000;
+export const QUICK_VALIDATION_IMAGES = 500;
+
+export interface RunHooks {
+  log?: (line: string) => void;
+  onBatchEnd?: TrainOptions["onBatchEnd"];
+  onEpochEnd?: (epoch: EpochRecord, record: RunRecord) => void;
+  /** Called after each step of an epoch's commit (tests inject crashes here). */
+  onCommitStep?: (step: CommitStep) => void;
+}
+
+export interface RunRequest {
+  config: ModelConfig;
+  settings: RunSettings;
+  outDir: string;
+  /** Default "fashion"; a resumed run keeps its own. */
+  dataset?: DatasetName;
+  /** Continue the unfinished run in outDir (its own settings win). */
+  resume?: boolean;
+  /** Leave the test split alone (tuning trials: chosen on validation only); record.test stays null. */
+  skipTest?: boolean;
+  /** An already loaded dataset (notebooks load it once); must match `dataset`. */
+  data?: Dataset;
+  hooks?: RunHooks;
+}
+
+/** The smallest validation part a run accepts: one image per class. */
+export const MIN_VALIDATION_IMAGES = 10;
+
+/**
+ * Trains (or resumes) one run into outDir and returns its finished record. One writer per
+ * folder (a lock); the config and settings are checked before anything is written; every
+ * epoch is committed atomically (checkpoint, best model and record together), and a resumed
+ * run continues exactly where the interrupted one stopped (the dropout masks included).
+ */
+export async function trainRun(request: RunRequest): Promise<RunRecord> {
+  return withLock(request.outDir, "run", () => trainRunLocked(request));
+}
+
+async function trainRunLocked(request: RunRequest): Promise<RunRecord> {
+  const { outDir } = request;
+  const log = request.hooks?.log ?? (() => {});
+  const recovered = await recoverRunFolder(outDir);
+  if (recovered !== "clean") log(`${outDir}: ${recovered === "completed" ? "completed the epoch an interruption left half-committed" : "dropped an epoch an interruption left uncommitted"}`);
+  let existing = await readRecord(outDir);
+  if (request.resume && !existing) throw new Error(`--resume: no run record in ${outDir}.`);
+  // A run that never finished an epoch is not a run yet: a corrected command starts it afresh.
+  if (existing && existing.status === "running" && existing.history.length === 0) existing = undefined;
+  if (existing && !request.resume) {
+    throw new Error(`${outDir} already holds a run (${existing.status}, ${existing.history.length} epochs); use --resume to continue it or another --out.`);
+  }
+  if (existing?.status === "finished") throw new Error(`${outDir}: this run already finished; nothing to resume.`);
+  // A resumed run keeps its own model and settings (split, schedule, epochs, augmentation).
+  const config = existing ? existing.model : request.config;
+  const settings: RunSettings = existing ? { ...request.settings, ...existing.options, augment: existing.options.augment ?? null } : request.settings;
+  const datasetName = (existing?.dataset.name ?? request.dataset ?? "fashion") as DatasetName;
+
+  const backend = await initBackend();
+  const data = request.data?.name === datasetName ? request.data : await loadDataset(datasetName);
+  validateModelConfig(config, `${outDir}: model`, [data.train.height, data.train.width, 1], data.classNames.length);
+  validateSettings(settings);
+  const split = stratifiedSplit(data.train.labels, settings.validationFraction, settings.seed);
+  const trainSplit = subset(data.train, settings.quick ? split.train.slice(0, QUICK_TRAIN_IMAGES) : split.train);
+  const validationSplit = subset(data.train, settings.quick ? split.validation.slice(0, QUICK_VALIDATION_IMAGES) : split.validation);
+  if (validationSplit.count < MIN_VALIDATION_IMAGES) {
+    throw new Error(`A validation fraction of ${settings.validationFraction} leaves ${validationSplit.count} validation images; choosing epochs needs at least ${MIN_VALIDATION_IMAGES}.`);
+  }
+  // With label smoothing the model trains (and is validated) on smoothed one-hot rows.
+  const smoothing = settings.labelSmoothing ?? 0;
+  const classes = data.classNames.length;
+  const targets = (split: Split, labelSmoothing: number) => (smoothing > 0 ? toTargetTensor(split, classes, labelSmoothing) : toLabelTensor(split));
+  const trainData = { x: toImageTensor(trainSplit), y: targets(trainSplit, smoothing) };
+  const validation = { x: toImageTensor(validationSplit), y: targets(validationSplit, smoothing) };
+
+  let model: tf.LayersModel;
+  let record: RunRecord;
+  try {
+    if (existing) {
+      log(`resuming ${outDir} after epoch ${existing.history.length} of ${existing.options.epochs}`);
+      const state = await readCheckpointState(outDir);
+      if (state?.epochs !== existing.history.length) {
+        throw new Error(`${outDir}: the checkpoint holds ${state?.epochs ?? "no recorded"} epochs but ${RECORD_FILE} ${existing.history.length}; it cannot resume exactly (train it again in another folder).`);
+      }
+      model = await loadModel(path.join(outDir, CHECKPOINT_DIR));
+      restoreRandomState(model, state.dropout, path.join(outDir, CHECKPOINT_DIR, STATE_FILE));
+      record = { ...existing, resumes: [...existing.resumes, { at: new Date().toISOString(), fromEpoch: existing.history.length }] };
+    } else {
+      model = buildModel(config, { learningRate: settings.schedule.rate, seed: settings.seed, optimizer: settings.optimizer, oneHotTargets: smoothing > 0 });
+      const options: RunOptions = { ...settings, trainImages: trainSplit.count, validationImages: validationSplit.count };
+      record = {
+        status: "running",
+        model: config,
+        parameters: model.countParams(),
+        options,
+        backend: { name: backend.name, threads: backend.threads, description: describeBackend(backend) },
+        dataset: { name: data.name, sha256: data.sha256 },
+        startedAt: new Date().toISOString(),
+        updatedAt: new Date().toISOString(),
+        resumes: [],
+        history: [],
+        trainSeconds: 0,
+        bestEpoch: null,
+        stoppedEarly: false,
+        validation: null,
+        test: null,
+      };
+      // A fresh start: whatever an abandoned attempt left goes.
+      await rm(path.join(outDir, CHECKPOINT_DIR), { recursive: true, force: true });
+      await rm(path.join(outDir, BEST_MODEL_DIR), { recursive: true, force: true });
+      await writeRecord(outDir, record);
+    }
+  } catch (error) {
+    tf.dispose([trainData.x, trainData.y, validation.x, validation.y]);
+    throw error;
+  }
+  log(`training ${record.model.name} (${record.parameters.toLocaleString("en-US")} parameters) on ${trainSplit.count} images, validating on ${validationSplit.count}; writing ${outDir}`);
+
+  try {
+    const result = await train(model, trainData, validation, {
+      epochs: settings.epochs,
+      batchSize: settings.batchSize,
+      seed: settings.seed,
+      schedule: settings.schedule,
+      earlyStopping: settings.patience ? { patience: settings.patience } : undefined,
+      augment: settings.augment ? augmenter(settings.augment, settings.seed) : undefined,
+      startEpoch: record.history.length,
+      previousHistory: record.history,
+      onBatchEnd: request.hooks?.onBatchEnd,
+      onEpochEnd: async (epoch, trained) => {
+        const best = improvesOn(epoch, record.bestEpoch === null ? undefined : record.history[record.bestEpoch]);
+        const next: RunRecord = {
+          ...record,
+          history: [...record.history, epoch],
+          trainSeconds: record.trainSeconds + epoch.seconds,
+          ...(best ? { bestEpoch: epoch.epoch, validation: { loss: epoch.valLoss, accuracy: epoch.valAccuracy } } : {}),
+        };
+        await commitEpoch(outDir, trained, next, best, request.hooks?.onCommitStep);
+        record = next;
+        request.hooks?.onEpochEnd?.(epoch, record);
+      },
+    });
+    record.stoppedEarly = result.stoppedEarly;
+
+    if (request.skipTest) {
+      record.status = "finished";
+      await writeRecord(outDir, record);
+      return record;
+    }
+    // The test split, once, on the best model.
+    const best = await loadModel(path.join(outDir, BEST_MODEL_DIR));
+    // Test loss against the true labels (unsmoothed).
+    const testX = toImageTensor(data.test);
+    let testLoss: number;
+    let testAccuracy: number;
+    try {
+      if (settings.testTimeAugmentation) {
+        const probabilities = predictWithTta(best, testX);
+        testLoss = logLoss(probabilities, data.test.labels, classes);
+        testAccuracy = accuracy(data.test.labels, argmaxRows(probabilities, classes), classes);
+      } else {
+        const testY = targets(data.test, 0);
+        [testLoss, testAccuracy] = evaluate(best, { x: testX, y: testY }, settings.batchSize);
+        testY.dispose();
+      }
+    } finally {
+      testX.dispose();
+      best.dispose();
+    }
+    const correct = Math.round(testAccuracy * data.test.count);
+    record.test = { loss: testLoss, accuracy: testAccuracy, correct, incorrect: data.test.count - correct, images: data.test.count };
+    record.status = "finished";
+    await writeRecord(outDir, record);
+    return record;
+  } finally {
+    model.dispose();
+    tf.dispose([trainData.x, trainData.y, validation.x, validation.y]);
+  }
+}
+
+/** Label smoothing above this moves more than half of a target's mass off its label. */
+export const MAX_LABEL_SMOOTHING = 0.5;
+
+/** Settings a run cannot train with, refused before anything is written. */
+export function validateSettings(settings: RunSettings): void {
+  const positiveInt = (value: number, name: string) => {
+    if (!Number.isInteger(value) || value < 1) throw new Error(`${name} must be a positive integer, got ${value}.`);
+  };
+  positiveInt(settings.epochs, "epochs");
+  positiveInt(settings.batchSize, "batchSize");
+  if (!Number.isInteger(settings.seed)) throw new Error(`seed must be an integer, got ${settings.seed}.`);
+  if (!(settings.validationFraction > 0 && settings.validationFraction < 1)) throw new Error(`validationFraction must be in (0, 1), got ${settings.validationFraction}.`);
+  if (!(settings.schedule.rate > 0 && settings.schedule.rate < 1)) throw new Error(`the learning rate must be in (0, 1), got ${settings.schedule.rate}.`);
+  if (settings.patience !== null) positiveInt(settings.patience, "patience");
+  if (settings.optimizer !== undefined && !OPTIMIZERS.includes(settings.optimizer)) throw new Error(`optimizer must be ${OPTIMIZERS.join(" or ")}, got ${JSON.stringify(settings.optimizer)}.`);
+  const smoothing = settings.labelSmoothing;
+  if (smoothing !== undefined && !(smoothing >= 0 && smoothing <= MAX_LABEL_SMOOTHING)) throw new Error(`label smoothing must be in [0, ${MAX_LABEL_SMOOTHING}], got ${smoothing}.`);
+  if (settings.schedule.kind === "warmupLinear" && !(settings.schedule.warmup >= 0 && settings.schedule.warmup < 1)) {
+    throw new Error(`the warm-up must be a fraction of the steps in [0, 1), got ${settings.schedule.warmup}.`);
+  }
+}
+
+/**
+ * What makes two runs the same run: the network (layers, input shape), the settings and the
+ * dataset. The model's name and description are prose: rewording them keeps finished runs.
+ */
+export function runIdentity(config: ModelConfig, settings: RunSettings, dataset: string): string {
+  const { name: _name, description: _description, ...network } = config;
+  // Defaults spelled out or left out are the same run (and records older than the choice match).
+  const { optimizer, labelSmoothing, testTimeAugmentation, ...rest } = settings;
+  return canonicalJson({
+    network,
+    settings: {
+      ...rest,
+      ...(optimizer && optimizer !== "adam" ? { optimizer } : {}),
+      ...(labelSmoothing ? { labelSmoothing } : {}),
+      ...(testTimeAugmentation ? { testTimeAugmentation } : {}),
+    },
+    dataset,
+  });
+}
+
+/** The settings part of a record's options (what a request specifies). */
+function settingsOf(options: RunOptions): RunSettings {
+  const { trainImages: _train, validationImages: _validation, ...settings } = options;
+  return { ...settings, augment: settings.augment ?? null };
+}
+
+/**
+ * The run in outDir for this request: read back when it already finished with the same model,
+ * settings and dataset, resumed when it was interrupted, trained when absent. Lets notebooks
+ * be re-executed (and survive a kill) without retraining what is done.
+ */
+export async function ensureRun(request: Omit<RunRequest, "resume">): Promise<RunRecord> {
+  const existing = await readRecord(request.outDir);
+  if (!existing || (existing.status === "running" && existing.history.length === 0)) return trainRun(request);
+  const wanted = runIdentity(request.config, request.settings, request.dataset ?? "fashion");
+  const found = runIdentity(existing.model, settingsOf(existing.options), existing.dataset.name);
+  if (wanted !== found) {
+    throw new Error(`${request.outDir} holds a different run (model, settings or dataset differ); delete it or choose another folder.`);
+  }
+  if (existing.status === "finished") {
+    request.hooks?.log?.(`${request.outDir}: finished run found, not retrained`);
+    return existing;
+  }
+  return trainRun({ ...request, resume: true });
+}
+
+/**
+ * Class probabilities [N·classes] of a run's best model (or a model folder) for images x, made
+ * as the run's record says its test predictions were (averaged over TTA views when declared).
+ */
+export async function runProbabilities(dir: string, x: tf.Tensor4D): Promise<Float32Array> {
+  const { modelDir, record } = await resolveModelDir(dir);
+  const model = await loadModel(modelDir);
+  try {
+    return record?.options.testTimeAugmentation ? predictWithTta(model, x) : predictProbabilities(model, x);
+  } finally {
+    model.dispose();
+  }
+}

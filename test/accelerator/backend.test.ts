@@ -1,0 +1,104 @@
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import os from "node:os";
+import path from "node:path";
+import { promisify } from "node:util";
+import { describeBackend, parseBackendName } from "../../lib/accelerator/backend";
+
+const run = promisify(execFile);
+const ROOT = path.resolve(__dirname, "..", "..");
+
+/** Whether the optional native binding is installed on this machine. */
+function hasTfjsNode(): boolean {
+  try {
+    require.resolve("@tensorflow/tfjs-node");
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * initBackend() in a fresh process (it is chosen once per process), with TFJS_BACKEND set or
+ * not. The process must exit by itself: a backend that keeps it alive fails by the timeout.
+ */
+async function initIn(backendEnv: string | undefined, extraEnv: NodeJS.ProcessEnv = {}) {
+  const env = { ...process.env, ...extraEnv };
+  delete env.TFJS_BACKEND;
+  if (backendEnv !== undefined) env.TFJS_BACKEND = backendEnv;
+  const code = `require("./lib/accelerator").initBackend().then(
+    (info) => console.log(JSON.stringify(info)),
+    (error) => { console.error(error.message); process.exit(1); })`;
+  try {
+    const { stdout } = await run(process.execPath, ["--import", "tsx", "--eval", code], { cwd: ROOT, env, timeout: 60_000 });
+    return { ok: true as const, info: JSON.parse(stdout.trim().split("\n").pop()!) };
+  } catch (error) {
+    return { ok: false as const, message: (error as { stderr: string }).stderr };
+  }
+}
+
+describe("backend selection", () => {
+  it("picks the fastest backend that loads and says why faster ones were skipped", async () => {
+    const result = await initIn(undefined);
+    assert.ok(result.ok);
+    if (hasTfjsNode()) {
+      assert.equal(result.info.name, "tensorflow");
+    } else {
+      assert.equal(result.info.name, "wasm");
+      assert.deepEqual(result.info.skipped.map((s: { name: string }) => s.name), ["tensorflow"]);
+      assert.match(result.info.skipped[0].reason, /@tensorflow\/tfjs-node is not installed/);
+      assert.ok(result.info.registeredKernels.includes("Conv2DBackpropFilter"));
+      assert.equal(result.info.threads, os.availableParallelism(), result.info.notes.join("; "));
+      assert.deepEqual(result.info.notes, []);
+      assert.equal(result.info.oneDnn, true);
+    }
+    assert.equal(result.info.forced, false);
+  });
+
+  it("runs wasm on the threads TFJS_WASM_THREADS asks for, and exits by itself", async () => {
+    for (const threads of [1, 2]) {
+      const result = await initIn("wasm", { TFJS_WASM_THREADS: String(threads) });
+      assert.ok(result.ok, result.ok ? "" : result.message);
+      assert.equal(result.info.threads, threads);
+    }
+    const bad = await initIn("wasm", { TFJS_WASM_THREADS: "many" });
+    assert.equal(bad.ok, false);
+    assert.match(bad.ok ? "" : bad.message, /TFJS_WASM_THREADS="many" must be a positive integer/);
+  });
+
+  it("TFJS_BACKEND=cpu forces the cpu backend", async () => {
+    const result = await initIn("cpu");
+    assert.ok(result.ok);
+    assert.equal(result.info.name, "cpu");
+    assert.equal(result.info.forced, true);
+  });
+
+  it("a forced backend that cannot load is an error, not a fall-back", { skip: hasTfjsNode() && "tfjs-node is installed here" }, async () => {
+    const result = await initIn("tensorflow");
+    assert.equal(result.ok, false);
+    assert.match(result.ok ? "" : result.message, /TFJS_BACKEND=tensorflow was asked for, but it cannot load: @tensorflow\/tfjs-node is not installed/);
+  });
+
+  it("an unknown TFJS_BACKEND value is an error listing the valid ones", async () => {
+    const result = await initIn("gpu");
+    assert.equal(result.ok, false);
+    assert.match(result.ok ? "" : result.message, /TFJS_BACKEND="gpu" is not a backend; use one of tensorflow, wasm, cpu/);
+    assert.throws(() => parseBackendName("webgl", "--backend"), /--backend="webgl" is not a backend/);
+  });
+
+  it("describes the backend in one line", () => {
+    const line = describeBackend({
+      name: "wasm",
+      forced: false,
+      threads: 1,
+      registeredKernels: [],
+      oneDnn: false,
+      notes: [],
+      skipped: [{ name: "tensorflow", reason: "not installed" }],
+    });
+    assert.equal(line, "wasm, 1 thread; skipped tensorflow: not installed");
+    const native = describeBackend({ name: "wasm", forced: false, threads: 2, registeredKernels: [], oneDnn: true, notes: [], skipped: [] });
+    assert.equal(native, "wasm, 2 threads, convolutions and matrix products by oneDNN (native)");
+  });
+});

@@ -1,0 +1,340 @@
+/**
+ * Every kernel lib/accelerator/kernels.ts registers on wasm, against the `cpu` backend on fresh
+ * random inputs: strides 1 and 2, `same` and `valid`, odd sizes, batch 1, and the fall-backs.
+ */
+import { before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { initBackend, tf } from "../../lib/accelerator/backend";
+import { buildModel, presetModel, type ModelConfig } from "../../lib/models/builder";
+import { oneDnnActive, useOneDnn } from "../../lib/accelerator/native/onednn";
+import { maxRelativeError, onBackend, randomTensor, runKernelOn, type HostTensor } from "../helpers/tensors";
+
+const TOLERANCE = 1e-4;
+
+type Shape4 = [number, number, number, number];
+
+/** Runs the kernel on cpu and wasm with the same inputs and compares. */
+async function assertMatchesCpu(kernelName: string, inputs: Record<string, HostTensor>, attrs: Record<string, unknown>) {
+  const expected = await runKernelOn("cpu", kernelName, inputs, attrs);
+  const actual = await runKernelOn("wasm", kernelName, inputs, attrs);
+  assert.deepEqual(actual.shape, expected.shape, "output shape");
+  const error = maxRelativeError(actual.values, expected.values);
+  assert.ok(error < TOLERANCE, `max relative error ${error}`);
+  assert.equal(actual.leaked, 0, "the wasm kernel left data buffers behind");
+}
+
+function convOutShape(xShape: Shape4, filterShape: Shape4, stride: number, pad: "same" | "valid"): Shape4 {
+  return tf.backend_util.computeConv2DInfo(xShape, filterShape, stride, 1, pad).outShape;
+}
+
+const CONV_CASES: { xShape: Shape4; filterShape: Shape4 }[] = [
+  { xShape: [2, 8, 8, 3], filterShape: [3, 3, 3, 4] },
+  { xShape: [1, 7, 9, 1], filterShape: [3, 3, 1, 5] }, // batch 1, odd, non-square
+  { xShape: [3, 13, 13, 16], filterShape: [5, 5, 16, 8] },
+  { xShape: [4, 28, 28, 1], filterShape: [3, 3, 1, 32] }, // capstone conv1: the SIMD 3×3 one-channel filter gradient
+  { xShape: [1, 9, 8, 1], filterShape: [3, 3, 1, 12] }, // the same kernel: batch 1, odd, non-square
+  { xShape: [2, 6, 5, 4], filterShape: [2, 3, 4, 2] }, // even, non-square kernel
+  { xShape: [2, 14, 14, 32], filterShape: [3, 3, 32, 8] }, // many channels: the transposed-convolution filter gradient
+];
+
+/** Runs a test with oneDNN's native kernels on (skipped where they are not built) or off. */
+function onPath(native: boolean) {
+  return <T>(run: () => Promise<T>) => async (t: { skip(message: string): void }) => {
+    if (native && !oneDnnActive()) return t.skip("lib/accelerator/native/onednn.node not built or not loading");
+    const previous = useOneDnn(native);
+    try {
+      return await run();
+    } finally {
+      useOneDnn(previous);
+    }
+  };
+}
+
+describe("wasm kernels match cpu", () => {
+  before(async () => {
+    const info = await initBackend({ force: "wasm" });
+    for (const name of ["Conv2DBackpropFilter", "Conv2DBackpropInput", "MaxPoolGrad", "Sum", "Mean", "Tile", "BatchMatMul", "_FusedMatMul",
+      "Identity", "Cast", "DepthwiseConv2dNativeBackpropFilter", "DepthwiseConv2dNativeBackpropInput"]) {
+      assert.ok(info.registeredKernels.includes(name), `${name} registered`);
+    }
+  });
+
+  // Each convolution case twice: by oneDNN (where lib/accelerator/native/onednn.node is built) and by the wasm kernels.
+  for (const native of [true, false]) {
+    const path = native ? "oneDNN" : "wasm";
+    const on = onPath(native);
+    for (const stride of [1, 2]) {
+      for (const pad of ["same", "valid"] as const) {
+        for (const { xShape, filterShape } of CONV_CASES) {
+          const label = `${path}: x ${xShape.join("×")}, filter ${filterShape.join("×")}, stride ${stride}, ${pad}`;
+          const dy = () => randomTensor(convOutShape(xShape, filterShape, stride, pad));
+
+          it(`Conv2DBackpropFilter ${label}`, on(() =>
+            assertMatchesCpu("Conv2DBackpropFilter", { x: randomTensor(xShape), dy: dy() }, {
+              strides: stride, pad, dataFormat: "NHWC", filterShape,
+            })));
+
+          // On wasm, stride 2 exercises the fall-back to the stock kernel.
+          it(`Conv2DBackpropInput ${label}`, on(() =>
+            assertMatchesCpu("Conv2DBackpropInput", { dy: dy(), filter: randomTensor(filterShape) }, {
+              strides: stride, pad, dataFormat: "NHWC", inputShape: xShape,
+            })));
+
+          it(`Conv2D ${label}`, on(() =>
+            assertMatchesCpu("Conv2D", { x: randomTensor(xShape), filter: randomTensor(filterShape) }, {
+              strides: stride, pad, dataFormat: "NHWC", dilations: 1,
+            })));
+
+          it(`FusedConv2D with bias and relu ${label}`, on(() =>
+            assertMatchesCpu("FusedConv2D", { x: randomTensor(xShape), filter: randomTensor(filterShape), bias: randomTensor([filterShape[3]]) }, {
+              strides: stride, pad, dataFormat: "NHWC", dilations: 1, activation: "relu",
+            })));
+        }
+      }
+    }
+    it(`Conv2D ${path}: dilation 2`, on(() =>
+      assertMatchesCpu("Conv2D", { x: randomTensor([2, 11, 10, 3]), filter: randomTensor([3, 3, 3, 5]) }, {
+        strides: 1, pad: "same", dataFormat: "NHWC", dilations: 2,
+      })));
+    it(`FusedConv2D ${path}: no bias, linear`, on(() =>
+      assertMatchesCpu("FusedConv2D", { x: randomTensor([2, 9, 9, 4]), filter: randomTensor([3, 3, 4, 8]) }, {
+        strides: 1, pad: "valid", dataFormat: "NHWC", dilations: 1, activation: "linear",
+      })));
+  }
+
+  it("oneDNN's native convolutions are built and load where CI runs (npm run setup builds them)", { skip: process.env.CI !== "true" }, () => {
+    assert.ok(oneDnnActive(), "lib/accelerator/native/onednn.node missing or not loading: scripts/build-native.sh did not run or failed");
+  });
+
+  for (const c of [
+    { xShape: [2, 9, 9, 3] as Shape4, filterShape: [3, 3, 3, 2] as Shape4, stride: 1, pad: "same" as const, dilation: 1 },
+    { xShape: [1, 8, 7, 4] as Shape4, filterShape: [3, 3, 4, 1] as Shape4, stride: 2, pad: "valid" as const, dilation: 1 },
+    { xShape: [3, 10, 10, 2] as Shape4, filterShape: [5, 5, 2, 3] as Shape4, stride: 2, pad: "same" as const, dilation: 1 },
+    { xShape: [2, 11, 11, 3] as Shape4, filterShape: [3, 3, 3, 1] as Shape4, stride: 1, pad: "valid" as const, dilation: 1 },
+  ]) {
+    const label = `x ${c.xShape.join("×")}, filter ${c.filterShape.join("×")}, stride ${c.stride}, ${c.pad}, dilation ${c.dilation}`;
+    const outShape = tf.backend_util.computeConv2DInfo(c.xShape, c.filterShape, c.stride, c.dilation, c.pad, undefined, true).outShape;
+    const attrs = { strides: c.stride, pad: c.pad, dilations: c.dilation };
+    it(`DepthwiseConv2dNativeBackpropFilter: ${label}`, () =>
+      assertMatchesCpu("DepthwiseConv2dNativeBackpropFilter", { x: randomTensor(c.xShape), dy: randomTensor(outShape) }, { ...attrs, filterShape: c.filterShape }));
+    it(`DepthwiseConv2dNativeBackpropInput: ${label}`, () =>
+      assertMatchesCpu("DepthwiseConv2dNativeBackpropInput", { dy: randomTensor(outShape), filter: randomTensor(c.filterShape) }, { ...attrs, inputShape: c.xShape }));
+  }
+
+  it("depthwise gradients with dilation > 1 are a clear error (TF.js's gradients do not support them)", async () => {
+    await assert.rejects(
+      runKernelOn("wasm", "DepthwiseConv2dNativeBackpropFilter", { x: randomTensor([1, 9, 9, 2]), dy: randomTensor([1, 5, 5, 2]) }, {
+        strides: 1, pad: "valid", dilations: 2, filterShape: [3, 3, 2, 1],
+      }),
+      /support dilation 1 only/,
+    );
+  });
+
+  const POOL_CASES: { xShape: Shape4; window: number; stride: number; pad: "same" | "valid" }[] = [
+    { xShape: [4, 26, 26, 8], window: 2, stride: 2, pad: "valid" }, // capstone pool 1
+    { xShape: [2, 11, 11, 6], window: 2, stride: 2, pad: "valid" }, // odd edge dropped
+    { xShape: [3, 7, 7, 12], window: 2, stride: 2, pad: "valid" }, // channels in fours (the SIMD kernel), odd edge dropped
+    { xShape: [1, 7, 9, 3], window: 2, stride: 2, pad: "same" }, // odd edge padded
+    { xShape: [2, 9, 9, 4], window: 3, stride: 2, pad: "same" }, // overlapping windows
+    { xShape: [2, 8, 8, 2], window: 3, stride: 1, pad: "valid" },
+  ];
+  for (const c of POOL_CASES) {
+    const label = `x ${c.xShape.join("×")}, window ${c.window}, stride ${c.stride}, ${c.pad}`;
+    const attrs = { filterSize: c.window, strides: c.stride, pad: c.pad };
+    const poolInputs = async (x: HostTensor) => {
+      const y = await onBackend("cpu", async () => {
+        const out = tf.maxPool(tf.tensor4d(x.values, c.xShape), c.window, c.stride, c.pad);
+        return { values: (await out.data()) as Float32Array, shape: out.shape };
+      });
+      return { dy: randomTensor(y.shape), input: x, output: y };
+    };
+
+    it(`MaxPoolGrad: ${label}`, async () => assertMatchesCpu("MaxPoolGrad", await poolInputs(randomTensor(c.xShape)), attrs));
+
+    it(`MaxPoolGrad with ties (flat windows, as relu(bias) backgrounds give): ${label}`, async () => {
+      const x = randomTensor(c.xShape);
+      x.values = x.values.map((v) => (v > 0 ? 0.5 : Math.round(v * 2) / 4));
+      await assertMatchesCpu("MaxPoolGrad", await poolInputs(x), attrs);
+    });
+  }
+
+  for (const { shape, axis, keepDims } of [
+    { shape: [4, 26, 26, 8], axis: [0, 1, 2], keepDims: false }, // conv bias gradient
+    { shape: [128, 10], axis: [0], keepDims: false }, // dense bias gradient
+    { shape: [3, 5, 7], axis: [1, 0], keepDims: true },
+    { shape: [3, 5, 7], axis: [2], keepDims: false }, // inner axis: stock kernel
+    { shape: [3, 5, 7], axis: [0, 2], keepDims: false }, // mixed: stock kernel
+    { shape: [1, 9], axis: [0], keepDims: false }, // batch 1
+    { shape: [3, 5, 7], axis: [0, 1, 2], keepDims: false }, // everything: float64 path
+    { shape: [3, 5, 7], axis: [2, 0, 1], keepDims: true },
+  ]) {
+    it(`Sum over ${JSON.stringify(axis)} of ${shape.join("×")}${keepDims ? ", keepDims" : ""}`, () =>
+      assertMatchesCpu("Sum", { x: randomTensor(shape) }, { axis, keepDims }));
+  }
+
+  it("Mean over leading axes (batch-norm moments), with and without keepDims", async () => {
+    await assertMatchesCpu("Mean", { x: randomTensor([4, 7, 7, 6]) }, { axis: [0, 1, 2], keepDims: true });
+    await assertMatchesCpu("Mean", { x: randomTensor([9, 5]) }, { axis: [0], keepDims: false });
+  });
+
+  for (const { shape, reps } of [
+    { shape: [1, 1, 1, 6], reps: [4, 5, 5, 1] }, // batch-norm: a channel vector over N,H,W
+    { shape: [1, 3], reps: [7, 1] },
+    { shape: [1, 1, 4], reps: [3, 1, 1] },
+    { shape: [2, 3], reps: [2, 2] }, // not a block repeat: stock kernel
+    { shape: [1, 3], reps: [2, 3] }, // trailing repeat: stock kernel
+  ]) {
+    it(`Tile ${shape.join("×")} by ${reps.join("×")}`, () => assertMatchesCpu("Tile", { x: randomTensor(shape) }, { reps }));
+  }
+
+  it("Mean over everything, with and without keepDims, and over one axis (stock kernel)", async () => {
+    await assertMatchesCpu("Mean", { x: randomTensor([4, 6, 5]) }, { axis: [0, 1, 2], keepDims: false });
+    await assertMatchesCpu("Mean", { x: randomTensor([4, 6, 5]) }, { axis: [0, 1, 2], keepDims: true });
+    await assertMatchesCpu("Mean", { x: randomTensor([4, 6, 5]) }, { axis: [1], keepDims: false });
+  });
+
+  it("full sums and means of millions of values stay exact to float32 (the stock wasm kernels drift)", async () => {
+    const values = new Float32Array(5_000_000).fill(0.1);
+    const expectedSum = values.reduce((total, v) => total + v, 0); // float64 accumulation
+    const t = tf.tensor1d(values);
+    const [total, average] = [await t.sum().data(), await t.mean().data()];
+    assert.ok(Math.abs(total[0] - expectedSum) / expectedSum < 1e-6, `sum ${total[0]} vs ${expectedSum}`);
+    assert.ok(Math.abs(average[0] - Math.fround(0.1)) < 1e-7, `mean ${average[0]}`);
+    t.dispose();
+  });
+
+  for (const c of [
+    { x: [3, 5, 4, 8], stats: [8], withOffset: true, withScale: true }, // the SIMD path
+    { x: [2, 12], stats: [12], withOffset: false, withScale: true }, // dense, no beta
+    { x: [2, 3, 3, 4], stats: [4], withOffset: true, withScale: false }, // no gamma
+    { x: [2, 3, 3, 5], stats: [5], withOffset: true, withScale: true }, // channels not in fours: the stock kernel
+  ]) {
+    it(`FusedBatchNorm: x ${c.x.join("×")}${c.withOffset ? "" : ", no offset"}${c.withScale ? "" : ", no scale"}`, () => {
+      const positive = randomTensor(c.stats);
+      positive.values = positive.values.map((v) => Math.abs(v) + 0.1);
+      return assertMatchesCpu("FusedBatchNorm", {
+        x: randomTensor(c.x),
+        mean: randomTensor(c.stats),
+        variance: positive,
+        ...(c.withOffset ? { offset: randomTensor(c.stats) } : {}),
+        ...(c.withScale ? { scale: randomTensor(c.stats) } : {}),
+      }, { varianceEpsilon: 1e-3 });
+    });
+  }
+
+  for (const native of [true, false]) {
+    const on = onPath(native);
+    for (const transposeA of [false, true]) {
+      for (const transposeB of [false, true]) {
+        const flags = `${native ? "oneDNN" : "wasm"}: transposeA ${transposeA}, transposeB ${transposeB}`;
+        const a = (batch: number, m: number, k: number) => randomTensor(transposeA ? [batch, k, m] : [batch, m, k]);
+        const b = (batch: number, k: number, n: number) => randomTensor(transposeB ? [batch, n, k] : [batch, k, n]);
+
+        it(`BatchMatMul, ${flags}`, on(async () => {
+          await assertMatchesCpu("BatchMatMul", { a: a(1, 128, 1152), b: b(1, 1152, 128) }, { transposeA, transposeB });
+          await assertMatchesCpu("BatchMatMul", { a: a(3, 5, 7), b: b(3, 7, 2) }, { transposeA, transposeB });
+          await assertMatchesCpu("BatchMatMul", { a: a(1, 4, 6), b: b(3, 6, 5) }, { transposeA, transposeB }); // a's batch broadcast
+          const [a2, b2] = [a(1, 40, 9), b(1, 9, 12)];
+          // Rank 2, as a dense layer calls it.
+          await assertMatchesCpu("BatchMatMul", { a: { ...a2, shape: a2.shape.slice(1) }, b: { ...b2, shape: b2.shape.slice(1) } }, { transposeA, transposeB });
+        }));
+
+        it(`_FusedMatMul with bias and relu, ${flags}`, on(() =>
+          assertMatchesCpu("_FusedMatMul", { a: a(1, 16, 33), b: b(1, 33, 10), bias: randomTensor([10]) }, {
+            transposeA, transposeB, activation: "relu",
+          })));
+
+        it(`_FusedMatMul linear without bias, ${flags}`, on(() =>
+          assertMatchesCpu("_FusedMatMul", { a: a(2, 9, 4), b: b(2, 4, 12) }, { transposeA, transposeB, activation: "linear" })));
+      }
+    }
+  }
+});
+
+describe("wasm Identity and same-dtype Cast share data safely", () => {
+  before(async () => {
+    await initBackend({ force: "wasm" });
+  });
+
+  for (const [name, copy] of [
+    ["Identity (tf.clone)", (t: tf.Tensor) => tf.clone(t)],
+    ["Cast float32 → float32", (t: tf.Tensor) => tf.cast(t, "float32")],
+  ] as const) {
+    it(`${name}: the copy outlives the original, and both free their data`, async () => {
+      const buffersBefore = tf.memory().numDataBuffers;
+      const original = tf.tensor2d([1.5, -2, 3, 4], [2, 2]);
+      const copied = copy(original);
+      original.dispose();
+      assert.deepEqual([...(await copied.data())], [1.5, -2, 3, 4]);
+      assert.deepEqual(copied.shape, [2, 2]);
+      copied.dispose();
+      assert.equal(tf.memory().numDataBuffers, buffersBefore);
+    });
+  }
+
+  it("Cast to another dtype still converts", async () => {
+    const ints = tf.tensor1d([1, 2, 3], "int32");
+    const floats = tf.cast(ints, "float32");
+    assert.equal(floats.dtype, "float32");
+    assert.deepEqual([...(await floats.data())], [1, 2, 3]);
+    tf.dispose([ints, floats]);
+  });
+});
+
+/** A model without dropout (same result on both backends in training mode) using BN and a depthwise conv. */
+function batchNormDepthwiseModel(): tf.LayersModel {
+  return tf.sequential({
+    layers: [
+      tf.layers.conv2d({ inputShape: [28, 28, 1], filters: 8, kernelSize: 3, useBias: false }),
+      tf.layers.batchNormalization(),
+      tf.layers.activation({ activation: "relu" }),
+      // No biases before BN: their true gradient is 0, so only rounding noise would be compared.
+      tf.layers.depthwiseConv2d({ kernelSize: 3, depthMultiplier: 2, strides: 2, padding: "same", useBias: false }),
+      tf.layers.batchNormalization(),
+      tf.layers.activation({ activation: "relu" }),
+      tf.layers.flatten(),
+      tf.layers.dense({ units: 10, activation: "softmax" }),
+    ],
+  });
+}
+
+/** Gradients of the loss with respect to every weight, for the same weights and batch. */
+async function modelGradients(backend: string, config: ModelConfig | "bn-depthwise", weights: HostTensor[], x: HostTensor, labels: Float32Array) {
+  return onBackend(backend, async () => {
+    const model = config === "bn-depthwise" ? batchNormDepthwiseModel() : buildModel(config);
+    model.setWeights(weights.map((w) => tf.tensor(w.values, w.shape)));
+    const xs = tf.tensor(x.values, x.shape);
+    const ys = tf.oneHot(tf.tensor1d(labels, "int32"), 10);
+    const { grads } = tf.variableGrads(() =>
+      // Training mode: batch statistics in BN (these models have no dropout, or are compared without it).
+      tf.losses.softmaxCrossEntropy(ys, model.apply(xs, { training: config === "bn-depthwise" }) as tf.Tensor) as tf.Scalar,
+    );
+    const result = await Promise.all(model.trainableWeights.map(async (w) => (await grads[(w.read() as tf.Variable).name].data()) as Float32Array));
+    tf.dispose([xs, ys, ...Object.values(grads)]);
+    model.dispose();
+    return result;
+  });
+}
+
+describe("whole-model gradients on wasm match cpu", () => {
+  for (const name of ["cnn3", "ann", "bn-depthwise"]) {
+    it(`${name}: every weight's gradient`, async () => {
+      const config = name === "bn-depthwise" ? "bn-depthwise" : presetModel(name);
+      const weights = await onBackend("cpu", async () => {
+        const model = config === "bn-depthwise" ? batchNormDepthwiseModel() : buildModel(config);
+        const values = await Promise.all(model.getWeights().map(async (w) => ({ values: (await w.data()) as Float32Array, shape: w.shape })));
+        model.dispose();
+        return values;
+      });
+      const x = randomTensor([4, 28, 28, 1]);
+      x.values = x.values.map((v) => Math.max(0, v)); // pixels in [0,1), many exact zeros like real images
+      const labels = Float32Array.from({ length: 4 }, (_, i) => i * 3);
+      const expected = await modelGradients("cpu", config, weights, x, labels);
+      const actual = await modelGradients("wasm", config, weights, x, labels);
+      expected.forEach((g, i) => {
+        const error = maxRelativeError(actual[i], g);
+        assert.ok(error < TOLERANCE, `weight ${i}: max relative error ${error}`);
+      });
+    });
+  }
+});

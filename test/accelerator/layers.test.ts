@@ -1,0 +1,225 @@
+import { before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { initBackend, tf } from "../../lib/accelerator/backend";
+import { FastBatchNorm, FastConv2D, FastDropout, MaskGenerator } from "../../lib/accelerator/layers";
+import { seededRandom } from "../../lib/tooling/random";
+import { simdKernelsBuilt } from "../../lib/accelerator/wasm/simd";
+import { onBackend } from "../helpers/tensors";
+
+describe("MaskGenerator", () => {
+  it("keeps each value with probability keep, scaled by 1/keep", () => {
+    const mask = new MaskGenerator(42).fill(new Float32Array(200_000), 0.8);
+    const kept = mask.filter((v) => v !== 0);
+    assert.ok(mask.every((v) => v === 0 || v === Math.fround(1 / 0.8)));
+    const fraction = kept.length / mask.length;
+    // 200,000 Bernoulli(0.8) draws: standard deviation of the fraction ≈ 0.0009.
+    assert.ok(Math.abs(fraction - 0.8) < 0.005, `kept fraction ${fraction}`);
+  });
+
+  it("is reproducible by seed and differs between seeds and calls", () => {
+    const a = new MaskGenerator(7).fill(new Float32Array(1000), 0.5);
+    const b = new MaskGenerator(7).fill(new Float32Array(1000), 0.5);
+    const c = new MaskGenerator(8).fill(new Float32Array(1000), 0.5);
+    assert.deepEqual(a, b);
+    assert.notDeepEqual(a, c);
+    const generator = new MaskGenerator(7);
+    assert.notDeepEqual(generator.fill(new Float32Array(1000), 0.5), generator.fill(new Float32Array(1000), 0.5));
+  });
+
+  it("survives a zero seed (xorshift would stay at zero)", () => {
+    const mask = new MaskGenerator(0).fill(new Float32Array(1000), 0.5);
+    assert.ok(mask.some((v) => v !== 0) && mask.some((v) => v === 0));
+  });
+});
+
+describe("FastDropout", () => {
+  before(async () => {
+    await initBackend({ force: "wasm" });
+  });
+
+  it("passes inputs through unchanged outside training", async () => {
+    const layer = new FastDropout({ rate: 0.3 });
+    const x = tf.randomNormal([4, 5]);
+    const y = layer.apply(x, { training: false }) as tf.Tensor;
+    assert.deepEqual(await y.data(), await x.data());
+    tf.dispose([x, y]);
+  });
+
+  it("in training drops about `rate` of the units and scales the rest by 1/(1 − rate)", async () => {
+    const layer = new FastDropout({ rate: 0.25, seed: 3 });
+    const x = tf.ones([100, 100]);
+    const y = (await (layer.apply(x, { training: true }) as tf.Tensor).data()) as Float32Array;
+    const dropped = y.filter((v) => v === 0).length / y.length;
+    assert.ok(Math.abs(dropped - 0.25) < 0.02, `dropped ${dropped}`);
+    assert.ok(y.every((v) => v === 0 || Math.abs(v - 1 / 0.75) < 1e-6));
+    x.dispose();
+  });
+
+  it("serialises exactly like the stock Dropout layer", () => {
+    const fast = new FastDropout({ rate: 0.2, name: "d" });
+    const stock = tf.layers.dropout({ rate: 0.2, name: "d" });
+    assert.equal(fast.getClassName(), "Dropout");
+    assert.deepEqual(fast.getConfig(), stock.getConfig());
+  });
+
+  it("passes the gradient through the kept units only", async () => {
+    const layer = new FastDropout({ rate: 0.5, seed: 11 });
+    const x = tf.randomNormal([50]);
+    let mask: Float32Array | undefined;
+    const gradient = tf.grad((input: tf.Tensor) => {
+      const y = layer.apply(input, { training: true }) as tf.Tensor;
+      mask = tf.div(y, input).dataSync() as Float32Array;
+      return y.sum();
+    })(x);
+    const g = (await gradient.data()) as Float32Array;
+    g.forEach((value, i) => assert.ok(Math.abs(value - mask![i]) < 1e-5));
+    tf.dispose([x, gradient]);
+  });
+});
+
+describe("FastBatchNorm matches the stock BatchNormalization in training", () => {
+  it("its SIMD kernels are built where CI runs (npm run setup builds them with clang)", { skip: process.env.CI !== "true" }, () => {
+    assert.ok(simdKernelsBuilt(), "lib/accelerator/wasm/simd/kernels-*.wasm missing: scripts/build-wasm.sh did not run or failed");
+  });
+
+  /** Output, input/gamma/beta gradients of a weighted sum, and the moving statistics after one call. */
+  function trainingStep(layer: tf.layers.Layer, x: tf.Tensor, weights: tf.Tensor) {
+    const [gamma, beta] = layer.trainableWeights.map((w) => (w as unknown as { val: tf.Variable }).val);
+    const loss = () => tf.sum(tf.mul(layer.apply(x, { training: true }) as tf.Tensor, weights)) as tf.Scalar;
+    const { value, grads } = tf.variableGrads(loss, [gamma, beta]);
+    const dx = tf.grad((input: tf.Tensor) => tf.sum(tf.mul(layer.apply(input, { training: true }) as tf.Tensor, weights)))(x);
+    const output = layer.apply(x, { training: true }) as tf.Tensor;
+    const moving = layer.getWeights().slice(2).map((t) => Array.from(t.dataSync()));
+    return { output: output.dataSync(), dx: dx.dataSync(), dGamma: grads[gamma.name].dataSync(), dBeta: grads[beta.name].dataSync(), loss: value.dataSync()[0], moving };
+  }
+
+  const close = (a: ArrayLike<number>, b: ArrayLike<number>, what: string) => {
+    assert.equal(a.length, b.length, what);
+    let worst = 0;
+    let scale = 1e-6;
+    for (let i = 0; i < a.length; i++) {
+      worst = Math.max(worst, Math.abs(a[i] - b[i]));
+      scale = Math.max(scale, Math.abs(b[i]));
+    }
+    assert.ok(worst / scale < 1e-4, `${what}: max difference ${worst} (scale ${scale})`);
+  };
+
+  for (const backend of ["wasm", "cpu"] as const) {
+    for (const shape of [[4, 5, 3, 6], [2, 1, 7, 3], [9, 5], [16, 14, 14, 32], [3, 2, 2, 8]]) {
+      it(`${backend}, input ${shape.join("×")}`, async () => {
+        await initBackend({ force: "wasm" });
+        await onBackend(backend, async () => compare(shape));
+      });
+    }
+  }
+
+  async function compare(shape: number[]): Promise<void> {
+    {
+      {
+        const random = seededRandom(shape.length * 31 + shape[0]);
+        const values = (n: number, offset = 0) => Float32Array.from({ length: n }, () => offset + 3 * random());
+        const size = shape.reduce((a, b) => a * b, 1);
+        const channels = shape[shape.length - 1];
+        const x = tf.tensor(values(size, -1), shape);
+        const weights = tf.tensor(values(size, -1.5), shape);
+        const config = { momentum: 0.9, epsilon: 1e-3 };
+        const stock = tf.layers.batchNormalization(config);
+        const fast = new FastBatchNorm(config);
+        stock.build(shape);
+        fast.build(shape);
+        const initial = [values(channels, 0.5), values(channels, -1), values(channels), values(channels, 0.5)].map((v) => tf.tensor1d(v));
+        stock.setWeights(initial);
+        fast.setWeights(initial);
+        const before = tf.memory().numTensors;
+        const expected = trainingStep(stock, x, weights);
+        const actual = trainingStep(fast, x, weights);
+        // On wasm with channels in fours the project's SIMD kernels run (lib/accelerator/wasm/normalization.ts); else generic ops.
+        const { kernelNames } = await tf.profile(() => tf.grad((input: tf.Tensor) => tf.sum(fast.apply(input, { training: true }) as tf.Tensor))(x));
+        const simd = tf.getBackend() === "wasm" && channels % 4 === 0 && simdKernelsBuilt();
+        assert.equal(kernelNames.includes("ProjectBatchNormTrain") && kernelNames.includes("ProjectBatchNormGrad"), simd, kernelNames.join(", "));
+        close(actual.output, expected.output, "output");
+        close(actual.dx, expected.dx, "d input");
+        close(actual.dGamma, expected.dGamma, "d gamma");
+        close(actual.dBeta, expected.dBeta, "d beta");
+        actual.moving.forEach((m, i) => close(m, expected.moving[i], i === 0 ? "moving mean" : "moving variance"));
+        const { name: _fastName, ...fastConfig } = fast.getConfig();
+        const { name: _stockName, ...stockConfig } = stock.getConfig();
+        assert.deepEqual(fastConfig, stockConfig, "serialises like the stock layer");
+        assert.equal(FastBatchNorm.className, "BatchNormalization");
+        tf.dispose([x, weights, ...initial]);
+        assert.ok(tf.memory().numTensors - before < 40, "no tensors leak per step beyond the returned values");
+      }
+    }
+  }
+});
+
+describe("FastConv2D matches the stock Conv2D in training", () => {
+  const cases = [
+    { activation: "linear", padding: "same", strides: 1, shape: [3, 9, 8, 2], filters: 5 },
+    { activation: "linear", padding: "valid", strides: 2, shape: [1, 7, 7, 3], filters: 4 },
+    { activation: "relu", padding: "same", strides: 1, shape: [2, 6, 6, 1], filters: 3 },
+    // Filters in fours: the relu + bias gradient kernel (ProjectReluBiasGrad) on wasm.
+    { activation: "relu", padding: "valid", strides: 1, shape: [3, 8, 9, 1], filters: 8 },
+    { activation: "relu", padding: "same", strides: 2, shape: [2, 7, 7, 4], filters: 12 },
+    // Without a bias (the plain conv2d path).
+    { activation: "linear", padding: "same", strides: 1, shape: [2, 6, 5, 3], filters: 4, useBias: false },
+    { activation: "relu", padding: "valid", strides: 1, shape: [2, 6, 5, 3], filters: 4, useBias: false },
+  ] as const;
+  for (const backend of ["wasm", "cpu"] as const) {
+    for (const c of cases) {
+      const useBias = !("useBias" in c);
+      it(`${backend}, ${c.activation}, ${c.padding}, stride ${c.strides}, input ${c.shape.join("×")}${useBias ? "" : ", no bias"}`, async () => {
+        await initBackend({ force: "wasm" });
+        await onBackend(backend, async () => {
+          const random = seededRandom(c.shape[1] * 7 + c.filters);
+          const values = (n: number) => Float32Array.from({ length: n }, () => 2 * random() - 1);
+          const config = { filters: c.filters, kernelSize: 3, padding: c.padding, strides: c.strides, activation: c.activation, useBias };
+          const stock = tf.layers.conv2d(config);
+          const fast = new FastConv2D(config);
+          const size = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
+          const x = tf.tensor(values(size(c.shape)), [...c.shape]);
+          stock.build([...c.shape]);
+          fast.build([...c.shape]);
+          const initial = stock.getWeights().map((w) => tf.tensor(values(w.size), w.shape));
+          stock.setWeights(initial);
+          fast.setWeights(initial);
+          const outputShape = (stock.apply(x) as tf.Tensor).shape;
+          const weights = tf.tensor(values(size(outputShape)), outputShape);
+          const step = (layer: tf.layers.Layer) => {
+            const loss = (input: tf.Tensor) => tf.sum(tf.mul(layer.apply(input, { training: true }) as tf.Tensor, weights)) as tf.Scalar;
+            const variables = layer.trainableWeights.map((w) => (w as unknown as { val: tf.Variable }).val);
+            const { grads } = tf.variableGrads(() => loss(x), variables);
+            return { output: (layer.apply(x, { training: true }) as tf.Tensor).dataSync(), dx: tf.grad(loss)(x).dataSync(), dw: variables.map((v) => grads[v.name].dataSync()) };
+          };
+          const expected = step(stock);
+          const actual = step(fast);
+          const close = (a: ArrayLike<number>, b: ArrayLike<number>, what: string) => {
+            assert.equal(a.length, b.length, what);
+            for (let i = 0; i < a.length; i++) assert.ok(Math.abs(a[i] - b[i]) <= 1e-4 * (1 + Math.abs(b[i])), `${what}[${i}]: ${a[i]} vs ${b[i]}`);
+          };
+          close(actual.output, expected.output, "output");
+          close(actual.dx, expected.dx, "d input");
+          actual.dw.forEach((dw, i) => close(dw, expected.dw[i], i === 0 ? "d kernel" : "d bias"));
+          assert.equal(FastConv2D.className, "Conv2D");
+          assert.deepEqual({ ...fast.getConfig(), name: "" }, { ...stock.getConfig(), name: "" }, "serialises like the stock layer");
+          tf.dispose([x, weights, ...initial]);
+        });
+      });
+    }
+  }
+
+  for (const activation of ["linear", "relu"] as const) it(`does not compute the gradient of a first layer's input (the data), ${activation}`, async () => {
+    await initBackend({ force: "wasm" });
+    const layer = new FastConv2D({ filters: 4, kernelSize: 3, padding: "same", activation });
+    const x = tf.randomNormal([2, 8, 8, 1]);
+    layer.build(x.shape);
+    const variables = layer.trainableWeights.map((w) => (w as unknown as { val: tf.Variable }).val);
+    const { kernelNames } = await tf.profile(() => {
+      const { value, grads } = tf.variableGrads(() => tf.sum(layer.apply(x, { training: true }) as tf.Tensor) as tf.Scalar, variables);
+      tf.dispose([value, ...Object.values(grads)]);
+    });
+    assert.ok(kernelNames.includes("Conv2DBackpropFilter"), kernelNames.join(", "));
+    assert.ok(!kernelNames.includes("Conv2DBackpropInput"), kernelNames.join(", "));
+    x.dispose();
+  });
+});

@@ -1,0 +1,329 @@
+import { before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { initBackend } from "../../lib/accelerator";
+import {
+  ensureExperiment,
+  loadDeclarations,
+  notebookProfile,
+  parseDeclaration,
+  planOf,
+  runDir,
+  runRequestOf,
+  studyDir,
+  type RunDeclaration,
+} from "../../lib/training/declarations";
+import { readEnsemble, meanProbabilities } from "../../lib/training/ensembles";
+import { runIdentity, runProbabilities } from "../../lib/training/run";
+import { accuracy, argmaxRows } from "../../lib/evaluation/metrics";
+import { stratifiedSplit, subset, toImageTensor } from "../../lib/data/preprocess";
+import { PROJECT_ROOT } from "../../lib/tooling/paths";
+import { makePlan, planItems, PlanClock, type ItemRunner } from "../../lib/training/plan";
+import { resultRows } from "../../lib/evaluation/results";
+import { readRecord } from "../../lib/training/records";
+import { stripesDataset } from "../helpers/datasets";
+import { tempDir } from "../helpers/idx";
+
+const runJson = (name: string, overrides: Record<string, unknown> = {}) => ({
+  kind: "run",
+  name,
+  title: `test run ${name}`,
+  profiles: ["standard"],
+  dataset: "fashion",
+  model: { preset: "ann" },
+  recipe: { epochs: 2, batchSize: 64, learningRate: 0.003, schedule: "one-cycle", augment: null, seed: 5, validationFraction: 0.2 },
+  ...overrides,
+});
+
+/** Writes declarations into a fresh folder and returns it. */
+function declarationsDir(declarations: Record<string, unknown>[]): string {
+  const dir = tempDir();
+  for (const d of declarations) writeFileSync(path.join(dir, `${(d as { name: string }).name}.json`), JSON.stringify(d));
+  return dir;
+}
+
+describe("experiment declarations", () => {
+  it("the project's declarations load, and every standard run has a recipe and a model", () => {
+    const declarations = loadDeclarations();
+    const standard = planOf("standard", declarations);
+    assert.ok(standard.length >= 8);
+    for (const name of ["ann", "cnn1", "cnn2", "cnn3", "cnn3-augmented", "mnist-ann", "mnist-cnn3"]) {
+      assert.ok(standard.some((d) => d.name === name), `${name} is in the standard profile`);
+    }
+    // Studies come before the runs that train their choice.
+    const position = (name: string) => standard.findIndex((d) => d.name === name);
+    for (const d of standard) if (d.kind === "run" && "study" in d.model) assert.ok(position(d.model.study) < position(d.name));
+    assert.deepEqual(planOf("quick", declarations).map((d) => d.name), standard.map((d) => d.name), "quick makes every standard declaration");
+    assert.ok(planOf("extended", declarations).length > standard.length, "extended adds the long runs");
+  });
+
+  it("errors name the file and the field", () => {
+    const file = "/x/experiments/a.json";
+    const cases: [Record<string, unknown>, RegExp][] = [
+      [runJson("a", { recipe: { ...runJson("a").recipe as object, learningRate: -0.1 } }), /a\.json: recipe\.learningRate: must be a rate/],
+      [runJson("a", { model: { preset: "vgg99" } }), /a\.json: model\.preset: unknown preset "vgg99"/],
+      [runJson("b"), /a\.json: name: "b" must equal the file's name/],
+      [runJson("a", { profiles: ["daily"] }), /a\.json: profiles: "daily" is not standard or extended/],
+      [runJson("a", { recipe: { ...runJson("a").recipe as object, epochs: 0 } }), /a\.json: epochs: must be a positive integer/],
+      [runJson("a", { recipe: { ...runJson("a").recipe as object, learningRate: { timesTuned: 2 } } }), /a\.json: recipe\.learningRate: \{ timesTuned \} needs a model taken from a study/],
+      [runJson("a", { dataset: "cifar" }), /a\.json: dataset: must be fashion \| mnist/],
+      [runJson("a", { kind: "sweep" }), /a\.json: kind: must be "run", "study" or "ensemble", got "sweep"/],
+      [runJson("a", { model: { architecture: "double", params: { filters9: 3 } } }), /a\.json: model\.params\.filters9: unknown parameter/],
+      [runJson("a", { recipe: { ...runJson("a").recipe as object, optimizer: "rmsprop" } }), /a\.json: recipe\.optimizer: must be adam or sgd-nesterov, got "rmsprop"/],
+      [runJson("a", { recipe: { ...runJson("a").recipe as object, labelSmoothing: 0.7 } }), /a\.json: recipe\.labelSmoothing: must be a number in \[0, 0\.5\], got 0\.7/],
+      [runJson("a", { recipe: { ...runJson("a").recipe as object, schedule: "cosine" } }), /a\.json: schedule: must be constant \| step \| one-cycle \| warmup-linear/],
+      [runJson("a", { recipe: { ...runJson("a").recipe as object, augment: { flip: { probability: 0.5 } } } }), /a\.json: recipe\.augment: Unknown transform "flip"/],
+      [runJson("a", { recipe: { ...runJson("a").recipe as object, augment: "light" } }), /a\.json: recipe\.augment: must be "standard", a transform config/],
+      [runJson("a", { recipe: { ...runJson("a").recipe as object, testTimeAugmentation: "yes" } }), /a\.json: recipe\.testTimeAugmentation: must be true or false, got "yes"/],
+    ];
+    for (const [json, message] of cases) assert.throws(() => parseDeclaration(file, json), message);
+  });
+
+  it("a run taken from a study needs that study declared, in its profiles", () => {
+    const dir = declarationsDir([runJson("t", { model: { study: "nowhere" }, recipe: { ...runJson("t").recipe as object, learningRate: { timesTuned: 2 } } })]);
+    assert.throws(() => loadDeclarations(dir), /t\.json: model\.study: no study declaration named "nowhere"/);
+    const bad = path.join(declarationsDir([]), "broken.json");
+    writeFileSync(bad, "{ \"kind\": ");
+    assert.throws(() => loadDeclarations(path.dirname(bad)), /broken\.json: not JSON/);
+  });
+
+  it("notebook profiles: NOTEBOOK_MODE quick/standard/extended, full meaning standard", () => {
+    assert.equal(notebookProfile(undefined), "standard");
+    assert.equal(notebookProfile("full"), "standard");
+    assert.equal(notebookProfile("quick"), "quick");
+    assert.throws(() => notebookProfile("fast"), /NOTEBOOK_MODE must be one of quick, standard, extended/);
+  });
+
+  it("a run's identity is its network, settings and dataset, not the prose describing it", async () => {
+    const d = parseDeclaration("/x/cnn.json", runJson("cnn", { model: { preset: "cnn3" } })) as RunDeclaration;
+    const { config, settings } = await runRequestOf(d, { profile: "standard" });
+    const reworded = { ...config, name: "renamed", description: "said differently" };
+    assert.equal(runIdentity(reworded, settings, "fashion"), runIdentity(config, settings, "fashion"));
+    assert.notEqual(runIdentity(config, { ...settings, epochs: 3 }, "fashion"), runIdentity(config, settings, "fashion"));
+    assert.notEqual(runIdentity({ ...config, layers: config.layers.slice(1) }, settings, "fashion"), runIdentity(config, settings, "fashion"));
+    // Adam and no smoothing, spelled out or left out (records older than the choice), are the same run.
+    assert.equal(runIdentity(config, { ...settings, optimizer: "adam", labelSmoothing: 0 }, "fashion"), runIdentity(config, settings, "fashion"));
+    assert.notEqual(runIdentity(config, { ...settings, optimizer: "sgd-nesterov" }, "fashion"), runIdentity(config, settings, "fashion"));
+    assert.notEqual(runIdentity(config, { ...settings, labelSmoothing: 0.1 }, "fashion"), runIdentity(config, settings, "fashion"));
+    const sgd = parseDeclaration("/x/sgd.json", runJson("sgd", { recipe: { ...runJson("sgd").recipe as object, optimizer: "sgd-nesterov", labelSmoothing: 0.1, schedule: "warmup-linear" } })) as RunDeclaration;
+    const request = await runRequestOf(sgd, { profile: "standard" });
+    assert.deepEqual([request.settings.optimizer, request.settings.labelSmoothing, request.settings.schedule], ["sgd-nesterov", 0.1, { kind: "warmupLinear", rate: 0.003, warmup: 0.15 }]);
+    // A transform config written in the recipe, and test-time augmentation (part of the identity when on).
+    const flipShift = { flipHorizontal: { probability: 0.5 }, shift: { maxPixels: 2 } };
+    const tta = parseDeclaration("/x/tta.json", runJson("tta", { recipe: { ...runJson("tta").recipe as object, augment: flipShift, testTimeAugmentation: true } })) as RunDeclaration;
+    const ttaRequest = await runRequestOf(tta, { profile: "standard" });
+    assert.deepEqual([ttaRequest.settings.augment, ttaRequest.settings.testTimeAugmentation], [flipShift, true]);
+    assert.notEqual(runIdentity(config, { ...settings, testTimeAugmentation: true }, "fashion"), runIdentity(config, settings, "fashion"));
+    assert.equal(runIdentity(config, { ...settings, testTimeAugmentation: false }, "fashion"), runIdentity(config, settings, "fashion"));
+  });
+});
+
+describe("plan consistency: what the README, docs and notebooks name is declared", () => {
+  const declarations = loadDeclarations();
+  const sources: string[] = [path.join(PROJECT_ROOT, "README.md")];
+  const docs = path.join(PROJECT_ROOT, "docs");
+  if (existsSync(docs)) sources.push(...readdirSync(docs).filter((f) => f.endsWith(".md")).map((f) => path.join(docs, f)));
+  const notebooks = path.join(PROJECT_ROOT, "notebooks");
+  sources.push(...readdirSync(notebooks).filter((f) => f.endsWith(".ipynb")).map((f) => path.join(notebooks, f)));
+
+  it("every runs/NAME, studies/NAME, experiments/NAME.json and --experiment NAME is a declaration", () => {
+    const undeclared: string[] = [];
+    for (const file of sources) {
+      const text = readFileSync(file, "utf8");
+      const patterns = [/\bruns\/(?!quick\b)([a-z0-9][a-z0-9-]*)/g, /\bstudies\/(?!quick\b)([a-z0-9][a-z0-9-]*)/g, /\bexperiments\/([a-z0-9][a-z0-9-]*)\.json/g, /--experiment\s+([a-z0-9][a-z0-9-]*)/g];
+      for (const pattern of patterns) {
+        for (const match of text.matchAll(pattern)) {
+          if (!declarations.has(match[1]) && match[1] !== "name") undeclared.push(`${path.relative(PROJECT_ROOT, file)}: ${match[0]}`);
+        }
+      }
+    }
+    assert.deepEqual(undeclared, []);
+  });
+
+  it("every row of the README's results table is a declared run or ensemble", () => {
+    const readme = readFileSync(path.join(PROJECT_ROOT, "README.md"), "utf8");
+    // The rows under the header and its separator, up to the blank line that ends the table.
+    const table = readme.slice(readme.indexOf("| run | dataset |")).split("\n\n")[0].split("\n").slice(2);
+    const names = table.map((row) => /^\| ([a-z0-9-]+) \|/.exec(row)?.[1]);
+    assert.ok(names.length >= 8, "the README shows the results table");
+    for (const name of names) assert.ok(["run", "ensemble"].includes(declarations.get(name ?? "")?.kind ?? ""), `${name} is a declared run or ensemble`);
+  });
+
+  it("the notebooks name their runs only through the declarations (no run folders or hand-typed recipes)", () => {
+    for (const file of sources.filter((f) => f.endsWith(".ipynb"))) {
+      const cells = (JSON.parse(readFileSync(file, "utf8")) as { cells: { cell_type: string; source: string[] }[] }).cells;
+      const code = cells.filter((c) => c.cell_type === "code").map((c) => c.source.join("")).join("\n");
+      assert.doesNotMatch(code, /ensureRun\(|trainRun\(|learningRate:\s*[\d.]|epochs:\s*\d/, `${path.basename(file)} trains only declared experiments`);
+    }
+  });
+});
+
+describe("makePlan on a tiny profile", () => {
+  before(async () => {
+    await initBackend({ force: "wasm" });
+  });
+
+  it("makes runs and a study, then the study's choice; killed part-way and started again, it retrains nothing finished", async () => {
+    const root = tempDir();
+    const space = path.join(root, "space.json");
+    writeFileSync(space, JSON.stringify({ dropout: { kind: "choice", values: [0.1, 0.3] }, learningRate: { kind: "choice", values: [0.003] } }));
+    const dir = declarationsDir([
+      runJson("a"),
+      { kind: "study", name: "s", title: "tiny study", profiles: ["standard"], space, architecture: "capstone", strategy: "halving", trials: 2, minEpochs: 1, epochs: 2, eta: 2, seed: 3, validationFraction: 0.2 },
+      runJson("t", { model: { study: "s" }, recipe: { ...runJson("t").recipe as object, epochs: 3, learningRate: { timesTuned: 1 } } }),
+    ]);
+    const declarations = loadDeclarations(dir);
+    const data = stripesDataset();
+    const context = { declarations, root, data: { fashion: data } };
+    const lines: string[] = [];
+
+    // The first attempt dies after the second epoch of t (a crash inside the epoch hook, after the epoch was saved).
+    await assert.rejects(
+      makePlan({
+        profile: "standard", secondsPerImage: 1e-4, context,
+        log: (line) => {
+          lines.push(line);
+          if (line.startsWith("[3/3] t: epoch 2/3")) throw new Error("killed");
+        },
+      }),
+      /killed/,
+    );
+    assert.equal((await readRecord(runDir("t", "standard", root)))?.history.length, 2);
+    const aBefore = await readRecord(runDir("a", "standard", root));
+    assert.equal(aBefore?.status, "finished");
+    const items = await planItems("standard", declarations, root);
+    assert.deepEqual(items.map((i) => [i.declaration.name, i.epochsLeft]), [["a", 0], ["s", 0], ["t", 1]]);
+
+    const again: string[] = [];
+    const outcome = await makePlan({ profile: "standard", secondsPerImage: 1e-4, context, log: (line) => again.push(line) });
+    assert.deepEqual(outcome.trained, ["t"], "only the interrupted run trains again");
+    assert.ok(again.includes("[1/3] a: finished, read back"));
+    assert.ok(again.some((line) => /^\[3\/3\] t: epoch 3\/3/.test(line)));
+    assert.ok(!again.some((line) => /^\[3\/3\] t: epoch [12]\/3/.test(line)), "t resumes after its second epoch");
+    const t = await readRecord(runDir("t", "standard", root));
+    assert.equal(t?.status, "finished");
+    assert.equal(t?.resumes.length, 1);
+    assert.equal((await readRecord(runDir("a", "standard", root)))?.updatedAt, aBefore?.updatedAt, "a was not touched");
+    assert.ok(existsSync(path.join(studyDir("s", "standard", root), "trials.jsonl")));
+
+    // A third start only reads; the declared run reads back without training (train: false).
+    const third = await makePlan({ profile: "standard", secondsPerImage: 1e-4, context, log: () => {} });
+    assert.deepEqual(third.trained, []);
+    const readBack = await ensureExperiment("t", { ...context, profile: "standard", train: false });
+    assert.equal(readBack.test?.accuracy, t?.test?.accuracy);
+    await assert.rejects(ensureExperiment("a", { ...context, profile: "quick", train: false }), /Run "a" \(quick profile\) is not finished: make it with `npm run train -- --experiment a --profile quick`/);
+
+    // The results table reads the same records.
+    const rows = await resultRows("standard", declarations, root);
+    assert.deepEqual(rows.map((r) => [r.run, r.status]), [["a", "finished"], ["t", "finished"]]);
+    assert.equal(rows[1].testAccuracy, t?.test?.accuracy);
+    assert.match(rows[1].recipe, /^3 ep, one-cycle lr 0\.00300 \(1× tuned\), batch 64, seed 5$/);
+  });
+
+  it("an ensemble is made after its members, from the mean of their probabilities, read back, and made again when a member is retrained", async () => {
+    const root = tempDir();
+    const declarations = loadDeclarations(declarationsDir([
+      runJson("a"),
+      runJson("b", { recipe: { ...runJson("b").recipe as object, epochs: 1, testTimeAugmentation: true } }),
+      { kind: "ensemble", name: "e", title: "a and b", profiles: ["standard"], dataset: "fashion", members: ["a", "b"] },
+    ]));
+    const data = stripesDataset();
+    const context = { declarations, root, data: { fashion: data } };
+    const lines: string[] = [];
+    await makePlan({ profile: "standard", secondsPerImage: 1e-4, context, log: (line) => lines.push(line) });
+    const record = (await readEnsemble(runDir("e", "standard", root)))!;
+    assert.match(lines.at(-1)!, /^e: ensemble of a, b: val acc 0\.\d{4}, test acc 0\.\d{4}$/);
+
+    // The record's scores are the mean of what each member predicts as its record says (b: TTA views).
+    const mean = async (images: typeof data.test) => {
+      const x = toImageTensor(images);
+      const p = meanProbabilities([await runProbabilities(runDir("a", "standard", root), x), await runProbabilities(runDir("b", "standard", root), x)]);
+      x.dispose();
+      return accuracy(images.labels, argmaxRows(p, 10), 10);
+    };
+    const split = stratifiedSplit(data.train.labels, 0.2, 5);
+    assert.equal(record.test.accuracy, await mean(data.test));
+    assert.equal(record.validation.accuracy, await mean(subset(data.train, split.validation)));
+    assert.deepEqual(record.members.map((m) => m.name), ["a", "b"]);
+
+    // Read back while its members are unchanged; made again once one is retrained.
+    await makePlan({ profile: "standard", secondsPerImage: 1e-4, context, log: () => {} });
+    assert.equal((await readEnsemble(runDir("e", "standard", root)))!.createdAt, record.createdAt);
+    rmSync(runDir("a", "standard", root), { recursive: true });
+    const again = await makePlan({ profile: "standard", secondsPerImage: 1e-4, context, log: () => {} });
+    assert.deepEqual(again.trained, ["a"]);
+    const remade = (await readEnsemble(runDir("e", "standard", root)))!;
+    assert.notEqual(remade.createdAt, record.createdAt);
+    assert.equal(remade.members[0].startedAt, (await readRecord(runDir("a", "standard", root)))!.startedAt);
+
+    const rows = await resultRows("standard", declarations, root);
+    assert.deepEqual(rows.map((r) => [r.run, r.status]), [["a", "finished"], ["b", "finished"], ["e", "finished"]]);
+    assert.equal(rows[2].testAccuracy, remade.test.accuracy);
+    assert.equal(rows[2].model, "mean of a, b");
+  });
+
+  it("an ensemble's members are runs of its dataset on one validation split, in its profiles", () => {
+    const ensemble = (members: string[], extra: Record<string, unknown> = {}) => ({ kind: "ensemble", name: "e", title: "e", profiles: ["standard"], dataset: "fashion", members, ...extra });
+    const cases: [Record<string, unknown>[], RegExp][] = [
+      [[runJson("a"), ensemble(["a"])], /e\.json: members: must be a list of two or more different run names/],
+      [[runJson("a"), ensemble(["a", "a"])], /e\.json: members: must be a list of two or more different run names/],
+      [[runJson("a"), ensemble(["a", "z"])], /e\.json: members: "z" is not a run declaration/],
+      [[runJson("a"), runJson("b", { dataset: "mnist" }), ensemble(["a", "b"])], /e\.json: members: "b" trains on mnist, not fashion/],
+      [[runJson("a"), runJson("b", { recipe: { ...runJson("b").recipe as object, seed: 6 } }), ensemble(["a", "b"])], /e\.json: members: "b" validates on another split \(seed 6, validation fraction 0\.2\) than "a" \(seed 5, validation fraction 0\.2\)/],
+      [[runJson("a"), runJson("b", { profiles: ["extended"] }), ensemble(["a", "b"])], /e\.json: profiles: "standard" needs run "b" in that profile too/],
+    ];
+    for (const [files, message] of cases) assert.throws(() => loadDeclarations(declarationsDir(files)), message);
+  });
+
+  it("with two jobs: the study its choice waits for starts first, the choice only after it, never more than two at once; a failure names its item", async () => {
+    const root = tempDir();
+    const space = path.join(root, "space.json");
+    writeFileSync(space, JSON.stringify({ dropout: { kind: "choice", values: [0.1, 0.3] } }));
+    const declarations = loadDeclarations(declarationsDir([
+      runJson("a"),
+      runJson("b"),
+      { kind: "study", name: "s", title: "tiny study", profiles: ["standard"], space, architecture: "capstone", strategy: "halving", trials: 2, minEpochs: 1, epochs: 2, eta: 2, seed: 3, validationFraction: 0.2 },
+      runJson("t", { model: { study: "s" }, recipe: { ...runJson("t").recipe as object, learningRate: { timesTuned: 1 } } }),
+    ]));
+    const events: string[] = [];
+    let running = 0;
+    let most = 0;
+    const runner: ItemRunner = async (item, threads, onEvent) => {
+      const name = item.declaration.name;
+      most = Math.max(most, ++running);
+      events.push(`start ${name} on ${threads}`);
+      await new Promise((resolve) => setTimeout(resolve, name === "s" ? 60 : 20));
+      onEvent({ kind: "epoch", epoch: 0, epochs: 1, valAccuracy: 0.5, seconds: 1 });
+      running--;
+      events.push(`end ${name}`);
+      return "made";
+    };
+    const lines: string[] = [];
+    const base = { profile: "standard" as const, secondsPerImage: 1e-4, context: { declarations, root }, jobs: 2, cores: 2 };
+    const outcome = await makePlan({ ...base, runner, log: (line) => lines.push(line) });
+    assert.equal(events[0], "start s on 1", "the study that t waits for goes first, on half the cores");
+    assert.ok(events.indexOf("start t on 1") > events.indexOf("end s"), "t starts after s is made");
+    assert.equal(most, 2);
+    assert.deepEqual([...outcome.trained].sort(), ["a", "b", "s", "t"]);
+    assert.ok(lines.some((line) => /^\[4\/4\] t: epoch 1\/1 val acc 0\.5000 \(1\.0 s\) · plan ETA/.test(line)), lines.join("\n"));
+
+    const started: string[] = [];
+    const failing: ItemRunner = async (item) => {
+      started.push(item.declaration.name);
+      if (item.declaration.name === "s") throw new Error("out of memory");
+      return "made";
+    };
+    await assert.rejects(makePlan({ ...base, runner: failing, log: () => {} }), /^Error: s: out of memory$/);
+    assert.ok(!started.includes("t"), "nothing waiting for the failed study starts");
+    await assert.rejects(makePlan({ ...base, runner: undefined, log: () => {} }), /more than one job needs a runner/);
+  });
+
+  it("the clock scales what is left by how fast the finished part went", () => {
+    const clock = new PlanClock([100, 300]);
+    assert.equal(clock.remaining(), 400);
+    clock.record(50, 100); // twice as slow as estimated
+    assert.equal(clock.remaining(), 700);
+  });
+});
+
