@@ -9,7 +9,7 @@
  */
 import { readFile } from "node:fs/promises";
 import path from "node:path";
-import { predictWithTta, TTA_VIEWS } from "../lib/data/augment";
+import { TTA_VIEWS } from "../lib/data/augment";
 import { describeBackend, initBackend, tf } from "../lib/accelerator";
 import { parseCommandLine, runCommand, textTable, UsageError } from "../lib/tooling/cli";
 import { parseLabelCsv } from "../lib/data/csv";
@@ -19,7 +19,7 @@ import { argmaxRows, calibration, classificationReport, formatClassificationRepo
 import { loadModel } from "../lib/models/persist";
 import { toImageTensor } from "../lib/data/preprocess";
 import { resolveModelDir } from "../lib/training/records";
-import { predictProbabilities } from "../lib/training/loop";
+import { predictProbabilities, predictWithTta } from "../lib/evaluation/predict";
 
 const USAGE = `Usage: npm run evaluate -- (--model DIR | --predictions FILE.csv) [options]
 

@@ -15,7 +15,7 @@ import { imageFileTo28x28 } from "../lib/data/images";
 import { argmaxRow } from "../lib/evaluation/metrics";
 import { loadModel } from "../lib/models/persist";
 import { resolveModelDir } from "../lib/training/records";
-import { predictProbabilities } from "../lib/training/loop";
+import { predictProbabilities } from "../lib/evaluation/predict";
 
 const USAGE = `Usage: npm run predict -- --model DIR [options] FILE...
 

@@ -206,24 +206,3 @@ export function viewBatch(images: tf.Tensor4D, view: TtaView): tf.Tensor4D {
   const matrix = inverseAffine(view.flip ?? false, false, 0, 1, view.shiftX ?? 0, view.shiftY ?? 0, height, width);
   return tf.tidy(() => tf.image.transform(images, tf.tensor2d(matrix, [1, 8]).tile([count, 1]) as tf.Tensor2D, "bilinear", "constant", 0));
 }
-
-/**
- * Class probabilities averaged over deterministic views of each image (test-time
- * augmentation), predicted in batches. Returns a flat [N × classes] array.
- */
-export function predictWithTta(model: tf.LayersModel, x: tf.Tensor4D, batchSize = 256, views: readonly TtaView[] = TTA_VIEWS): Float32Array {
-  if (views.length === 0) throw new Error("predictWithTta needs at least one view.");
-  const mean = tf.tidy(() => {
-    let total: tf.Tensor | undefined;
-    for (const view of views) {
-      const probabilities = model.predict(viewBatch(x, view), { batchSize }) as tf.Tensor;
-      total = total ? tf.add(total, probabilities) : probabilities;
-    }
-    return tf.div(total!, views.length);
-  });
-  try {
-    return mean.dataSync() as Float32Array;
-  } finally {
-    mean.dispose();
-  }
-}

@@ -320,6 +320,13 @@ export interface Split {
   width: number;
 }
 
+/** The pixels of image `index` of a split (a view, not a copy), row-major height × width. */
+export function imagePixels(split: Split, index: number): Uint8Array {
+  if (!Number.isInteger(index) || index < 0 || index >= split.count) throw new Error(`image ${index} is not in a split of ${split.count} images.`);
+  const size = split.height * split.width;
+  return split.images.subarray(index * size, (index + 1) * size);
+}
+
 export interface Dataset {
   name: DatasetName;
   title: string;

@@ -6,8 +6,6 @@
 // @ts-ignore -- see above: resolves at run time in tslab and is fully typed under tsc.
 import * as danfo from "danfojs";
 
-export const dfd = danfo;
-
 type DataFrame = InstanceType<typeof danfo.DataFrame>;
 
 const READ_MEMBERS = ["values", "columns", "index"];
@@ -15,7 +13,7 @@ const READ_MEMBERS = ["values", "columns", "index"];
 /** A DataFrame from rows and column names, with a clear error on ragged rows. */
 export function frame(rows: (string | number)[][], columns: string[]): DataFrame {
   // danfojs exposes each column as a property: a column named like a member the readers of
-  // a frame use (lib/notebook.ts reads values, columns and index) hides that member.
+  // a frame use (lib/display/notebook.ts reads values, columns and index) hides that member.
   const clash = columns.find((name) => READ_MEMBERS.includes(name));
   if (clash) throw new Error(`frame: a column named "${clash}" would hide the DataFrame's own "${clash}"; rename it.`);
   rows.forEach((row, i) => {

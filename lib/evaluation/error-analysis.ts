@@ -5,6 +5,7 @@
  */
 import type { Split } from "../data/datasets";
 import { argmaxRow, type Labels, type Scores } from "./metrics";
+import { requirePositiveInt } from "../tooling/checks";
 
 export interface ConfusedPair {
   /** The two classes, a < b. */
@@ -71,7 +72,7 @@ export function trueClassProbabilityHistograms(
   numClasses: number,
   bins = 10,
 ): { edges: number[]; counts: number[][] } {
-  if (!Number.isInteger(bins) || bins < 1) throw new Error(`bins must be a positive integer, got ${bins}.`);
+  requirePositiveInt(bins, "bins");
   if (probabilities.length !== yTrue.length * numClasses) {
     throw new Error(`Probabilities have ${probabilities.length} values for ${yTrue.length} samples × ${numClasses} classes.`);
   }

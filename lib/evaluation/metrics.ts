@@ -7,6 +7,7 @@
  * Labels are integers 0..numClasses-1; every class is reported, as scikit-learn does when
  * called with `labels=range(numClasses)`.
  */
+import { requirePositiveInt } from "../tooling/checks";
 
 /** Anything indexable by position: plain arrays and typed arrays (e.g. Uint8Array labels). */
 export type Labels = ArrayLike<number>;
@@ -24,7 +25,7 @@ function checkLabels(labels: Labels, numClasses: number, name: string): void {
 
 /** Validates a pair of label arrays: same non-zero length, labels in range. */
 export function checkPair(yTrue: Labels, yPred: Labels, numClasses: number): void {
-  if (!Number.isInteger(numClasses) || numClasses < 1) throw new Error(`numClasses must be a positive integer, got ${numClasses}.`);
+  requirePositiveInt(numClasses, "numClasses");
   if (yTrue.length === 0) throw new Error("y_true is empty: metrics need at least one sample.");
   if (yTrue.length !== yPred.length) {
     throw new Error(`y_true has ${yTrue.length} labels but y_pred has ${yPred.length}: they must have the same length.`);
@@ -269,7 +270,7 @@ export interface Interval {
 
 /** Wilson score interval for a proportion (e.g. accuracy = correct / total). */
 export function wilsonInterval(successes: number, total: number, confidence = 0.95): Interval {
-  if (!Number.isInteger(total) || total < 1) throw new Error(`total must be a positive integer, got ${total}.`);
+  requirePositiveInt(total, "total");
   if (!Number.isInteger(successes) || successes < 0 || successes > total) throw new Error(`successes must be an integer in 0..${total}, got ${successes}.`);
   if (!(confidence > 0 && confidence < 1)) throw new Error(`confidence must be in (0, 1), got ${confidence}.`);
   const z = normalQuantile(1 - (1 - confidence) / 2);
@@ -347,7 +348,7 @@ export interface Calibration {
  */
 export function calibration(probabilities: Scores, yTrue: Labels, numClasses: number, numBins = 15): Calibration {
   checkScores(probabilities, yTrue, numClasses);
-  if (!Number.isInteger(numBins) || numBins < 1) throw new Error(`numBins must be a positive integer, got ${numBins}.`);
+  requirePositiveInt(numBins, "numBins");
   const counts = new Array<number>(numBins).fill(0);
   const confidenceSums = new Array<number>(numBins).fill(0);
   const correctCounts = new Array<number>(numBins).fill(0);

@@ -9,6 +9,7 @@ import { performance } from "node:perf_hooks";
 import { tf } from "../accelerator";
 import { improvesOn } from "../evaluation/selection";
 import { seededRandom, shuffle } from "../tooling/random";
+import { requirePositiveInt } from "../tooling/checks";
 
 export type LearningRateSchedule =
   | { kind: "constant"; rate: number }
@@ -103,13 +104,10 @@ export interface TrainResult {
 export class NonFiniteLossError extends Error {}
 
 function validateOptions(options: TrainOptions, trainCount: number): void {
-  const positiveInt = (value: number, name: string) => {
-    if (!Number.isInteger(value) || value < 1) throw new Error(`${name} must be a positive integer, got ${value}.`);
-  };
-  positiveInt(options.epochs, "epochs");
-  positiveInt(options.batchSize, "batchSize");
+  requirePositiveInt(options.epochs, "epochs");
+  requirePositiveInt(options.batchSize, "batchSize");
   if (trainCount === 0) throw new Error("No training images.");
-  if (options.earlyStopping) positiveInt(options.earlyStopping.patience, "earlyStopping.patience");
+  if (options.earlyStopping) requirePositiveInt(options.earlyStopping.patience, "earlyStopping.patience");
   const start = options.startEpoch ?? 0;
   if (!Number.isInteger(start) || start < 0 || start > options.epochs) {
     throw new Error(`startEpoch must be an integer in 0–${options.epochs}, got ${start}.`);
@@ -238,14 +236,4 @@ export function evaluate(model: tf.LayersModel, data: TrainingData, batchSize: n
   const values = result.map((t) => t.dataSync()[0]);
   tf.dispose(result);
   return [values[0], values[1]];
-}
-
-/** Class probabilities as a flat row-major [N × classes] array (inference mode, in batches). */
-export function predictProbabilities(model: tf.LayersModel, x: tf.Tensor4D, batchSize = 256): Float32Array {
-  const output = model.predict(x, { batchSize }) as tf.Tensor;
-  try {
-    return output.dataSync() as Float32Array;
-  } finally {
-    output.dispose();
-  }
 }

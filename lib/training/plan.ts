@@ -26,6 +26,7 @@ import { ensureEnsemble } from "./ensembles";
 import { readRecord } from "./records";
 import { halvingPlan, readTrials, TUNABLE_DEFAULTS, tunableModelConfig, withDefaults, type Architecture } from "./tuning";
 import { QUICK_TRAIN_IMAGES } from "./run";
+import { requirePositiveInt } from "../tooling/checks";
 
 /** One item of the plan with the work it still needs. */
 export interface PlanItem {
@@ -200,7 +201,7 @@ export interface PlanOptions {
 export async function makePlan(options: PlanOptions): Promise<{ trained: string[]; seconds: number }> {
   const { profile, log } = options;
   const jobs = options.jobs ?? 1;
-  if (!Number.isInteger(jobs) || jobs < 1) throw new Error(`jobs must be a positive integer, got ${jobs}.`);
+  requirePositiveInt(jobs, "jobs");
   if (jobs > 1 && !options.runner) throw new Error("A plan with more than one job needs a runner that makes each item in its own process.");
   const declarations = options.context?.declarations ?? loadDeclarations();
   const root = options.context?.root;

@@ -40,7 +40,7 @@ export interface RunSettings {
   /** Label smoothing of the training and validation targets; absent: none. */
   labelSmoothing?: number;
   /**
-   * The run's test predictions average the views of lib/augment's TTA_VIEWS (the image, its
+   * The run's test predictions average the views of lib/data/augment.ts's TTA_VIEWS (the image, its
    * mirror, 1-pixel shifts); absent: the image alone. Validation (the choice of epoch) never uses it.
    */
   testTimeAugmentation?: boolean;

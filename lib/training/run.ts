@@ -6,8 +6,8 @@
  * from its last finished epoch.
  */
 import path from "node:path";
-import { augmenter, predictWithTta } from "../data/augment";
-import { describeBackend, initBackend, tf } from "../accelerator";
+import { augmenter } from "../data/augment";
+import { describeBackend, initBackend, tf, type BackendInfo } from "../accelerator";
 import { accuracy, argmaxRows, logLoss } from "../evaluation/metrics";
 import { loadDataset, type Dataset, type DatasetName, type Split } from "../data/datasets";
 import { rm } from "node:fs/promises";
@@ -33,7 +33,9 @@ import {
   type RunRecord,
   type RunSettings,
 } from "./records";
-import { evaluate, predictProbabilities, train, type EpochRecord, type TrainOptions } from "./loop";
+import { evaluate, train, type EpochRecord, type TrainOptions } from "./loop";
+import { requirePositiveInt } from "../tooling/checks";
+import { predictProbabilities, predictWithTta } from "../evaluation/predict";
 
 export type { RunSettings };
 
@@ -77,9 +79,9 @@ export async function trainRun(request: RunRequest): Promise<RunRecord> {
   return withLock(request.outDir, "run", () => trainRunLocked(request));
 }
 
-async function trainRunLocked(request: RunRequest): Promise<RunRecord> {
+/** What a request finds in its folder: a run to resume, or none; refused when it cannot go on. */
+async function openRunFolder(request: RunRequest, log: (message: string) => void): Promise<RunRecord | undefined> {
   const { outDir } = request;
-  const log = request.hooks?.log ?? (() => {});
   const recovered = await recoverRunFolder(outDir);
   if (recovered !== "clean") log(`${outDir}: ${recovered === "completed" ? "completed the epoch an interruption left half-committed" : "dropped an epoch an interruption left uncommitted"}`);
   let existing = await readRecord(outDir);
@@ -90,6 +92,109 @@ async function trainRunLocked(request: RunRequest): Promise<RunRecord> {
     throw new Error(`${outDir} already holds a run (${existing.status}, ${existing.history.length} epochs); use --resume to continue it or another --out.`);
   }
   if (existing?.status === "finished") throw new Error(`${outDir}: this run already finished; nothing to resume.`);
+  return existing;
+}
+
+/** A run's training and validation tensors (smoothed one-hot rows when it smooths labels). */
+interface RunTensors {
+  trainSplit: Split;
+  validationSplit: Split;
+  trainData: { x: tf.Tensor4D; y: tf.Tensor1D | tf.Tensor2D };
+  validation: { x: tf.Tensor4D; y: tf.Tensor1D | tf.Tensor2D };
+}
+
+function runTensors(data: Dataset, settings: RunSettings): RunTensors {
+  const split = stratifiedSplit(data.train.labels, settings.validationFraction, settings.seed);
+  const trainSplit = subset(data.train, settings.quick ? split.train.slice(0, QUICK_TRAIN_IMAGES) : split.train);
+  const validationSplit = subset(data.train, settings.quick ? split.validation.slice(0, QUICK_VALIDATION_IMAGES) : split.validation);
+  if (validationSplit.count < MIN_VALIDATION_IMAGES) {
+    throw new Error(`A validation fraction of ${settings.validationFraction} leaves ${validationSplit.count} validation images; choosing epochs needs at least ${MIN_VALIDATION_IMAGES}.`);
+  }
+  const smoothing = settings.labelSmoothing ?? 0;
+  const targets = (part: Split) => (smoothing > 0 ? toTargetTensor(part, data.classNames.length, smoothing) : toLabelTensor(part));
+  return {
+    trainSplit,
+    validationSplit,
+    trainData: { x: toImageTensor(trainSplit), y: targets(trainSplit) },
+    validation: { x: toImageTensor(validationSplit), y: targets(validationSplit) },
+  };
+}
+
+/** The model and record of a resumed run (from its checkpoint, exactly) or of a fresh one (its folder cleared). */
+async function startOrResume(
+  outDir: string, existing: RunRecord | undefined, config: ModelConfig, settings: RunSettings,
+  tensors: RunTensors, data: Dataset, backend: BackendInfo, log: (message: string) => void,
+): Promise<{ model: tf.LayersModel; record: RunRecord }> {
+  if (existing) {
+    log(`resuming ${outDir} after epoch ${existing.history.length} of ${existing.options.epochs}`);
+    const state = await readCheckpointState(outDir);
+    if (state?.epochs !== existing.history.length) {
+      throw new Error(`${outDir}: the checkpoint holds ${state?.epochs ?? "no recorded"} epochs but ${RECORD_FILE} ${existing.history.length}; it cannot resume exactly (train it again in another folder).`);
+    }
+    const model = await loadModel(path.join(outDir, CHECKPOINT_DIR));
+    restoreRandomState(model, state.dropout, path.join(outDir, CHECKPOINT_DIR, STATE_FILE));
+    return { model, record: { ...existing, resumes: [...existing.resumes, { at: new Date().toISOString(), fromEpoch: existing.history.length }] } };
+  }
+  const model = buildModel(config, { learningRate: settings.schedule.rate, seed: settings.seed, optimizer: settings.optimizer, oneHotTargets: (settings.labelSmoothing ?? 0) > 0 });
+  const options: RunOptions = { ...settings, trainImages: tensors.trainSplit.count, validationImages: tensors.validationSplit.count };
+  const record: RunRecord = {
+    status: "running",
+    model: config,
+    parameters: model.countParams(),
+    options,
+    backend: { name: backend.name, threads: backend.threads, description: describeBackend(backend) },
+    dataset: { name: data.name, sha256: data.sha256 },
+    startedAt: new Date().toISOString(),
+    updatedAt: new Date().toISOString(),
+    resumes: [],
+    history: [],
+    trainSeconds: 0,
+    bestEpoch: null,
+    stoppedEarly: false,
+    validation: null,
+    test: null,
+  };
+  try {
+    // A fresh start: whatever an abandoned attempt left goes.
+    await rm(path.join(outDir, CHECKPOINT_DIR), { recursive: true, force: true });
+    await rm(path.join(outDir, BEST_MODEL_DIR), { recursive: true, force: true });
+    await writeRecord(outDir, record);
+  } catch (error) {
+    model.dispose();
+    throw error;
+  }
+  return { model, record };
+}
+
+/** The test split, once, on the run's best model, predicted as its recipe declares; loss against the true labels. */
+async function testMetrics(outDir: string, data: Dataset, settings: RunSettings): Promise<NonNullable<RunRecord["test"]>> {
+  const best = await loadModel(path.join(outDir, BEST_MODEL_DIR));
+  const classes = data.classNames.length;
+  const testX = toImageTensor(data.test);
+  let loss: number;
+  let testAccuracy: number;
+  try {
+    if (settings.testTimeAugmentation) {
+      const probabilities = predictWithTta(best, testX);
+      loss = logLoss(probabilities, data.test.labels, classes);
+      testAccuracy = accuracy(data.test.labels, argmaxRows(probabilities, classes), classes);
+    } else {
+      const testY = (settings.labelSmoothing ?? 0) > 0 ? toTargetTensor(data.test, classes, 0) : toLabelTensor(data.test);
+      [loss, testAccuracy] = evaluate(best, { x: testX, y: testY }, settings.batchSize);
+      testY.dispose();
+    }
+  } finally {
+    testX.dispose();
+    best.dispose();
+  }
+  const correct = Math.round(testAccuracy * data.test.count);
+  return { loss, accuracy: testAccuracy, correct, incorrect: data.test.count - correct, images: data.test.count };
+}
+
+async function trainRunLocked(request: RunRequest): Promise<RunRecord> {
+  const { outDir } = request;
+  const log = request.hooks?.log ?? (() => {});
+  const existing = await openRunFolder(request, log);
   // A resumed run keeps its own model and settings (split, schedule, epochs, augmentation).
   const config = existing ? existing.model : request.config;
   const settings: RunSettings = existing ? { ...request.settings, ...existing.options, augment: existing.options.augment ?? null } : request.settings;
@@ -99,61 +204,19 @@ async function trainRunLocked(request: RunRequest): Promise<RunRecord> {
   const data = request.data?.name === datasetName ? request.data : await loadDataset(datasetName);
   validateModelConfig(config, `${outDir}: model`, [data.train.height, data.train.width, 1], data.classNames.length);
   validateSettings(settings);
-  const split = stratifiedSplit(data.train.labels, settings.validationFraction, settings.seed);
-  const trainSplit = subset(data.train, settings.quick ? split.train.slice(0, QUICK_TRAIN_IMAGES) : split.train);
-  const validationSplit = subset(data.train, settings.quick ? split.validation.slice(0, QUICK_VALIDATION_IMAGES) : split.validation);
-  if (validationSplit.count < MIN_VALIDATION_IMAGES) {
-    throw new Error(`A validation fraction of ${settings.validationFraction} leaves ${validationSplit.count} validation images; choosing epochs needs at least ${MIN_VALIDATION_IMAGES}.`);
-  }
-  // With label smoothing the model trains (and is validated) on smoothed one-hot rows.
-  const smoothing = settings.labelSmoothing ?? 0;
-  const classes = data.classNames.length;
-  const targets = (split: Split, labelSmoothing: number) => (smoothing > 0 ? toTargetTensor(split, classes, labelSmoothing) : toLabelTensor(split));
-  const trainData = { x: toImageTensor(trainSplit), y: targets(trainSplit, smoothing) };
-  const validation = { x: toImageTensor(validationSplit), y: targets(validationSplit, smoothing) };
-
-  let model: tf.LayersModel;
-  let record: RunRecord;
+  const tensors = runTensors(data, settings);
+  const { trainData, validation } = tensors;
+  const disposeTensors = () => tf.dispose([trainData.x, trainData.y, validation.x, validation.y]);
+  let started: { model: tf.LayersModel; record: RunRecord };
   try {
-    if (existing) {
-      log(`resuming ${outDir} after epoch ${existing.history.length} of ${existing.options.epochs}`);
-      const state = await readCheckpointState(outDir);
-      if (state?.epochs !== existing.history.length) {
-        throw new Error(`${outDir}: the checkpoint holds ${state?.epochs ?? "no recorded"} epochs but ${RECORD_FILE} ${existing.history.length}; it cannot resume exactly (train it again in another folder).`);
-      }
-      model = await loadModel(path.join(outDir, CHECKPOINT_DIR));
-      restoreRandomState(model, state.dropout, path.join(outDir, CHECKPOINT_DIR, STATE_FILE));
-      record = { ...existing, resumes: [...existing.resumes, { at: new Date().toISOString(), fromEpoch: existing.history.length }] };
-    } else {
-      model = buildModel(config, { learningRate: settings.schedule.rate, seed: settings.seed, optimizer: settings.optimizer, oneHotTargets: smoothing > 0 });
-      const options: RunOptions = { ...settings, trainImages: trainSplit.count, validationImages: validationSplit.count };
-      record = {
-        status: "running",
-        model: config,
-        parameters: model.countParams(),
-        options,
-        backend: { name: backend.name, threads: backend.threads, description: describeBackend(backend) },
-        dataset: { name: data.name, sha256: data.sha256 },
-        startedAt: new Date().toISOString(),
-        updatedAt: new Date().toISOString(),
-        resumes: [],
-        history: [],
-        trainSeconds: 0,
-        bestEpoch: null,
-        stoppedEarly: false,
-        validation: null,
-        test: null,
-      };
-      // A fresh start: whatever an abandoned attempt left goes.
-      await rm(path.join(outDir, CHECKPOINT_DIR), { recursive: true, force: true });
-      await rm(path.join(outDir, BEST_MODEL_DIR), { recursive: true, force: true });
-      await writeRecord(outDir, record);
-    }
+    started = await startOrResume(outDir, existing, config, settings, tensors, data, backend, log);
   } catch (error) {
-    tf.dispose([trainData.x, trainData.y, validation.x, validation.y]);
+    disposeTensors();
     throw error;
   }
-  log(`training ${record.model.name} (${record.parameters.toLocaleString("en-US")} parameters) on ${trainSplit.count} images, validating on ${validationSplit.count}; writing ${outDir}`);
+  const { model } = started;
+  let record = started.record;
+  log(`training ${record.model.name} (${record.parameters.toLocaleString("en-US")} parameters) on ${tensors.trainSplit.count} images, validating on ${tensors.validationSplit.count}; writing ${outDir}`);
 
   try {
     const result = await train(model, trainData, validation, {
@@ -180,40 +243,13 @@ async function trainRunLocked(request: RunRequest): Promise<RunRecord> {
       },
     });
     record.stoppedEarly = result.stoppedEarly;
-
-    if (request.skipTest) {
-      record.status = "finished";
-      await writeRecord(outDir, record);
-      return record;
-    }
-    // The test split, once, on the best model.
-    const best = await loadModel(path.join(outDir, BEST_MODEL_DIR));
-    // Test loss against the true labels (unsmoothed).
-    const testX = toImageTensor(data.test);
-    let testLoss: number;
-    let testAccuracy: number;
-    try {
-      if (settings.testTimeAugmentation) {
-        const probabilities = predictWithTta(best, testX);
-        testLoss = logLoss(probabilities, data.test.labels, classes);
-        testAccuracy = accuracy(data.test.labels, argmaxRows(probabilities, classes), classes);
-      } else {
-        const testY = targets(data.test, 0);
-        [testLoss, testAccuracy] = evaluate(best, { x: testX, y: testY }, settings.batchSize);
-        testY.dispose();
-      }
-    } finally {
-      testX.dispose();
-      best.dispose();
-    }
-    const correct = Math.round(testAccuracy * data.test.count);
-    record.test = { loss: testLoss, accuracy: testAccuracy, correct, incorrect: data.test.count - correct, images: data.test.count };
+    if (!request.skipTest) record.test = await testMetrics(outDir, data, settings);
     record.status = "finished";
     await writeRecord(outDir, record);
     return record;
   } finally {
     model.dispose();
-    tf.dispose([trainData.x, trainData.y, validation.x, validation.y]);
+    disposeTensors();
   }
 }
 
@@ -222,15 +258,12 @@ export const MAX_LABEL_SMOOTHING = 0.5;
 
 /** Settings a run cannot train with, refused before anything is written. */
 export function validateSettings(settings: RunSettings): void {
-  const positiveInt = (value: number, name: string) => {
-    if (!Number.isInteger(value) || value < 1) throw new Error(`${name} must be a positive integer, got ${value}.`);
-  };
-  positiveInt(settings.epochs, "epochs");
-  positiveInt(settings.batchSize, "batchSize");
+  requirePositiveInt(settings.epochs, "epochs");
+  requirePositiveInt(settings.batchSize, "batchSize");
   if (!Number.isInteger(settings.seed)) throw new Error(`seed must be an integer, got ${settings.seed}.`);
   if (!(settings.validationFraction > 0 && settings.validationFraction < 1)) throw new Error(`validationFraction must be in (0, 1), got ${settings.validationFraction}.`);
   if (!(settings.schedule.rate > 0 && settings.schedule.rate < 1)) throw new Error(`the learning rate must be in (0, 1), got ${settings.schedule.rate}.`);
-  if (settings.patience !== null) positiveInt(settings.patience, "patience");
+  if (settings.patience !== null) requirePositiveInt(settings.patience, "patience");
   if (settings.optimizer !== undefined && !OPTIMIZERS.includes(settings.optimizer)) throw new Error(`optimizer must be ${OPTIMIZERS.join(" or ")}, got ${JSON.stringify(settings.optimizer)}.`);
   const smoothing = settings.labelSmoothing;
   if (smoothing !== undefined && !(smoothing >= 0 && smoothing <= MAX_LABEL_SMOOTHING)) throw new Error(`label smoothing must be in [0, ${MAX_LABEL_SMOOTHING}], got ${smoothing}.`);

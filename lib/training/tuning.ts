@@ -16,6 +16,7 @@ import { bestByValidation, rankByValidation } from "../evaluation/selection";
 import { convNet, type ModelConfig } from "../models/builder";
 import { canonicalJson, writeFileAtomic, writeJsonAtomic } from "../models/persist";
 import { seededRandom } from "../tooling/random";
+import { requirePositiveInt } from "../tooling/checks";
 
 // ---------------------------------------------------------------------------------------
 // Search space
@@ -155,7 +156,7 @@ export function gridPoints(space: SearchSpace): Partial<TrialParams>[] {
 /** n settings drawn at random from the space, reproducibly for a seed. */
 export function randomPoints(space: SearchSpace, n: number, seed: number): Partial<TrialParams>[] {
   validateSpace(space);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`The number of trials must be a positive integer, got ${n}.`);
+  requirePositiveInt(n, "The number of trials");
   const random = seededRandom(seed);
   return Array.from({ length: n }, () => {
     const point: Record<string, ParamValue> = {};
@@ -261,8 +262,8 @@ export interface Rung {
  * configuration is left.
  */
 export function halvingPlan(configs: number, minEpochs: number, maxEpochs: number, eta = 3): Rung[] {
-  if (!Number.isInteger(configs) || configs < 1) throw new Error(`configs must be a positive integer, got ${configs}.`);
-  if (!Number.isInteger(minEpochs) || minEpochs < 1) throw new Error(`minEpochs must be a positive integer, got ${minEpochs}.`);
+  requirePositiveInt(configs, "configs");
+  requirePositiveInt(minEpochs, "minEpochs");
   if (!Number.isInteger(maxEpochs) || maxEpochs < minEpochs) throw new Error(`maxEpochs must be an integer ≥ minEpochs (${minEpochs}), got ${maxEpochs}.`);
   if (!Number.isInteger(eta) || eta < 2) throw new Error(`eta must be an integer ≥ 2, got ${eta}.`);
   const rungs: Rung[] = [{ configs, epochs: minEpochs }];
@@ -357,7 +358,7 @@ async function appendTrial(studyDir: string, trial: TrialResult): Promise<void> 
 export function validateStudy(spec: StudySpec): void {
   validateSpace(spec.space);
   const positive = (value: number | undefined, what: string) => {
-    if (value !== undefined && (!Number.isInteger(value) || value < 1)) throw new Error(`${what} must be a positive integer, got ${value}.`);
+    if (value !== undefined) requirePositiveInt(value, what);
   };
   if (!["grid", "random", "halving"].includes(spec.strategy)) throw new Error(`strategy must be grid, random or halving, got "${spec.strategy}".`);
   if (spec.architecture !== undefined && !ARCHITECTURES.includes(spec.architecture)) {
@@ -433,7 +434,7 @@ export async function runStudy(
     let secondsBefore = 0;
     let secondsSpent = 0;
     const jobs = options.jobs ?? 1;
-    if (!Number.isInteger(jobs) || jobs < 1) throw new Error(`jobs must be a positive integer, got ${jobs}.`);
+    requirePositiveInt(jobs, "jobs");
     // Trials finishing together append one after the other (each append rewrites the file).
     let appending: Promise<void> = Promise.resolve();
     const inFlight = new Map<string, Promise<TrialResult | undefined>>();

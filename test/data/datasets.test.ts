@@ -6,6 +6,7 @@ import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { gzipSync } from "node:zlib";
 import {
+  imagePixels,
   classCounts,
   datasetSpec,
   FASHION_MNIST,
@@ -287,5 +288,15 @@ describe("summaries", () => {
     const single = pixelStats(new Uint8Array([7, 7, 7]));
     assert.deepEqual(single, { mean: 7, std: 0 });
     assert.throws(() => pixelStats(new Uint8Array()), /no pixels/);
+  });
+});
+
+describe("imagePixels", () => {
+  it("is a view of one image's height × width pixels, and refuses an index outside the split", () => {
+    const split = { images: Uint8Array.from({ length: 3 * 2 * 2 }, (_, i) => i), labels: new Uint8Array(3), count: 3, height: 2, width: 2 };
+    assert.deepEqual(Array.from(imagePixels(split, 1)), [4, 5, 6, 7]);
+    assert.equal(imagePixels(split, 2).buffer, split.images.buffer, "a view, not a copy");
+    assert.throws(() => imagePixels(split, 3), /image 3 is not in a split of 3 images/);
+    assert.throws(() => imagePixels(split, -1), /image -1 is not in a split of 3 images/);
   });
 });

@@ -1,7 +1,7 @@
 /**
  * The accelerator's boundary (docs/architecture.md): code outside lib/accelerator/ imports it
- * through its entry point (lib/accelerator/index.ts) only, and nothing in lib/accelerator/
- * imports the rest of the project. The accelerator's own tests (test/accelerator/) may reach
+ * through its entry point (lib/accelerator.ts) only, and nothing in lib/accelerator/ imports
+ * the rest of the project (the entry point included). The accelerator's own tests (test/accelerator/) may reach
  * below the entry point.
  */
 import { describe, it } from "node:test";
@@ -11,9 +11,8 @@ import path from "node:path";
 import { PROJECT_ROOT } from "../../lib/tooling/paths";
 
 const ACCELERATOR = "lib/accelerator";
+const ENTRY_POINT = "lib/accelerator"; // lib/accelerator.ts, beside the folder
 const SPECIFIER = /(?:\bfrom\s*|\bimport\s*\(?\s*|\brequire\(\s*)["'](\.{1,2}\/[^"']*)["']/g;
-
-const inside = (file: string, folder: string) => file === folder || file.startsWith(`${folder}/`);
 
 /** Relative import targets of a source text, as project-relative paths without extension. */
 export function importTargets(file: string, source: string): string[] {
@@ -30,10 +29,11 @@ export function boundaryViolations(files: Map<string, string>): string[] {
   const violations: string[] = [];
   for (const [file, source] of files) {
     for (const target of importTargets(file, source)) {
-      if (inside(file, ACCELERATOR)) {
-        if (!inside(target, ACCELERATOR)) violations.push(`${file} imports ${target}: the accelerator imports nothing from the project`);
-      } else if (!inside(file, "test/accelerator") && inside(target, ACCELERATOR) && target !== ACCELERATOR && target !== `${ACCELERATOR}/index`) {
-        violations.push(`${file} imports ${target}: import from ${ACCELERATOR} (its index.ts) instead`);
+      const below = target.startsWith(`${ACCELERATOR}/`);
+      if (file.startsWith(`${ACCELERATOR}/`)) {
+        if (!below) violations.push(`${file} imports ${target}: the accelerator imports nothing from the project`);
+      } else if (below && !file.startsWith("test/accelerator/") && file !== `${ENTRY_POINT}.ts`) {
+        violations.push(`${file} imports ${target}: import from ${ENTRY_POINT} (lib/accelerator.ts) instead`);
       }
     }
   }
@@ -64,14 +64,15 @@ describe("the accelerator's boundary", () => {
     const files = new Map([
       ["lib/training/loop.ts", `import { tf } from "../accelerator";\nimport { FastAdam } from "../accelerator/optimizer";`],
       ["lib/accelerator/layers.ts", `import { tf } from "./backend";\nimport { seededRandom } from "../tooling/random";`],
-      ["scripts/bench.ts", `import { profileStep } from "../lib/accelerator/index";`],
+      ["scripts/bench.ts", `import { profileStep } from "../lib/accelerator";`],
+      ["lib/accelerator.ts", `export { tf } from "./accelerator/backend";`],
       ["notebooks/01.ipynb", `const { tf } = require("./lib/accelerator/backend");`],
       ["test/accelerator/kernels.test.ts", `import { maxPoolGrad } from "../../lib/accelerator/wasm/pooling";`],
     ]);
     assert.deepEqual(boundaryViolations(files), [
-      "lib/training/loop.ts imports lib/accelerator/optimizer: import from lib/accelerator (its index.ts) instead",
+      "lib/training/loop.ts imports lib/accelerator/optimizer: import from lib/accelerator (lib/accelerator.ts) instead",
       "lib/accelerator/layers.ts imports lib/tooling/random: the accelerator imports nothing from the project",
-      "notebooks/01.ipynb imports lib/accelerator/backend: import from lib/accelerator (its index.ts) instead",
+      "notebooks/01.ipynb imports lib/accelerator/backend: import from lib/accelerator (lib/accelerator.ts) instead",
     ]);
   });
 

@@ -10,12 +10,13 @@ import { acquireLock, LOCK_FILE } from "../../lib/tooling/lock";
 import { validateModelConfig, type ModelConfig } from "../../lib/models/builder";
 import { loadModel, MODEL_FILE, WEIGHTS_FILE } from "../../lib/models/persist";
 import { BEST_MODEL_DIR, CHECKPOINT_DIR, COMMIT_STEPS, readCheckpointState, readRecord, recoverRunFolder, RECORD_FILE, type CommitStep } from "../../lib/training/records";
-import { predictProbabilities } from "../../lib/training/loop";
+
 import { runStudy, STUDY_FILE, type StudySpec, type TrialRunner } from "../../lib/training/tuning";
 import { toImageTensor } from "../../lib/data/preprocess";
 import { stripesDataset } from "../helpers/datasets";
 import { tempDir } from "../helpers/idx";
 import { ROOT } from "../helpers/scripts";
+import { predictProbabilities } from "../../lib/evaluation/predict";
 
 const data: Dataset = stripesDataset();
 

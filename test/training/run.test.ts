@@ -4,16 +4,17 @@ import { existsSync } from "node:fs";
 import path from "node:path";
 import { initBackend } from "../../lib/accelerator";
 import type { Dataset } from "../../lib/data/datasets";
-import { predictWithTta } from "../../lib/data/augment";
+
 import { ensureRun, runProbabilities, trainRun, type RunSettings } from "../../lib/training/run";
 import { accuracy, argmaxRows, logLoss } from "../../lib/evaluation/metrics";
 import { loadModel } from "../../lib/models/persist";
 import { toImageTensor } from "../../lib/data/preprocess";
-import { predictProbabilities } from "../../lib/training/loop";
+
 import { presetModel } from "../../lib/models/builder";
 import { readRecord } from "../../lib/training/records";
 import { stripesDataset } from "../helpers/datasets";
 import { tempDir } from "../helpers/idx";
+import { predictProbabilities, predictWithTta } from "../../lib/evaluation/predict";
 
 const data: Dataset = stripesDataset();
 

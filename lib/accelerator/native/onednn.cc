@@ -1,7 +1,7 @@
 // 2-D convolutions (forward, input gradient, filter gradient) and matrix products by oneDNN (Debian's libdnnl),
 // reading and writing TF.js wasm tensors in place: every call gets the wasm memory's buffer
 // and byte offsets, so nothing is copied in or out. Built by scripts/build-native.sh and
-// loaded by lib/wasm/onednn.ts. Layouts are TF.js's: activations NHWC, filters [h, w, in, out].
+// loaded by lib/accelerator/native/onednn.ts. Layouts are TF.js's: activations NHWC, filters [h, w, in, out].
 //
 // oneDNN picks its own weight layout (format `any`); the [h, w, in, out] filters are
 // reordered to it per call (small) and filter gradients reordered back. Primitives are

@@ -4,6 +4,8 @@
  * else cpu), the layers and optimizer that train fast on it, and the step profiler the benchmark
  * uses. Code outside lib/accelerator/ imports from here and nothing below it (test/tooling/
  * boundary.test.ts checks); nothing in lib/accelerator/ imports from the rest of the project.
+ * A file beside its folder rather than an index.ts inside it: tslab, which runs the notebooks,
+ * resolves "./lib/accelerator" to a file and never to a folder's index.
  */
 export {
   tf,
@@ -15,9 +17,9 @@ export {
   WASM_THREADS_ENV_VAR,
   type BackendName,
   type BackendInfo,
-} from "./backend";
-export { FastBatchNorm, FastConv2D, FastDropout, MaskGenerator } from "./layers";
-export { FastAdam } from "./optimizer";
-export { profileStep, kernelFlops, isGradientWrapper, median, type StepProfile, type KernelTime } from "./profile";
-export { oneDnnActive, useOneDnn, ONEDNN_ENV_VAR } from "./native/onednn";
-export { simdKernelsBuilt } from "./wasm/simd";
+} from "./accelerator/backend";
+export { FastBatchNorm, FastConv2D, FastDropout, MaskGenerator } from "./accelerator/layers";
+export { FastAdam } from "./accelerator/optimizer";
+export { profileStep, kernelFlops, isGradientWrapper, median, type StepProfile, type KernelTime } from "./accelerator/profile";
+export { oneDnnActive, useOneDnn, ONEDNN_ENV_VAR } from "./accelerator/native/onednn";
+export { simdKernelsBuilt } from "./accelerator/wasm/simd";
