@@ -207,13 +207,7 @@ export async function makePlan(options: PlanOptions): Promise<{ trained: string[
   const root = options.context?.root;
   const items = await planItems(profile, declarations, root);
   const pending = items.filter((i) => i.epochsLeft > 0);
-  const costs = new Map<string, number>();
-  for (const item of pending) {
-    const key = JSON.stringify([item.network.layers, item.batchSize]);
-    if (!costs.has(key)) costs.set(key, options.secondsPerImage ?? (await measureSecondsPerImage(item.network, item.batchSize)));
-  }
-  const costOf = (item: PlanItem) => costs.get(JSON.stringify([item.network.layers, item.batchSize])) ?? 0;
-  const estimates = items.map((item) => (item.epochsLeft > 0 ? itemSeconds(item, costOf(item)) : 0));
+  const estimates = await estimateItems(items, options.secondsPerImage);
   const clock = new PlanClock(estimates);
   const cores = options.cores ?? availableParallelism();
   const threads = Math.max(1, Math.floor(cores / jobs));
@@ -275,11 +269,25 @@ export async function makePlan(options: PlanOptions): Promise<{ trained: string[
     await Promise.race(running.values());
   }
   if (failures.length > 0) throw failures.length === 1 ? failures[0] : new Error(failures.map((f) => f.message).join("\n"));
-  // Ensembles last: their members are made now; each is scored from the saved models (read back when current).
-  for (const d of planOf(profile, declarations)) {
-    if (d.kind !== "ensemble") continue;
-    const ensemble = await ensureEnsemble(d.name, { ...options.context, declarations, profile });
-    log(`${d.name}: ensemble of ${d.members.join(", ")}: val acc ${ensemble.validation.accuracy.toFixed(4)}, test acc ${ensemble.test.accuracy.toFixed(4)}`);
-  }
+  await scoreEnsembles(options, declarations);
   return { trained, seconds: (performance.now() - started) / 1000 };
+}
+
+/** Each item's estimated seconds (0 when finished): its epochs left at the measured cost of its network. */
+async function estimateItems(items: PlanItem[], secondsPerImage: number | undefined): Promise<number[]> {
+  const costs = new Map<string, number>();
+  const keyOf = (item: PlanItem) => JSON.stringify([item.network.layers, item.batchSize]);
+  for (const item of items.filter((i) => i.epochsLeft > 0)) {
+    if (!costs.has(keyOf(item))) costs.set(keyOf(item), secondsPerImage ?? (await measureSecondsPerImage(item.network, item.batchSize)));
+  }
+  return items.map((item) => (item.epochsLeft > 0 ? itemSeconds(item, costs.get(keyOf(item)) ?? 0) : 0));
+}
+
+/** Ensembles last: their members are made now; each is scored from the saved models (read back when current). */
+async function scoreEnsembles(options: PlanOptions, declarations: Map<string, Declaration>): Promise<void> {
+  for (const d of planOf(options.profile, declarations)) {
+    if (d.kind !== "ensemble") continue;
+    const ensemble = await ensureEnsemble(d.name, { ...options.context, declarations, profile: options.profile });
+    options.log(`${d.name}: ensemble of ${d.members.join(", ")}: val acc ${ensemble.validation.accuracy.toFixed(4)}, test acc ${ensemble.test.accuracy.toFixed(4)}`);
+  }
 }

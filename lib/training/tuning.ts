@@ -405,127 +405,165 @@ export async function runStudy(
   options: { jobs?: number } = {},
 ): Promise<StudyOutcome> {
   validateStudy(spec);
+  const jobs = options.jobs ?? 1;
+  requirePositiveInt(jobs, "jobs");
   // Everything the plan needs is computed (and checked) before the study folder is written.
   const points =
     spec.strategy === "grid" ? gridPoints(spec.space) : randomPoints(spec.space, spec.trials!, spec.seed);
   const rungs = spec.strategy === "halving" ? halvingPlan(points.length, spec.minEpochs ?? 1, spec.epochs, spec.eta ?? 3) : [{ configs: points.length, epochs: spec.epochs }];
   return withLock(studyDir, "study", async () => {
-    const specFile = path.join(studyDir, STUDY_FILE);
-    if (existsSync(specFile)) {
-      let stored: StudySpec;
-      try {
-        stored = JSON.parse(await readFile(specFile, "utf8")) as StudySpec;
-      } catch (error) {
-        throw new Error(`${specFile} is not readable: ${(error as Error).message}`);
-      }
-      // A study is its content: its name (the folder's) may change when the folder moves.
-      if (canonicalJson({ ...stored, name: "" }) !== canonicalJson({ ...spec, name: "" })) {
-        throw new Error(`${studyDir} holds a different study (${STUDY_FILE} differs); choose another --study folder or delete it.`);
-      }
-    } else {
-      await writeJsonAtomic(specFile, spec);
-    }
-    const finished = new Map((await readTrials(studyDir)).map((t) => [t.key, t]));
-    const results: TrialResult[] = [];
-    const started = Date.now();
-    // Spent so far, including the trials of earlier sessions that are read back.
-    let epochsSpent = 0;
-    let epochsInFlight = 0;
-    let secondsBefore = 0;
-    let secondsSpent = 0;
-    const jobs = options.jobs ?? 1;
-    requirePositiveInt(jobs, "jobs");
-    // Trials finishing together append one after the other (each append rewrites the file).
-    let appending: Promise<void> = Promise.resolve();
-    const inFlight = new Map<string, Promise<TrialResult | undefined>>();
-    const claimed = new Set<string>();
-
-    const planned = rungs.reduce((sum, rung) => sum + rung.configs, 0);
-    const plannedEpochs = rungs.reduce((sum, rung) => sum + rung.configs * rung.epochs, 0);
+    await openStudyFolder(studyDir, spec);
+    const runner = new StudyRunner(studyDir, spec, runTrial, jobs, new Map((await readTrials(studyDir)).map((t) => [t.key, t])), rungs, onProgress);
     let candidates = points.map(withDefaults);
     let firstIndex = 0;
-    let stoppedBy: StudyOutcome["stoppedBy"];
-
-    const finish = (trial: TrialResult, reused: boolean, rungResults: TrialResult[]) => {
-      if (reused) secondsBefore += trial.seconds;
-      epochsSpent += trial.epochs;
-      secondsSpent += trial.seconds;
-      rungResults.push(trial);
-      results.push(trial);
-      const best = bestByValidation([...results].sort((a, b) => a.index - b.index), (t) => t)!;
-      onProgress?.({ trial, done: results.length, planned, best, reused, etaSeconds: ((plannedEpochs - epochsSpent) * secondsSpent) / epochsSpent / jobs });
-    };
-
     for (const [rungIndex, rung] of rungs.entries()) {
       const configs = candidates.slice(0, rung.configs);
-      const rungResults: TrialResult[] = [];
-      let next = 0;
-      let failure: { error: unknown } | undefined;
-      // Up to `jobs` workers take the rung's configurations in order; each trains one at a time.
-      const worker = async () => {
-        while (next < configs.length && !failure && !stoppedBy) {
-          const position = next++;
-          const params = configs[position];
-          const key = trialKey(params, rung.epochs);
-          const index = firstIndex + position;
-          // Claimed before any await, so that workers starting together count each other: the
-          // trial's `concurrent` is the claimed trials plus those of the rung still to train.
-          const claims = !finished.has(key) && !claimed.has(key);
-          if (claims) claimed.add(key);
-          const later = new Set(configs.slice(next).map((p) => trialKey(p, rung.epochs)).filter((k) => !finished.has(k) && !claimed.has(k)));
-          const concurrent = Math.min(jobs, claimed.size + later.size);
-          try {
-            // A configuration drawn twice is trained once; its twin waits for that trial if it is running.
-            const done = finished.get(key) ?? (await inFlight.get(key));
-            if (done) {
-              finish({ ...done, index, rung: rungIndex }, true, rungResults);
-              continue;
-            }
-            if (failure) return;
-            if (spec.budget?.epochs !== undefined && epochsSpent + epochsInFlight + rung.epochs > spec.budget.epochs) stoppedBy = "budget-epochs";
-            if (spec.budget?.minutes !== undefined && (secondsBefore + (Date.now() - started) / 1000) / 60 >= spec.budget.minutes) stoppedBy = "budget-minutes";
-            if (stoppedBy) return;
-            epochsInFlight += rung.epochs;
-            let settle: (trial: TrialResult | undefined) => void = () => {};
-            inFlight.set(key, new Promise((resolve) => (settle = resolve)));
-            let trial: TrialResult;
-            try {
-              const measured = await runTrial({ key, params, epochs: rung.epochs, dir: path.join(studyDir, "trials", key), concurrent });
-              trial = { key, index, rung: rungIndex, params, epochs: rung.epochs, ...measured, finishedAt: new Date().toISOString() };
-              appending = appending.then(() => appendTrial(studyDir, trial));
-              await appending;
-            } catch (error) {
-              failure ??= { error };
-              settle(undefined);
-              return;
-            } finally {
-              epochsInFlight -= rung.epochs;
-              inFlight.delete(key);
-            }
-            finished.set(key, trial);
-            settle(trial);
-            finish(trial, false, rungResults);
-          } finally {
-            if (claims) claimed.delete(key);
-          }
-        }
-      };
-      await Promise.all(Array.from({ length: Math.min(jobs, configs.length) }, worker));
-      // Trials that finished beside a failing one are on disk; the failure still stops the study.
-      if (failure) throw failure.error;
+      const rungResults = await runner.runRung(rungIndex, rung, configs, firstIndex);
       firstIndex += configs.length;
-      if (stoppedBy) break;
+      if (runner.stoppedBy) break;
       // The best configurations of this rung go on (by the selection rule; ties keep the earlier one).
       candidates = rankByValidation([...rungResults].sort((a, b) => a.index - b.index), (t) => t).map((t) => t.params);
     }
     // Trials in the strategy's order, whatever order parallel jobs finished them in.
-    results.sort((a, b) => a.index - b.index);
+    const results = [...runner.results].sort((a, b) => a.index - b.index);
     if (results.length === 0) throw new Error("The budget allowed no trial to run.");
     // The best is judged at the longest training any configuration reached.
     const longest = Math.max(...results.map((t) => t.epochs));
     const best = bestByValidation(results.filter((t) => t.epochs === longest), (t) => t)!;
-    return { trials: results, best, stoppedBy };
+    return { trials: results, best, stoppedBy: runner.stoppedBy };
   });
+}
+
+/** Writes the study file of a new study, or checks that the folder holds this same study. */
+async function openStudyFolder(studyDir: string, spec: StudySpec): Promise<void> {
+  const specFile = path.join(studyDir, STUDY_FILE);
+  if (!existsSync(specFile)) {
+    await writeJsonAtomic(specFile, spec);
+    return;
+  }
+  let stored: StudySpec;
+  try {
+    stored = JSON.parse(await readFile(specFile, "utf8")) as StudySpec;
+  } catch (error) {
+    throw new Error(`${specFile} is not readable: ${(error as Error).message}`);
+  }
+  // A study is its content: its name (the folder's) may change when the folder moves.
+  if (canonicalJson({ ...stored, name: "" }) !== canonicalJson({ ...spec, name: "" })) {
+    throw new Error(`${studyDir} holds a different study (${STUDY_FILE} differs); choose another --study folder or delete it.`);
+  }
+}
+
+/** A study's trials as they train: what is finished, claimed or running, the budget spent, progress. */
+class StudyRunner {
+  readonly results: TrialResult[] = [];
+  stoppedBy: StudyOutcome["stoppedBy"];
+  private readonly started = Date.now();
+  // Spent so far, including the trials of earlier sessions that are read back.
+  private epochsSpent = 0;
+  private epochsInFlight = 0;
+  private secondsBefore = 0;
+  private secondsSpent = 0;
+  // Trials finishing together append one after the other (each append rewrites the file).
+  private appending: Promise<void> = Promise.resolve();
+  private readonly inFlight = new Map<string, Promise<TrialResult | undefined>>();
+  private readonly claimed = new Set<string>();
+  private readonly planned: number;
+  private readonly plannedEpochs: number;
+
+  constructor(
+    private readonly studyDir: string,
+    private readonly spec: StudySpec,
+    private readonly runTrial: TrialRunner,
+    private readonly jobs: number,
+    private readonly finished: Map<string, TrialResult>,
+    rungs: Rung[],
+    private readonly onProgress?: (progress: StudyProgress) => void,
+  ) {
+    this.planned = rungs.reduce((sum, rung) => sum + rung.configs, 0);
+    this.plannedEpochs = rungs.reduce((sum, rung) => sum + rung.configs * rung.epochs, 0);
+  }
+
+  /**
+   * Trains a rung's configurations: up to `jobs` workers take them in order, each one at a
+   * time. Trials that finished beside a failing one are on disk; the failure still stops the study.
+   */
+  async runRung(rungIndex: number, rung: Rung, configs: TrialParams[], firstIndex: number): Promise<TrialResult[]> {
+    const rungResults: TrialResult[] = [];
+    const pool = { next: 0, failure: undefined as { error: unknown } | undefined };
+    const worker = async () => {
+      while (pool.next < configs.length && !pool.failure && !this.stoppedBy) {
+        const position = pool.next++;
+        await this.trainOrReuse(rungIndex, rung, configs, position, firstIndex + position, pool, rungResults);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(this.jobs, configs.length) }, worker));
+    if (pool.failure) throw pool.failure.error;
+    return rungResults;
+  }
+
+  private async trainOrReuse(
+    rungIndex: number, rung: Rung, configs: TrialParams[], position: number, index: number,
+    pool: { next: number; failure: { error: unknown } | undefined }, rungResults: TrialResult[],
+  ): Promise<void> {
+    const params = configs[position];
+    const key = trialKey(params, rung.epochs);
+    // Claimed before any await, so that workers starting together count each other: the
+    // trial's `concurrent` is the claimed trials plus those of the rung still to train.
+    const claims = !this.finished.has(key) && !this.claimed.has(key);
+    if (claims) this.claimed.add(key);
+    const later = new Set(configs.slice(pool.next).map((p) => trialKey(p, rung.epochs)).filter((k) => !this.finished.has(k) && !this.claimed.has(k)));
+    const concurrent = Math.min(this.jobs, this.claimed.size + later.size);
+    try {
+      // A configuration drawn twice is trained once; its twin waits for that trial if it is running.
+      const done = this.finished.get(key) ?? (await this.inFlight.get(key));
+      if (done) {
+        this.finish({ ...done, index, rung: rungIndex }, true, rungResults);
+        return;
+      }
+      if (pool.failure || this.overBudget(rung)) return;
+      this.epochsInFlight += rung.epochs;
+      let settle: (trial: TrialResult | undefined) => void = () => {};
+      this.inFlight.set(key, new Promise((resolve) => (settle = resolve)));
+      let trial: TrialResult;
+      try {
+        const measured = await this.runTrial({ key, params, epochs: rung.epochs, dir: path.join(this.studyDir, "trials", key), concurrent });
+        trial = { key, index, rung: rungIndex, params, epochs: rung.epochs, ...measured, finishedAt: new Date().toISOString() };
+        this.appending = this.appending.then(() => appendTrial(this.studyDir, trial));
+        await this.appending;
+      } catch (error) {
+        pool.failure ??= { error };
+        settle(undefined);
+        return;
+      } finally {
+        this.epochsInFlight -= rung.epochs;
+        this.inFlight.delete(key);
+      }
+      this.finished.set(key, trial);
+      settle(trial);
+      this.finish(trial, false, rungResults);
+    } finally {
+      if (claims) this.claimed.delete(key);
+    }
+  }
+
+  /** Whether starting a trial of this rung would pass the study's budget (then the study stops). */
+  private overBudget(rung: Rung): boolean {
+    const budget = this.spec.budget;
+    if (budget?.epochs !== undefined && this.epochsSpent + this.epochsInFlight + rung.epochs > budget.epochs) this.stoppedBy = "budget-epochs";
+    if (budget?.minutes !== undefined && (this.secondsBefore + (Date.now() - this.started) / 1000) / 60 >= budget.minutes) this.stoppedBy = "budget-minutes";
+    return this.stoppedBy !== undefined;
+  }
+
+  private finish(trial: TrialResult, reused: boolean, rungResults: TrialResult[]): void {
+    if (reused) this.secondsBefore += trial.seconds;
+    this.epochsSpent += trial.epochs;
+    this.secondsSpent += trial.seconds;
+    rungResults.push(trial);
+    this.results.push(trial);
+    const best = bestByValidation([...this.results].sort((a, b) => a.index - b.index), (t) => t)!;
+    const etaSeconds = ((this.plannedEpochs - this.epochsSpent) * this.secondsSpent) / this.epochsSpent / this.jobs;
+    this.onProgress?.({ trial, done: this.results.length, planned: this.planned, best, reused, etaSeconds });
+  }
 }
 
 /**

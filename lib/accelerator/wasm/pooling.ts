@@ -34,37 +34,60 @@ export function maxPoolGrad(args: KernelArgs, original: KernelFunc): TensorInfo 
     return dx;
   }
   // Views only after the allocation: growing the heap detaches earlier ones.
-  const dxValues = backend.typedArrayFromHeap(dx) as Float32Array;
-  const xValues = backend.typedArrayFromHeap(input) as Float32Array;
-  const dyValues = backend.typedArrayFromHeap(dy) as Float32Array;
-  dxValues.fill(0);
+  const views: PoolGradViews = {
+    dx: backend.typedArrayFromHeap(dx) as Float32Array,
+    x: backend.typedArrayFromHeap(input) as Float32Array,
+    dy: backend.typedArrayFromHeap(dy) as Float32Array,
+  };
+  views.dx.fill(0);
+  if (disjoint2x2) maxPoolGrad2x2(views, info);
+  else maxPoolGradAnyWindow(views, info);
+  return dx;
+}
+
+interface PoolGradViews {
+  dx: Float32Array;
+  x: Float32Array;
+  dy: Float32Array;
+}
+
+/** The capstone CNN's pooling: disjoint 2×2 windows, unrolled (2× faster than the general loop). */
+function maxPoolGrad2x2(views: PoolGradViews, info: tf.backend_util.Conv2DInfo): void {
+  const { dx: dxValues, x: xValues, dy: dyValues } = views;
+  const { batchSize, inHeight, inWidth, inChannels: channels, outHeight, outWidth } = info;
   const rowStride = inWidth * channels;
   const imageStride = inHeight * rowStride;
-  if (disjoint2x2) {
-    // The capstone CNN's pooling: disjoint 2×2 windows, unrolled (2× faster than the general loop).
-    let dyIndex = 0;
-    for (let n = 0; n < batchSize; n++) {
-      for (let oy = 0; oy < outHeight; oy++) {
-        let base = n * imageStride + 2 * oy * rowStride;
-        for (let ox = 0; ox < outWidth; ox++, base += 2 * channels) {
-          for (let c = 0; c < channels; c++, dyIndex++) {
-            const i0 = base + c;
-            const i1 = i0 + channels;
-            const i2 = i0 + rowStride;
-            const i3 = i2 + channels;
-            // First maximum in row-major order wins ties, as on cpu.
-            let bestIndex = i0;
-            let best = xValues[i0];
-            if (xValues[i1] > best) (best = xValues[i1]), (bestIndex = i1);
-            if (xValues[i2] > best) (best = xValues[i2]), (bestIndex = i2);
-            if (xValues[i3] > best) bestIndex = i3;
-            dxValues[bestIndex] = dyValues[dyIndex];
-          }
+  let dyIndex = 0;
+  for (let n = 0; n < batchSize; n++) {
+    for (let oy = 0; oy < outHeight; oy++) {
+      let base = n * imageStride + 2 * oy * rowStride;
+      for (let ox = 0; ox < outWidth; ox++, base += 2 * channels) {
+        for (let c = 0; c < channels; c++, dyIndex++) {
+          const i0 = base + c;
+          const i1 = i0 + channels;
+          const i2 = i0 + rowStride;
+          const i3 = i2 + channels;
+          // First maximum in row-major order wins ties, as on cpu.
+          let bestIndex = i0;
+          let best = xValues[i0];
+          if (xValues[i1] > best) (best = xValues[i1]), (bestIndex = i1);
+          if (xValues[i2] > best) (best = xValues[i2]), (bestIndex = i2);
+          if (xValues[i3] > best) bestIndex = i3;
+          dxValues[bestIndex] = dyValues[dyIndex];
         }
       }
     }
-    return dx;
   }
+}
+
+/** Any window, stride and padding: each dy added at its window's first maximum. */
+function maxPoolGradAnyWindow(views: PoolGradViews, info: tf.backend_util.Conv2DInfo): void {
+  const { dx: dxValues, x: xValues, dy: dyValues } = views;
+  const { batchSize, inHeight, inWidth, inChannels: channels, outHeight, outWidth } = info;
+  const { strideHeight, strideWidth, filterHeight, filterWidth } = info;
+  const { top, left } = info.padInfo;
+  const rowStride = inWidth * channels;
+  const imageStride = inHeight * rowStride;
   let dyIndex = 0;
   for (let n = 0; n < batchSize; n++) {
     const imageStart = n * imageStride;
@@ -94,5 +117,4 @@ export function maxPoolGrad(args: KernelArgs, original: KernelFunc): TensorInfo 
       }
     }
   }
-  return dx;
 }
