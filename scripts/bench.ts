@@ -50,6 +50,47 @@ interface ModelBench {
   wasmOnly?: { trainImagesPerSec: number; inferImagesPerSec: number; trainRepeats: number[]; inferRepeats: number[] };
 }
 
+/** Timed training steps (plain or augmented) and inference over random data of one batch shape. */
+function stepTimers(model: tf.LayersModel, batchSize: number, steps: number) {
+  // Random pixels and labels: the content does not change the work done.
+  const xs = tf.randomUniform([batchSize, 28, 28, 1]) as tf.Tensor4D;
+  const ys = tf.randomUniform([batchSize], 0, 10, "int32").toFloat();
+  const inferX = tf.randomUniform([batchSize * steps, 28, 28, 1]);
+  const augment = augmenter(STANDARD_AUGMENTATION, 1);
+  return {
+    /** Images per second over `steps` training steps. */
+    trainOnce: async (augmented: boolean) => {
+      const started = performance.now();
+      for (let step = 0; step < steps; step++) {
+        const batch = augmented ? augment(xs, 0, step) : xs;
+        await model.trainOnBatch(batch, ys);
+        if (batch !== xs) batch.dispose();
+      }
+      return (steps * batchSize) / ((performance.now() - started) / 1000);
+    },
+    /** Images per second predicting `steps` batches. */
+    inferOnce: async () => {
+      const started = performance.now();
+      const predictions = model.predict(inferX, { batchSize }) as tf.Tensor;
+      await predictions.data();
+      predictions.dispose();
+      return (steps * batchSize) / ((performance.now() - started) / 1000);
+    },
+    profile: (repeats: number) => profileStep(() => model.trainOnBatch(xs, ys), repeats),
+    dispose: () => tf.dispose([xs, ys, inferX]),
+  };
+}
+
+/** Runs `measure` on the wasm kernels alone (oneDNN's native ones off). */
+async function onWasmOnly<T>(measure: () => Promise<T>): Promise<T> {
+  const previous = useOneDnn(false);
+  try {
+    return await measure();
+  } finally {
+    useOneDnn(previous);
+  }
+}
+
 async function benchModel(
   name: string,
   repeats: number,
@@ -60,38 +101,8 @@ async function benchModel(
   log: (s: string) => void,
 ): Promise<ModelBench> {
   const model = buildModel(presetModel(name));
-  // Random pixels and labels: the content does not change the work done.
-  const xs = tf.randomUniform([batchSize, 28, 28, 1]) as tf.Tensor4D;
-  const ys = tf.randomUniform([batchSize], 0, 10, "int32").toFloat();
-  const inferX = tf.randomUniform([batchSize * steps, 28, 28, 1]);
-
-  const augment = augmenter(STANDARD_AUGMENTATION, 1);
-  const trainOnce = async (augmented: boolean) => {
-    const started = performance.now();
-    for (let step = 0; step < steps; step++) {
-      const batch = augmented ? augment(xs, 0, step) : xs;
-      await model.trainOnBatch(batch, ys);
-      if (batch !== xs) batch.dispose();
-    }
-    return (steps * batchSize) / ((performance.now() - started) / 1000);
-  };
-  const inferOnce = async () => {
-    const started = performance.now();
-    const predictions = model.predict(inferX, { batchSize }) as tf.Tensor;
-    await predictions.data();
-    predictions.dispose();
-    return (steps * batchSize) / ((performance.now() - started) / 1000);
-  };
-
-  // Runs `measure` on the wasm kernels alone (oneDNN's native ones off).
-  const onWasmOnly = async <T>(measure: () => Promise<T>): Promise<T> => {
-    const previous = useOneDnn(false);
-    try {
-      return await measure();
-    } finally {
-      useOneDnn(previous);
-    }
-  };
+  const timers = stepTimers(model, batchSize, steps);
+  const { trainOnce, inferOnce } = timers;
   await trainOnce(true); // warm-up: kernels set up, optimizer state created
   await inferOnce();
   if (compareWasm) await onWasmOnly(async () => (await trainOnce(false), await inferOnce()));
@@ -130,9 +141,9 @@ async function benchModel(
   }
   if (profile) {
     log(`  ${name}: profiling ${repeats} training steps ...`);
-    result.profile = await profileStep(() => model.trainOnBatch(xs, ys), repeats);
+    result.profile = await timers.profile(repeats);
   }
-  tf.dispose([xs, ys, inferX]);
+  timers.dispose();
   model.dispose();
   return result;
 }

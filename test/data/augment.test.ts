@@ -2,17 +2,9 @@ import { before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { initBackend, tf } from "../../lib/accelerator";
 import { augmentBatch, augmenter, mixSeed, STANDARD_AUGMENTATION, validateAugmentConfig, type AugmentConfig } from "../../lib/data/augment";
-import { seededRandom } from "../../lib/tooling/random";
+import { seededImages, valuesOf } from "../helpers/tensors";
 
 const SIZE = 28;
-
-/** A batch of distinct, asymmetric random images in [0, 1]. */
-function randomImages(count: number, seed = 1): tf.Tensor4D {
-  const random = seededRandom(seed);
-  return tf.tensor4d(Float32Array.from({ length: count * SIZE * SIZE }, () => random()), [count, SIZE, SIZE, 1]);
-}
-
-const values = (t: tf.Tensor) => Array.from(t.dataSync());
 
 describe("augmentation", () => {
   before(async () => {
@@ -20,7 +12,7 @@ describe("augmentation", () => {
   });
 
   it("keeps shapes and the [0, 1] range, and leaks no tensors", () => {
-    const images = randomImages(6);
+    const images = seededImages(6);
     const before = tf.memory().numTensors;
     const everything: AugmentConfig = {
       ...STANDARD_AUGMENTATION,
@@ -31,7 +23,7 @@ describe("augmentation", () => {
     };
     const output = augmentBatch(images, everything, 7);
     assert.deepEqual(output.shape, images.shape);
-    const pixels = values(output);
+    const pixels = valuesOf(output);
     assert.ok(pixels.every((v) => v >= 0 && v <= 1), `range ${Math.min(...pixels)}..${Math.max(...pixels)}`);
     output.dispose();
     assert.equal(tf.memory().numTensors, before, "no leaked tensors");
@@ -39,42 +31,42 @@ describe("augmentation", () => {
   });
 
   it("same seed → same output, different seed → different output", () => {
-    const images = randomImages(4);
+    const images = seededImages(4);
     const config: AugmentConfig = { ...STANDARD_AUGMENTATION, rotate: { maxDegrees: 10 }, noise: { std: 0.05 } };
     const [a, b, c] = [3, 3, 4].map((seed) => augmentBatch(images, config, seed));
-    assert.deepEqual(values(a), values(b));
-    assert.notDeepEqual(values(a), values(c));
+    assert.deepEqual(valuesOf(a), valuesOf(b));
+    assert.notDeepEqual(valuesOf(a), valuesOf(c));
     tf.dispose([images, a, b, c]);
   });
 
   it("a horizontal flip mirrors columns exactly; flipping twice is the identity", () => {
-    const images = randomImages(3);
+    const images = seededImages(3);
     const flip: AugmentConfig = { flipHorizontal: { probability: 1 } };
     const once = augmentBatch(images, flip, 1);
     const mirrored = tf.reverse(images, 2);
-    assert.deepEqual(values(once), values(mirrored));
+    assert.deepEqual(valuesOf(once), valuesOf(mirrored));
     const twice = augmentBatch(once, flip, 2);
-    assert.deepEqual(values(twice), values(images));
+    assert.deepEqual(valuesOf(twice), valuesOf(images));
     tf.dispose([images, once, mirrored, twice]);
   });
 
   it("a vertical flip is off unless asked for", () => {
-    const images = randomImages(2);
+    const images = seededImages(2);
     const standard = augmentBatch(images, { flipHorizontal: { probability: 0 } }, 1);
-    assert.deepEqual(values(standard), values(images));
+    assert.deepEqual(valuesOf(standard), valuesOf(images));
     const vertical = augmentBatch(images, { flipVertical: { probability: 1 } }, 1);
     const expected = tf.reverse(images, 1);
-    assert.deepEqual(values(vertical), values(expected));
+    assert.deepEqual(valuesOf(vertical), valuesOf(expected));
     tf.dispose([images, standard, vertical, expected]);
   });
 
   it("a shift of 0 is the identity; a shift moves whole pixels with black filling in", () => {
-    const images = randomImages(5);
+    const images = seededImages(5);
     const none = augmentBatch(images, { shift: { maxPixels: 0 } }, 1);
-    assert.deepEqual(values(none), values(images));
+    assert.deepEqual(valuesOf(none), valuesOf(images));
     const shifted = augmentBatch(images, { shift: { maxPixels: 2 } }, 9);
-    const source = values(images);
-    const output = values(shifted);
+    const source = valuesOf(images);
+    const output = valuesOf(shifted);
     let moved = 0;
     for (let n = 0; n < 5; n++) {
       // The output must equal the input translated by some (dx, dy) in [-2, 2]², zeros outside.
@@ -103,24 +95,24 @@ describe("augmentation", () => {
   it("random erasing blanks the requested area fraction", () => {
     const ones = tf.ones([8, SIZE, SIZE, 1]) as tf.Tensor4D;
     const erased = augmentBatch(ones, { erase: { probability: 1, area: [0.25, 0.25], aspect: [1, 1] } }, 5);
-    const pixels = values(erased);
+    const pixels = valuesOf(erased);
     for (let n = 0; n < 8; n++) {
       const zeros = pixels.slice(n * SIZE * SIZE, (n + 1) * SIZE * SIZE).filter((v) => v === 0).length;
       assert.equal(zeros, 14 * 14, `image ${n}: a 14×14 square is a quarter of 28×28`);
     }
     const wide = augmentBatch(ones, { erase: { probability: 1, area: [0.02, 0.4], aspect: [0.3, 3.3] } }, 6);
-    const fractions = Array.from({ length: 8 }, (_, n) => values(wide).slice(n * SIZE * SIZE, (n + 1) * SIZE * SIZE).filter((v) => v === 0).length / (SIZE * SIZE));
+    const fractions = Array.from({ length: 8 }, (_, n) => valuesOf(wide).slice(n * SIZE * SIZE, (n + 1) * SIZE * SIZE).filter((v) => v === 0).length / (SIZE * SIZE));
     // Rounding the box's sides to whole pixels moves the area a little beyond the drawn fraction.
     assert.ok(fractions.every((f) => f >= 0.01 && f <= 0.45), fractions.join(" "));
     const never = augmentBatch(ones, { erase: { probability: 0, area: [0.2, 0.2], aspect: [1, 1] } }, 5);
-    assert.ok(values(never).every((v) => v === 1));
+    assert.ok(valuesOf(never).every((v) => v === 1));
     tf.dispose([ones, erased, wide, never]);
   });
 
   it("Gaussian noise has the requested spread", () => {
     const grey = tf.fill([4, SIZE, SIZE, 1], 0.5) as tf.Tensor4D;
     const noisy = augmentBatch(grey, { noise: { std: 0.05 } }, 3);
-    const deviations = values(noisy).map((v) => v - 0.5);
+    const deviations = valuesOf(noisy).map((v) => v - 0.5);
     const std = Math.sqrt(deviations.reduce((s, d) => s + d * d, 0) / deviations.length);
     assert.ok(Math.abs(std - 0.05) < 0.005, `std ${std}`);
     tf.dispose([grey, noisy]);
@@ -144,12 +136,12 @@ describe("augmentation", () => {
   });
 
   it("the training hook depends on (seed, epoch, step) only", () => {
-    const images = randomImages(4);
+    const images = seededImages(4);
     const hook = augmenter(STANDARD_AUGMENTATION, 42);
     const [a, b, c, d] = [hook(images, 0, 1), hook(images, 0, 1), hook(images, 1, 0), augmenter(STANDARD_AUGMENTATION, 43)(images, 0, 1)];
-    assert.deepEqual(values(a), values(b));
-    assert.notDeepEqual(values(a), values(c));
-    assert.notDeepEqual(values(a), values(d));
+    assert.deepEqual(valuesOf(a), valuesOf(b));
+    assert.notDeepEqual(valuesOf(a), valuesOf(c));
+    assert.notDeepEqual(valuesOf(a), valuesOf(d));
     assert.notEqual(mixSeed(42, 0, 1), mixSeed(42, 1, 0));
     tf.dispose([images, a, b, c, d]);
   });

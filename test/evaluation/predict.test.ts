@@ -3,17 +3,9 @@ import assert from "node:assert/strict";
 import { initBackend, tf } from "../../lib/accelerator";
 import { viewBatch } from "../../lib/data/augment";
 import { predictWithTta } from "../../lib/evaluation/predict";
-import { seededRandom } from "../../lib/tooling/random";
+import { seededImages, valuesOf } from "../helpers/tensors";
 
 const SIZE = 28;
-
-/** A batch of distinct, asymmetric random images in [0, 1]. */
-function randomImages(count: number, seed = 1): tf.Tensor4D {
-  const random = seededRandom(seed);
-  return tf.tensor4d(Float32Array.from({ length: count * SIZE * SIZE }, () => random()), [count, SIZE, SIZE, 1]);
-}
-
-const values = (t: tf.Tensor) => Array.from(t.dataSync());
 
 describe("prediction", () => {
   before(async () => {
@@ -22,15 +14,15 @@ describe("prediction", () => {
 
   it("test-time augmentation averages the model's predictions over the views", () => {
     const model = tf.sequential({ layers: [tf.layers.flatten({ inputShape: [SIZE, SIZE, 1] }), tf.layers.dense({ units: 3, activation: "softmax" })] });
-    const images = randomImages(3);
+    const images = seededImages(3);
     const plain = model.predict(images) as tf.Tensor;
     // Batches of 2 + 1 against one of 3: native matrix products may sum in another order per batch shape.
     const single = Array.from(predictWithTta(model, images, 2, [{}]));
-    single.forEach((v, i) => assert.ok(Math.abs(v - values(plain)[i]) < 1e-6, `view 0, value ${i}: ${v} vs ${values(plain)[i]}`));
+    single.forEach((v, i) => assert.ok(Math.abs(v - valuesOf(plain)[i]) < 1e-6, `view 0, value ${i}: ${v} vs ${valuesOf(plain)[i]}`));
     const mirrored = model.predict(tf.reverse(images, 2)) as tf.Tensor;
     const shifted = viewBatch(images, { shiftX: 1 });
-    assert.equal(values(shifted)[1], values(images)[0], "shiftX 1 moves pixels one column right");
-    const expected = values(plain).map((v, i) => (v + values(mirrored)[i]) / 2);
+    assert.equal(valuesOf(shifted)[1], valuesOf(images)[0], "shiftX 1 moves pixels one column right");
+    const expected = valuesOf(plain).map((v, i) => (v + valuesOf(mirrored)[i]) / 2);
     const averaged = Array.from(predictWithTta(model, images, 2, [{}, { flip: true }]));
     averaged.forEach((v, i) => assert.ok(Math.abs(v - expected[i]) < 1e-6));
     tf.dispose([images, plain, mirrored, shifted]);

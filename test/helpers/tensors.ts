@@ -1,4 +1,5 @@
 import { tf } from "../../lib/accelerator";
+import { seededRandom } from "../../lib/tooling/random";
 
 /** Uniform values in [-1, 1), fresh on every call (a new random input each test run). */
 export function randomArray(length: number): Float32Array {
@@ -66,3 +67,12 @@ export async function runKernelOn(
     return { values, shape, leaked };
   });
 }
+
+/** A batch of distinct, asymmetric seeded random images in [0, 1], [count, size, size, 1]. */
+export function seededImages(count: number, seed = 1, size = 28): tf.Tensor4D {
+  const random = seededRandom(seed);
+  return tf.tensor4d(Float32Array.from({ length: count * size * size }, () => random()), [count, size, size, 1]);
+}
+
+/** A tensor's values as a plain array. */
+export const valuesOf = (t: tf.Tensor): number[] => Array.from(t.dataSync());
