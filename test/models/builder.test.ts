@@ -4,7 +4,7 @@ import { initBackend, tf } from "../../lib/accelerator";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { canonicalJson } from "../../lib/models/persist";
-import { buildModel, modelSummary, presetModel, PRESET_MODELS, type LayerConfig, type ModelConfig } from "../../lib/models/builder";
+import { BENCHMARK_MODELS, buildModel, modelSummary, presetModel, PRESET_MODELS, type LayerConfig, type ModelConfig } from "../../lib/models/builder";
 import { ARCHITECTURES, tunableModelConfig, withDefaults, type TrialParams } from "../../lib/training/tuning";
 
 /** One reference study's CNN (3 conv layers, 4 dense layers), not a preset: no experiment trains it. */
@@ -63,8 +63,8 @@ describe("model configs", () => {
     assert.match(summary, /Total params: 241546/);
   });
 
-  it("builds every preset from its JSON form", () => {
-    for (const config of Object.values(PRESET_MODELS)) {
+  it("builds every preset and benchmark layout from its JSON form", () => {
+    for (const config of [...Object.values(PRESET_MODELS), ...Object.values(BENCHMARK_MODELS)]) {
       const roundTripped = JSON.parse(JSON.stringify(config)) as ModelConfig;
       const model = buildModel(roundTripped);
       assert.equal(model.name, config.name);
@@ -73,7 +73,7 @@ describe("model configs", () => {
   });
 
   it("rejects an unknown model name and lists the known ones", () => {
-    assert.throws(() => presetModel("resnet"), /Unknown model "resnet"; known models: ann, cnn1, cnn2, cnn3, cnn3-bn, cnn-bn3, vgg-bn/);
+    assert.throws(() => presetModel("resnet"), /Unknown model "resnet"; known models: ann, cnn1, cnn2, cnn3, vgg-bn, cnn3-bn, cnn-bn3/);
   });
 
   it("builds every preset and tuning layout with exactly the layers they had before one builder made them all", () => {

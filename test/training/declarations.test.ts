@@ -22,6 +22,7 @@ import { PROJECT_ROOT } from "../../lib/tooling/paths";
 import { makePlan, planItems, PlanClock, type ItemRunner } from "../../lib/training/plan";
 import { resultRows } from "../../lib/evaluation/results";
 import { readRecord } from "../../lib/training/records";
+import { PRESET_MODELS } from "../../lib/models/builder";
 import { stripesDataset } from "../helpers/datasets";
 import { tempDir } from "../helpers/idx";
 
@@ -148,6 +149,11 @@ describe("plan consistency: what the README, docs and notebooks name is declared
     const names = table.map((row) => /^\| ([a-z0-9-]+) \|/.exec(row)?.[1]);
     assert.ok(names.length >= 8, "the README shows the results table");
     for (const name of names) assert.ok(["run", "ensemble"].includes(declarations.get(name ?? "")?.kind ?? ""), `${name} is a declared run or ensemble`);
+  });
+
+  it("every preset model is trained by a declaration (benchmark layouts are kept apart)", () => {
+    const declared = new Set([...declarations.values()].flatMap((d) => (d.kind === "run" && "preset" in d.model ? [d.model.preset] : [])));
+    for (const name of Object.keys(PRESET_MODELS)) assert.ok(declared.has(name), `preset ${name} is trained by no experiment: declare one or move it to BENCHMARK_MODELS`);
   });
 
   it("the notebooks name their runs only through the declarations (no run folders or hand-typed recipes)", () => {
