@@ -2,8 +2,8 @@
  * Exploratory statistics of an image split: per-class mean and standard-deviation images,
  * pixel histograms, how alike the classes are, and a 2-D PCA embedding.
  */
-import { tf } from "../accelerator";
 import type { Split } from "./datasets";
+import { pixelMatrix, principalComponents } from "./embedding";
 
 export interface ClassImageStats {
   /** Per class: mean pixel value (0–255) at each position, row-major. */
@@ -69,35 +69,16 @@ export function closestPairs(distances: number[][], k: number): { a: number; b: 
   return pairs.sort((x, y) => x.distance - y.distance).slice(0, k);
 }
 
-/**
- * The first two principal components of the images (pixels/255) and each image's
- * coordinates on them, by power iteration with deflation on the covariance matrix.
- */
+/** The first two principal components of the images (pixels/255) and each image's coordinates on them. */
 export function pca2d(split: Split, iterations = 200): { points: [number, number][]; explainedVariance: [number, number] } {
   if (split.count < 3) throw new Error("pca2d: needs at least 3 images.");
-  return tf.tidy(() => {
-    const size = split.height * split.width;
-    const x = tf.tensor2d(split.images, [split.count, size], "int32").toFloat().div(255);
-    const centred = x.sub(x.mean(0));
-    const covariance = tf.matMul(centred, centred, true, false).div(split.count - 1) as tf.Tensor2D;
-    const components: tf.Tensor2D[] = [];
-    const variances: number[] = [];
-    let matrix = covariance;
-    for (let k = 0; k < 2; k++) {
-      let v = tf.ones([size, 1]).div(Math.sqrt(size)) as tf.Tensor2D;
-      for (let i = 0; i < iterations; i++) {
-        const next = tf.matMul(matrix, v);
-        v = next.div(tf.norm(next)) as tf.Tensor2D;
-      }
-      const eigenvalue = tf.matMul(tf.matMul(v, matrix, true, false), v).dataSync()[0];
-      components.push(v);
-      variances.push(eigenvalue);
-      matrix = matrix.sub(tf.matMul(v, v, false, true).mul(eigenvalue)) as tf.Tensor2D;
-    }
-    const projected = tf.matMul(centred, tf.concat(components, 1)).arraySync() as [number, number][];
-    const totalVariance = tf.sum(tf.mul(covariance, tf.eye(size))).dataSync()[0];
-    return { points: projected, explainedVariance: [variances[0] / totalVariance, variances[1] / totalVariance] };
-  });
+  const x = pixelMatrix(split);
+  try {
+    const { projected, explainedVariance } = principalComponents(x, 2, { iterations });
+    return { points: projected.map((p) => [p[0], p[1]]), explainedVariance: [explainedVariance[0], explainedVariance[1]] };
+  } finally {
+    x.dispose();
+  }
 }
 
 /**

@@ -130,18 +130,19 @@ export function imageHeatmapGrid(
   return { data, layout };
 }
 
-/** Points coloured by group (e.g. a 2-D embedding coloured by class). */
+/** Points coloured by group (e.g. a 2-D embedding coloured by class), with optional text labels placed on the plot (e.g. class names at their clusters). */
 export function scatterByGroup(
   points: { x: number; y: number; group: string }[],
-  titles: Titles & { groupOrder?: string[] } = {},
+  titles: Titles & { groupOrder?: string[]; labels?: { x: number; y: number; text: string }[] } = {},
 ): PlotlyFigure {
   const groups = titles.groupOrder ?? [...new Set(points.map((p) => p.group))];
+  const annotations = titles.labels?.map((l) => ({ x: l.x, y: l.y, text: l.text, showarrow: false, font: { size: 13 }, bgcolor: "rgba(255,255,255,0.7)" }));
   return {
     data: groups.map((group) => {
       const members = points.filter((p) => p.group === group);
       return { type: "scatter", mode: "markers", name: group, x: members.map((p) => p.x), y: members.map((p) => p.y), marker: { size: 4, opacity: 0.7 } };
     }),
-    layout: { ...baseLayout(titles), height: titles.height ?? 550 },
+    layout: { ...baseLayout(titles), height: titles.height ?? 550, ...(annotations ? { annotations } : {}) },
   };
 }
 

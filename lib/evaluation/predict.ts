@@ -36,3 +36,16 @@ export function predictWithTta(model: tf.LayersModel, x: tf.Tensor4D, batchSize 
     mean.dispose();
   }
 }
+
+/**
+ * What the model's output layer reads, for each image: the penultimate layer's activations as
+ * rows [N, features] (inference mode, in batches), e.g. for an embedding of learned features.
+ */
+export function penultimateFeatures(model: tf.LayersModel, x: tf.Tensor4D, batchSize = 256): tf.Tensor2D {
+  if (model.layers.length < 2) throw new Error(`penultimateFeatures: ${model.name} has no layer before its output.`);
+  const truncated = tf.model({ inputs: model.inputs, outputs: model.layers[model.layers.length - 2].output as tf.SymbolicTensor });
+  return tf.tidy(() => {
+    const features = truncated.predict(x, { batchSize }) as tf.Tensor;
+    return features.reshape([x.shape[0], -1]) as tf.Tensor2D;
+  });
+}

@@ -41,6 +41,9 @@ describe("figure specs", () => {
     const figure = scatterByGroup([{ x: 1, y: 2, group: "b" }, { x: 3, y: 4, group: "a" }], { groupOrder: ["a", "b"] });
     assert.deepEqual(figure.data.map((t) => t.name), ["a", "b"]);
     assert.deepEqual(figure.data[0].x, [3]);
+    assert.equal(figure.layout.annotations, undefined);
+    const labelled = scatterByGroup([{ x: 1, y: 2, group: "a" }], { labels: [{ x: 1, y: 2, text: "a" }] });
+    assert.deepEqual((labelled.layout.annotations as { x: number; y: number; text: string }[]).map((a) => [a.x, a.y, a.text]), [[1, 2, "a"]]);
   });
 
   it("binned histogram: x at bin centres", () => {

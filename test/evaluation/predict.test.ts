@@ -2,7 +2,7 @@ import { before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { initBackend, tf } from "../../lib/accelerator";
 import { viewBatch } from "../../lib/data/augment";
-import { predictWithTta } from "../../lib/evaluation/predict";
+import { penultimateFeatures, predictWithTta } from "../../lib/evaluation/predict";
 import { seededImages, valuesOf } from "../helpers/tensors";
 
 const SIZE = 28;
@@ -28,4 +28,22 @@ describe("prediction", () => {
     tf.dispose([images, plain, mirrored, shifted]);
     model.dispose();
   });
+
+  it("penultimate features are what the output layer reads: applying that layer to them gives the predictions", () => {
+    const model = tf.sequential({ layers: [
+      tf.layers.flatten({ inputShape: [SIZE, SIZE, 1] }),
+      tf.layers.dense({ units: 5, activation: "relu" }),
+      tf.layers.dense({ units: 3, activation: "softmax" }),
+    ] });
+    const images = seededImages(4);
+    const features = penultimateFeatures(model, images, 3);
+    assert.deepEqual(features.shape, [4, 5]);
+    const fromFeatures = model.layers[2].apply(features) as tf.Tensor;
+    const direct = model.predict(images) as tf.Tensor;
+    valuesOf(direct).forEach((v, i) => assert.ok(Math.abs(v - valuesOf(fromFeatures)[i]) < 1e-6));
+    tf.dispose([images, features, fromFeatures, direct]);
+    model.dispose();
+    assert.throws(() => penultimateFeatures(tf.sequential({ layers: [tf.layers.dense({ units: 2, inputShape: [3] })] }), tf.zeros([1, 1, 1, 3]) as tf.Tensor4D), /has no layer before its output/);
+  });
+
 });
