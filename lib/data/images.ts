@@ -1,24 +1,11 @@
 /**
- * Pictures from outside the dataset (a user's PNG or JPEG) turned into the 28×28 grey images the
- * models read: checked before decoding, grey, fitted keeping the aspect, inverted when light.
+ * Pictures from outside the dataset (a user's PNG or JPEG file) checked before decoding, decoded,
+ * and turned into the 28×28 grey images the models read (lib/data/picture.ts).
  */
 import { createCanvas, loadImage } from "@napi-rs/canvas";
+import { rgbaTo28x28, type ConvertedImage } from "./picture";
 
-/** How an input picture was turned into a 28×28 grey image (reported with each prediction). */
-export interface ConvertedImage {
-  /** Row-major grey pixels 0–255, 28 × 28, light object on a dark background. */
-  pixels: Uint8Array;
-  originalWidth: number;
-  originalHeight: number;
-  /** True when the picture had a light background and was inverted to match the dataset. */
-  inverted: boolean;
-}
-
-const grey = (r: number, g: number, b: number, a: number) => {
-  // ITU-R 601 luma, composited over white (transparent areas count as background).
-  const alpha = a / 255;
-  return (0.299 * r + 0.587 * g + 0.114 * b) * alpha + 255 * (1 - alpha);
-};
+export type { ConvertedImage };
 
 /** Pictures above this many pixels are refused before decoding (a small file can declare a huge image). */
 export const MAX_IMAGE_PIXELS = 40_000_000;
@@ -61,9 +48,8 @@ export function checkImageFile(contents: Uint8Array): void {
 }
 
 /**
- * Converts a PNG/JPEG (any size, colour or grey) to a Fashion-MNIST-like image: luma over
- * white, scaled to fit 28 × 28 keeping the aspect ratio and centred on the background colour,
- * inverted when the picture's border is light (the dataset has light garments on black).
+ * Converts a PNG/JPEG (any size, colour or grey) to a Fashion-MNIST-like image: decoded here,
+ * then converted by lib/data/picture.ts's rgbaTo28x28 (the browser demo runs the same code).
  */
 export async function imageFileTo28x28(contents: Uint8Array, size = 28): Promise<ConvertedImage> {
   checkImageFile(contents);
@@ -75,35 +61,7 @@ export async function imageFileTo28x28(contents: Uint8Array, size = 28): Promise
   }
   const { width, height } = image;
   if (!width || !height) throw new Error("the image has no pixels");
-  // The border's mean grey decides what counts as background.
-  const original = createCanvas(width, height).getContext("2d");
-  original.drawImage(image, 0, 0);
-  const rgba = original.getImageData(0, 0, width, height).data;
-  let borderSum = 0;
-  let borderCount = 0;
-  for (let y = 0; y < height; y++) {
-    for (let x = 0; x < width; x++) {
-      if (x !== 0 && y !== 0 && x !== width - 1 && y !== height - 1) continue;
-      const i = 4 * (y * width + x);
-      borderSum += grey(rgba[i], rgba[i + 1], rgba[i + 2], rgba[i + 3]);
-      borderCount++;
-    }
-  }
-  const inverted = borderSum / borderCount > 127;
-  const scale = Math.min(size / width, size / height);
-  const drawWidth = Math.max(1, Math.round(width * scale));
-  const drawHeight = Math.max(1, Math.round(height * scale));
-  const canvas = createCanvas(size, size);
-  const context = canvas.getContext("2d");
-  context.fillStyle = inverted ? "#ffffff" : "#000000";
-  context.fillRect(0, 0, size, size);
-  context.imageSmoothingQuality = "high";
-  context.drawImage(image, Math.floor((size - drawWidth) / 2), Math.floor((size - drawHeight) / 2), drawWidth, drawHeight);
-  const small = context.getImageData(0, 0, size, size).data;
-  const pixels = new Uint8Array(size * size);
-  for (let p = 0; p < size * size; p++) {
-    const value = Math.round(grey(small[4 * p], small[4 * p + 1], small[4 * p + 2], small[4 * p + 3]));
-    pixels[p] = inverted ? 255 - value : value;
-  }
-  return { pixels, originalWidth: width, originalHeight: height, inverted };
+  const context = createCanvas(width, height).getContext("2d");
+  context.drawImage(image, 0, 0);
+  return rgbaTo28x28(context.getImageData(0, 0, width, height).data, width, height, size);
 }
