@@ -3,13 +3,12 @@
  *
  * First makes the profile's plan (`npm run plan`: every declared run and study it lacks,
  * resumed where interrupted, nothing finished retrained), then executes every
- * notebooks/NN-name.ipynb in order (two at once after the plan), headless, into reports/: the executed
+ * notebooks/NN-name.ipynb in order, headless, into reports/: the executed
  * notebook (signed, opens trusted) and NN-name.html, with one shared copy of Plotly beside
  * them. On a failing cell it prints that cell and its error, keeps the partial report, and
  * exits non-zero.
  */
 import { execFile, spawn } from "node:child_process";
-import { availableParallelism } from "node:os";
 import { copyFileSync, existsSync, mkdirSync, readdirSync } from "node:fs";
 import path from "node:path";
 import { promisify } from "node:util";
@@ -19,7 +18,6 @@ import { PROJECT_ROOT } from "../lib/tooling/paths";
 import { PLOTLY_SRC_ENV } from "../lib/display/notebook";
 import { parseProfile, type Profile } from "../lib/training/declarations";
 import { formatDuration } from "../lib/training/plan";
-import { WASM_THREADS_ENV_VAR } from "../lib/accelerator";
 
 const USAGE = `Usage: npm start -- [--profile NAME] [--quick] [--only NAME] [--jobs N] [--no-plan] [--timeout SECONDS] [--json]
 
@@ -57,9 +55,9 @@ function notebooksIn(dir: string, only: string | undefined): string[] {
   return chosen.map((f) => path.join(dir, f));
 }
 
-async function runNotebook(python: string, notebook: string, outDir: string, timeout: number, mode: string, threads: number | undefined): Promise<NotebookResult> {
+async function runNotebook(python: string, notebook: string, outDir: string, timeout: number, mode: string): Promise<NotebookResult> {
   const script = path.join(PROJECT_ROOT, "scripts", "run_notebook.py");
-  const env = jupyterEnv({ NOTEBOOK_MODE: mode, [PLOTLY_SRC_ENV]: "plotly.min.js", ...(threads ? { [WASM_THREADS_ENV_VAR]: String(threads) } : {}) });
+  const env = jupyterEnv({ NOTEBOOK_MODE: mode, [PLOTLY_SRC_ENV]: "plotly.min.js" });
   try {
     const { stdout } = await promisify(execFile)(python, [script, notebook, outDir, "--timeout", String(timeout), "--kernel", KERNEL_NAME], {
       env,
@@ -123,27 +121,14 @@ runCommand(USAGE, async () => {
     await makePlan(mode, values.jobs);
     log(`plan: ready after ${formatDuration((Date.now() - started) / 1000)}`);
   }
-  // After the plan the notebooks only read records, so two kernels share the cores (the plan's
-  // standard run: 6.5 min of notebooks one after the other). Without the plan a notebook may
-  // train what it lacks, and two could then reach for the same run: one at a time.
-  const notebookJobs = values["no-plan"] ? 1 : Math.min(2, notebooks.length, availableParallelism());
-  const threads = notebookJobs > 1 ? Math.max(1, Math.floor(availableParallelism() / notebookJobs)) : undefined;
-  const slots: (NotebookResult | undefined)[] = new Array(notebooks.length);
-  let next = 0;
-  let stopped = false;
-  const worker = async () => {
-    while (next < notebooks.length && !stopped) {
-      const i = next++;
-      const name = path.basename(notebooks[i]);
-      log(`[${i + 1}/${notebooks.length}] ${name} (${mode} mode) ...`);
-      const result = await runNotebook(python, notebooks[i], outDir, timeout, mode, threads);
-      slots[i] = result;
-      log(`    ${name}: ${result.status} in ${result.seconds.toFixed(1)} s${result.html ? ` → ${path.relative(process.cwd(), result.html)}` : ""}`);
-      if (result.status === "failed") stopped = true; // no new notebook starts; one already running finishes
-    }
-  };
-  await Promise.all(Array.from({ length: notebookJobs }, worker));
-  const results = slots.filter((r): r is NotebookResult => r !== undefined);
+  const results: NotebookResult[] = [];
+  for (const [i, notebook] of notebooks.entries()) {
+    log(`[${i + 1}/${notebooks.length}] ${path.basename(notebook)} (${mode} mode) ...`);
+    const result = await runNotebook(python, notebook, outDir, timeout, mode);
+    results.push(result);
+    log(`    ${result.status} in ${result.seconds.toFixed(1)} s${result.html ? ` → ${path.relative(process.cwd(), result.html)}` : ""}`);
+    if (result.status === "failed") break; // later stages build on earlier ones
+  }
 
   log(`npm start (${mode}): ${formatDuration((Date.now() - started) / 1000)} in all`);
   const failed = results.find((r) => r.status === "failed");
