@@ -75,7 +75,11 @@ function testImages(data: Dataset, query: URLSearchParams): unknown {
 
 runCommand(USAGE, async () => {
   const { values } = parseCommandLine({ model: { type: "string" }, port: { type: "string" }, profile: { type: "string" } }, process.argv.slice(2));
-  const port = values.port === "0" ? 0 : values.port === undefined ? 8421 : usageCheck(() => positiveInt(values.port!, "--port"));
+  const port = values.port === "0" ? 0 : values.port === undefined ? 8421 : usageCheck(() => {
+    const n = positiveInt(values.port!, "--port");
+    if (n > 65535) throw new Error(`--port must be at most 65535, got ${n}.`);
+    return n;
+  });
   const profile = usageCheck(() => parseProfile(values.profile ?? "standard"));
   const chosen = values.model ?? (await defaultModel(profile));
   const { modelDir, record } = await resolveModelDir(chosen).catch((error: Error) => {

@@ -23,7 +23,7 @@ export function grey(r: number, g: number, b: number, a: number): number {
 }
 
 /** Averages `source` ([rows][length], row-major) along each row into `target` columns, weighting by overlap. */
-function resampleRows(source: Float64Array, rows: number, length: number, target: number): Float64Array {
+function resampleRows(source: Float32Array | Float64Array, rows: number, length: number, target: number): Float64Array {
   const out = new Float64Array(rows * target);
   const step = length / target;
   for (let t = 0; t < target; t++) {
@@ -48,7 +48,8 @@ function transpose(values: Float64Array, rows: number, cols: number): Float64Arr
 export function rgbaTo28x28(rgba: ArrayLike<number>, width: number, height: number, size = 28): ConvertedImage {
   if (!(width > 0 && height > 0) || !Number.isInteger(width) || !Number.isInteger(height)) throw new Error("the image has no pixels");
   if (rgba.length !== width * height * 4) throw new Error(`expected ${width * height * 4} RGBA values for ${width}×${height}, got ${rgba.length}`);
-  const greys = new Float64Array(width * height);
+  // Float32: a picture may have 40 million pixels (lib/data/images.ts's limit).
+  const greys = new Float32Array(width * height);
   for (let p = 0; p < greys.length; p++) greys[p] = grey(rgba[4 * p], rgba[4 * p + 1], rgba[4 * p + 2], rgba[4 * p + 3]);
   // The border's mean grey decides what counts as background.
   let borderSum = 0;
