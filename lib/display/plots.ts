@@ -53,6 +53,46 @@ export function lineChart(series: { name: string; x: number[]; y: number[] }[], 
   };
 }
 
+/**
+ * Accuracy against training minutes: each run's validation accuracy after each epoch (a line
+ * over its cumulative training time) and its test accuracy at the end (a diamond); outside
+ * points (anchors) as crosses; published accuracies without a time as dashed levels.
+ */
+export function timeToAccuracy(
+  runs: { name: string; epochSeconds: number[]; valAccuracy: number[]; testAccuracy: number | null }[],
+  anchors: readonly { label: string; minutes: number; testAccuracy: number }[],
+  levels: { label: string; accuracy: number }[],
+  titles: Titles = {},
+): PlotlyFigure {
+  const data: Record<string, unknown>[] = [];
+  let longest = Math.max(1, ...anchors.map((a) => a.minutes));
+  const shown: number[] = [...anchors.map((a) => a.testAccuracy), ...levels.map((l) => l.accuracy)];
+  runs.forEach((run, i) => {
+    assertSameLength(`timeToAccuracy "${run.name}"`, run.epochSeconds, run.valAccuracy);
+    let total = 0;
+    const minutes = run.epochSeconds.map((s) => (total += s) / 60);
+    longest = Math.max(longest, total / 60);
+    shown.push(...run.valAccuracy, ...(run.testAccuracy === null ? [] : [run.testAccuracy]));
+    // A run's line and its test diamond share a colour.
+    const color = COLORWAY[i % COLORWAY.length];
+    data.push({ type: "scatter", mode: "lines", name: `${run.name} (validation)`, legendgroup: run.name, x: minutes, y: run.valAccuracy, line: { color } });
+    if (run.testAccuracy !== null) {
+      data.push({ type: "scatter", mode: "markers", name: `${run.name} (test)`, legendgroup: run.name, showlegend: false, x: [total / 60], y: [run.testAccuracy], marker: { symbol: "diamond", size: 10, color } });
+    }
+  });
+  for (const anchor of anchors) data.push({ type: "scatter", mode: "markers", name: anchor.label, x: [anchor.minutes], y: [anchor.testAccuracy], marker: { symbol: "x", size: 11, color: "#333" } });
+  for (const level of levels) {
+    data.push({ type: "scatter", mode: "lines", name: level.label, x: [0, longest], y: [level.accuracy, level.accuracy], line: { dash: "dot", width: 1, color: "#888" } });
+  }
+  // The first epochs of slow starters would stretch the axis far below where runs compete.
+  const low = Math.max(0.8, Math.min(...shown) - 0.005);
+  const layout = baseLayout(titles);
+  return { data, layout: { ...layout, yaxis: { ...(layout.yaxis as object), range: [low, Math.max(...shown) + 0.005] }, height: titles.height ?? 550 } };
+}
+
+/** Plotly's default colours, named so that two traces can share one. */
+const COLORWAY = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
+
 /** A matrix as colours, rows top to bottom (like an image or a confusion matrix). */
 export function heatmap(
   z: number[][],

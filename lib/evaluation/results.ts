@@ -13,6 +13,19 @@ import { readRecord, type RunRecord } from "../training/records";
 /** Test accuracies the reference studies publish for the presets they share with this project. */
 export const REFERENCE_TEST_ACCURACY: Readonly<Record<string, number>> = { ann: 0.899, cnn1: 0.918, cnn2: 0.923, cnn3: 0.929 };
 
+/**
+ * Time-to-accuracy anchors measured outside this project, shown beside its runs: PyTorch 1.13
+ * (Debian) training a VGG-style BN net like vgg-bn in bf16 on 2 threads of the project's Xeon
+ * with AMX (SGD-Nesterov, label smoothing 0.1, flip + crop, warm-up then linear decay; random
+ * erasing from 32 epochs), test accuracy with flip TTA, as measured for the time-to-accuracy
+ * issue in November 2026. Their machine ran up to 2.5× faster or slower within the hour.
+ */
+export const PYTORCH_ANCHORS: readonly { label: string; minutes: number; testAccuracy: number }[] = [
+  { label: "PyTorch bf16, 7 epochs", minutes: 3.6, testAccuracy: 0.9358 },
+  { label: "PyTorch bf16, 32 epochs", minutes: 16.6, testAccuracy: 0.9464 },
+  { label: "PyTorch bf16, 58 epochs", minutes: 41.3, testAccuracy: 0.9491 },
+];
+
 export interface ResultRow {
   run: string;
   title: string;

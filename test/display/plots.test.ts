@@ -1,6 +1,6 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { barChart, binnedHistogram, heatmap, imageHeatmapGrid, lineChart, parallelCoordinates, reliabilityDiagram, scatterByGroup } from "../../lib/display/plots";
+import { barChart, binnedHistogram, heatmap, imageHeatmapGrid, lineChart, parallelCoordinates, reliabilityDiagram, scatterByGroup, timeToAccuracy } from "../../lib/display/plots";
 import { figureHtml, frameHtml, plotlyLoaderHtml, tableHtml } from "../../lib/display/notebook";
 
 describe("figure specs", () => {
@@ -44,6 +44,19 @@ describe("figure specs", () => {
     assert.equal(figure.layout.annotations, undefined);
     const labelled = scatterByGroup([{ x: 1, y: 2, group: "a" }], { labels: [{ x: 1, y: 2, text: "a" }] });
     assert.deepEqual((labelled.layout.annotations as { x: number; y: number; text: string }[]).map((a) => [a.x, a.y, a.text]), [[1, 2, "a"]]);
+  });
+
+  it("time to accuracy: validation over cumulative minutes, the test accuracy at the end, anchors, levels across", () => {
+    const figure = timeToAccuracy(
+      [{ name: "r", epochSeconds: [60, 120], valAccuracy: [0.8, 0.9], testAccuracy: 0.88 }, { name: "s", epochSeconds: [30], valAccuracy: [0.7], testAccuracy: null }],
+      [{ label: "anchor", minutes: 5, testAccuracy: 0.93 }],
+      [{ label: "study", accuracy: 0.92 }],
+    );
+    assert.deepEqual(figure.data.map((t) => t.name), ["r (validation)", "r (test)", "s (validation)", "anchor", "study"]);
+    assert.deepEqual([figure.data[0].x, figure.data[0].y], [[1, 3], [0.8, 0.9]]);
+    assert.deepEqual([figure.data[1].x, figure.data[1].y], [[3], [0.88]]);
+    assert.deepEqual(figure.data[4].x, [0, 5], "a level spans to the longest time shown");
+    assert.throws(() => timeToAccuracy([{ name: "bad", epochSeconds: [1], valAccuracy: [], testAccuracy: null }], [], []), /timeToAccuracy "bad": 1 labels but 0 values/);
   });
 
   it("binned histogram: x at bin centres", () => {
