@@ -102,8 +102,8 @@ runCommand(USAGE, async () => {
   const server = createServer((request: IncomingMessage, response: ServerResponse) => {
     const url = new URL(request.url ?? "/", "http://localhost");
     const serveFile = async (dir: string, name: string, type: string) => {
-      // Only plain names inside the folder: no path from the request reaches the file system.
-      if (!/^[\w.-]+$/.test(name) || !existsSync(path.join(dir, name))) return send(response, 404, "text/plain", `${name} not found`);
+      // Only plain file names inside the folder (no "..", no slashes): no other path is reachable.
+      if (!/^[\w-][\w.-]*$/.test(name) || !existsSync(path.join(dir, name))) return send(response, 404, "text/plain", `${name} not found`);
       send(response, 200, type, await readFile(path.join(dir, name)));
     };
     const route = async () => {
