@@ -1,7 +1,7 @@
 /**
  * npm run train -- --experiment NAME [--profile quick|standard|extended] [--json]
  * npm run train -- --model NAME|config.json [--epochs N] [--batch-size N] [--seed N]
- *   [--lr RATE] [--schedule constant|step|one-cycle|warmup-linear] [--optimizer adam|sgd-nesterov]
+ *   [--lr RATE] [--schedule constant|step|one-cycle|warmup-linear|warmup-cosine] [--optimizer adam|sgd-nesterov]
  *   [--label-smoothing E] [--patience N] [--validation FRACTION]
  *   [--augment standard|FILE.json] [--tta] [--dataset fashion|mnist] [--out DIR] [--quick] [--resume] [--json]
  *
@@ -40,7 +40,8 @@ const USAGE = `Usage: npm run train -- --experiment NAME [--profile quick|standa
   --seed N            default 42 (split, shuffling)
   --lr RATE           peak learning rate, default 0.001
   --schedule KIND     constant (default), step (×0.5 every quarter of the epochs), one-cycle,
-                      warmup-linear (set every step: up from 0 over 15% of the steps, then down to 0)
+                      warmup-linear (set every step: up from 0 over 15% of the steps, then down to 0),
+                      warmup-cosine (the same warm-up, then down to 0 along half a cosine)
   --optimizer NAME    adam (default) or sgd-nesterov (momentum 0.9)
   --label-smoothing E train on targets smoothed by E in [0, ${MAX_LABEL_SMOOTHING}] (default 0)
   --augment WHAT      augment training batches on the fly: "standard" (flip, shift ≤ 2 px,

@@ -37,8 +37,8 @@ export const PROFILES = ["quick", "standard", "extended"] as const;
 export type Profile = (typeof PROFILES)[number];
 /** The declarations (EXPERIMENTS_DIR overrides, for tests). */
 export const EXPERIMENTS_DIR = path.resolve(process.env.EXPERIMENTS_DIR ?? path.join(PROJECT_ROOT, "experiments"));
-export const SCHEDULES = ["constant", "step", "one-cycle", "warmup-linear"] as const;
-/** warmup-linear: the fraction of the steps that warm up (issue 19's PyTorch recipe). */
+export const SCHEDULES = ["constant", "step", "one-cycle", "warmup-linear", "warmup-cosine"] as const;
+/** warmup-linear and warmup-cosine: the fraction of the steps that warm up (issue 19's PyTorch recipe). */
 export const WARMUP_FRACTION = 0.15;
 export type ScheduleName = (typeof SCHEDULES)[number];
 
@@ -351,6 +351,8 @@ export function scheduleFor(kind: ScheduleName, rate: number, epochs: number): L
       return { kind: "oneCycle", rate };
     case "warmup-linear":
       return { kind: "warmupLinear", rate, warmup: WARMUP_FRACTION };
+    case "warmup-cosine":
+      return { kind: "warmupCosine", rate, warmup: WARMUP_FRACTION };
   }
 }
 

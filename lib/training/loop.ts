@@ -21,10 +21,12 @@ export type LearningRateSchedule =
    * Set every step, not every epoch: linear from 0 to rate over the first `warmup` fraction of
    * the steps, then linear down to 0 at the last (the short recipe issue 19 measured in PyTorch).
    */
-  | { kind: "warmupLinear"; rate: number; warmup: number };
+  | { kind: "warmupLinear"; rate: number; warmup: number }
+  /** Set every step too: the same warm-up, then down to 0 along half a cosine. */
+  | { kind: "warmupCosine"; rate: number; warmup: number };
 
 /** Schedules whose rate changes within an epoch (train sets them before every step). */
-export const perStep = (schedule: LearningRateSchedule) => schedule.kind === "warmupLinear";
+export const perStep = (schedule: LearningRateSchedule) => schedule.kind === "warmupLinear" || schedule.kind === "warmupCosine";
 
 /**
  * The rate at `epoch` (0-based) of `totalEpochs`. Per-step schedules take a fractional epoch:
@@ -32,10 +34,13 @@ export const perStep = (schedule: LearningRateSchedule) => schedule.kind === "wa
  */
 export function learningRateAt(schedule: LearningRateSchedule, epoch: number, totalEpochs: number): number {
   switch (schedule.kind) {
-    case "warmupLinear": {
+    case "warmupLinear":
+    case "warmupCosine": {
       const progress = epoch / totalEpochs;
       if (progress < schedule.warmup) return (schedule.rate * progress) / schedule.warmup;
-      return (schedule.rate * Math.max(0, 1 - progress)) / (1 - schedule.warmup);
+      // The share of the decay left: linear, or half a cosine over the same steps.
+      const left = Math.max(0, 1 - progress) / (1 - schedule.warmup);
+      return schedule.kind === "warmupLinear" ? schedule.rate * left : (schedule.rate * (1 - Math.cos(Math.PI * left))) / 2;
     }
     case "constant":
       return schedule.rate;

@@ -267,7 +267,7 @@ export function validateSettings(settings: RunSettings): void {
   if (settings.optimizer !== undefined && !OPTIMIZERS.includes(settings.optimizer)) throw new Error(`optimizer must be ${OPTIMIZERS.join(" or ")}, got ${JSON.stringify(settings.optimizer)}.`);
   const smoothing = settings.labelSmoothing;
   if (smoothing !== undefined && !(smoothing >= 0 && smoothing <= MAX_LABEL_SMOOTHING)) throw new Error(`label smoothing must be in [0, ${MAX_LABEL_SMOOTHING}], got ${smoothing}.`);
-  if (settings.schedule.kind === "warmupLinear" && !(settings.schedule.warmup >= 0 && settings.schedule.warmup < 1)) {
+  if ((settings.schedule.kind === "warmupLinear" || settings.schedule.kind === "warmupCosine") && !(settings.schedule.warmup >= 0 && settings.schedule.warmup < 1)) {
     throw new Error(`the warm-up must be a fraction of the steps in [0, 1), got ${settings.schedule.warmup}.`);
   }
 }

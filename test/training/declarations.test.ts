@@ -73,7 +73,7 @@ describe("experiment declarations", () => {
       [runJson("a", { model: { architecture: "double", params: { filters9: 3 } } }), /a\.json: model\.params\.filters9: unknown parameter/],
       [runJson("a", { recipe: { ...runJson("a").recipe as object, optimizer: "rmsprop" } }), /a\.json: recipe\.optimizer: must be adam or sgd-nesterov, got "rmsprop"/],
       [runJson("a", { recipe: { ...runJson("a").recipe as object, labelSmoothing: 0.7 } }), /a\.json: recipe\.labelSmoothing: must be a number in \[0, 0\.5\], got 0\.7/],
-      [runJson("a", { recipe: { ...runJson("a").recipe as object, schedule: "cosine" } }), /a\.json: schedule: must be constant \| step \| one-cycle \| warmup-linear/],
+      [runJson("a", { recipe: { ...runJson("a").recipe as object, schedule: "cosine" } }), /a\.json: schedule: must be constant \| step \| one-cycle \| warmup-linear \| warmup-cosine/],
       [runJson("a", { recipe: { ...runJson("a").recipe as object, augment: { flip: { probability: 0.5 } } } }), /a\.json: recipe\.augment: Unknown transform "flip"/],
       [runJson("a", { recipe: { ...runJson("a").recipe as object, augment: "light" } }), /a\.json: recipe\.augment: must be "standard", a transform config/],
       [runJson("a", { recipe: { ...runJson("a").recipe as object, testTimeAugmentation: "yes" } }), /a\.json: recipe\.testTimeAugmentation: must be true or false, got "yes"/],

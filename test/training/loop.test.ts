@@ -2,7 +2,7 @@ import { before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { initBackend, tf } from "../../lib/accelerator";
 import { buildModel, type ModelConfig } from "../../lib/models/builder";
-import { evaluate, learningRateAt, NonFiniteLossError, train, type TrainingData } from "../../lib/training/loop";
+import { evaluate, learningRateAt, NonFiniteLossError, perStep, train, type TrainingData } from "../../lib/training/loop";
 import { seededRandom } from "../../lib/tooling/random";
 
 const tinyDense: ModelConfig = {
@@ -35,6 +35,20 @@ describe("learning-rate schedules", () => {
     assert.ok(Math.abs(at(1) - 0.2) < 1e-12, "the peak at the end of the warm-up");
     assert.ok(Math.abs(at(2.5) - 0.1) < 1e-12, "halfway down");
     assert.equal(at(4), 0);
+  });
+
+  it("warmup-cosine: the same warm-up, then down to 0 along half a cosine", () => {
+    const schedule = { kind: "warmupCosine" as const, rate: 0.2, warmup: 0.25 };
+    const at = (epoch: number) => learningRateAt(schedule, epoch, 4);
+    assert.equal(at(0), 0);
+    assert.ok(Math.abs(at(0.5) - 0.1) < 1e-12, "warm-up as warmup-linear's");
+    assert.ok(Math.abs(at(1) - 0.2) < 1e-12, "the peak at the end of the warm-up");
+    assert.ok(Math.abs(at(2.5) - 0.1) < 1e-12, "half the peak halfway down");
+    // A quarter of the decay done: the cosine is still at (1 + cos(π/4))/2 of the peak, above the line's 3/4.
+    assert.ok(Math.abs(at(1.75) - 0.2 * (1 + Math.cos(Math.PI / 4)) / 2) < 1e-12);
+    assert.ok(at(1.75) > 0.2 * 0.75);
+    assert.ok(Math.abs(at(4)) < 1e-12);
+    assert.ok(perStep(schedule));
   });
 
   it("one-cycle: warms up to the peak, then anneals to rate/1e4", () => {
