@@ -125,8 +125,6 @@ export interface EmbeddingOptions {
   neighbours?: number;
   minDistance?: number;
   seed?: number;
-  /** Called with each UMAP epoch (for progress on long embeddings). */
-  onEpoch?: (epoch: number, epochs: number) => void;
 }
 
 export interface Embedding {
@@ -146,12 +144,7 @@ export function umapEmbedding(x: tf.Tensor2D, options: EmbeddingOptions = {}): E
   const pca = principalComponents(x, Math.min(options.pcaComponents ?? 50, x.shape[1]), { seed });
   const pcaSeconds = (performance.now() - started) / 1000;
   const umap = new UMAP({ nComponents: 2, nNeighbors: options.neighbours ?? 15, minDist: options.minDistance ?? 0.1, random: seededRandom(seed) });
-  const epochs = umap.initializeFit(pca.projected);
-  for (let epoch = 0; epoch < epochs; epoch++) {
-    umap.step();
-    options.onEpoch?.(epoch + 1, epochs);
-  }
-  const points = umap.getEmbedding().map((p) => [p[0], p[1]] as [number, number]);
+  const points = umap.fit(pca.projected).map((p) => [p[0], p[1]] as [number, number]);
   return {
     points,
     pcaVarianceKept: pca.explainedVariance.reduce((sum, v) => sum + v, 0),
