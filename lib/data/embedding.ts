@@ -44,7 +44,8 @@ export function principalComponents(x: tf.Tensor2D, k: number, options: { iterat
     const order = values.map((_, i) => i).sort((a, b) => values[b] - values[a]).slice(0, k);
     const rotation = tf.tensor2d(order.map((i) => vectors.map((row) => row[i])), [k, size]);
     const components = tf.matMul(rotation, basis);
-    const total = tf.sum(tf.mul(covariance, tf.eye(d))).dataSync()[0];
+    // The total variance is the covariance's trace: the centred values' squares over n − 1.
+    const total = tf.sum(tf.square(centred)).dataSync()[0] / (n - 1);
     return {
       projected: tf.matMul(centred, components, false, true).arraySync() as number[][],
       explainedVariance: order.map((i) => (total > 0 ? values[i] / total : 0)),
