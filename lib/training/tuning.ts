@@ -408,30 +408,46 @@ export async function runStudy(
   const jobs = options.jobs ?? 1;
   requirePositiveInt(jobs, "jobs");
   // Everything the plan needs is computed (and checked) before the study folder is written.
-  const points =
-    spec.strategy === "grid" ? gridPoints(spec.space) : randomPoints(spec.space, spec.trials!, spec.seed);
-  const rungs = spec.strategy === "halving" ? halvingPlan(points.length, spec.minEpochs ?? 1, spec.epochs, spec.eta ?? 3) : [{ configs: points.length, epochs: spec.epochs }];
+  const { points, rungs } = studyPlan(spec);
   return withLock(studyDir, "study", async () => {
     await openStudyFolder(studyDir, spec);
     const runner = new StudyRunner(studyDir, spec, runTrial, jobs, new Map((await readTrials(studyDir)).map((t) => [t.key, t])), rungs, onProgress);
-    let candidates = points.map(withDefaults);
+    let candidates = points;
     let firstIndex = 0;
     for (const [rungIndex, rung] of rungs.entries()) {
       const configs = candidates.slice(0, rung.configs);
       const rungResults = await runner.runRung(rungIndex, rung, configs, firstIndex);
       firstIndex += configs.length;
       if (runner.stoppedBy) break;
-      // The best configurations of this rung go on (by the selection rule; ties keep the earlier one).
-      candidates = rankByValidation([...rungResults].sort((a, b) => a.index - b.index), (t) => t).map((t) => t.params);
+      candidates = promoted(rungResults);
     }
     // Trials in the strategy's order, whatever order parallel jobs finished them in.
     const results = [...runner.results].sort((a, b) => a.index - b.index);
     if (results.length === 0) throw new Error("The budget allowed no trial to run.");
-    // The best is judged at the longest training any configuration reached.
-    const longest = Math.max(...results.map((t) => t.epochs));
-    const best = bestByValidation(results.filter((t) => t.epochs === longest), (t) => t)!;
-    return { trials: results, best, stoppedBy: runner.stoppedBy };
+    return { trials: results, best: studyBest(results), stoppedBy: runner.stoppedBy };
   });
+}
+
+/** A study's configurations in the strategy's order and its rungs (one rung for grid and random). */
+export function studyPlan(spec: StudySpec): { points: TrialParams[]; rungs: Rung[] } {
+  const points = spec.strategy === "grid" ? gridPoints(spec.space) : randomPoints(spec.space, spec.trials!, spec.seed);
+  const rungs = spec.strategy === "halving" ? halvingPlan(points.length, spec.minEpochs ?? 1, spec.epochs, spec.eta ?? 3) : [{ configs: points.length, epochs: spec.epochs }];
+  return { points: points.map(withDefaults), rungs };
+}
+
+/**
+ * The configurations a finished rung sends on, best first by the selection rule (ties keep the
+ * earlier trial); the next rung takes as many from the front as it trains.
+ */
+export function promoted(rungResults: TrialResult[]): TrialParams[] {
+  return rankByValidation([...rungResults].sort((a, b) => a.index - b.index), (t) => t).map((t) => t.params);
+}
+
+/** A study's choice: the best trial by the selection rule among those trained longest. */
+export function studyBest(results: TrialResult[]): TrialResult {
+  const ordered = [...results].sort((a, b) => a.index - b.index);
+  const longest = Math.max(...ordered.map((t) => t.epochs));
+  return bestByValidation(ordered.filter((t) => t.epochs === longest), (t) => t)!;
 }
 
 /** Writes the study file of a new study, or checks that the folder holds this same study. */
