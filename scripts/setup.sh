@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 
 # Data, Jupyter for the notebooks and reports, Chromium to check that reports render, a font for image captions,
 # clang and lld to build the project's wasm SIMD kernels, g++ and oneDNN for its native convolutions.
-packages=(dataset-fashion-mnist jupyter-nbconvert python3-notebook jupyter-client chromium fonts-dejavu-core clang lld g++ libdnnl-dev)
+# PostgreSQL for the tests of the study store that workers on many machines share (each test starts its own server).
+packages=(dataset-fashion-mnist jupyter-nbconvert python3-notebook jupyter-client chromium fonts-dejavu-core clang lld g++ libdnnl-dev postgresql)
 missing=()
 for package in "${packages[@]}"; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")

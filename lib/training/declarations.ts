@@ -14,6 +14,7 @@ import { ensureRun, MAX_LABEL_SMOOTHING, type RunHooks } from "./run";
 import { OPTIMIZERS, presetModel, PRESET_MODELS, type ModelConfig, type OptimizerName } from "../models/builder";
 import { PROJECT_ROOT } from "../tooling/paths";
 import { readRecord, type RunRecord, type RunSettings } from "./records";
+import { PostgresStudyStore } from "./postgres-store";
 import type { LearningRateSchedule } from "./loop";
 import {
   ARCHITECTURES,
@@ -376,6 +377,11 @@ export interface ExperimentContext {
   onStudyProgress?: (progress: StudyProgress) => void;
   /** Where runs/ and studies/ live (tests); default the project. */
   root?: string;
+  /**
+   * A PostgreSQL URL: studies are read from that database (made there by
+   * `npm run tune -- --storage URL --experiment NAME --worker`), not from studies/.
+   */
+  storage?: string;
 }
 
 const notMade = (what: string, name: string, profile: Profile) =>
@@ -389,6 +395,7 @@ export async function ensureStudy(name: string, context: ExperimentContext): Pro
   const spec = studySpecOf(d, context.profile, await readSpace(path.resolve(PROJECT_ROOT, d.space)));
   validateStudy(spec);
   const dir = studyDir(name, context.profile, context.root);
+  if (context.storage) return { ...(await readStoredStudy(name, spec, context)), spec, dir };
   // Only reading: a study that never ran is not created by looking for it.
   if (context.train === false && !existsSync(path.join(dir, STUDY_FILE))) throw notMade("Study", name, context.profile);
   const data = await datasetFor("fashion", context);
@@ -397,6 +404,22 @@ export async function ensureStudy(name: string, context: ExperimentContext): Pro
     : trainingTrialRunner(spec, data, context.hooks);
   const outcome = await runStudy(dir, spec, runner, context.onStudyProgress);
   return { ...outcome, spec, dir };
+}
+
+/** A declared study's outcome from a database; an error when it is not there, not finished, or another study. */
+async function readStoredStudy(name: string, spec: StudySpec, context: ExperimentContext): Promise<StudyOutcome> {
+  const stored = storedStudyName(name, context.profile);
+  const store = await PostgresStudyStore.open(context.storage!);
+  try {
+    // Opening with the declaration's spec checks that the database holds this same study.
+    const found = (await store.studyNames()).includes(stored) ? await store.openStudy(stored, spec).then(() => store.readStudy(stored)) : undefined;
+    const start = `npm run tune -- --storage URL --experiment ${name}${context.profile === "standard" ? "" : ` --profile ${context.profile}`} --worker`;
+    if (!found) throw new Error(`Study "${stored}" is not in ${store.location}: start its workers with \`${start}\`.`);
+    if (!found.finished) throw new Error(`Study "${stored}" in ${store.location} is not finished (${found.trials.length} of ${found.planned} trials): let its workers finish (\`${start}\`).`);
+    return { trials: found.trials, best: found.best! };
+  } finally {
+    await store.close();
+  }
 }
 
 export async function datasetFor(name: DatasetName, context: ExperimentContext): Promise<Dataset> {
@@ -469,3 +492,6 @@ export async function ensureExperiment(name: string, context: ExperimentContext)
   });
   return { ...record, dir, experiment: name };
 }
+
+/** A declared study's name in a database (`npm run tune -- --storage URL --experiment NAME`): the profile's folder as a prefix, as under studies/. */
+export const storedStudyName = (name: string, profile: Profile) => [...profileFolder(profile), name].join("/");

@@ -199,8 +199,9 @@ export class PostgresStudyStore {
       const found = await client.query("SELECT id, spec FROM studies WHERE name = $1", [name]);
       if (found.rowCount !== 0) {
         const stored = found.rows[0].spec as StudySpec;
-        if (spec && canonicalJson(stored) !== canonicalJson(spec)) {
-          const differ = Object.keys({ ...stored, ...spec }).filter((k) => canonicalJson((stored as unknown as Row)[k] ?? null) !== canonicalJson((spec as unknown as Row)[k] ?? null));
+        // As for a study folder, the content decides, not the spec's own name.
+        if (spec && canonicalJson({ ...stored, name: "" }) !== canonicalJson({ ...spec, name: "" })) {
+          const differ = Object.keys({ ...stored, ...spec }).filter((k) => k !== "name" && canonicalJson((stored as unknown as Row)[k] ?? null) !== canonicalJson((spec as unknown as Row)[k] ?? null));
           throw new Error(`The study "${name}" in ${this.location} was created with other options (${differ.join(", ")} differ): give the same options, none (to join it), or another --study name.`);
         }
         return { id: found.rows[0].id as number, spec: stored, created: false };
