@@ -22,7 +22,7 @@ import { progressText } from "../lib/display/study-report";
 import { describeExit, runWorker } from "../lib/tooling/workers";
 import { PostgresStudyStore, workerName, type StoredStudy } from "../lib/training/postgres-store";
 import { runStudyWorker } from "../lib/training/study-worker";
-import { loadDeclarations, declaration, PROFILES, storedStudyName, studyDir as declaredStudyDir, studySpecOf, type Profile } from "../lib/training/declarations";
+import { loadDeclarations, declaration, parseProfile, storedStudyName, studyDir as declaredStudyDir, studySpecOf } from "../lib/training/declarations";
 import { bestByValidation } from "../lib/evaluation/selection";
 import {
   ARCHITECTURES,
@@ -148,11 +148,7 @@ async function specFromOptions(values: Values, studyName: string | undefined): P
 
 /** A declared study's spec and its names: the folder for files, the study name in a database. */
 async function declaredStudy(name: string, profileValue: string | undefined) {
-  const profile = usageCheck(() => {
-    const p = (profileValue ?? "standard") as Profile;
-    if (!PROFILES.includes(p)) throw new Error(`--profile must be one of ${PROFILES.join(", ")}, got "${profileValue}".`);
-    return p;
-  });
+  const profile = usageCheck(() => parseProfile(profileValue ?? "standard"));
   const d = usageCheck(() => declaration(name, loadDeclarations()));
   if (d.kind !== "study") throw new UsageError(`--experiment ${name} is ${d.kind === "run" ? "a run" : "an ensemble"}, not a study; train it with npm run train -- --experiment ${name}.`);
   const spec = studySpecOf(d, profile, await readSpace(path.resolve(d.space)));

@@ -14,7 +14,7 @@ import { ensureRun, MAX_LABEL_SMOOTHING, type RunHooks } from "./run";
 import { OPTIMIZERS, presetModel, PRESET_MODELS, type ModelConfig, type OptimizerName } from "../models/builder";
 import { PROJECT_ROOT } from "../tooling/paths";
 import { readRecord, type RunRecord, type RunSettings } from "./records";
-import { PostgresStudyStore } from "./postgres-store";
+import { checkStorageUrl, PostgresStudyStore } from "./postgres-store";
 import type { LearningRateSchedule } from "./loop";
 import {
   ARCHITECTURES,
@@ -325,6 +325,20 @@ export function notebookProfile(mode: string | undefined = process.env.NOTEBOOK_
   if (mode === undefined || mode === "full") return "standard";
   if (!(PROFILES as readonly string[]).includes(mode)) throw new Error(`NOTEBOOK_MODE must be one of ${PROFILES.join(", ")}, got "${mode}".`);
   return mode as Profile;
+}
+
+/**
+ * Where notebooks read studies from: STUDY_STORAGE, a PostgreSQL URL whose studies workers made
+ * (`npm run tune -- --storage URL --experiment NAME --worker`); undefined: the files under studies/.
+ */
+export function notebookStudyStorage(url: string | undefined = process.env.STUDY_STORAGE): string | undefined {
+  if (url === undefined || url === "") return undefined;
+  try {
+    checkStorageUrl(url);
+  } catch (error) {
+    throw new Error(`STUDY_STORAGE: ${(error as Error).message.replace(/^--storage /, "")}`);
+  }
+  return url;
 }
 
 export function parseProfile(value: string): Profile {

@@ -12,6 +12,10 @@ import { checkStorageUrl, PostgresStudyStore, redactUrl, SCHEMA_VERSION } from "
 import { runStudyWorker, type WorkerOptions } from "../../lib/training/study-worker";
 import { runStudy, type SearchSpace, type StudySpec, type TrialRunner } from "../../lib/training/tuning";
 import { tempDir } from "../helpers/idx";
+import path from "node:path";
+import { ensureStudy, loadDeclarations, storedStudyName, studySpecOf, type StudyDeclaration } from "../../lib/training/declarations";
+import { readSpace } from "../../lib/training/tuning";
+import { PROJECT_ROOT } from "../../lib/tooling/paths";
 
 const space: SearchSpace = {
   filters1: { kind: "choice", values: [16, 32] },
@@ -140,6 +144,30 @@ describe("PostgreSQL study store", () => {
       await runStudyWorker(store, { ...study, name: "outage" }, runner, workerOptions("survivor", { log: (line) => log.push(line) }));
       assert.equal((await store.readStudy("outage"))!.trials.length, 2);
       assert.ok(log.some((line) => /the database is unreachable .* retrying to write trial/.test(line)), log.join("\n"));
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("reads a declared study from the database as notebook 05 does, and says when it is missing, unfinished or another", async () => {
+    const declarations = loadDeclarations();
+    const context = { profile: "quick" as const, storage: server.url, declarations, root: tempDir() };
+    await assert.rejects(ensureStudy("tune-same", context), /Study "quick\/tune-same" is not in .*: start its workers with `npm run tune -- --storage URL --experiment tune-same --profile quick --worker`/);
+    const d = declarations.get("tune-same")! as StudyDeclaration;
+    const spec = studySpecOf(d, "quick", await readSpace(path.join(PROJECT_ROOT, d.space)));
+    const store = await PostgresStudyStore.open(server.url);
+    try {
+      const study = await store.openStudy(storedStudyName("tune-same", "quick"), spec);
+      await store.claim(study.id, "slow", 60);
+      await assert.rejects(ensureStudy("tune-same", context), /"quick\/tune-same" .* is not finished \(0 of \d+ trials\)/);
+      await runStudyWorker(store, { ...study, name: "quick/tune-same" }, objective(new Map()), workerOptions("w", { staleSeconds: 0.1 }));
+      const inFiles = await runStudy(tempDir(), spec, objective(new Map()));
+      const read = await ensureStudy("tune-same", context);
+      assert.deepEqual(read.trials.map((t) => [t.key, t.valAccuracy]), inFiles.trials.map((t) => [t.key, t.valAccuracy]));
+      assert.equal(read.best.key, inFiles.best.key);
+      await assert.rejects(ensureStudy("tune-same", { ...context, profile: "standard" }), /Study "tune-same" is not in/);
+      await store.openStudy("tune-same", { ...spec, seed: 1 });
+      await assert.rejects(ensureStudy("tune-same", { ...context, profile: "standard" }), /"tune-same" .* was created with other options/);
     } finally {
       await store.close();
     }
