@@ -63,12 +63,16 @@ async function simulate(url: string, workers: number, trials: number) {
 
 /** Runs `count` worker processes of `npm run tune --storage` on one study; returns its wall seconds. */
 async function realStudy(url: string, name: string, count: number, log: (line: string) => void): Promise<number> {
-  const study = ["--storage", url, "--study", name, "--strategy", "random", "--trials", "6", "--epochs", "1", "--seed", "3", "--worker"];
+  // The password goes by PGPASSWORD, not on the command line where `ps` would show it.
+  const parsed = new URL(url);
+  const password = decodeURIComponent(parsed.password);
+  parsed.password = "";
+  const study = ["--storage", parsed.toString(), "--study", name, "--strategy", "random", "--trials", "6", "--epochs", "1", "--seed", "3", "--worker"];
   const workDir = mkdtempSync(path.join(os.tmpdir(), "bench-store-real-"));
   const started = performance.now();
   await Promise.all(Array.from({ length: count }, (_, i) => new Promise<void>((resolve, reject) => {
     const child = spawn(process.execPath, ["--import", "tsx", path.join("scripts", "tune.ts"), ...study, "--work-dir", path.join(workDir, String(i))], {
-      cwd: PROJECT_ROOT, env: { ...process.env, TFJS_WASM_THREADS: "1" }, stdio: ["ignore", "ignore", "pipe"],
+      cwd: PROJECT_ROOT, env: { ...process.env, TFJS_WASM_THREADS: "1", ...(password ? { PGPASSWORD: password } : {}) }, stdio: ["ignore", "ignore", "pipe"],
     });
     child.stderr.on("data", (chunk: Buffer) => {
       for (const line of chunk.toString().split("\n")) if (/trial \w+ done|this worker trained/.test(line)) log(`  [${name} worker ${i}] ${line.trim()}`);

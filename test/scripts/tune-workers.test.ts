@@ -28,8 +28,12 @@ const STUDY = ["--space", spaceFile, "--strategy", "halving", "--trials", "4", "
 // One wasm thread per worker: as `--jobs` does, and the same arithmetic in every process.
 const ENV = { ...process.env, TFJS_WASM_THREADS: "1" };
 
-function startWorker(url: string, study: string, extra: string[] = []): { child: ChildProcess; done: Promise<{ code: number | null; stdout: string; stderr: string }> } {
-  const child = spawn(process.execPath, ["--import", "tsx", path.join("scripts", "tune.ts"), "--storage", url, "--study", study, ...STUDY, "--worker", "--json", ...extra], { cwd: ROOT, env: ENV });
+/** A worker process; with passwordByEnvironment, the URL carries no password and PGPASSWORD does. */
+function startWorker(url: string, study: string, extra: string[] = [], passwordByEnvironment = false): { child: ChildProcess; done: Promise<{ code: number | null; stdout: string; stderr: string }> } {
+  const parsed = new URL(url);
+  const env = passwordByEnvironment ? { ...ENV, PGPASSWORD: decodeURIComponent(parsed.password) } : ENV;
+  if (passwordByEnvironment) parsed.password = "";
+  const child = spawn(process.execPath, ["--import", "tsx", path.join("scripts", "tune.ts"), "--storage", parsed.toString(), "--study", study, ...STUDY, "--worker", "--json", ...extra], { cwd: ROOT, env });
   let stdout = "";
   let stderr = "";
   child.stdout!.on("data", (chunk) => (stdout += chunk));
@@ -53,8 +57,8 @@ describe("npm run tune --storage: workers in PostgreSQL", () => {
     await server?.stop();
   });
 
-  it("three worker processes finish a study with every trial trained once, the same outcome as one process with files", async () => {
-    const workers = [0, 1, 2].map((i) => startWorker(server.url, "three", ["--work-dir", path.join(work, `three-${i}`)]));
+  it("three worker processes (one with its password in PGPASSWORD) finish a study with every trial trained once, the same outcome as one process with files", async () => {
+    const workers = [0, 1, 2].map((i) => startWorker(server.url, "three", ["--work-dir", path.join(work, `three-${i}`)], i === 2));
     const exits = await Promise.all(workers.map((w) => w.done));
     for (const exit of exits) assert.equal(exit.code, 0, exit.stderr);
     const trained = exits.map((exit) => Number(/this worker trained (\d+) trial/.exec(exit.stderr)?.[1]));
