@@ -34,6 +34,14 @@ describe("npm run tune", async () => {
     assert.equal(again.code, 0, again.stderr);
     assert.equal((again.stderr.match(/\(read back\)/g) ?? []).length, 2);
     assert.doesNotMatch(again.stderr, /epoch 1\/1/, "nothing was trained again");
+
+    // --report reads the study, training nothing: its trials in order with the best so far, and the choice.
+    const report = await runScript("tune.ts", ["--study", study, ...args.slice(0, 9), "--report"]);
+    assert.equal(report.code, 0, report.stderr);
+    assert.match(report.stdout, /2 trials finished/);
+    assert.match(report.stdout, /#\s+trial\s+rung\s+epochs\s+dense\s+dropout\s+val acc\s+best so far/);
+    assert.match(report.stdout, new RegExp(`best: ${outcome.best.key} .*\nretrain: npm run train -- --model `));
+    assert.doesNotMatch(report.stderr, /epoch 1\/1/);
   });
 
   it("--architecture same trains and exports the 'same'-padded network", { skip }, async () => {
