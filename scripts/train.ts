@@ -3,7 +3,7 @@
  * npm run train -- --model NAME|config.json [--epochs N] [--batch-size N] [--seed N]
  *   [--lr RATE] [--schedule constant|step|one-cycle|warmup-linear|warmup-cosine] [--optimizer adam|sgd-nesterov]
  *   [--label-smoothing E] [--patience N] [--validation FRACTION]
- *   [--augment standard|FILE.json] [--tta] [--dataset fashion|mnist] [--out DIR] [--quick] [--resume] [--json]
+ *   [--augment standard|FILE.json] [--tta] [--ema DECAY] [--dataset fashion|mnist] [--out DIR] [--quick] [--resume] [--json]
  *
  * Trains one model on Fashion-MNIST (or MNIST, --dataset) with a stratified validation split from the
  * training set; after every epoch writes a checkpoint and the run record (atomically), and
@@ -25,6 +25,7 @@ import { MAX_LABEL_SMOOTHING, trainRun, type RunHooks } from "../lib/training/ru
 import { declaration, ensureExperiment, parseProfile, scheduleFor, SCHEDULES, type ScheduleName } from "../lib/training/declarations";
 import { ENSEMBLE_FILE, ensureEnsemble } from "../lib/training/ensembles";
 import type { RunRecord } from "../lib/training/records";
+import { checkAverageDecay } from "../lib/training/weight-average";
 import { OPTIMIZERS, presetModel, PRESET_MODELS, validateModelConfig, type ModelConfig } from "../lib/models/builder";
 
 const USAGE = `Usage: npm run train -- --experiment NAME [--profile quick|standard|extended] [--json]
@@ -48,6 +49,8 @@ const USAGE = `Usage: npm run train -- --experiment NAME [--profile quick|standa
                       random erasing) or a JSON augmentation config (lib/data/augment.ts); default none
   --tta               test accuracy of predictions averaged over the image, its mirror and
                       1-pixel shifts (test-time augmentation; the epoch is still chosen on validation)
+  --ema DECAY         validate, keep and test an exponential moving average of the weights
+                      (decay in (0, 1), e.g. 0.999; updated every step); not with --patience
   --patience N        early stopping on validation loss, restoring the best weights
   --validation F      validation fraction of the training set, default 0.1
   --dataset NAME      ${DATASET_NAMES.join(" or ")} (default fashion)
@@ -129,6 +132,7 @@ runCommand(USAGE, async () => {
       patience: { type: "string" },
       augment: { type: "string" },
       tta: { type: "boolean", default: false },
+      ema: { type: "string" },
       dataset: { type: "string" },
       validation: { type: "string" },
       out: { type: "string" },
@@ -140,7 +144,7 @@ runCommand(USAGE, async () => {
   );
   const log = (line: string) => process.stderr.write(line + "\n");
   if (values.experiment !== undefined) {
-    const recipeFlags = ["model", "epochs", "batch-size", "seed", "lr", "schedule", "optimizer", "label-smoothing", "patience", "augment", "tta", "dataset", "validation", "out", "quick", "resume"] as const;
+    const recipeFlags = ["model", "epochs", "batch-size", "seed", "lr", "schedule", "optimizer", "label-smoothing", "patience", "augment", "tta", "ema", "dataset", "validation", "out", "quick", "resume"] as const;
     const given = recipeFlags.filter((flag) => values[flag] !== undefined && values[flag] !== false);
     if (given.length > 0) throw new UsageError(`--experiment takes its model and recipe from experiments/${values.experiment}.json; leave out ${given.map((f) => `--${f}`).join(", ")}.`);
     const profile = usageCheck(() => parseProfile(values.profile ?? "standard"));
@@ -180,6 +184,7 @@ runCommand(USAGE, async () => {
       ...(values.optimizer === undefined ? {} : { optimizer: oneOf(values.optimizer, OPTIMIZERS, "--optimizer") }),
       ...(values["label-smoothing"] === undefined ? {} : { labelSmoothing: fraction(values["label-smoothing"], "--label-smoothing", MAX_LABEL_SMOOTHING) }),
       ...(values.tta ? { testTimeAugmentation: true } : {}),
+      ...(values.ema === undefined ? {} : { ema: { decay: checkAverageDecay(Number(values.ema), "--ema") } }),
     };
   });
   const outDir = path.resolve(values.out ?? path.join("runs", `${config.name}-seed${options.seed}`));

@@ -39,7 +39,7 @@ export async function writeJsonAtomic(file: string, value: unknown): Promise<voi
  * Writes a model (and its optimizer state) as a layers-format folder `dir` (replaced if it
  * exists, not atomically), with `extra` files beside model.json.
  */
-export async function writeModelFolder(model: tf.LayersModel, dir: string, extra: Record<string, string> = {}): Promise<void> {
+export async function writeModelFolder(model: tf.LayersModel, dir: string, extra: Record<string, string | Uint8Array> = {}): Promise<void> {
   let artifacts: tf.io.ModelArtifacts | undefined;
   await model.save(
     tf.io.withSaveHandler(async (saved) => {

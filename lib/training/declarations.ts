@@ -15,6 +15,7 @@ import { OPTIMIZERS, presetModel, PRESET_MODELS, type ModelConfig, type Optimize
 import { PROJECT_ROOT } from "../tooling/paths";
 import { readRecord, type RunRecord, type RunSettings } from "./records";
 import { checkStorageUrl, PostgresStudyStore } from "./postgres-store";
+import { checkAverageDecay } from "./weight-average";
 import type { LearningRateSchedule } from "./loop";
 import {
   ARCHITECTURES,
@@ -64,6 +65,8 @@ export interface Recipe {
   augment: "standard" | AugmentConfig | null;
   /** Test predictions averaged over TTA views (lib/augment); absent: the image alone. */
   testTimeAugmentation?: boolean;
+  /** Validate, keep and test an exponential moving average of the weights (lib/training/weight-average.ts); absent: the trained weights. */
+  ema?: { decay: number };
   seed: number;
   validationFraction: number;
 }
@@ -186,6 +189,15 @@ function recipeOf(file: string, value: unknown, model: ModelSpec): Recipe {
   if (testTimeAugmentation !== undefined && typeof testTimeAugmentation !== "boolean") {
     throw invalid(file, "recipe.testTimeAugmentation", `must be true or false, got ${JSON.stringify(testTimeAugmentation)}`);
   }
+  const ema = value.ema as { decay?: unknown } | undefined;
+  if (ema !== undefined) {
+    if (typeof ema !== "object" || ema === null || Object.keys(ema).some((k) => k !== "decay")) throw invalid(file, "recipe.ema", `must be { "decay": d }, got ${JSON.stringify(ema)}`);
+    try {
+      checkAverageDecay(ema.decay, "decay");
+    } catch (error) {
+      throw invalid(file, "recipe.ema", (error as Error).message);
+    }
+  }
   const optimizer = value.optimizer;
   if (optimizer !== undefined && !OPTIMIZERS.includes(optimizer as OptimizerName)) throw invalid(file, "recipe.optimizer", `must be ${OPTIMIZERS.join(" or ")}, got ${JSON.stringify(optimizer)}`);
   const labelSmoothing = value.labelSmoothing;
@@ -196,6 +208,7 @@ function recipeOf(file: string, value: unknown, model: ModelSpec): Recipe {
     ...(optimizer === undefined ? {} : { optimizer: optimizer as OptimizerName }),
     ...(labelSmoothing === undefined ? {} : { labelSmoothing: labelSmoothing as number }),
     ...(testTimeAugmentation ? { testTimeAugmentation: true } : {}),
+    ...(ema === undefined ? {} : { ema: { decay: ema.decay as number } }),
     epochs: need(file, value, "epochs", isPositiveInt, "a positive integer"),
     batchSize: need(file, value, "batchSize", isPositiveInt, "a positive integer"),
     learningRate: learningRate as Recipe["learningRate"],
@@ -475,6 +488,7 @@ export async function runRequestOf(d: RunDeclaration, context: ExperimentContext
       ...(d.recipe.optimizer === undefined ? {} : { optimizer: d.recipe.optimizer }),
       ...(d.recipe.labelSmoothing === undefined ? {} : { labelSmoothing: d.recipe.labelSmoothing }),
       ...(d.recipe.testTimeAugmentation ? { testTimeAugmentation: true } : {}),
+      ...(d.recipe.ema ? { ema: d.recipe.ema } : {}),
     },
   };
 }

@@ -10,6 +10,7 @@ import { tf } from "../accelerator";
 import { improvesOn } from "../evaluation/selection";
 import { seededRandom, shuffle } from "../tooling/random";
 import { requirePositiveInt } from "../tooling/checks";
+import type { WeightAverage } from "./weight-average";
 
 export type LearningRateSchedule =
   | { kind: "constant"; rate: number }
@@ -93,6 +94,11 @@ export interface TrainOptions {
   startEpoch?: number;
   /** History of the epochs before startEpoch, when resuming. */
   previousHistory?: EpochRecord[];
+  /**
+   * An average of the weights updated after every step; validation (and so the choice of the
+   * best epoch) uses it instead of the trained weights. Not with early stopping.
+   */
+  weightAverage?: WeightAverage;
   onEpochEnd?: (record: EpochRecord, model: tf.LayersModel) => void | Promise<void>;
   onBatchEnd?: (progress: { epoch: number; step: number; steps: number; loss: number; accuracy: number; imagesPerSecond: number }) => void;
 }
@@ -113,6 +119,8 @@ function validateOptions(options: TrainOptions, trainCount: number): void {
   requirePositiveInt(options.batchSize, "batchSize");
   if (trainCount === 0) throw new Error("No training images.");
   if (options.earlyStopping) requirePositiveInt(options.earlyStopping.patience, "earlyStopping.patience");
+  // Early stopping restores trained weights; with an average the best epoch's are averaged ones.
+  if (options.earlyStopping && options.weightAverage) throw new Error("Early stopping and a weight average (EMA) do not go together: choose one.");
   const start = options.startEpoch ?? 0;
   if (!Number.isInteger(start) || start < 0 || start > options.epochs) {
     throw new Error(`startEpoch must be an integer in 0–${options.epochs}, got ${start}.`);
@@ -156,6 +164,7 @@ export async function train(model: tf.LayersModel, trainData: TrainingData, vali
         if (options.schedule && perStep(options.schedule)) setLearningRate(model, learningRateAt(options.schedule, epoch + step / steps, options.epochs));
         const indices = order.slice(step * options.batchSize, (step + 1) * options.batchSize);
         const [loss, accuracy] = await trainStep(model, trainData, indices, options.augment, epoch, step);
+        options.weightAverage?.update(model, epoch * steps + step);
         if (!Number.isFinite(loss)) {
           throw new NonFiniteLossError(
             `Training stopped: the loss became ${loss} at epoch ${epoch + 1}, batch ${step + 1} of ${steps} ` +
@@ -178,7 +187,8 @@ export async function train(model: tf.LayersModel, trainData: TrainingData, vali
         );
       }
       const seconds = (performance.now() - started) / 1000;
-      const [valLoss, valAccuracy] = evaluate(model, validation, options.batchSize);
+      const average = options.weightAverage;
+      const [valLoss, valAccuracy] = average ? await average.applied(model, () => evaluate(model, validation, options.batchSize)) : evaluate(model, validation, options.batchSize);
       const record: EpochRecord = {
         epoch, loss: lossSum / count, accuracy: accuracySum / count, valLoss, valAccuracy,
         learningRate, seconds, imagesPerSecond: count / seconds,

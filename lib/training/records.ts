@@ -12,6 +12,7 @@ import type { tf } from "../accelerator";
 import type { FastDropout } from "../accelerator";
 import { MODEL_FILE, replaceFolder, writeJsonAtomic, writeModelFolder } from "../models/persist";
 import type { EpochRecord, LearningRateSchedule } from "./loop";
+import type { WeightAverage } from "./weight-average";
 
 export const RECORD_FILE = "record.json";
 /** The last finished epoch, with the optimizer state: what --resume continues from. */
@@ -20,6 +21,8 @@ export const CHECKPOINT_DIR = "checkpoint";
 export const BEST_MODEL_DIR = "model";
 /** In the checkpoint: the epochs it holds and the dropout layers' mask generators (exact resume). */
 export const STATE_FILE = "state.json";
+/** In the checkpoint of a run with an EMA: the averaged weights (float32, in model.getWeights() order). */
+export const AVERAGE_FILE = "average.bin";
 /** Present while an epoch is being committed: the next start completes the commit. */
 export const COMMIT_FILE = "commit.json";
 
@@ -44,6 +47,11 @@ export interface RunSettings {
    * mirror, 1-pixel shifts); absent: the image alone. Validation (the choice of epoch) never uses it.
    */
   testTimeAugmentation?: boolean;
+  /**
+   * An exponential moving average of the weights (lib/training/weight-average.ts) is what the run
+   * validates, saves as its best model and tests; absent: the trained weights.
+   */
+  ema?: { decay: number };
 }
 
 /** The settings as recorded, with the split sizes they gave. */
@@ -128,10 +136,15 @@ export async function commitEpoch(
   record: RunRecord,
   isBest: boolean,
   onStep: (step: CommitStep) => void = () => {},
+  average?: WeightAverage,
 ): Promise<void> {
   const state: CheckpointState = { epochs: record.history.length, dropout: randomState(model) };
-  await writeModelFolder(model, path.join(dir, next(CHECKPOINT_DIR)), { [STATE_FILE]: JSON.stringify(state) });
-  if (isBest) await writeModelFolder(model, path.join(dir, next(BEST_MODEL_DIR)));
+  // The checkpoint holds the trained weights (and the average beside them); the best model is what validation judged.
+  await writeModelFolder(model, path.join(dir, next(CHECKPOINT_DIR)), { [STATE_FILE]: JSON.stringify(state), ...(average ? { [AVERAGE_FILE]: average.serialize() } : {}) });
+  if (isBest) {
+    const bestDir = path.join(dir, next(BEST_MODEL_DIR));
+    await (average ? average.applied(model, () => writeModelFolder(model, bestDir)) : writeModelFolder(model, bestDir));
+  }
   await writeJsonAtomic(path.join(dir, RECORD_NEXT), { ...record, updatedAt: new Date().toISOString() });
   onStep("staged");
   await writeJsonAtomic(path.join(dir, COMMIT_FILE), { epochs: state.epochs, best: isBest });

@@ -10,13 +10,16 @@ import { augmenter } from "../data/augment";
 import { describeBackend, initBackend, tf, type BackendInfo } from "../accelerator";
 import { accuracy, argmaxRows, logLoss } from "../evaluation/metrics";
 import { loadDataset, type Dataset, type DatasetName, type Split } from "../data/datasets";
-import { rm } from "node:fs/promises";
+import { readFile, rm } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { checkAverageDecay, WeightAverage } from "./weight-average";
 import { withLock } from "../tooling/lock";
 import { buildModel, OPTIMIZERS, validateModelConfig, type ModelConfig } from "../models/builder";
 import { improvesOn } from "../evaluation/selection";
 import { canonicalJson, loadModel } from "../models/persist";
 import { stratifiedSplit, subset, toImageTensor, toLabelTensor, toTargetTensor } from "../data/preprocess";
 import {
+  AVERAGE_FILE,
   BEST_MODEL_DIR,
   CHECKPOINT_DIR,
   commitEpoch,
@@ -216,6 +219,9 @@ async function trainRunLocked(request: RunRequest): Promise<RunRecord> {
   }
   const { model } = started;
   let record = started.record;
+  // The average restarts from the checkpoint's, or from the initial weights.
+  const averageFile = path.join(outDir, CHECKPOINT_DIR, AVERAGE_FILE);
+  const average = settings.ema ? new WeightAverage(model, settings.ema.decay, record.history.length > 0 ? await readAverage(averageFile) : undefined) : undefined;
   log(`training ${record.model.name} (${record.parameters.toLocaleString("en-US")} parameters) on ${tensors.trainSplit.count} images, validating on ${tensors.validationSplit.count}; writing ${outDir}`);
 
   try {
@@ -229,6 +235,7 @@ async function trainRunLocked(request: RunRequest): Promise<RunRecord> {
       startEpoch: record.history.length,
       previousHistory: record.history,
       onBatchEnd: request.hooks?.onBatchEnd,
+      weightAverage: average,
       onEpochEnd: async (epoch, trained) => {
         const best = improvesOn(epoch, record.bestEpoch === null ? undefined : record.history[record.bestEpoch]);
         const next: RunRecord = {
@@ -237,7 +244,7 @@ async function trainRunLocked(request: RunRequest): Promise<RunRecord> {
           trainSeconds: record.trainSeconds + epoch.seconds,
           ...(best ? { bestEpoch: epoch.epoch, validation: { loss: epoch.valLoss, accuracy: epoch.valAccuracy } } : {}),
         };
-        await commitEpoch(outDir, trained, next, best, request.hooks?.onCommitStep);
+        await commitEpoch(outDir, trained, next, best, request.hooks?.onCommitStep, average);
         record = next;
         request.hooks?.onEpochEnd?.(epoch, record);
       },
@@ -248,9 +255,15 @@ async function trainRunLocked(request: RunRequest): Promise<RunRecord> {
     await writeRecord(outDir, record);
     return record;
   } finally {
+    average?.dispose();
     model.dispose();
     disposeTensors();
   }
+}
+
+async function readAverage(file: string): Promise<Uint8Array> {
+  if (!existsSync(file)) throw new Error(`${file} is missing: the run declares an EMA but its checkpoint holds no average; it cannot resume exactly (train it again in another folder).`);
+  return new Uint8Array(await readFile(file));
 }
 
 /** Label smoothing above this moves more than half of a target's mass off its label. */
@@ -267,6 +280,10 @@ export function validateSettings(settings: RunSettings): void {
   if (settings.optimizer !== undefined && !OPTIMIZERS.includes(settings.optimizer)) throw new Error(`optimizer must be ${OPTIMIZERS.join(" or ")}, got ${JSON.stringify(settings.optimizer)}.`);
   const smoothing = settings.labelSmoothing;
   if (smoothing !== undefined && !(smoothing >= 0 && smoothing <= MAX_LABEL_SMOOTHING)) throw new Error(`label smoothing must be in [0, ${MAX_LABEL_SMOOTHING}], got ${smoothing}.`);
+  if (settings.ema !== undefined) {
+    checkAverageDecay(settings.ema?.decay, "ema");
+    if (settings.patience !== null) throw new Error("ema: early stopping (patience) and an EMA of the weights do not go together; choose one.");
+  }
   if ((settings.schedule.kind === "warmupLinear" || settings.schedule.kind === "warmupCosine") && !(settings.schedule.warmup >= 0 && settings.schedule.warmup < 1)) {
     throw new Error(`the warm-up must be a fraction of the steps in [0, 1), got ${settings.schedule.warmup}.`);
   }

@@ -83,7 +83,8 @@ describe("run integrity", () => {
   });
 
   const sgdRecipe: RunSettings = { ...settings, schedule: { kind: "warmupLinear", rate: 0.05, warmup: 0.15 }, optimizer: "sgd-nesterov", labelSmoothing: 0.1 };
-  for (const [recipe, recipeSettings] of [["Adam, one-cycle", settings], ["SGD-Nesterov, warmup-linear, label smoothing", sgdRecipe]] as const) {
+  const emaRecipe: RunSettings = { ...sgdRecipe, ema: { decay: 0.9 } };
+  for (const [recipe, recipeSettings] of [["Adam, one-cycle", settings], ["SGD-Nesterov, warmup-linear, label smoothing", sgdRecipe], ["the same with an EMA of the weights", emaRecipe]] as const) {
     it(`a resumed run equals the uninterrupted one: same history and the same test predictions (${recipe})`, async () => {
       const whole = path.join(tempDir(), "whole");
       const uninterrupted = await trainRun({ config: withDropout, settings: recipeSettings, outDir: whole, data });
