@@ -77,6 +77,8 @@ describe("experiment declarations", () => {
       [runJson("a", { recipe: { ...runJson("a").recipe as object, augment: { flip: { probability: 0.5 } } } }), /a\.json: recipe\.augment: Unknown transform "flip"/],
       [runJson("a", { recipe: { ...runJson("a").recipe as object, augment: "light" } }), /a\.json: recipe\.augment: must be "standard", a transform config/],
       [runJson("a", { recipe: { ...runJson("a").recipe as object, testTimeAugmentation: "yes" } }), /a\.json: recipe\.testTimeAugmentation: must be true or false, got "yes"/],
+      [runJson("a", { recipe: { ...runJson("a").recipe as object, ema: { decay: 1.5 } } }), /a\.json: recipe\.ema: decay: the EMA decay must be a number in \(0, 1\), got 1\.5/],
+      [runJson("a", { recipe: { ...runJson("a").recipe as object, ema: 0.99 } }), /a\.json: recipe\.ema: must be \{ "decay": d \}, got 0\.99/],
     ];
     for (const [json, message] of cases) assert.throws(() => parseDeclaration(file, json), message);
   });
@@ -117,6 +119,10 @@ describe("experiment declarations", () => {
     assert.deepEqual([ttaRequest.settings.augment, ttaRequest.settings.testTimeAugmentation], [flipShift, true]);
     assert.notEqual(runIdentity(config, { ...settings, testTimeAugmentation: true }, "fashion"), runIdentity(config, settings, "fashion"));
     assert.equal(runIdentity(config, { ...settings, testTimeAugmentation: false }, "fashion"), runIdentity(config, settings, "fashion"));
+    // An EMA of the weights: carried to the run's settings, and part of its identity.
+    const ema = parseDeclaration("/x/ema.json", runJson("ema", { recipe: { ...runJson("ema").recipe as object, ema: { decay: 0.998 } } })) as RunDeclaration;
+    assert.deepEqual((await runRequestOf(ema, { profile: "standard" })).settings.ema, { decay: 0.998 });
+    assert.notEqual(runIdentity(config, { ...settings, ema: { decay: 0.998 } }, "fashion"), runIdentity(config, settings, "fashion"));
   });
 });
 
