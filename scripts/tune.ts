@@ -20,7 +20,7 @@ import { loadDataset } from "../lib/data/datasets";
 import { writeJsonAtomic } from "../lib/models/persist";
 import { progressText } from "../lib/display/study-report";
 import { describeExit, runWorker } from "../lib/tooling/workers";
-import { PostgresStudyStore, workerName, type StoredStudy } from "../lib/training/postgres-store";
+import { PostgresStudyStore, workerName, type ClaimedTrial, type StoredStudy } from "../lib/training/postgres-store";
 import { runStudyWorker } from "../lib/training/study-worker";
 import { loadDeclarations, declaration, parseProfile, storedStudyName, studyDir as declaredStudyDir, studySpecOf } from "../lib/training/declarations";
 import { bestByValidation } from "../lib/evaluation/selection";
@@ -214,6 +214,16 @@ async function storageCommand(values: Values, log: (line: string) => void): Prom
       onEpochEnd: (epoch, record) => log(`    epoch ${epoch.epoch + 1}/${record.options.epochs}: val acc ${epoch.valAccuracy.toFixed(4)} (${epoch.seconds.toFixed(1)} s)`),
     });
     log(`worker ${worker}: training in ${workDir}`);
+    // Stopped by Ctrl-C or a TERM signal: the trial in hand goes back to the queue at once (its
+    // finished epochs stay in its folder, for this machine to resume).
+    let current: ClaimedTrial | undefined;
+    for (const signal of ["SIGINT", "SIGTERM"] as const) {
+      process.once(signal, () => {
+        log(`worker ${worker}: stopped by ${signal}${current ? `; trial ${current.key} goes back to the queue` : ""}`);
+        const release = current ? store.release(current, worker).catch(() => undefined) : Promise.resolve();
+        void release.finally(() => process.exit(signal === "SIGINT" ? 130 : 143));
+      });
+    }
     const outcome = await runStudyWorker(store, { id: study.id, name, spec: study.spec }, async (trial) => {
       log(`  trial ${trial.key}: ${Object.entries(trial.params).map(([k, v]) => `${k}=${format(v)}`).join(" ")}, ${trial.epochs} epochs`);
       return runner(trial);
@@ -222,6 +232,7 @@ async function storageCommand(values: Values, log: (line: string) => void): Prom
       heartbeatSeconds: Math.max(1, staleSeconds / 6),
       pollSeconds: Math.min(5, staleSeconds / 4),
       log,
+      onClaim: (trial) => (current = trial),
       onTrial: (t) => log(`  trial ${t.key} done: val acc ${t.valAccuracy.toFixed(4)} after ${t.epochs} epochs (${t.seconds.toFixed(0)} s)`),
     });
     await store.saveBestModel(study.id, tunableModelConfig(outcome.best.params, `tuned-${study.spec.name}`, study.spec.architecture));

@@ -48,8 +48,9 @@ const MIGRATIONS: { version: number; statements: string[] }[] = [
   },
 ];
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1].version;
-// One key for pg_advisory_xact_lock: workers starting together migrate one after the other.
+// Keys for pg_advisory_xact_lock: workers starting together migrate one after the other; claims of a study take turns.
 const MIGRATION_LOCK = 0x464d4e53;
+const CLAIM_LOCK = 0x464d4e54;
 
 /** The URL without its password, for messages and logs. */
 export function redactUrl(url: string): string {
@@ -74,6 +75,15 @@ export function checkStorageUrl(url: string): void {
   }
   if (!parsed.hostname) throw new Error(`--storage ${redactUrl(url)} names no host.`);
   if (parsed.pathname.length <= 1) throw new Error(`--storage ${redactUrl(url)} names no database (…/DATABASE at the end).`);
+}
+
+/**
+ * Errors worth trying again: the database out of reach (down, restarting, network), or a
+ * transaction the server aborted to break a deadlock or a serialization conflict.
+ */
+export function isTransientError(error: unknown): boolean {
+  const code = (error as { code?: string }).code;
+  return isConnectionError(error) || code === "40P01" || code === "40001";
 }
 
 /** Errors that mean the database is out of reach (down, restarting, network), as opposed to a refusal. */
@@ -222,6 +232,10 @@ export class PostgresStudyStore {
    */
   async claim(studyId: number, worker: string, staleSeconds: number): Promise<Claim> {
     return this.transaction(async (client) => {
+      // Claims of one study take turns (each a few milliseconds), so that a claim sees the one
+      // before it committed: a configuration drawn twice is then never claimed twice at once.
+      // SKIP LOCKED still keeps a claim from waiting on a row that a finishing trial holds.
+      await client.query("SELECT pg_advisory_xact_lock($1, $2)", [CLAIM_LOCK, studyId]);
       const requeued = await client.query(
         `UPDATE trials SET status = 'pending', worker = NULL
          WHERE study_id = $1 AND status = 'running' AND heartbeat_at < now() - make_interval(secs => $2)`,
@@ -251,6 +265,14 @@ export class PostgresStudyStore {
         trial: { studyId, index: row.position, rung: row.rung, key: row.key, params: row.params, epochs: row.epochs, attempts: row.attempts + 1 },
       };
     });
+  }
+
+  /** Gives a claimed trial back (its worker stops, or its training failed): pending again, for any worker. */
+  async release(trial: ClaimedTrial, worker: string): Promise<void> {
+    await this.pool.query(
+      "UPDATE trials SET status = 'pending', worker = NULL, heartbeat_at = NULL WHERE study_id = $1 AND position = $2 AND worker = $3 AND status = 'running'",
+      [trial.studyId, trial.index, worker],
+    );
   }
 
   /** Marks the trial alive; false when it is no longer this worker's (it was re-queued and claimed again). */

@@ -7,7 +7,7 @@
  */
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { isConnectionError, type ClaimedTrial, type PostgresStudyStore } from "./postgres-store";
+import { isTransientError, type ClaimedTrial, type PostgresStudyStore } from "./postgres-store";
 import { studyBest, type StudySpec, type TrialResult, type TrialRunner } from "./tuning";
 
 export interface WorkerOptions {
@@ -25,6 +25,8 @@ export interface WorkerOptions {
   log?: (line: string) => void;
   /** Called after each trial this worker finishes. */
   onTrial?: (trial: TrialResult) => void;
+  /** The trial this worker trains now (undefined between trials): what a signal handler gives back. */
+  onClaim?: (trial: ClaimedTrial | undefined) => void;
 }
 
 export interface WorkerOutcome {
@@ -42,7 +44,7 @@ async function whileReachable<T>(what: string, options: WorkerOptions, fn: () =>
     try {
       return await fn();
     } catch (error) {
-      if (!isConnectionError(error)) throw error;
+      if (!isTransientError(error)) throw error;
       const waited = (Date.now() - started) / 1000;
       if (waited >= options.reconnectSeconds) {
         throw new Error(`Lost the database for ${Math.round(waited)} s while trying to ${what} (${(error as Error).message}); run the worker again when it is back.`);
@@ -86,12 +88,19 @@ export async function runStudyWorker(
       continue;
     }
     const trial = claim.trial;
+    options.onClaim?.(trial);
     const stopHeartbeat = startHeartbeat(store, trial, options);
     let measured: Awaited<ReturnType<TrialRunner>>;
     try {
       measured = await runTrial({ key: trial.key, params: trial.params, epochs: trial.epochs, dir: path.join(options.workDir, "trials", trial.key), concurrent: 1 });
+    } catch (error) {
+      // The trial goes back to the queue at once rather than after the heartbeat timeout; the
+      // error stops this worker, as a failing trial stops a study in files.
+      await store.release(trial, options.worker).catch(() => undefined);
+      throw new Error(`trial ${trial.key} failed on this worker and was given back to the queue: ${(error as Error).message}`);
     } finally {
       stopHeartbeat();
+      options.onClaim?.(undefined);
     }
     const result = { ...measured, finishedAt: new Date().toISOString() };
     await whileReachable(`write trial ${trial.key}'s result`, options, () => store.complete(trial, result, options.worker));

@@ -112,6 +112,28 @@ describe("npm run tune --storage: workers in PostgreSQL", () => {
     }
   });
 
+  it("a worker stopped by SIGTERM gives its trial back at once, without waiting for the heartbeat timeout", async () => {
+    const stopped = startWorker(server.url, "stopped", ["--heartbeat-timeout", "600", "--work-dir", path.join(work, "stopped")]);
+    const store = await PostgresStudyStore.open(server.url);
+    try {
+      for (let waited = 0; ; waited += 200) {
+        const stored = await store.readStudy("stopped");
+        if (stored && stored.running.length > 0) break;
+        assert.ok(waited < 60_000, "the worker claimed nothing in a minute");
+        await sleep(200);
+      }
+      stopped.child.kill("SIGTERM");
+      const exit = await stopped.done;
+      assert.equal(exit.code, 143, exit.stderr);
+      assert.match(exit.stderr, /stopped by SIGTERM; trial \w+ goes back to the queue/);
+      const stored = (await store.readStudy("stopped"))!;
+      assert.deepEqual(stored.running, [], "no trial left running");
+      assert.equal(stored.trials.length, 0);
+    } finally {
+      await store.close();
+    }
+  });
+
   it("stops with a clear message on a wrong URL, a server that is down, or other options than the study's", async () => {
     const cases: [string[], RegExp][] = [
       [["--storage", "http://example/x", "--study", "s", "--worker"], /--storage must be a postgresql:\/\/ URL/],

@@ -87,6 +87,39 @@ describe("PostgreSQL study store", () => {
     }
   });
 
+  it("trains a configuration drawn twice once, however many workers claim at once", async () => {
+    const twins: StudySpec = { ...halving, name: "twins", space: { filters1: { kind: "choice", values: [16, 32] }, dense: { kind: "choice", values: [64] } }, strategy: "random", trials: 8, epochs: 1, minEpochs: undefined, eta: undefined };
+    const inFiles = await runStudy(tempDir(), twins, objective(new Map()));
+    assert.ok(new Set(inFiles.trials.map((t) => t.key)).size < 8, "the draws repeat");
+    const calls = new Map<string, number>();
+    const stores = await Promise.all(Array.from({ length: 5 }, () => PostgresStudyStore.open(server.url)));
+    try {
+      const study = await stores[0].openStudy("twins", twins);
+      await Promise.all(stores.map((store, i) => runStudyWorker(store, { ...study, name: "twins" }, objective(calls, 30), workerOptions(`t${i}`))));
+      const stored = (await stores[0].readStudy("twins"))!;
+      assert.equal(stored.trials.length, 8, "every drawn trial has its result");
+      assert.deepEqual([...calls.values()].filter((n) => n !== 1), [], "each configuration trained once");
+      assert.deepEqual(stored.trials.map((t) => [t.index, t.key, t.valAccuracy]), inFiles.trials.map((t) => [t.index, t.key, t.valAccuracy]));
+    } finally {
+      await Promise.all(stores.map((s) => s.close()));
+    }
+  });
+
+  it("gives a trial whose training failed back to the queue at once, and stops the worker with the error", async () => {
+    const store = await PostgresStudyStore.open(server.url);
+    try {
+      const study = await store.openStudy("failing", { ...halving, strategy: "random", trials: 2, epochs: 1, minEpochs: undefined, eta: undefined });
+      const failing: TrialRunner = async () => { throw new Error("the loss became NaN"); };
+      await assert.rejects(runStudyWorker(store, { ...study, name: "failing" }, failing, workerOptions("unlucky")), /trial \w+ failed on this worker and was given back to the queue: the loss became NaN/);
+      const after = (await store.readStudy("failing"))!;
+      assert.deepEqual(after.running, [], "nothing left running");
+      await runStudyWorker(store, { ...study, name: "failing" }, objective(new Map()), workerOptions("next"));
+      assert.equal((await store.readStudy("failing"))!.trials.length, 2, "another worker trains it");
+    } finally {
+      await store.close();
+    }
+  });
+
   it("re-queues a trial whose worker stopped heartbeating, and another worker finishes it", async () => {
     const store = await PostgresStudyStore.open(server.url);
     try {
