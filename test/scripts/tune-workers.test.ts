@@ -42,6 +42,16 @@ function startWorker(url: string, study: string, extra: string[] = [], passwordB
   return { child, done };
 }
 
+/** Waits until a worker trains a trial of the study (a minute at most). */
+async function untilRunning(store: PostgresStudyStore, study: string): Promise<void> {
+  for (let waited = 0; ; waited += 200) {
+    const stored = await store.readStudy(study);
+    if (stored && stored.running.length > 0) return;
+    assert.ok(waited < 60_000, `no worker claimed a trial of "${study}" in a minute`);
+    await sleep(200);
+  }
+}
+
 const scores = (trials: TrialResult[]) => trials.map((t) => ({ index: t.index, key: t.key, epochs: t.epochs, valAccuracy: t.valAccuracy, valLoss: t.valLoss }));
 
 describe("npm run tune --storage: workers in PostgreSQL", () => {
@@ -90,12 +100,7 @@ describe("npm run tune --storage: workers in PostgreSQL", () => {
     const store = await PostgresStudyStore.open(server.url);
     try {
       // Wait until the victim trains its first trial, then kill it without warning.
-      for (let waited = 0; ; waited += 200) {
-        const stored = await store.readStudy("killed");
-        if (stored && stored.running.length > 0) break;
-        assert.ok(waited < 60_000, `the victim claimed nothing in a minute: ${victim.child.exitCode}`);
-        await sleep(200);
-      }
+      await untilRunning(store, "killed");
       victim.child.kill("SIGKILL");
       await victim.done;
       const lost = (await store.readStudy("killed"))!;
@@ -116,12 +121,7 @@ describe("npm run tune --storage: workers in PostgreSQL", () => {
     const stopped = startWorker(server.url, "stopped", ["--heartbeat-timeout", "600", "--work-dir", path.join(work, "stopped")]);
     const store = await PostgresStudyStore.open(server.url);
     try {
-      for (let waited = 0; ; waited += 200) {
-        const stored = await store.readStudy("stopped");
-        if (stored && stored.running.length > 0) break;
-        assert.ok(waited < 60_000, "the worker claimed nothing in a minute");
-        await sleep(200);
-      }
+      await untilRunning(store, "stopped");
       stopped.child.kill("SIGTERM");
       const exit = await stopped.done;
       assert.equal(exit.code, 143, exit.stderr);

@@ -25,6 +25,9 @@ const space: SearchSpace = {
 
 const halving: StudySpec = { name: "halving", space, strategy: "halving", seed: 5, trials: 9, minEpochs: 1, epochs: 3, eta: 3, validationFraction: 0.1, splitSeed: 42, quick: true };
 
+/** A random search of `trials` one-epoch trials. */
+const randomStudy = (trials: number, extra: Partial<StudySpec> = {}): StudySpec => ({ ...halving, strategy: "random", trials, epochs: 1, minEpochs: undefined, eta: undefined, ...extra });
+
 /** A synthetic objective (no training); counts calls per trial key. */
 function objective(calls: Map<string, number>, delayMs = 0): TrialRunner {
   return async ({ key, params, epochs }) => {
@@ -88,7 +91,7 @@ describe("PostgreSQL study store", () => {
   });
 
   it("trains a configuration drawn twice once, however many workers claim at once", async () => {
-    const twins: StudySpec = { ...halving, name: "twins", space: { filters1: { kind: "choice", values: [16, 32] }, dense: { kind: "choice", values: [64] } }, strategy: "random", trials: 8, epochs: 1, minEpochs: undefined, eta: undefined };
+    const twins: StudySpec = randomStudy(8, { name: "twins", space: { filters1: { kind: "choice", values: [16, 32] }, dense: { kind: "choice", values: [64] } } });
     const inFiles = await runStudy(tempDir(), twins, objective(new Map()));
     assert.ok(new Set(inFiles.trials.map((t) => t.key)).size < 8, "the draws repeat");
     const calls = new Map<string, number>();
@@ -108,7 +111,7 @@ describe("PostgreSQL study store", () => {
   it("gives a trial whose training failed back to the queue at once, and stops the worker with the error", async () => {
     const store = await PostgresStudyStore.open(server.url);
     try {
-      const study = await store.openStudy("failing", { ...halving, strategy: "random", trials: 2, epochs: 1, minEpochs: undefined, eta: undefined });
+      const study = await store.openStudy("failing", randomStudy(2));
       const failing: TrialRunner = async () => { throw new Error("the loss became NaN"); };
       await assert.rejects(runStudyWorker(store, { ...study, name: "failing" }, failing, workerOptions("unlucky")), /trial \w+ failed on this worker and was given back to the queue: the loss became NaN/);
       const after = (await store.readStudy("failing"))!;
@@ -123,7 +126,7 @@ describe("PostgreSQL study store", () => {
   it("re-queues a trial whose worker stopped heartbeating, and another worker finishes it", async () => {
     const store = await PostgresStudyStore.open(server.url);
     try {
-      const spec: StudySpec = { ...halving, strategy: "random", trials: 3, epochs: 1, minEpochs: undefined, eta: undefined };
+      const spec: StudySpec = randomStudy(3);
       const study = await store.openStudy("requeue", spec);
       const lost = await store.claim(study.id, "ghost", 60);
       assert.equal(lost.kind, "trial");
@@ -142,8 +145,8 @@ describe("PostgreSQL study store", () => {
   it("keeps two studies in one database apart, and refuses a study name with other options", async () => {
     const store = await PostgresStudyStore.open(server.url);
     try {
-      const a = await store.openStudy("apart-a", { ...halving, strategy: "random", trials: 2, epochs: 1, minEpochs: undefined, eta: undefined });
-      await store.openStudy("apart-b", { ...halving, strategy: "random", trials: 3, epochs: 1, minEpochs: undefined, eta: undefined, seed: 9 });
+      const a = await store.openStudy("apart-a", randomStudy(2));
+      await store.openStudy("apart-b", randomStudy(3, { seed: 9 }));
       await runStudyWorker(store, { ...a, name: "apart-a" }, objective(new Map()), workerOptions("a"));
       assert.equal((await store.readStudy("apart-a"))!.trials.length, 2);
       const bStored = (await store.readStudy("apart-b"))!;
@@ -162,7 +165,7 @@ describe("PostgreSQL study store", () => {
   it("a worker that loses the database mid-trial keeps its result and writes it when the server is back", async () => {
     const store = await PostgresStudyStore.open(server.url);
     try {
-      const study = await store.openStudy("outage", { ...halving, strategy: "random", trials: 2, epochs: 1, minEpochs: undefined, eta: undefined });
+      const study = await store.openStudy("outage", randomStudy(2));
       const log: string[] = [];
       let first = true;
       const runner: TrialRunner = async (trial) => {
