@@ -21,25 +21,25 @@ const MIGRATIONS: { version: number; statements: string[] }[] = [
       `CREATE TABLE studies (
          id serial PRIMARY KEY,
          name text NOT NULL UNIQUE,
-         spec jsonb NOT NULL,
+         spec json NOT NULL,
          created_at timestamptz NOT NULL DEFAULT now(),
          finished_at timestamptz,
-         best jsonb,
-         best_model jsonb
+         best json,
+         best_model json
        )`,
       `CREATE TABLE trials (
          study_id integer NOT NULL REFERENCES studies (id) ON DELETE CASCADE,
          position integer NOT NULL,
          rung integer NOT NULL,
          key text NOT NULL,
-         params jsonb NOT NULL,
+         params json NOT NULL,
          epochs integer NOT NULL,
          status text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'running', 'done')),
          worker text,
          claimed_at timestamptz,
          heartbeat_at timestamptz,
          attempts integer NOT NULL DEFAULT 0,
-         result jsonb,
+         result json,
          finished_at timestamptz,
          PRIMARY KEY (study_id, position)
        )`,
