@@ -24,6 +24,7 @@ import { PostgresStudyStore, workerName, type ClaimedTrial, type StoredStudy } f
 import { runStudyWorker } from "../lib/training/study-worker";
 import { loadDeclarations, declaration, parseProfile, storedStudyName, studyDir as declaredStudyDir, studySpecOf } from "../lib/training/declarations";
 import { bestByValidation } from "../lib/evaluation/selection";
+import { PROJECT_ROOT } from "../lib/tooling/paths";
 import {
   ARCHITECTURES,
   DEFAULT_SPACE,
@@ -146,12 +147,23 @@ async function specFromOptions(values: Values, studyName: string | undefined): P
   });
 }
 
-/** A declared study's spec and its names: the folder for files, the study name in a database. */
-async function declaredStudy(name: string, profileValue: string | undefined) {
-  const profile = usageCheck(() => parseProfile(profileValue ?? "standard"));
+/**
+ * A declared study's spec and its names (the folder for files, the study name in a database),
+ * when --experiment names one; its options then come from the declaration alone.
+ */
+async function declaredStudy(values: Values) {
+  if (values.experiment === undefined) {
+    if (values.profile !== undefined) throw new UsageError("--profile goes with --experiment NAME.");
+    return undefined;
+  }
+  if (STUDY_OPTIONS.some((option) => values[option] !== undefined) || values.study !== undefined) {
+    throw new UsageError("--experiment takes the study's options and name from its declaration; leave out --study, --strategy, --trials and the like.");
+  }
+  const name = values.experiment as string;
+  const profile = usageCheck(() => parseProfile((values.profile as string | undefined) ?? "standard"));
   const d = usageCheck(() => declaration(name, loadDeclarations()));
   if (d.kind !== "study") throw new UsageError(`--experiment ${name} is ${d.kind === "run" ? "a run" : "an ensemble"}, not a study; train it with npm run train -- --experiment ${name}.`);
-  const spec = studySpecOf(d, profile, await readSpace(path.resolve(d.space)));
+  const spec = studySpecOf(d, profile, await readSpace(path.resolve(PROJECT_ROOT, d.space)));
   return { spec, dir: declaredStudyDir(name, profile), storedName: storedStudyName(name, profile) };
 }
 
@@ -182,9 +194,8 @@ async function saveChoice(dir: string, spec: StudySpec, best: TrialResult): Prom
 async function storageCommand(values: Values, log: (line: string) => void): Promise<void> {
   const url = values.storage as string;
   if (values.jobs !== undefined) throw new UsageError("--jobs is for a study in files; with --storage start one worker per core (each with --worker), on as many machines as you like.");
-  const declared = values.experiment ? await declaredStudy(values.experiment as string, values.profile as string | undefined) : undefined;
-  const given = STUDY_OPTIONS.some((name) => values[name] !== undefined);
-  if (declared && given) throw new UsageError("--experiment takes the study's options from its declaration; leave out --strategy, --trials and the like.");
+  const declared = await declaredStudy(values);
+  const given = STUDY_OPTIONS.some((option) => values[option] !== undefined);
   const name = declared?.storedName ?? (values.study as string | undefined);
   if (!name) throw new UsageError("--storage needs --study NAME (or --experiment NAME): the study's name in the database.");
   const spec = declared?.spec ?? (given ? await specFromOptions(values, name) : undefined);
@@ -199,7 +210,10 @@ async function storageCommand(values: Values, log: (line: string) => void): Prom
   try {
     if (values.report) {
       const stored = await store.readStudy(name);
-      if (!stored) throw new Error(`No study "${name}" in ${store.location}${(await store.studyNames()).length ? `; it has ${(await store.studyNames()).join(", ")}` : ""}.`);
+      if (!stored) {
+        const names = await store.studyNames();
+        throw new Error(`No study "${name}" in ${store.location}${names.length ? `; it has ${names.join(", ")}` : ""}.`);
+      }
       await reportStored(stored, store, values);
       return;
     }
@@ -291,7 +305,7 @@ runCommand(USAGE, async () => {
   for (const flag of ["worker", "work-dir", "heartbeat-timeout", "reconnect-timeout"] as const) {
     if (values[flag] !== undefined && values[flag] !== false) throw new UsageError(`--${flag} is for a study in PostgreSQL: give --storage URL too.`);
   }
-  const declared = values.experiment ? await declaredStudy(values.experiment, values.profile) : undefined;
+  const declared = await declaredStudy(values);
   const spec = declared?.spec ?? (await specFromOptions(values, values.study));
   const studyDir = declared?.dir ?? path.resolve(values.study ?? path.join("studies", spec.name));
   if (values.report) {

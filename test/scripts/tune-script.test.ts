@@ -128,6 +128,11 @@ describe("npm run tune", async () => {
       [["--space", "/nonexistent.json"], /--space \/nonexistent\.json: no such file/],
       [["--architecture", "wide"], /--architecture must be one of capstone, same, double, got "wide"/],
       [["--jobs", "0"], /--jobs must be a positive integer, got "0"/],
+      [["--experiment", "tune-same", "--trials", "3"], /--experiment takes the study's options and name from its declaration/],
+      [["--experiment", "cnn3"], /--experiment cnn3 is a run, not a study/],
+      [["--experiment", "no-such-study"], /no-such-study/],
+      [["--profile", "quick"], /--profile goes with --experiment NAME/],
+      [["--worker"], /--worker is for a study in PostgreSQL: give --storage URL too/],
     ];
     for (const [args, message] of cases) {
       const result = await runScript("tune.ts", args);
