@@ -6,12 +6,13 @@
  * test: run it on a quiet machine and compare ratios measured in the same run.
  */
 import { execFile } from "node:child_process";
+import { readFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { performance } from "node:perf_hooks";
 import { describeBackend, initBackend, tf } from "../lib/accelerator";
-import { formatCount, parseCommandLine, positiveInt, runCommand, textTable, usageCheck } from "../lib/tooling/cli";
+import { formatCount, parseCommandLine, positiveInt, runCommand, textTable, usageCheck, UsageError } from "../lib/tooling/cli";
 import { augmenter, STANDARD_AUGMENTATION } from "../lib/data/augment";
 import { buildModel, presetModel } from "../lib/models/builder";
 import { median, profileStep, type StepProfile } from "../lib/accelerator";
@@ -23,8 +24,10 @@ const USAGE = `Usage: npm run bench -- [--json] [--models cnn3,ann,cnn3-bn] [--r
   --repeats N       timed repeats per figure; the median is reported (default 5)
   --steps N         training steps (batches) per timed repeat (default 5)
   --batch-size N    images per batch, training and inference (default 128)
-  --torch           also time the capstone CNN in PyTorch (CPU, same threads) in this run, and
-                    report the ratios (needs a python3 with torch, e.g. Debian's python3-torch;
+  --torch           also time cnn3 and vgg-bn (those named in --models) in PyTorch (CPU, same threads)
+                    in this run, in fp32 and, where the CPU has AVX512-BF16 or AMX-BF16, in bf16
+                    autocast with channels-last tensors, and report the ratios (needs a python3 with
+                    torch, e.g. Debian's python3-torch;
                     PYTHON names the interpreter, default /usr/bin/python3)
   --profile         also profile a training step of each model: time per kernel (grouped by
                     input shapes), GFLOP/s of the convolutions and matrix products, time outside kernels
@@ -170,17 +173,31 @@ async function benchAugmentation(repeats: number, steps: number, batchSize: numb
 
 interface TorchBench {
   framework: string;
+  model: string;
+  precision: "fp32" | "bf16";
   threads: number;
   parameters: number;
   trainImagesPerSec: number;
   inferImagesPerSec: number;
 }
 
-/** The capstone CNN in PyTorch, timed the same way by scripts/bench_torch.py. */
-async function benchTorch(threads: number, repeats: number, steps: number, batchSize: number): Promise<TorchBench> {
+/** The networks scripts/bench_torch.py builds as this project does. */
+const TORCH_MODELS = ["cnn3", "vgg-bn"];
+
+/** Whether this CPU runs bf16 arithmetic natively (elsewhere PyTorch emulates it, far slower than fp32). */
+function cpuHasBf16(): boolean {
+  try {
+    return /\b(avx512_bf16|amx_bf16)\b/.test(readFileSync("/proc/cpuinfo", "utf8"));
+  } catch {
+    return false;
+  }
+}
+
+/** One network in PyTorch, in fp32 or bf16 autocast, timed the same way by scripts/bench_torch.py. */
+async function benchTorch(model: string, precision: "fp32" | "bf16", threads: number, repeats: number, steps: number, batchSize: number): Promise<TorchBench> {
   const python = process.env.PYTHON ?? "/usr/bin/python3";
   const script = path.join(__dirname, "bench_torch.py");
-  const args = [script, "--threads", String(threads), "--repeats", String(repeats), "--steps", String(steps), "--batch-size", String(batchSize)];
+  const args = [script, "--model", model, "--precision", precision, "--threads", String(threads), "--repeats", String(repeats), "--steps", String(steps), "--batch-size", String(batchSize)];
   try {
     const { stdout } = await promisify(execFile)(python, args, { timeout: 30 * 60_000 });
     return JSON.parse(stdout) as TorchBench;
@@ -237,10 +254,18 @@ runCommand(USAGE, async () => {
   // PyTorch first, before TF.js starts its wasm worker threads, so neither run shares the
   // cores with the other's threads.
   const threads = Number(process.env.TFJS_WASM_THREADS || os.availableParallelism());
-  let measuredTorch: TorchBench | undefined;
+  const measuredTorch: TorchBench[] = [];
+  const bf16 = cpuHasBf16();
   if (values.torch) {
-    log(`PyTorch: capstone CNN, ${threads} threads ...`);
-    measuredTorch = await benchTorch(threads, repeats, steps, batchSize);
+    const torchModels = models.filter((m) => TORCH_MODELS.includes(m));
+    if (torchModels.length === 0) throw new UsageError(`--torch measures ${TORCH_MODELS.join(" and ")} in PyTorch: name one of them in --models.`);
+    for (const model of torchModels) {
+      for (const precision of bf16 ? (["fp32", "bf16"] as const) : (["fp32"] as const)) {
+        log(`PyTorch: ${model}, ${precision}${precision === "bf16" ? " autocast, channels-last" : ""}, ${threads} threads ...`);
+        measuredTorch.push(await benchTorch(model, precision, threads, repeats, steps, batchSize));
+      }
+    }
+    if (!bf16) log("PyTorch bf16: skipped, this CPU has neither AVX512-BF16 nor AMX-BF16 (PyTorch would emulate bf16, far slower than fp32)");
   }
   const backend = await initBackend();
   log(`backend: ${describeBackend(backend)}`);
@@ -254,13 +279,11 @@ runCommand(USAGE, async () => {
   const withBatchNorm = results.find((r) => r.model === "cnn3-bn");
   // How much longer a training step of the capstone CNN takes with batch norm after each layer.
   const batchNormStepRatio = capstone && withBatchNorm ? capstone.trainImagesPerSec / withBatchNorm.trainImagesPerSec : null;
-  const torch = measuredTorch
-    ? {
-        ...measuredTorch,
-        trainRatio: capstone ? capstone.trainImagesPerSec / measuredTorch.trainImagesPerSec : null,
-        inferRatio: capstone ? capstone.inferImagesPerSec / measuredTorch.inferImagesPerSec : null,
-      }
-    : null;
+  // Each PyTorch figure against this project's for the same network, measured in this run.
+  const torch = measuredTorch.map((t) => {
+    const ours = results.find((r) => r.model === t.model)!;
+    return { ...t, trainRatio: ours.trainImagesPerSec / t.trainImagesPerSec, inferRatio: ours.inferImagesPerSec / t.inferImagesPerSec };
+  });
   const report = {
     backend: backend.name,
     threads: backend.threads,
@@ -276,6 +299,7 @@ runCommand(USAGE, async () => {
     batchNormStepRatio,
     augmentation,
     torch,
+    torchBf16: values.torch ? (bf16 ? "measured" : "skipped: no AVX512-BF16 or AMX-BF16 on this CPU") : null,
   };
   if (values.json) {
     process.stdout.write(JSON.stringify(report, null, 2) + "\n");
@@ -302,12 +326,14 @@ runCommand(USAGE, async () => {
       "",
       `Augmentation alone (flip, shift ≤ 2 px, random erasing): ${augmentation.imagesPerSec.toFixed(0)} img/s.`,
       ...(batchNormStepRatio ? [`A cnn3-bn training step takes ${batchNormStepRatio.toFixed(2)}× a cnn3 step.`] : []),
-      ...(torch
+      ...(torch.length > 0
         ? [
             "",
-            `${torch.framework}, ${torch.threads} threads, same CNN (${formatCount(torch.parameters)} parameters): ` +
-              `train ${torch.trainImagesPerSec.toFixed(0)} img/s, infer ${torch.inferImagesPerSec.toFixed(0)} img/s.`,
-            `TF.js ${backend.name} / PyTorch: train ${torch.trainRatio?.toFixed(2) ?? "n/a"}×, infer ${torch.inferRatio?.toFixed(2) ?? "n/a"}×.`,
+            `${torch[0].framework}, ${torch[0].threads} thread${torch[0].threads > 1 ? "s" : ""}, the same networks (this project's precision: fp32)${bf16 ? "" : "; bf16 skipped, no AVX512-BF16 or AMX-BF16 here"}:`,
+            textTable(
+              ["model", "PyTorch precision", "PyTorch train img/s", "infer img/s", "project ÷ PyTorch: train", "infer"],
+              torch.map((t) => [t.model, t.precision === "bf16" ? "bf16 autocast, channels-last" : "fp32", t.trainImagesPerSec.toFixed(0), t.inferImagesPerSec.toFixed(0), `${t.trainRatio.toFixed(2)}×`, `${t.inferRatio.toFixed(2)}×`]),
+            ),
           ]
         : []),
       ...results.flatMap((r) => (r.profile ? ["", ...profileLines(r.model, batchSize, r.profile)] : [])),

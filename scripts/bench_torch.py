@@ -1,10 +1,13 @@
-"""The capstone CNN (lib/models/builder.ts cnn3) in PyTorch on CPU, timed exactly as scripts/bench.ts times
-TF.js: batch 128, a warm-up, then the median of timed repeats of training steps (Adam) and
-of inference. Prints one JSON object. Used by `npm run bench -- --torch` as the native
-reference measured in the same run.
+"""The capstone CNN (lib/models/builder.ts cnn3) or the VGG-style net with batch norm (vgg-bn) in
+PyTorch on CPU, timed exactly as scripts/bench.ts times TF.js: batch 128, a warm-up, then the
+median of timed repeats of training steps (Adam) and of inference. In fp32, or in bf16 with
+autocast and channels-last tensors (PyTorch's fast path on CPUs with AVX512-BF16 or AMX).
+Prints one JSON object. Used by `npm run bench -- --torch` as the native reference measured in
+the same run.
 
-Usage: python3 scripts/bench_torch.py --threads 2 --repeats 5 --steps 5 --batch-size 128
+Usage: python3 scripts/bench_torch.py --model cnn3|vgg-bn --precision fp32|bf16 --threads 2 --repeats 5 --steps 5 --batch-size 128
 """
+import contextlib
 import argparse
 import json
 import statistics
@@ -23,36 +26,62 @@ def capstone_cnn() -> nn.Module:
     )
 
 
+def vgg_bn() -> nn.Module:
+    """Blocks of two 'same' 3x3 conv + batch norm + relu (32, 64, 128), max-pooled 2, 2 and 7 (global), dense 10."""
+    layers: list[nn.Module] = []
+    channels = 1
+    for filters, pool in ((32, 2), (64, 2), (128, 7)):
+        for _ in range(2):
+            layers += [nn.Conv2d(channels, filters, 3, padding=1), nn.BatchNorm2d(filters, eps=1e-3, momentum=0.01), nn.ReLU()]
+            channels = filters
+        layers.append(nn.MaxPool2d(pool))
+    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(128, 10))
+
+
+MODELS = {"cnn3": capstone_cnn, "vgg-bn": vgg_bn}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--model", choices=sorted(MODELS), default="cnn3")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
-    model = capstone_cnn()
+    bf16 = args.precision == "bf16"
+    # bf16: the weights stay fp32; autocast runs convolutions and matrix products in bf16, on
+    # channels-last tensors, as PyTorch recommends for oneDNN on CPU.
+    layout = torch.channels_last if bf16 else torch.contiguous_format
+    model = MODELS[args.model]().to(memory_format=layout)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = nn.CrossEntropyLoss()
-    xs = torch.rand(args.batch_size, 1, 28, 28)
+    xs = torch.rand(args.batch_size, 1, 28, 28).to(memory_format=layout)
     ys = torch.randint(0, 10, (args.batch_size,))
-    infer_x = torch.rand(args.batch_size * args.steps, 1, 28, 28)
+    infer_x = torch.rand(args.batch_size * args.steps, 1, 28, 28).to(memory_format=layout)
+
+    def precision():
+        return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 
     def train_once() -> float:
         model.train()
         started = time.perf_counter()
         for _ in range(args.steps):
             optimizer.zero_grad()
-            loss_fn(model(xs), ys).backward()
+            with precision():
+                loss = loss_fn(model(xs), ys)
+            loss.backward()
             optimizer.step()
         return args.steps * args.batch_size / (time.perf_counter() - started)
 
     def infer_once() -> float:
         model.eval()
         started = time.perf_counter()
-        with torch.no_grad():
+        with torch.no_grad(), precision():
             for batch in infer_x.split(args.batch_size):
                 model(batch)
         return args.steps * args.batch_size / (time.perf_counter() - started)
@@ -65,8 +94,11 @@ def main() -> None:
         infer.append(infer_once())
     print(json.dumps({
         "framework": f"PyTorch {torch.__version__}",
+        "model": args.model,
+        "precision": args.precision,
         "threads": torch.get_num_threads(),
-        "parameters": sum(p.numel() for p in model.parameters()),
+        # With batch norm's running statistics, as TF.js counts parameters.
+        "parameters": sum(p.numel() for p in model.parameters()) + sum(b.numel() for name, b in model.named_buffers() if not name.endswith("num_batches_tracked")),
         "trainImagesPerSec": statistics.median(train),
         "inferImagesPerSec": statistics.median(infer),
         "trainRepeats": train,
