@@ -209,6 +209,24 @@ describe("PostgreSQL study store", () => {
     }
   });
 
+  it("a worker whose database stays away gives up after its reconnect timeout with a clear error", async () => {
+    const store = await PostgresStudyStore.open(server.url);
+    try {
+      const study = await store.openStudy("gone", randomStudy(1));
+      await server.pause();
+      try {
+        await assert.rejects(
+          runStudyWorker(store, { ...study, name: "gone" }, objective(new Map()), workerOptions("patient", { reconnectSeconds: 1 })),
+          /Lost the database for \d+ s while trying to claim a trial .*; run the worker again when it is back/,
+        );
+      } finally {
+        await server.restart();
+      }
+    } finally {
+      await store.close();
+    }
+  });
+
   it("says clearly what is wrong with a URL, an unreachable server or a login, never printing the password", async () => {
     assert.throws(() => checkStorageUrl("mysql://u:secret@localhost/db"), /must be a postgresql:\/\/ URL/);
     assert.throws(() => checkStorageUrl("postgresql://u:secret@localhost"), /names no database/);
