@@ -60,13 +60,16 @@ export async function startLocalPostgres(options: { database?: string; password?
   const password = options.password ?? "local-test-password";
   const user = "fmnist";
   const port = await freePort();
-  const pgUser = asRoot ? await run("id", ["-u", "postgres"]).then((r) => Number(r.stdout.trim())) : undefined;
-  if (pgUser !== undefined) chownSync(root, pgUser, pgUser);
+  // The postgres user's own uid and gid (Debian gives them different numbers).
+  const owner = asRoot
+    ? { uid: Number((await run("id", ["-u", "postgres"])).stdout.trim()), gid: Number((await run("id", ["-g", "postgres"])).stdout.trim()) }
+    : undefined;
+  if (owner) chownSync(root, owner.uid, owner.gid);
   const as = (tool: string, args: string[]) =>
     asRoot ? run("runuser", ["-u", "postgres", "--", path.join(bin, tool), ...args]) : run(path.join(bin, tool), args);
   const passwordFile = path.join(root, "password");
   writeFileSync(passwordFile, password + "\n", { mode: 0o600 });
-  if (pgUser !== undefined) chownSync(passwordFile, pgUser, pgUser);
+  if (owner) chownSync(passwordFile, owner.uid, owner.gid);
   await as("initdb", ["-D", dataDir, "-U", user, "--pwfile", passwordFile, "-A", "scram-sha-256", "-E", "UTF8", "--no-instructions"]);
   const start = () => as("pg_ctl", ["-D", dataDir, "-w", "-l", path.join(root, "server.log"), "-o", `-h 127.0.0.1 -p ${port} -k ${root} -c fsync=off`, "start"]);
   const stopServer = () => as("pg_ctl", ["-D", dataDir, "-w", "-m", "fast", "stop"]).catch(() => undefined);
