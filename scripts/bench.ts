@@ -16,9 +16,9 @@ import { formatCount, parseCommandLine, positiveInt, runCommand, textTable, usag
 import { augmenter, STANDARD_AUGMENTATION } from "../lib/data/augment";
 import { buildModel, presetModel } from "../lib/models/builder";
 import { median, profileStep, type StepProfile } from "../lib/accelerator";
-import { oneDnnActive, useOneDnn } from "../lib/accelerator";
+import { bf16Unavailable, oneDnnActive, useNativePrecision, useOneDnn } from "../lib/accelerator";
 
-const USAGE = `Usage: npm run bench -- [--json] [--models cnn3,ann,cnn3-bn] [--repeats N] [--steps N] [--batch-size N] [--torch] [--profile] [--compare-wasm]
+const USAGE = `Usage: npm run bench -- [--json] [--models cnn3,ann,cnn3-bn] [--repeats N] [--steps N] [--batch-size N] [--torch] [--profile] [--compare-wasm] [--bf16]
 
   --models LIST     comma-separated model names (default cnn3,ann,cnn3-bn; cnn3 is the capstone CNN)
   --repeats N       timed repeats per figure; the median is reported (default 5)
@@ -33,6 +33,9 @@ const USAGE = `Usage: npm run bench -- [--json] [--models cnn3,ann,cnn3-bn] [--r
                     input shapes), GFLOP/s of the convolutions and matrix products, time outside kernels
   --compare-wasm    also time each model on the wasm kernels alone (oneDNN's native convolutions and
                     matrix products off), alternating with the default in the same repeats
+  --bf16            also time each model with bf16 products (oneDNN, fp32 accumulation; where the
+                    CPU has AVX512-BF16 or AMX-BF16), alternating with fp32 in the same repeats;
+                    --profile then profiles the bf16 step
   --json            print JSON for machines
 
 TFJS_BACKEND=tensorflow|wasm|cpu forces a backend.`;
@@ -50,7 +53,16 @@ interface ModelBench {
   inferRepeats: number[];
   profile?: StepProfile;
   /** With --compare-wasm: the same model on the wasm kernels alone (oneDNN off), timed in the same repeats. */
-  wasmOnly?: { trainImagesPerSec: number; inferImagesPerSec: number; trainRepeats: number[]; inferRepeats: number[] };
+  wasmOnly?: Variant;
+  /** With --bf16: the same model with bf16 products, timed in the same repeats. */
+  bf16?: Variant;
+}
+
+interface Variant {
+  trainImagesPerSec: number;
+  inferImagesPerSec: number;
+  trainRepeats: number[];
+  inferRepeats: number[];
 }
 
 /** Timed training steps (plain or augmented) and inference over random data of one batch shape. */
@@ -94,6 +106,19 @@ async function onWasmOnly<T>(measure: () => Promise<T>): Promise<T> {
   }
 }
 
+/** Runs `measure` with bf16 products (the caller checked that they run here). */
+async function inBf16<T>(measure: () => Promise<T>): Promise<T> {
+  useNativePrecision("bf16");
+  try {
+    return await measure();
+  } finally {
+    useNativePrecision("fp32");
+  }
+}
+
+/** A variant's repeats and medians. */
+const variant = (train: number[], infer: number[]): Variant => ({ trainImagesPerSec: median(train), inferImagesPerSec: median(infer), trainRepeats: train, inferRepeats: infer });
+
 async function benchModel(
   name: string,
   repeats: number,
@@ -101,6 +126,7 @@ async function benchModel(
   batchSize: number,
   profile: boolean,
   compareWasm: boolean,
+  bf16: boolean,
   log: (s: string) => void,
 ): Promise<ModelBench> {
   const model = buildModel(presetModel(name));
@@ -109,11 +135,14 @@ async function benchModel(
   await trainOnce(true); // warm-up: kernels set up, optimizer state created
   await inferOnce();
   if (compareWasm) await onWasmOnly(async () => (await trainOnce(false), await inferOnce()));
+  if (bf16) await inBf16(async () => (await trainOnce(false), await inferOnce()));
   const trainRepeats: number[] = [];
   const trainAugmentedRepeats: number[] = [];
   const inferRepeats: number[] = [];
   const wasmTrain: number[] = [];
   const wasmInfer: number[] = [];
+  const bf16Train: number[] = [];
+  const bf16Infer: number[] = [];
   for (let r = 0; r < repeats; r++) {
     trainRepeats.push(await trainOnce(false));
     trainAugmentedRepeats.push(await trainOnce(true));
@@ -122,10 +151,15 @@ async function benchModel(
       wasmTrain.push(await onWasmOnly(() => trainOnce(false)));
       wasmInfer.push(await onWasmOnly(inferOnce));
     }
+    if (bf16) {
+      bf16Train.push(await inBf16(() => trainOnce(false)));
+      bf16Infer.push(await inBf16(inferOnce));
+    }
     log(
       `  ${name} repeat ${r + 1}/${repeats}: train ${trainRepeats[r].toFixed(0)} img/s, with augmentation ${trainAugmentedRepeats[r].toFixed(0)}, ` +
         `infer ${inferRepeats[r].toFixed(0)} img/s` +
-        (compareWasm ? `; wasm kernels alone: train ${wasmTrain[r].toFixed(0)}, infer ${wasmInfer[r].toFixed(0)} img/s` : ""),
+        (compareWasm ? `; wasm kernels alone: train ${wasmTrain[r].toFixed(0)}, infer ${wasmInfer[r].toFixed(0)} img/s` : "") +
+        (bf16 ? `; bf16: train ${bf16Train[r].toFixed(0)}, infer ${bf16Infer[r].toFixed(0)} img/s` : ""),
     );
   }
   const result: ModelBench = {
@@ -139,12 +173,11 @@ async function benchModel(
     trainAugmentedRepeats,
     inferRepeats,
   };
-  if (compareWasm) {
-    result.wasmOnly = { trainImagesPerSec: median(wasmTrain), inferImagesPerSec: median(wasmInfer), trainRepeats: wasmTrain, inferRepeats: wasmInfer };
-  }
+  if (compareWasm) result.wasmOnly = variant(wasmTrain, wasmInfer);
+  if (bf16) result.bf16 = variant(bf16Train, bf16Infer);
   if (profile) {
-    log(`  ${name}: profiling ${repeats} training steps ...`);
-    result.profile = await timers.profile(repeats);
+    log(`  ${name}: profiling ${repeats} ${bf16 ? "bf16 " : ""}training steps ...`);
+    result.profile = await (bf16 ? inBf16(() => timers.profile(repeats)) : timers.profile(repeats));
   }
   timers.dispose();
   model.dispose();
@@ -210,7 +243,7 @@ async function benchTorch(model: string, precision: "fp32" | "bf16", threads: nu
   }
 }
 
-const PROFILE_ROWS = 12;
+const PROFILE_ROWS = Number(process.env.PROFILE_ROWS ?? 12);
 
 function profileLines(model: string, batchSize: number, profile: StepProfile): string[] {
   const outside = profile.stepMs - profile.kernelMs;
@@ -236,6 +269,7 @@ runCommand(USAGE, async () => {
       torch: { type: "boolean", default: false },
       profile: { type: "boolean", default: false },
       "compare-wasm": { type: "boolean", default: false },
+      bf16: { type: "boolean", default: false },
     },
     process.argv.slice(2),
   );
@@ -271,8 +305,11 @@ runCommand(USAGE, async () => {
   log(`backend: ${describeBackend(backend)}`);
   const compareWasm = values["compare-wasm"];
   if (compareWasm && !oneDnnActive()) throw new Error("--compare-wasm: oneDNN's native kernels do not run here, so there is nothing to compare (see the backend line).");
+  const withBf16 = values.bf16;
+  const noBf16 = bf16Unavailable();
+  if (withBf16 && noBf16) throw new Error(`--bf16: ${noBf16}.`);
   const results: ModelBench[] = [];
-  for (const name of models) results.push(await benchModel(name, repeats, steps, batchSize, values.profile, compareWasm, log));
+  for (const name of models) results.push(await benchModel(name, repeats, steps, batchSize, values.profile, compareWasm, withBf16, log));
   const augmentation = { pipeline: STANDARD_AUGMENTATION, ...(await benchAugmentation(repeats, steps, batchSize)) };
 
   const capstone = results.find((r) => r.model === "cnn3");
@@ -282,7 +319,12 @@ runCommand(USAGE, async () => {
   // Each PyTorch figure against this project's for the same network, measured in this run.
   const torch = measuredTorch.map((t) => {
     const ours = results.find((r) => r.model === t.model)!;
-    return { ...t, trainRatio: ours.trainImagesPerSec / t.trainImagesPerSec, inferRatio: ours.inferImagesPerSec / t.inferImagesPerSec };
+    return {
+      ...t,
+      trainRatio: ours.trainImagesPerSec / t.trainImagesPerSec,
+      inferRatio: ours.inferImagesPerSec / t.inferImagesPerSec,
+      ...(ours.bf16 ? { bf16TrainRatio: ours.bf16.trainImagesPerSec / t.trainImagesPerSec, bf16InferRatio: ours.bf16.inferImagesPerSec / t.inferImagesPerSec } : {}),
+    };
   });
   const report = {
     backend: backend.name,
@@ -311,7 +353,7 @@ runCommand(USAGE, async () => {
         `median of ${repeats} repeats of ${steps} batches after a warm-up.`,
       "",
       textTable(
-        ["model", "parameters", "train img/s", "train+augment img/s", "infer img/s", ...(compareWasm ? ["wasm alone: train", "infer"] : [])],
+        ["model", "parameters", "train img/s", "train+augment img/s", "infer img/s", ...(compareWasm ? ["wasm alone: train", "infer"] : []), ...(withBf16 ? ["bf16: train", "infer"] : [])],
         results.map((r) => [
           r.model, formatCount(r.parameters), r.trainImagesPerSec.toFixed(0),
           `${r.trainAugmentedImagesPerSec.toFixed(0)} (${(r.trainAugmentedImagesPerSec / r.trainImagesPerSec).toFixed(2)}×)`, r.inferImagesPerSec.toFixed(0),
@@ -319,6 +361,12 @@ runCommand(USAGE, async () => {
             ? [
                 `${r.wasmOnly.trainImagesPerSec.toFixed(0)} (${(r.trainImagesPerSec / r.wasmOnly.trainImagesPerSec).toFixed(2)}× faster with oneDNN)`,
                 `${r.wasmOnly.inferImagesPerSec.toFixed(0)} (${(r.inferImagesPerSec / r.wasmOnly.inferImagesPerSec).toFixed(2)}×)`,
+              ]
+            : []),
+          ...(r.bf16
+            ? [
+                `${r.bf16.trainImagesPerSec.toFixed(0)} (${(r.bf16.trainImagesPerSec / r.trainImagesPerSec).toFixed(2)}× fp32)`,
+                `${r.bf16.inferImagesPerSec.toFixed(0)} (${(r.bf16.inferImagesPerSec / r.inferImagesPerSec).toFixed(2)}×)`,
               ]
             : []),
         ]),
@@ -329,10 +377,14 @@ runCommand(USAGE, async () => {
       ...(torch.length > 0
         ? [
             "",
-            `${torch[0].framework}, ${torch[0].threads} thread${torch[0].threads > 1 ? "s" : ""}, the same networks (this project's precision: fp32)${bf16 ? "" : "; bf16 skipped, no AVX512-BF16 or AMX-BF16 here"}:`,
+            `${torch[0].framework}, ${torch[0].threads} thread${torch[0].threads > 1 ? "s" : ""}, the same networks${bf16 ? "" : "; bf16 skipped, no AVX512-BF16 or AMX-BF16 here"}:`,
             textTable(
-              ["model", "PyTorch precision", "PyTorch train img/s", "infer img/s", "project ÷ PyTorch: train", "infer"],
-              torch.map((t) => [t.model, t.precision === "bf16" ? "bf16 autocast, channels-last" : "fp32", t.trainImagesPerSec.toFixed(0), t.inferImagesPerSec.toFixed(0), `${t.trainRatio.toFixed(2)}×`, `${t.inferRatio.toFixed(2)}×`]),
+              ["model", "PyTorch precision", "PyTorch train img/s", "infer img/s", "project fp32 ÷ PyTorch: train", "infer", ...(withBf16 ? ["project bf16 ÷ PyTorch: train", "infer"] : [])],
+              torch.map((t) => [
+                t.model, t.precision === "bf16" ? "bf16 autocast, channels-last" : "fp32", t.trainImagesPerSec.toFixed(0), t.inferImagesPerSec.toFixed(0),
+                `${t.trainRatio.toFixed(2)}×`, `${t.inferRatio.toFixed(2)}×`,
+                ...(t.bf16TrainRatio === undefined ? [] : [`${t.bf16TrainRatio.toFixed(2)}×`, `${t.bf16InferRatio!.toFixed(2)}×`]),
+              ]),
             ),
           ]
         : []),

@@ -3,7 +3,7 @@
  * npm run train -- --model NAME|config.json [--epochs N] [--batch-size N] [--seed N]
  *   [--lr RATE] [--schedule constant|step|one-cycle|warmup-linear|warmup-cosine] [--optimizer adam|sgd-nesterov]
  *   [--label-smoothing E] [--patience N] [--validation FRACTION]
- *   [--augment standard|FILE.json] [--tta] [--ema DECAY] [--dataset fashion|mnist] [--out DIR] [--quick] [--resume] [--json]
+ *   [--augment standard|FILE.json] [--tta] [--ema DECAY] [--bf16] [--dataset fashion|mnist] [--out DIR] [--quick] [--resume] [--json]
  *
  * Trains one model on Fashion-MNIST (or MNIST, --dataset) with a stratified validation split from the
  * training set; after every epoch writes a checkpoint and the run record (atomically), and
@@ -51,6 +51,9 @@ const USAGE = `Usage: npm run train -- --experiment NAME [--profile quick|standa
                       1-pixel shifts (test-time augmentation; the epoch is still chosen on validation)
   --ema DECAY         validate, keep and test an exponential moving average of the weights
                       (decay in (0, 1), e.g. 0.999; updated every step); not with --patience
+  --bf16              the training steps' convolutions and matrix products in bf16 (fp32 accumulation
+                      and weights) where the CPU has AVX512-BF16 or AMX-BF16; elsewhere, or with
+                      TFJS_BF16=0, fp32 (the record's backend.precision says which ran)
   --patience N        early stopping on validation loss, restoring the best weights
   --validation F      validation fraction of the training set, default 0.1
   --dataset NAME      ${DATASET_NAMES.join(" or ")} (default fashion)
@@ -133,6 +136,7 @@ runCommand(USAGE, async () => {
       augment: { type: "string" },
       tta: { type: "boolean", default: false },
       ema: { type: "string" },
+      bf16: { type: "boolean", default: false },
       dataset: { type: "string" },
       validation: { type: "string" },
       out: { type: "string" },
@@ -144,7 +148,7 @@ runCommand(USAGE, async () => {
   );
   const log = (line: string) => process.stderr.write(line + "\n");
   if (values.experiment !== undefined) {
-    const recipeFlags = ["model", "epochs", "batch-size", "seed", "lr", "schedule", "optimizer", "label-smoothing", "patience", "augment", "tta", "ema", "dataset", "validation", "out", "quick", "resume"] as const;
+    const recipeFlags = ["model", "epochs", "batch-size", "seed", "lr", "schedule", "optimizer", "label-smoothing", "patience", "augment", "tta", "ema", "bf16", "dataset", "validation", "out", "quick", "resume"] as const;
     const given = recipeFlags.filter((flag) => values[flag] !== undefined && values[flag] !== false);
     if (given.length > 0) throw new UsageError(`--experiment takes its model and recipe from experiments/${values.experiment}.json; leave out ${given.map((f) => `--${f}`).join(", ")}.`);
     const profile = usageCheck(() => parseProfile(values.profile ?? "standard"));
@@ -185,6 +189,7 @@ runCommand(USAGE, async () => {
       ...(values["label-smoothing"] === undefined ? {} : { labelSmoothing: fraction(values["label-smoothing"], "--label-smoothing", MAX_LABEL_SMOOTHING) }),
       ...(values.tta ? { testTimeAugmentation: true } : {}),
       ...(values.ema === undefined ? {} : { ema: { decay: checkAverageDecay(Number(values.ema), "--ema") } }),
+      ...(values.bf16 ? { precision: "bf16" as const } : {}),
     };
   });
   const outDir = path.resolve(values.out ?? path.join("runs", `${config.name}-seed${options.seed}`));

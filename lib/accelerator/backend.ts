@@ -8,6 +8,7 @@
 import os from "node:os";
 import * as tf from "@tensorflow/tfjs";
 import { registerNativeConvolutions, registerWasmKernels } from "./kernels";
+import { bf16Unavailable, oneDnnIsa } from "./native/onednn";
 import { simdKernelsBuilt } from "./wasm/simd";
 import { registerThreadedWasmBackend } from "./threads";
 
@@ -34,6 +35,8 @@ export interface BackendInfo {
   threads: number | null;
   /** wasm: whether convolutions and matrix products run natively through oneDNN (lib/wasm/onednn.ts). */
   oneDnn: boolean;
+  /** With oneDNN: whether recipes that ask for bf16 products get them here (null), or why not. */
+  bf16Unavailable?: string | null;
   /** Anything else worth knowing, e.g. why wasm runs on fewer threads than asked for. */
   notes: string[];
 }
@@ -92,7 +95,8 @@ async function chooseBackend(force: BackendName | undefined): Promise<BackendInf
       if (name === "wasm" && !simdKernelsBuilt()) notes.push("the project's SIMD kernels are not built (scripts/build-wasm.sh needs clang and lld): batch norm and max-pool gradients run slower");
       const notNative = name === "wasm" ? registerNativeConvolutions(threadsOf(name) ?? 1) : "not wasm";
       if (name === "wasm" && notNative) notes.push(notNative);
-      return { name, forced: force !== undefined, skipped, registeredKernels, threads: threadsOf(name), oneDnn: notNative === undefined, notes };
+      const oneDnn = notNative === undefined;
+      return { name, forced: force !== undefined, skipped, registeredKernels, threads: threadsOf(name), oneDnn, bf16Unavailable: oneDnn ? (bf16Unavailable() ?? null) : undefined, notes };
     }
     if (force) {
       throw new Error(`${BACKEND_ENV_VAR}=${force} was asked for, but it cannot load: ${failure}`);
@@ -155,7 +159,8 @@ function describeLoadError(name: BackendName, error: unknown): string {
 /** One line for logs, notebooks and run records, e.g. `wasm (skipped tensorflow: …)`. */
 export function describeBackend(info: BackendInfo): string {
   const threads = info.threads === null ? "" : `, ${info.threads} thread${info.threads === 1 ? "" : "s"}`;
-  const native = info.oneDnn ? ", convolutions and matrix products by oneDNN (native)" : "";
+  const bf16 = info.bf16Unavailable === null ? `; bf16 where a recipe asks, on ${oneDnnIsa()}` : "";
+  const native = info.oneDnn ? `, convolutions and matrix products by oneDNN (native${bf16})` : "";
   const parts = [info.name + threads + native + (info.forced ? ` (forced by ${BACKEND_ENV_VAR})` : "")];
   for (const s of info.skipped) parts.push(`skipped ${s.name}: ${s.reason}`);
   parts.push(...info.notes);

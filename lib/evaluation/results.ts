@@ -54,7 +54,7 @@ function recipeText(d: RunDeclaration, record: RunRecord | undefined): string {
   const augment = record ? record.options.augment : r.augment === "standard" ? STANDARD_AUGMENTATION : r.augment;
   return `${epochs} ep, ${optimizer}${r.schedule} lr ${Number.isNaN(rate) ? "?" : rate.toPrecision(3)}${tuned}, batch ${record?.options.batchSize ?? r.batchSize}` +
     `${r.labelSmoothing ? `, label smoothing ${r.labelSmoothing}` : ""}${augment ? `, augmented (${Object.keys(augment).join(", ")})` : ""}` +
-    `${r.ema ? `, EMA ${r.ema.decay}` : ""}${r.testTimeAugmentation ? ", test-time augmentation" : ""}, seed ${r.seed}`;
+    `${r.ema ? `, EMA ${r.ema.decay}` : ""}${r.precision === "bf16" ? ", bf16 asked" : ""}${r.testTimeAugmentation ? ", test-time augmentation" : ""}, seed ${r.seed}`;
 }
 
 export const experimentCommand = (name: string, profile: Profile) =>
@@ -84,7 +84,7 @@ export async function resultRows(profile: Profile, declarations: Map<string, Dec
       testAccuracy: test?.accuracy ?? null,
       testInterval: interval ? [interval.lower, interval.upper] : null,
       trainSeconds: record ? record.trainSeconds : null,
-      backend: record ? `${record.backend.name}, ${record.backend.threads ?? "?"} thread${record.backend.threads === 1 ? "" : "s"}${/oneDNN/.test(record.backend.description) && !/oneDNN off|no oneDNN/.test(record.backend.description) ? " + oneDNN" : ""}` : null,
+      backend: record ? `${record.backend.name}, ${record.backend.threads ?? "?"} thread${record.backend.threads === 1 ? "" : "s"}${/oneDNN/.test(record.backend.description) && !/oneDNN off|no oneDNN/.test(record.backend.description) ? " + oneDNN" : ""}${record.backend.precision && record.backend.precision !== "fp32" ? `, ${record.backend.precision}` : ""}` : null,
       status: record?.status === "finished" ? "finished" : record ? "running" : "missing",
       command: experimentCommand(d.name, profile),
     });

@@ -16,6 +16,7 @@ import { PROJECT_ROOT } from "../tooling/paths";
 import { readRecord, type RunRecord, type RunSettings } from "./records";
 import { checkStorageUrl, PostgresStudyStore } from "./postgres-store";
 import { checkAverageDecay } from "./weight-average";
+import { PRECISIONS, type Precision } from "../accelerator";
 import type { LearningRateSchedule } from "./loop";
 import {
   ARCHITECTURES,
@@ -67,6 +68,8 @@ export interface Recipe {
   testTimeAugmentation?: boolean;
   /** Validate, keep and test an exponential moving average of the weights (lib/training/weight-average.ts); absent: the trained weights. */
   ema?: { decay: number };
+  /** "bf16": the training steps' products in bf16 where the CPU has it (lib/accelerator/native/onednn.ts); absent: fp32. */
+  precision?: Precision;
   seed: number;
   validationFraction: number;
 }
@@ -198,6 +201,8 @@ function recipeOf(file: string, value: unknown, model: ModelSpec): Recipe {
       throw invalid(file, "recipe.ema", (error as Error).message);
     }
   }
+  const precision = value.precision;
+  if (precision !== undefined && !PRECISIONS.includes(precision as Precision)) throw invalid(file, "recipe.precision", `must be ${PRECISIONS.join(" or ")}, got ${JSON.stringify(precision)}`);
   const optimizer = value.optimizer;
   if (optimizer !== undefined && !OPTIMIZERS.includes(optimizer as OptimizerName)) throw invalid(file, "recipe.optimizer", `must be ${OPTIMIZERS.join(" or ")}, got ${JSON.stringify(optimizer)}`);
   const labelSmoothing = value.labelSmoothing;
@@ -209,6 +214,7 @@ function recipeOf(file: string, value: unknown, model: ModelSpec): Recipe {
     ...(labelSmoothing === undefined ? {} : { labelSmoothing: labelSmoothing as number }),
     ...(testTimeAugmentation ? { testTimeAugmentation: true } : {}),
     ...(ema === undefined ? {} : { ema: { decay: ema.decay as number } }),
+    ...(precision === undefined ? {} : { precision: precision as Precision }),
     epochs: need(file, value, "epochs", isPositiveInt, "a positive integer"),
     batchSize: need(file, value, "batchSize", isPositiveInt, "a positive integer"),
     learningRate: learningRate as Recipe["learningRate"],
@@ -489,6 +495,7 @@ export async function runRequestOf(d: RunDeclaration, context: ExperimentContext
       ...(d.recipe.labelSmoothing === undefined ? {} : { labelSmoothing: d.recipe.labelSmoothing }),
       ...(d.recipe.testTimeAugmentation ? { testTimeAugmentation: true } : {}),
       ...(d.recipe.ema ? { ema: d.recipe.ema } : {}),
+      ...(d.recipe.precision ? { precision: d.recipe.precision } : {}),
     },
   };
 }

@@ -6,7 +6,7 @@
  * (where callers checkpoint and write run records).
  */
 import { performance } from "node:perf_hooks";
-import { tf } from "../accelerator";
+import { tf, useNativePrecision, type Precision } from "../accelerator";
 import { improvesOn } from "../evaluation/selection";
 import { seededRandom, shuffle } from "../tooling/random";
 import { requirePositiveInt } from "../tooling/checks";
@@ -99,6 +99,8 @@ export interface TrainOptions {
    * best epoch) uses it instead of the trained weights. Not with early stopping.
    */
   weightAverage?: WeightAverage;
+  /** The training steps' convolutions and matrix products in bf16 where the CPU has it (validation stays fp32); absent: fp32. */
+  precision?: Precision;
   onEpochEnd?: (record: EpochRecord, model: tf.LayersModel) => void | Promise<void>;
   onBatchEnd?: (progress: { epoch: number; step: number; steps: number; loss: number; accuracy: number; imagesPerSecond: number }) => void;
 }
@@ -163,7 +165,7 @@ export async function train(model: tf.LayersModel, trainData: TrainingData, vali
       for (let step = 0; step < steps; step++) {
         if (options.schedule && perStep(options.schedule)) setLearningRate(model, learningRateAt(options.schedule, epoch + step / steps, options.epochs));
         const indices = order.slice(step * options.batchSize, (step + 1) * options.batchSize);
-        const [loss, accuracy] = await trainStep(model, trainData, indices, options.augment, epoch, step);
+        const [loss, accuracy] = await trainStep(model, trainData, indices, options.augment, epoch, step, options.precision ?? "fp32");
         options.weightAverage?.update(model, epoch * steps + step);
         if (!Number.isFinite(loss)) {
           throw new NonFiniteLossError(
@@ -230,6 +232,7 @@ async function trainStep(
   augment: TrainOptions["augment"],
   epoch: number,
   step: number,
+  precision: Precision,
 ): Promise<[number, number]> {
   const [xs, ys] = tf.tidy(() => {
     const indexTensor = tf.tensor1d(indices, "int32");
@@ -237,10 +240,12 @@ async function trainStep(
     return [augment ? augment(images, epoch, step) : images, tf.gather(data.y, indexTensor)];
   });
   try {
+    useNativePrecision(precision);
     const result = await model.trainOnBatch(xs, ys);
     const [loss, accuracy] = Array.isArray(result) ? result : [result, NaN];
     return [loss, accuracy];
   } finally {
+    useNativePrecision("fp32");
     tf.dispose([xs, ys]);
   }
 }

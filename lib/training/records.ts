@@ -8,7 +8,7 @@ import { readFile, rename, rm } from "node:fs/promises";
 import path from "node:path";
 import type { AugmentConfig } from "../data/augment";
 import type { ModelConfig, OptimizerName } from "../models/builder";
-import type { tf } from "../accelerator";
+import type { Precision, tf } from "../accelerator";
 import type { FastDropout } from "../accelerator";
 import { MODEL_FILE, replaceFolder, writeJsonAtomic, writeModelFolder } from "../models/persist";
 import type { EpochRecord, LearningRateSchedule } from "./loop";
@@ -52,6 +52,12 @@ export interface RunSettings {
    * validates, saves as its best model and tests; absent: the trained weights.
    */
   ema?: { decay: number };
+  /**
+   * "bf16": the training steps' convolutions and matrix products read bf16 operands (fp32
+   * accumulation, fp32 weights) where the CPU has bf16 arithmetic; absent: fp32. What ran is
+   * the record's backend.precision.
+   */
+  precision?: Precision;
 }
 
 /** The settings as recorded, with the split sizes they gave. */
@@ -67,7 +73,8 @@ export interface RunRecord {
   model: ModelConfig;
   parameters: number;
   options: RunOptions;
-  backend: { name: string; threads: number | null; description: string };
+  /** precision: what the training steps ran ("mixed": resumed in another precision); absent in records older than bf16 = fp32. */
+  backend: { name: string; threads: number | null; description: string; precision?: Precision | "mixed" };
   dataset: { name: string; sha256: Record<string, string> };
   startedAt: string;
   updatedAt: string;

@@ -7,7 +7,7 @@
  */
 import path from "node:path";
 import { augmenter } from "../data/augment";
-import { describeBackend, initBackend, tf, type BackendInfo } from "../accelerator";
+import { bf16Unavailable, describeBackend, effectivePrecision, initBackend, PRECISIONS, tf, type BackendInfo, type Precision } from "../accelerator";
 import { accuracy, argmaxRows, logLoss } from "../evaluation/metrics";
 import { loadDataset, type Dataset, type DatasetName, type Split } from "../data/datasets";
 import { readFile, rm } from "node:fs/promises";
@@ -126,7 +126,7 @@ function runTensors(data: Dataset, settings: RunSettings): RunTensors {
 /** The model and record of a resumed run (from its checkpoint, exactly) or of a fresh one (its folder cleared). */
 async function startOrResume(
   outDir: string, existing: RunRecord | undefined, config: ModelConfig, settings: RunSettings,
-  tensors: RunTensors, data: Dataset, backend: BackendInfo, log: (message: string) => void,
+  tensors: RunTensors, data: Dataset, backend: BackendInfo, precision: Precision, log: (message: string) => void,
 ): Promise<{ model: tf.LayersModel; record: RunRecord }> {
   if (existing) {
     log(`resuming ${outDir} after epoch ${existing.history.length} of ${existing.options.epochs}`);
@@ -136,7 +136,15 @@ async function startOrResume(
     }
     const model = await loadModel(path.join(outDir, CHECKPOINT_DIR));
     restoreRandomState(model, state.dropout, path.join(outDir, CHECKPOINT_DIR, STATE_FILE));
-    return { model, record: { ...existing, resumes: [...existing.resumes, { at: new Date().toISOString(), fromEpoch: existing.history.length }] } };
+    const ran = existing.backend.precision ?? "fp32";
+    return {
+      model,
+      record: {
+        ...existing,
+        backend: { ...existing.backend, precision: ran === precision ? ran : "mixed" },
+        resumes: [...existing.resumes, { at: new Date().toISOString(), fromEpoch: existing.history.length }],
+      },
+    };
   }
   const model = buildModel(config, { learningRate: settings.schedule.rate, seed: settings.seed, optimizer: settings.optimizer, oneHotTargets: (settings.labelSmoothing ?? 0) > 0 });
   const options: RunOptions = { ...settings, trainImages: tensors.trainSplit.count, validationImages: tensors.validationSplit.count };
@@ -145,7 +153,7 @@ async function startOrResume(
     model: config,
     parameters: model.countParams(),
     options,
-    backend: { name: backend.name, threads: backend.threads, description: describeBackend(backend) },
+    backend: { name: backend.name, threads: backend.threads, description: describeBackend(backend), precision },
     dataset: { name: data.name, sha256: data.sha256 },
     startedAt: new Date().toISOString(),
     updatedAt: new Date().toISOString(),
@@ -209,10 +217,12 @@ async function trainRunLocked(request: RunRequest): Promise<RunRecord> {
   validateSettings(settings);
   const tensors = runTensors(data, settings);
   const { trainData, validation } = tensors;
+  const precision = effectivePrecision(settings.precision ?? "fp32");
+  if (settings.precision === "bf16" && precision !== "bf16") log(`bf16 asked for, fp32 runs: ${bf16Unavailable()}`);
   const disposeTensors = () => tf.dispose([trainData.x, trainData.y, validation.x, validation.y]);
   let started: { model: tf.LayersModel; record: RunRecord };
   try {
-    started = await startOrResume(outDir, existing, config, settings, tensors, data, backend, log);
+    started = await startOrResume(outDir, existing, config, settings, tensors, data, backend, precision, log);
   } catch (error) {
     disposeTensors();
     throw error;
@@ -236,6 +246,7 @@ async function trainRunLocked(request: RunRequest): Promise<RunRecord> {
       previousHistory: record.history,
       onBatchEnd: request.hooks?.onBatchEnd,
       weightAverage: average,
+      precision,
       onEpochEnd: async (epoch, trained) => {
         const best = improvesOn(epoch, record.bestEpoch === null ? undefined : record.history[record.bestEpoch]);
         const next: RunRecord = {
@@ -280,6 +291,7 @@ export function validateSettings(settings: RunSettings): void {
   if (settings.optimizer !== undefined && !OPTIMIZERS.includes(settings.optimizer)) throw new Error(`optimizer must be ${OPTIMIZERS.join(" or ")}, got ${JSON.stringify(settings.optimizer)}.`);
   const smoothing = settings.labelSmoothing;
   if (smoothing !== undefined && !(smoothing >= 0 && smoothing <= MAX_LABEL_SMOOTHING)) throw new Error(`label smoothing must be in [0, ${MAX_LABEL_SMOOTHING}], got ${smoothing}.`);
+  if (settings.precision !== undefined && !PRECISIONS.includes(settings.precision)) throw new Error(`precision must be ${PRECISIONS.join(" or ")}, got ${JSON.stringify(settings.precision)}.`);
   if (settings.ema !== undefined) {
     checkAverageDecay(settings.ema?.decay, "ema");
     if (settings.patience !== null) throw new Error("ema: early stopping (patience) and an EMA of the weights do not go together; choose one.");
@@ -296,7 +308,7 @@ export function validateSettings(settings: RunSettings): void {
 export function runIdentity(config: ModelConfig, settings: RunSettings, dataset: string): string {
   const { name: _name, description: _description, ...network } = config;
   // Defaults spelled out or left out are the same run (and records older than the choice match).
-  const { optimizer, labelSmoothing, testTimeAugmentation, ...rest } = settings;
+  const { optimizer, labelSmoothing, testTimeAugmentation, precision, ...rest } = settings;
   return canonicalJson({
     network,
     settings: {
@@ -304,6 +316,7 @@ export function runIdentity(config: ModelConfig, settings: RunSettings, dataset:
       ...(optimizer && optimizer !== "adam" ? { optimizer } : {}),
       ...(labelSmoothing ? { labelSmoothing } : {}),
       ...(testTimeAugmentation ? { testTimeAugmentation } : {}),
+      ...(precision && precision !== "fp32" ? { precision } : {}),
     },
     dataset,
   });

@@ -6,7 +6,7 @@ import { before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { initBackend, tf } from "../../lib/accelerator/backend";
 import { buildModel, presetModel, type ModelConfig } from "../../lib/models/builder";
-import { oneDnnActive, useOneDnn } from "../../lib/accelerator/native/onednn";
+import { BF16_ENV_VAR, bf16Unavailable, nativePrecision, oneDnnActive, useNativePrecision, useOneDnn } from "../../lib/accelerator/native/onednn";
 import { maxRelativeError, onBackend, randomTensor, runKernelOn, type HostTensor } from "../helpers/tensors";
 
 const TOLERANCE = 1e-4;
@@ -249,6 +249,92 @@ describe("wasm kernels match cpu", () => {
       }
     }
   }
+});
+
+/**
+ * bf16 products against cpu's fp32. Each operand rounded to bf16 (8 significant bits, round to
+ * nearest) is off by at most 2⁻⁸ of itself, so each product a·b by at most (1 + 2⁻⁸)² − 1 <
+ * 2⁻⁷ + 2⁻¹⁶ of |a·b|; the sums accumulate in fp32 (another ≤ K·2⁻²⁴ relative, < 2⁻¹² for the
+ * K ≤ 4,096 terms here). So every output may differ from fp32's by at most
+ * (2⁻⁷ + 2⁻¹²) × the same product of the operands' absolute values, and no more.
+ */
+const BF16_RELATIVE_BOUND = 2 ** -7 + 2 ** -12;
+
+const absolute = (t: HostTensor): HostTensor => ({ values: t.values.map(Math.abs), shape: t.shape });
+
+/**
+ * Runs `kernelName` on wasm in bf16 and on cpu in fp32; `boundKernel` on cpu with the inputs'
+ * absolute values gives each output's bound. Also checks that bf16 ran: fp32 paths agree to ~1e-7.
+ */
+async function assertWithinBf16Bound(kernelName: string, inputs: Record<string, HostTensor>, attrs: Record<string, unknown>, boundKernel = kernelName, boundInputs = Object.keys(inputs)) {
+  const expected = await runKernelOn("cpu", kernelName, inputs, attrs);
+  const magnitude = await runKernelOn("cpu", boundKernel, Object.fromEntries(boundInputs.map((name) => [name, absolute(inputs[name])])), { ...attrs, activation: "linear" });
+  useNativePrecision("bf16");
+  let actual: HostTensor & { leaked: number };
+  try {
+    actual = await runKernelOn("wasm", kernelName, inputs, attrs);
+  } finally {
+    useNativePrecision("fp32");
+  }
+  assert.deepEqual(actual.shape, expected.shape, "output shape");
+  let worst = 0;
+  for (let i = 0; i < expected.values.length; i++) {
+    const error = Math.abs(actual.values[i] - expected.values[i]);
+    const bound = BF16_RELATIVE_BOUND * magnitude.values[i] + 1e-6;
+    assert.ok(error <= bound, `output ${i}: |${actual.values[i]} − ${expected.values[i]}| = ${error} exceeds the bf16 bound ${bound}`);
+    worst = Math.max(worst, error / (magnitude.values[i] + 1e-12));
+  }
+  assert.ok(worst > 2 ** -14, `the largest error is ${worst} of the operands' scale: fp32's, so bf16 did not run`);
+  assert.equal(actual.leaked, 0, "the wasm kernel left data buffers behind");
+}
+
+describe("bf16 products (oneDNN) stay within bf16's rounding of cpu's fp32", () => {
+  let unavailable: string | undefined;
+  before(async () => {
+    await initBackend({ force: "wasm" });
+    unavailable = bf16Unavailable();
+  });
+  const bf16 = <T>(run: () => Promise<T>) => async (t: { skip(message: string): void }) => (unavailable ? t.skip(unavailable) : run());
+  const cases: { xShape: Shape4; filterShape: Shape4; stride: number; pad: "same" | "valid" }[] = [
+    { xShape: [4, 14, 14, 32], filterShape: [3, 3, 32, 16], stride: 1, pad: "same" },
+    { xShape: [3, 13, 13, 16], filterShape: [5, 5, 16, 8], stride: 2, pad: "valid" },
+    { xShape: [2, 8, 8, 3], filterShape: [3, 3, 3, 4], stride: 1, pad: "valid" },
+  ];
+  for (const { xShape, filterShape, stride, pad } of cases) {
+    const label = `x ${xShape.join("×")}, filter ${filterShape.join("×")}, stride ${stride}, ${pad}`;
+    const conv = { strides: stride, pad, dataFormat: "NHWC", dilations: 1 };
+    it(`FusedConv2D with bias and relu, ${label}`, bf16(() =>
+      assertWithinBf16Bound("FusedConv2D", { x: randomTensor(xShape), filter: randomTensor(filterShape), bias: randomTensor([filterShape[3]]) }, { ...conv, activation: "relu" }, "Conv2D", ["x", "filter"])));
+    it(`Conv2DBackpropInput, ${label}`, bf16(() =>
+      assertWithinBf16Bound("Conv2DBackpropInput", { dy: randomTensor(convOutShape(xShape, filterShape, stride, pad)), filter: randomTensor(filterShape) }, { ...conv, inputShape: xShape })));
+    it(`Conv2DBackpropFilter, ${label}`, bf16(() =>
+      assertWithinBf16Bound("Conv2DBackpropFilter", { x: randomTensor(xShape), dy: randomTensor(convOutShape(xShape, filterShape, stride, pad)) }, { ...conv, filterShape })));
+  }
+  for (const [transposeA, transposeB] of [[false, false], [true, false], [false, true]]) {
+    it(`_FusedMatMul with bias and relu, transposeA ${transposeA}, transposeB ${transposeB}`, bf16(() =>
+      assertWithinBf16Bound("_FusedMatMul", { a: randomTensor(transposeA ? [1, 1152, 128] : [1, 128, 1152]), b: randomTensor(transposeB ? [1, 10, 1152] : [1, 1152, 10]), bias: randomTensor([10]) },
+        { transposeA, transposeB, activation: "relu" }, "BatchMatMul", ["a", "b"])));
+  }
+  it("fp32 again after bf16: the same kernels agree with cpu to fp32's precision", bf16(async () => {
+    const inputs = { x: randomTensor([4, 14, 14, 32]), filter: randomTensor([3, 3, 32, 16]) };
+    const attrs = { strides: 1, pad: "same", dataFormat: "NHWC", dilations: 1 };
+    useNativePrecision("bf16");
+    await runKernelOn("wasm", "Conv2D", inputs, attrs);
+    useNativePrecision("fp32");
+    await assertMatchesCpu("Conv2D", inputs, attrs);
+  }));
+  it("TFJS_BF16=0 keeps fp32, and asking for bf16 where it cannot run gives fp32", () => {
+    const saved = process.env[BF16_ENV_VAR];
+    process.env[BF16_ENV_VAR] = "0";
+    try {
+      assert.match(bf16Unavailable() ?? "", /TFJS_BF16=0/);
+      assert.equal(useNativePrecision("bf16"), "fp32");
+      assert.equal(nativePrecision(), "fp32");
+    } finally {
+      if (saved === undefined) delete process.env[BF16_ENV_VAR];
+      else process.env[BF16_ENV_VAR] = saved;
+    }
+  });
 });
 
 describe("wasm Identity and same-dtype Cast share data safely", () => {

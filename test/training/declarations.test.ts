@@ -79,6 +79,7 @@ describe("experiment declarations", () => {
       [runJson("a", { recipe: { ...runJson("a").recipe as object, testTimeAugmentation: "yes" } }), /a\.json: recipe\.testTimeAugmentation: must be true or false, got "yes"/],
       [runJson("a", { recipe: { ...runJson("a").recipe as object, ema: { decay: 1.5 } } }), /a\.json: recipe\.ema: decay: the EMA decay must be a number in \(0, 1\), got 1\.5/],
       [runJson("a", { recipe: { ...runJson("a").recipe as object, ema: 0.99 } }), /a\.json: recipe\.ema: must be \{ "decay": d \}, got 0\.99/],
+      [runJson("a", { recipe: { ...runJson("a").recipe as object, precision: "fp16" } }), /a\.json: recipe\.precision: must be fp32 or bf16, got "fp16"/],
     ];
     for (const [json, message] of cases) assert.throws(() => parseDeclaration(file, json), message);
   });
@@ -123,6 +124,11 @@ describe("experiment declarations", () => {
     const ema = parseDeclaration("/x/ema.json", runJson("ema", { recipe: { ...runJson("ema").recipe as object, ema: { decay: 0.998 } } })) as RunDeclaration;
     assert.deepEqual((await runRequestOf(ema, { profile: "standard" })).settings.ema, { decay: 0.998 });
     assert.notEqual(runIdentity(config, { ...settings, ema: { decay: 0.998 } }, "fashion"), runIdentity(config, settings, "fashion"));
+    // bf16 asked for: carried and part of the identity; fp32 spelled out is the default.
+    const half = parseDeclaration("/x/half.json", runJson("half", { recipe: { ...runJson("half").recipe as object, precision: "bf16" } })) as RunDeclaration;
+    assert.equal((await runRequestOf(half, { profile: "standard" })).settings.precision, "bf16");
+    assert.notEqual(runIdentity(config, { ...settings, precision: "bf16" }, "fashion"), runIdentity(config, settings, "fashion"));
+    assert.equal(runIdentity(config, { ...settings, precision: "fp32" }, "fashion"), runIdentity(config, settings, "fashion"));
   });
 });
 

@@ -2,7 +2,7 @@ import { before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import path from "node:path";
-import { initBackend } from "../../lib/accelerator";
+import { bf16Unavailable, initBackend, nativePrecision } from "../../lib/accelerator";
 import type { Dataset } from "../../lib/data/datasets";
 
 import { ensureRun, runProbabilities, trainRun, type RunSettings } from "../../lib/training/run";
@@ -65,6 +65,23 @@ describe("trainRun", () => {
     const classes = data.classNames.length;
     assert.equal(record.test!.accuracy, accuracy(data.test.labels, argmaxRows(tta, classes), classes));
     assert.ok(Math.abs(record.test!.loss - logLoss(tta, data.test.labels, classes)) < 1e-9);
+  });
+
+  it("asked for bf16, trains in it where the CPU has it (fp32 elsewhere) and records which ran; the model is tested in fp32", async () => {
+    const outDir = path.join(tempDir(), "run");
+    const record = await trainRun({ config: presetModel("cnn3"), settings: { ...settings, epochs: 1, precision: "bf16" }, outDir, data });
+    assert.equal(record.options.precision, "bf16");
+    assert.equal(record.backend.precision, bf16Unavailable() === undefined ? "bf16" : "fp32");
+    assert.equal(nativePrecision(), "fp32", "the precision is fp32 again after training");
+    // The test accuracy is what an fp32 evaluation of the saved model gives.
+    const x = toImageTensor(data.test);
+    const probabilities = await runProbabilities(outDir, x);
+    x.dispose();
+    const classes = data.classNames.length;
+    assert.equal(record.test!.correct, Math.round(accuracy(data.test.labels, argmaxRows(probabilities, classes), classes) * data.test.count));
+    const fp32 = await trainRun({ config: presetModel("cnn3"), settings: { ...settings, epochs: 1 }, outDir: path.join(tempDir(), "fp32"), data });
+    assert.equal(fp32.backend.precision, "fp32");
+    if (record.backend.precision === "bf16") assert.notDeepEqual(record.history[0].loss, fp32.history[0].loss, "bf16 changes the training loss");
   });
 
   it("is reproducible: the same seed gives the same history, another seed a different one", async () => {

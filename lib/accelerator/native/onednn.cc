@@ -6,6 +6,12 @@
 // oneDNN picks its own weight layout (format `any`); the [h, w, in, out] filters are
 // reordered to it per call (small) and filter gradients reordered back. Primitives are
 // created once per shape (oneDNN JIT-compiles them) and cached.
+//
+// bf16 mode (setBf16): the operands a product reads (activations, filters, incoming gradients)
+// are reordered to bf16 (round to nearest even) into buffers the cache owns, and the product
+// accumulates and writes fp32, so TF.js's tensors and weights stay fp32. On a CPU with AMX
+// oneDNN then runs its AMX kernels. oneDNN 2.6.3 does not act on the fpmath_mode attribute for
+// f32 convolutions (measured: same kernels, same speed), hence the explicit bf16 operands.
 #include <node.h>
 #include <v8.h>
 
@@ -48,7 +54,35 @@ dnnl::stream& stream() {
 }
 
 memory::desc plain(const memory::dims& dims, tag format) { return memory::desc(dims, dt::f32, format); }
-memory::desc any(const memory::dims& dims) { return memory::desc(dims, dt::f32, tag::any); }
+
+// Whether products read bf16 operands (setBf16); part of every cache key.
+bool bf16 = false;
+// The data type of the operands a product reads.
+dt operand() { return bf16 ? dt::bf16 : dt::f32; }
+memory::desc any(const memory::dims& dims) { return memory::desc(dims, operand(), tag::any); }
+memory::desc operandNhwc(const memory::dims& dims) { return memory::desc(dims, operand(), tag::nhwc); }
+
+// An fp32 tensor of the heap as a product's operand: in bf16 mode converted into `converted`
+// (owned by the cache entry) by `convert`, else the tensor itself.
+struct Operand {
+  memory converted;
+  dnnl::reorder convert;
+  static Operand of(const memory::desc& fp32) {
+    if (!bf16) return {};
+    memory::desc half(fp32.dims(), dt::bf16, strides(fp32));
+    memory converted(half, engine());
+    return {converted, dnnl::reorder(memory(fp32, engine(), nullptr), converted)};
+  }
+  static memory::dims strides(const memory::desc& d) {
+    const auto& s = d.data.format_desc.blocking.strides;
+    return memory::dims(s, s + d.data.ndims);
+  }
+  memory from(const memory& fp32) {
+    if (!converted) return fp32;
+    convert.execute(stream(), const_cast<memory&>(fp32), converted);
+    return converted;
+  }
+};
 
 dnnl::convolution_forward::primitive_desc forwardDesc(const Geometry& g, bool bias, bool relu, dnnl::prop_kind kind) {
   dnnl::primitive_attr attr;
@@ -57,7 +91,7 @@ dnnl::convolution_forward::primitive_desc forwardDesc(const Geometry& g, bool bi
     ops.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
     attr.set_post_ops(ops);
   }
-  auto src = plain(g.src(), tag::nhwc), dst = plain(g.dst(), tag::nhwc);
+  auto src = operandNhwc(g.src()), dst = plain(g.dst(), tag::nhwc);
   if (bias) {
     dnnl::convolution_forward::desc d(kind, dnnl::algorithm::convolution_direct, src, any(g.weights()), plain({g.filters}, tag::x), dst,
                                       g.strides(), g.dilates(), g.padL(), g.padR());
@@ -74,12 +108,14 @@ struct Entry {
   memory weights;          // in the primitive's layout, owned by oneDNN
   dnnl::reorder toOrFrom;  // user [h, w, in, out] → weights, or the gradient back
   std::string impl;
+  Operand input;           // bf16 mode: the activation (or, for the input gradient, the incoming gradient)
+  Operand gradient;        // bf16 mode, filter gradient: the incoming gradient
 };
 std::map<std::string, Entry> cache;
 
 std::string key(const char* kind, const Geometry& g, int flags) {
   std::ostringstream s;
-  s << kind << flags;
+  s << kind << flags << (bf16 ? "bf16" : "f32");
   for (memory::dim v : {g.batch, g.height, g.width, g.channels, g.kh, g.kw, g.filters, g.outHeight, g.outWidth, g.strideH, g.strideW,
                         g.dilationH, g.dilationW, g.top, g.left, g.bottom, g.right})
     s << ',' << v;
@@ -153,12 +189,12 @@ void Forward(const FunctionCallbackInfo<Value>& args) {
       auto pd = forwardDesc(g, bias, relu, training ? dnnl::prop_kind::forward_training : dnnl::prop_kind::forward_inference);
       memory weights(pd.weights_desc(), engine());
       dnnl::reorder reorder(memory(plain(g.weights(), tag::hwio), engine(), nullptr), weights);
-      return Entry{dnnl::convolution_forward(pd), weights, reorder, pd.impl_info_str()};
+      return Entry{dnnl::convolution_forward(pd), weights, reorder, pd.impl_info_str(), Operand::of(plain(g.src(), tag::nhwc))};
     });
     memory user = userWeights(g, heap + static_cast<size_t>(number(args, 3)));
     e.toOrFrom.execute(stream(), user, e.weights);
     std::unordered_map<int, memory> io{
-        {DNNL_ARG_SRC, nhwcAt(g.src(), heap, args, 2)},
+        {DNNL_ARG_SRC, e.input.from(nhwcAt(g.src(), heap, args, 2))},
         {DNNL_ARG_WEIGHTS, e.weights},
         {DNNL_ARG_DST, nhwcAt(g.dst(), heap, args, 5)},
     };
@@ -177,15 +213,15 @@ void BackwardData(const FunctionCallbackInfo<Value>& args) {
     Entry& e = cached(key("bwd-data", g, 0), [&] {
       auto hint = forwardDesc(g, false, false, dnnl::prop_kind::forward_training);
       dnnl::convolution_backward_data::desc d(dnnl::algorithm::convolution_direct, plain(g.src(), tag::nhwc), any(g.weights()),
-                                              plain(g.dst(), tag::nhwc), g.strides(), g.dilates(), g.padL(), g.padR());
+                                              operandNhwc(g.dst()), g.strides(), g.dilates(), g.padL(), g.padR());
       dnnl::convolution_backward_data::primitive_desc pd(d, engine(), hint);
       memory weights(pd.weights_desc(), engine());
       dnnl::reorder reorder(memory(plain(g.weights(), tag::hwio), engine(), nullptr), weights);
-      return Entry{dnnl::convolution_backward_data(pd), weights, reorder, pd.impl_info_str()};
+      return Entry{dnnl::convolution_backward_data(pd), weights, reorder, pd.impl_info_str(), Operand::of(plain(g.dst(), tag::nhwc))};
     });
     memory user = userWeights(g, heap + static_cast<size_t>(number(args, 3)));
     e.toOrFrom.execute(stream(), user, e.weights);
-    e.op.execute(stream(), {{DNNL_ARG_DIFF_DST, nhwcAt(g.dst(), heap, args, 2)}, {DNNL_ARG_WEIGHTS, e.weights}, {DNNL_ARG_DIFF_SRC, nhwcAt(g.src(), heap, args, 4)}});
+    e.op.execute(stream(), {{DNNL_ARG_DIFF_DST, e.input.from(nhwcAt(g.dst(), heap, args, 2))}, {DNNL_ARG_WEIGHTS, e.weights}, {DNNL_ARG_DIFF_SRC, nhwcAt(g.src(), heap, args, 4)}});
     stream().wait();
     setImpl(args, e.impl);
   });
@@ -198,14 +234,18 @@ void BackwardWeights(const FunctionCallbackInfo<Value>& args) {
     Geometry g = geometry(args[1]);
     Entry& e = cached(key("bwd-weights", g, 0), [&] {
       auto hint = forwardDesc(g, false, false, dnnl::prop_kind::forward_training);
-      dnnl::convolution_backward_weights::desc d(dnnl::algorithm::convolution_direct, plain(g.src(), tag::nhwc), any(g.weights()),
-                                                 plain(g.dst(), tag::nhwc), g.strides(), g.dilates(), g.padL(), g.padR());
+      // The filter gradient accumulates and is written in fp32 (format `any`, then reordered to [h, w, in, out]).
+      dnnl::convolution_backward_weights::desc d(dnnl::algorithm::convolution_direct, operandNhwc(g.src()), memory::desc(g.weights(), dt::f32, tag::any),
+                                                 operandNhwc(g.dst()), g.strides(), g.dilates(), g.padL(), g.padR());
       dnnl::convolution_backward_weights::primitive_desc pd(d, engine(), hint);
       memory weights(pd.diff_weights_desc(), engine());
       dnnl::reorder reorder(weights, memory(plain(g.weights(), tag::hwio), engine(), nullptr));
-      return Entry{dnnl::convolution_backward_weights(pd), weights, reorder, pd.impl_info_str()};
+      return Entry{dnnl::convolution_backward_weights(pd), weights, reorder, pd.impl_info_str(), Operand::of(plain(g.src(), tag::nhwc)),
+                   Operand::of(plain(g.dst(), tag::nhwc))};
     });
-    e.op.execute(stream(), {{DNNL_ARG_SRC, nhwcAt(g.src(), heap, args, 2)}, {DNNL_ARG_DIFF_DST, nhwcAt(g.dst(), heap, args, 3)}, {DNNL_ARG_DIFF_WEIGHTS, e.weights}});
+    e.op.execute(stream(), {{DNNL_ARG_SRC, e.input.from(nhwcAt(g.src(), heap, args, 2))},
+                            {DNNL_ARG_DIFF_DST, e.gradient.from(nhwcAt(g.dst(), heap, args, 3))},
+                            {DNNL_ARG_DIFF_WEIGHTS, e.weights}});
     memory user = userWeights(g, heap + static_cast<size_t>(number(args, 4)));
     e.toOrFrom.execute(stream(), e.weights, user);
     stream().wait();
@@ -220,6 +260,7 @@ struct MatMulEntry {
   dnnl::matmul op;
   memory::desc a, b, bias, c;
   std::string impl;
+  Operand convertedA, convertedB;  // bf16 mode
 };
 std::map<std::string, MatMulEntry> matmuls;
 
@@ -235,6 +276,7 @@ void MatMul(const FunctionCallbackInfo<Value>& args) {
     const bool transposeA = d[4] != 0, transposeB = d[5] != 0, bias = d[6] != 0, relu = d[7] != 0;
     std::ostringstream name;
     for (double v : d) name << v << ',';
+    name << (bf16 ? "bf16" : "f32");
     auto found = matmuls.find(name.str());
     if (found == matmuls.end()) {
       memory::desc a({batch, m, k}, dt::f32, transposeA ? memory::dims{m * k, 1, m} : memory::dims{m * k, k, 1});
@@ -247,15 +289,17 @@ void MatMul(const FunctionCallbackInfo<Value>& args) {
         ops.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
         attr.set_post_ops(ops);
       }
-      auto desc = bias ? dnnl::matmul::desc(a, b, biasDesc, c) : dnnl::matmul::desc(a, b, c);
+      Operand convertedA = Operand::of(a), convertedB = Operand::of(b);
+      auto operandA = bf16 ? convertedA.converted.get_desc() : a, operandB = bf16 ? convertedB.converted.get_desc() : b;
+      auto desc = bias ? dnnl::matmul::desc(operandA, operandB, biasDesc, c) : dnnl::matmul::desc(operandA, operandB, c);
       dnnl::matmul::primitive_desc pd(desc, attr, engine());
-      found = matmuls.emplace(name.str(), MatMulEntry{dnnl::matmul(pd), a, b, biasDesc, c, pd.impl_info_str()}).first;
+      found = matmuls.emplace(name.str(), MatMulEntry{dnnl::matmul(pd), a, b, biasDesc, c, pd.impl_info_str(), convertedA, convertedB}).first;
     }
     MatMulEntry& e = found->second;
     auto at = [&](int index) { return heap + static_cast<size_t>(number(args, index)); };
     std::unordered_map<int, memory> io{
-        {DNNL_ARG_SRC, memory(e.a, engine(), at(2))},
-        {DNNL_ARG_WEIGHTS, memory(e.b, engine(), at(3))},
+        {DNNL_ARG_SRC, e.convertedA.from(memory(e.a, engine(), at(2)))},
+        {DNNL_ARG_WEIGHTS, e.convertedB.from(memory(e.b, engine(), at(3)))},
         {DNNL_ARG_DST, memory(e.c, engine(), at(5))},
     };
     if (bias) io.emplace(DNNL_ARG_BIAS, memory(e.bias, engine(), at(4)));
@@ -265,7 +309,29 @@ void MatMul(const FunctionCallbackInfo<Value>& args) {
   });
 }
 
+// setBf16(on): products read bf16 operands from now on (primitives are cached per mode).
+void SetBf16(const FunctionCallbackInfo<Value>& args) {
+  guarded(args, [&] { bf16 = args[0]->BooleanValue(args.GetIsolate()); });
+}
+
+// isa() → the instruction set oneDNN dispatches to on this CPU, e.g. "avx512_core_amx".
+void Isa(const FunctionCallbackInfo<Value>& args) {
+  guarded(args, [&] {
+    const char* names[] = {"all", "sse41", "avx", "avx2", "avx512_mic", "avx512_mic_4ops", "avx512_core", "avx512_core_vnni", "avx512_core_bf16", "avx512_core_amx", "avx2_vnni"};
+    const dnnl::cpu_isa values[] = {dnnl::cpu_isa::all, dnnl::cpu_isa::sse41, dnnl::cpu_isa::avx, dnnl::cpu_isa::avx2, dnnl::cpu_isa::avx512_mic,
+                                    dnnl::cpu_isa::avx512_mic_4ops, dnnl::cpu_isa::avx512_core, dnnl::cpu_isa::avx512_core_vnni,
+                                    dnnl::cpu_isa::avx512_core_bf16, dnnl::cpu_isa::avx512_core_amx, dnnl::cpu_isa::avx2_vnni};
+    const dnnl::cpu_isa isa = dnnl::get_effective_cpu_isa();
+    std::string found = "unknown";
+    for (size_t i = 0; i < sizeof values / sizeof values[0]; i++)
+      if (values[i] == isa) found = names[i];
+    setImpl(args, found);
+  });
+}
+
 void Initialize(Local<v8::Object> exports) {
+  NODE_SET_METHOD(exports, "setBf16", SetBf16);
+  NODE_SET_METHOD(exports, "isa", Isa);
   NODE_SET_METHOD(exports, "matMul", MatMul);
   NODE_SET_METHOD(exports, "forward", Forward);
   NODE_SET_METHOD(exports, "backwardData", BackwardData);

@@ -13,6 +13,8 @@ import { firstLayerSimdCase } from "../wasm/convolution";
 import { heapOffset, wasmMemory } from "../wasm/simd";
 
 export const ONEDNN_ENV_VAR = "TFJS_ONEDNN";
+/** `TFJS_BF16=0` keeps every product in fp32 even where a recipe asks for bf16. */
+export const BF16_ENV_VAR = "TFJS_BF16";
 export const ONEDNN_ADDON = path.join(__dirname, "onednn.node");
 
 /** The addon's functions; each returns the name of the oneDNN implementation that ran. */
@@ -21,6 +23,10 @@ interface OneDnnAddon {
   backwardData(buffer: ArrayBufferLike, geometry: Float64Array, dy: number, filter: number, dx: number): string;
   backwardWeights(buffer: ArrayBufferLike, geometry: Float64Array, x: number, dy: number, dw: number): string;
   matMul(buffer: ArrayBufferLike, geometry: Float64Array, a: number, b: number, bias: number, c: number): string;
+  /** From now on products read bf16 operands (fp32 accumulation and results), or fp32 again. */
+  setBf16(on: boolean): void;
+  /** The instruction set oneDNN dispatches to here, e.g. "avx512_core_amx". */
+  isa(): string;
 }
 
 let addon: OneDnnAddon | null = null;
@@ -52,6 +58,43 @@ export function loadOneDnn(threads: number): string | undefined {
 }
 
 let enabled = true;
+
+/** The arithmetic of the native products: fp32, or bf16 operands with fp32 accumulation. */
+export const PRECISIONS = ["fp32", "bf16"] as const;
+export type Precision = (typeof PRECISIONS)[number];
+/** oneDNN's instruction sets with bf16 arithmetic in hardware (AVX512-BF16; AMX-BF16 with its tile units). */
+const BF16_ISAS = ["avx512_core_bf16", "avx512_core_amx"];
+
+/** The instruction set oneDNN dispatches to, or undefined without the addon. */
+export const oneDnnIsa = (): string | undefined => addon?.isa();
+
+/** Undefined when bf16 products can run here, else why not. */
+export function bf16Unavailable(): string | undefined {
+  if (process.env[BF16_ENV_VAR] === "0") return `bf16 off (${BF16_ENV_VAR}=0)`;
+  if (!oneDnnActive()) return "bf16 needs the native oneDNN products, which do not run";
+  const isa = addon!.isa();
+  if (!BF16_ISAS.includes(isa)) return `this CPU has no bf16 arithmetic (oneDNN dispatches to ${isa})`;
+  return undefined;
+}
+
+let precision: Precision = "fp32";
+
+/** The precision the native products run in now. */
+export const nativePrecision = (): Precision => precision;
+
+/** The precision that runs when `wanted` is asked for: bf16 only where bf16Unavailable() is undefined. */
+export const effectivePrecision = (wanted: Precision): Precision => (wanted === "bf16" && bf16Unavailable() === undefined ? "bf16" : "fp32");
+
+/**
+ * Asks for a precision and returns the one that runs: bf16 only where bf16Unavailable() is
+ * undefined, fp32 otherwise. Training sets it per run; evaluation stays fp32.
+ */
+export function useNativePrecision(wanted: Precision): Precision {
+  const next = effectivePrecision(wanted);
+  if (addon && next !== precision) addon.setBf16(next === "bf16");
+  precision = next;
+  return precision;
+}
 
 /** Whether the native convolutions run (loaded and not turned off by useOneDnn). */
 export const oneDnnActive = (): boolean => addon !== null && enabled;
