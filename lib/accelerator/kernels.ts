@@ -16,7 +16,7 @@ import {
 import { cast, identity, matMulWithoutTransposeFlags, tile } from "./wasm/memory";
 import { BATCH_NORM_GRAD_KERNEL, BATCH_NORM_TRAIN_KERNEL, batchNormGrad, batchNormTrain, fusedBatchNorm } from "./wasm/normalization";
 import { ADAM_UPDATE_KERNEL, adamUpdate } from "./wasm/optimizer";
-import { RELU_BIAS_GRAD_KERNEL, reluBiasGrad } from "./wasm/activation";
+import { RELU_BIAS_GRAD_KERNEL, RELU_GRAD_KERNEL, reluBiasGrad, reluGrad } from "./wasm/activation";
 import { maxPoolGrad } from "./wasm/pooling";
 import { mean, sum } from "./wasm/reduction";
 import { simdKernelsBuilt } from "./wasm/simd";
@@ -40,6 +40,7 @@ const MISSING_KERNELS: KernelOverride[] = [
         { kernelName: BATCH_NORM_TRAIN_KERNEL, kernelFunc: batchNormTrain },
         { kernelName: BATCH_NORM_GRAD_KERNEL, kernelFunc: batchNormGrad },
         { kernelName: RELU_BIAS_GRAD_KERNEL, kernelFunc: reluBiasGrad },
+        { kernelName: RELU_GRAD_KERNEL, kernelFunc: reluGrad },
       ]
     : []),
 ];

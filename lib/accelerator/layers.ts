@@ -20,10 +20,14 @@
  * op (ProjectConv2DBias: the backend's fused convolution forward, the relu and bias gradients
  * in one SIMD pass, the input's gradient only when needed) and a conv without a bias as
  * conv2d, whose gradients are lazy too. It serialises as `Conv2D`.
+ *
+ * Relu's gradient (every relu layer after batch norm): TF.js computes dy·step(x) as two
+ * kernels, each a pass with its own allocation; where the project's SIMD kernels are built it
+ * is one (ProjectReluGrad), with the same values.
  */
 import { tf } from "./backend";
 import { BATCH_NORM_GRAD_KERNEL, BATCH_NORM_TRAIN_KERNEL, batchNormKernelsFit } from "./wasm/normalization";
-import { RELU_BIAS_GRAD_KERNEL, reluBiasGradFits } from "./wasm/activation";
+import { RELU_BIAS_GRAD_KERNEL, RELU_GRAD_KERNEL, reluBiasGradFits } from "./wasm/activation";
 
 type DropoutArgs = Parameters<typeof tf.layers.dropout>[0];
 
@@ -254,6 +258,20 @@ tf.registerGradient({
       filter: () => tf.engine().runKernel("Conv2DBackpropFilter", { x, dy: dz }, { ...conv, filterShape: filter.shape } as never) as tf.Tensor,
       bias: () => dBias,
     };
+  },
+});
+
+tf.registerGradient({
+  kernelName: "Relu",
+  inputsToSave: ["x"],
+  gradFunc: (dy, saved) => {
+    const [x] = saved;
+    const grad = dy as tf.Tensor;
+    if (tf.getKernel(RELU_GRAD_KERNEL, tf.getBackend()) !== undefined && grad.dtype === "float32" && x.dtype === "float32") {
+      return { x: () => tf.engine().runKernel(RELU_GRAD_KERNEL, { dy: grad, x }, {}) as tf.Tensor };
+    }
+    // TF.js's own gradient (tfjs-core's Relu_grad).
+    return { x: () => tf.mul(grad, tf.cast(tf.step(x), "float32")) };
   },
 });
 

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { initBackend, tf } from "../../lib/accelerator/backend";
 import { buildModel, presetModel, type ModelConfig } from "../../lib/models/builder";
 import { BF16_ENV_VAR, bf16Unavailable, nativePrecision, oneDnnActive, useNativePrecision, useOneDnn } from "../../lib/accelerator/native/onednn";
+import { RELU_GRAD_KERNEL } from "../../lib/accelerator/wasm/activation";
 import { maxRelativeError, onBackend, randomTensor, runKernelOn, type HostTensor } from "../helpers/tensors";
 
 const TOLERANCE = 1e-4;
@@ -358,6 +359,21 @@ describe("wasm Identity and same-dtype Cast share data safely", () => {
     });
   }
 
+  it("relu's gradient (one kernel on wasm) equals cpu's step·multiply exactly, exact zeros and an odd length included", async () => {
+    const x = randomTensor([3, 5, 7]);
+    x.values = x.values.map((v, i) => (i % 5 === 0 ? 0 : v));
+    const dy = randomTensor([3, 5, 7]);
+    const gradient = (backend: string) => onBackend(backend, async () => {
+      const [xs, dys] = [tf.tensor(x.values, x.shape), tf.tensor(dy.values, dy.shape)];
+      const g = tf.grad((input: tf.Tensor) => tf.relu(input).mul(dys).sum())(xs);
+      const values = Array.from(await g.data());
+      tf.dispose([xs, dys, g]);
+      return values;
+    });
+    assert.ok(tf.getKernel(RELU_GRAD_KERNEL, "wasm"), "the one-pass kernel is registered on wasm");
+    assert.deepEqual((await gradient("wasm")).map((v) => v + 0), (await gradient("cpu")).map((v) => v + 0));
+  });
+
   it("Cast to another dtype still converts", async () => {
     const ints = tf.tensor1d([1, 2, 3], "int32");
     const floats = tf.cast(ints, "float32");
@@ -403,7 +419,7 @@ async function modelGradients(backend: string, config: ModelConfig | "bn-depthwi
 }
 
 describe("whole-model gradients on wasm match cpu", () => {
-  for (const name of ["cnn3", "ann", "bn-depthwise"]) {
+  for (const name of ["cnn3", "ann", "vgg-bn", "bn-depthwise"]) {
     it(`${name}: every weight's gradient`, async () => {
       const config = name === "bn-depthwise" ? "bn-depthwise" : presetModel(name);
       const weights = await onBackend("cpu", async () => {

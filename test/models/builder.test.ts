@@ -47,8 +47,8 @@ describe("model configs", () => {
       "cnn-3conv-4dense": 320 + 18_496 + 73_856 + (1_152 * 256 + 256) + (256 * 128 + 128) + (128 * 64 + 64) + (64 * 10 + 10),
       // 'same' convs keep 28 → pools 14, 7, 3: 3·3·128 = 1,152 features; batch norm holds 4 values per channel.
       "cnn-bn3": 320 + 4 * 32 + 18_496 + 4 * 64 + 73_856 + 4 * 128 + (1_152 * 256 + 256) + 4 * 256 + (256 * 10 + 10),
-      // Two convs per block; the 7×7 pool of the last block leaves 128 features for the softmax layer.
-      "vgg-bn": 320 + 9_248 + 18_496 + 36_928 + 73_856 + 147_584 + 4 * (2 * 32 + 2 * 64 + 2 * 128) + (128 * 10 + 10),
+      // Two convs per block, without biases (batch norm follows); the 7×7 pool of the last block leaves 128 features for the softmax layer.
+      "vgg-bn": 288 + 9_216 + 18_432 + 36_864 + 73_728 + 147_456 + 4 * (2 * 32 + 2 * 64 + 2 * 128) + (128 * 10 + 10),
     };
     for (const [name, count] of Object.entries(expected)) {
       const model = buildModel(name === threeConvFourDense.name ? threeConvFourDense : presetModel(name));

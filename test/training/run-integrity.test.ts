@@ -7,7 +7,7 @@ import { initBackend } from "../../lib/accelerator";
 import type { Dataset } from "../../lib/data/datasets";
 import { trainRun, type RunSettings } from "../../lib/training/run";
 import { acquireLock, LOCK_FILE } from "../../lib/tooling/lock";
-import { validateModelConfig, type ModelConfig } from "../../lib/models/builder";
+import { buildModel, validateModelConfig, type ModelConfig } from "../../lib/models/builder";
 import { loadModel, MODEL_FILE, WEIGHTS_FILE } from "../../lib/models/persist";
 import { BEST_MODEL_DIR, CHECKPOINT_DIR, COMMIT_STEPS, readCheckpointState, readRecord, recoverRunFolder, RECORD_FILE, type CommitStep } from "../../lib/training/records";
 
@@ -164,6 +164,16 @@ describe("validation before any write", () => {
       assert.equal(fixed.status, "finished");
     });
   }
+
+  it("useBias must be true or false; a conv without a bias trains (and has no bias weight)", async () => {
+    const conv = (useBias: unknown) => ({ ...withDropout, layers: [{ type: "conv2d", filters: 4, kernelSize: 3, useBias } as ModelConfig["layers"][number], ...withDropout.layers] });
+    assert.throws(() => validateModelConfig(conv("no"), "c.json"), /layers\[0\] \(conv2d\): useBias must be true or false, got "no"/);
+    const withBias = buildModel(conv(true) as ModelConfig);
+    const record = await trainRun({ config: conv(false) as ModelConfig, settings: { ...settings, epochs: 1 }, outDir: path.join(tempDir(), "run"), data });
+    assert.equal(record.status, "finished");
+    assert.equal(record.parameters, withBias.countParams() - 4, "one bias per filter fewer");
+    withBias.dispose();
+  });
 
   it("a file's name is in the message of a bad config", () => {
     assert.throws(() => validateModelConfig(last({ type: "dense", units: 5, activation: "softmax" }), "configs/small.json"), /^Error: configs\/small\.json: layers\[3\]/);

@@ -8,6 +8,8 @@ import type { KernelArgs, TensorInfo } from "./common";
 import { heapOffset, simdKernels } from "./simd";
 
 export const RELU_BIAS_GRAD_KERNEL = "ProjectReluBiasGrad";
+/** Relu's own gradient (lib/accelerator/layers.ts registers it for TF.js's Relu): dy where x > 0, one pass. */
+export const RELU_GRAD_KERNEL = "ProjectReluGrad";
 
 /** Whether the kernel takes a tensor with this many channels (the SIMD loop goes 4 at a time). */
 export const reluBiasGradFits = (channels: number): boolean => channels % 4 === 0;
@@ -31,4 +33,17 @@ export function reluBiasGrad({ inputs, backend }: KernelArgs): TensorInfo[] {
     backend.disposeData(scratch.dataId);
   }
   return outputs;
+}
+
+/** Inputs dy, x (the relu's input); output dx = dy where x > 0, else 0. */
+export function reluGrad({ inputs, backend }: KernelArgs): TensorInfo {
+  const { dy, x } = inputs;
+  if (dy.dtype !== "float32" || x.dtype !== "float32") throw new Error(`${RELU_GRAD_KERNEL}: dy and x must be float32.`);
+  if (dy.shape.length !== x.shape.length || dy.shape.some((d, i) => d !== x.shape[i])) {
+    throw new Error(`${RELU_GRAD_KERNEL}: dy shape [${dy.shape}] differs from x [${x.shape}].`);
+  }
+  const dx = backend.makeOutput([...x.shape], "float32");
+  const at = (t: TensorInfo) => heapOffset(backend, t);
+  simdKernels(backend).relu_grad(at(dy), at(x), x.shape.reduce((a, b) => a * b, 1), at(dx));
+  return dx;
 }

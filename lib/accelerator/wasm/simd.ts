@@ -24,6 +24,7 @@ export interface SimdKernels {
   ): void;
   channel_affine(x: number, rows: number, channels: number, scale: number, shift: number, y: number): void;
   relu_bias_grad(dy: number, y: number, rows: number, channels: number, dz: number, dbias: number, scratch: number): void;
+  relu_grad(dy: number, x: number, count: number, dx: number): void;
   max_pool_grad_2x2(x: number, dy: number, batch: number, height: number, width: number, channels: number, outHeight: number, outWidth: number, dx: number): void;
 }
 

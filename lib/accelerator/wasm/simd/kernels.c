@@ -190,6 +190,15 @@ void relu_bias_grad(const float* dy, const float* y, int rows, int channels, flo
   for (int c = 0; c < channels; c++) dbias[c] = (float)scratch[c];
 }
 
+// Relu's gradient: dx = dy where x > 0, else 0, in one pass (TF.js: step, then multiply).
+__attribute__((export_name("relu_grad")))
+void relu_grad(const float* dy, const float* x, int count, float* dx) {
+  const v128_t zero = wasm_f32x4_splat(0);
+  int i = 0;
+  for (; i + 4 <= count; i += 4) wasm_v128_store(dx + i, wasm_v128_and(wasm_v128_load(dy + i), wasm_f32x4_gt(wasm_v128_load(x + i), zero)));
+  for (; i < count; i++) dx[i] = x[i] > 0 ? dy[i] : 0;
+}
+
 // One Adam step: m' = β₁m + (1 − β₁)g, v' = β₂v + (1 − β₂)g², w' = w − lr·(m'/c₁)/(√(v'/c₂) + ε),
 // with c₁ = 1 − β₁ᵗ, c₂ = 1 − β₂ᵗ (float32, as TF.js's Adam).
 __attribute__((export_name("adam_update")))
