@@ -6,7 +6,7 @@
 import { existsSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { performance } from "node:perf_hooks";
-import { tf } from "../accelerator";
+import { tf, useNativePrecision, type Precision } from "../accelerator";
 import {
   declaration,
   ensureExperiment,
@@ -38,6 +38,8 @@ export interface PlanItem {
   batchSize: number;
   /** The network whose step time stands for the item's cost (a study: its layout at default widths). */
   network: ModelConfig;
+  /** The precision its recipe asks for (bf16 steps are timed in bf16 where they run). */
+  precision: Precision;
 }
 
 /** Fashion-MNIST's and MNIST's official training split, before the validation part is taken out. */
@@ -70,14 +72,14 @@ export async function planItems(profile: Profile, declarations = loadDeclaration
       const epochsTotal = quick ? 1 : d.recipe.epochs;
       const record = await readRecord(runDir(d.name, profile, root));
       const done = record?.status === "finished" ? epochsTotal : record?.history.length ?? 0;
-      items.push({ declaration: d, epochsTotal, epochsLeft: Math.max(0, epochsTotal - done), imagesPerEpoch, batchSize, network });
+      items.push({ declaration: d, epochsTotal, epochsLeft: Math.max(0, epochsTotal - done), imagesPerEpoch, batchSize, network, precision: d.recipe.precision ?? "fp32" });
     } else {
       const shape = quick ? d.quick ?? { trials: 3, minEpochs: 1, epochs: 2 } : d;
       const rungs = halvingPlan(shape.trials, shape.minEpochs, shape.epochs, d.eta);
       const epochsTotal = rungs.reduce((sum, r) => sum + r.configs * r.epochs, 0);
       const dir = studyDir(d.name, profile, root);
       const done = existsSync(dir) ? (await readTrials(dir)).reduce((sum, t) => sum + t.epochs, 0) : 0;
-      items.push({ declaration: d, epochsTotal, epochsLeft: Math.max(0, epochsTotal - done), imagesPerEpoch, batchSize, network });
+      items.push({ declaration: d, epochsTotal, epochsLeft: Math.max(0, epochsTotal - done), imagesPerEpoch, batchSize, network, precision: "fp32" });
     }
   }
   return items;
@@ -87,16 +89,18 @@ export async function planItems(profile: Profile, declarations = loadDeclaration
  * Seconds per training image of a network, measured: a few steps on random data after a
  * warm-up (the first steps compile kernels and allocate). Validation adds its forward passes.
  */
-export async function measureSecondsPerImage(network: ModelConfig, batchSize: number, steps = 3): Promise<number> {
+export async function measureSecondsPerImage(network: ModelConfig, batchSize: number, precision: Precision = "fp32", steps = 3): Promise<number> {
   const model = buildModel(network, { seed: 1 });
   const x = tf.randomUniform([batchSize, ...network.inputShape]);
   const y = tf.tensor1d(Array.from({ length: batchSize }, (_, i) => i % 10), "float32");
+  useNativePrecision(precision);
   try {
     for (let i = 0; i < 2; i++) await model.trainOnBatch(x, y);
     const started = performance.now();
     for (let i = 0; i < steps; i++) await model.trainOnBatch(x, y);
     return (performance.now() - started) / 1000 / steps / batchSize;
   } finally {
+    useNativePrecision("fp32");
     tf.dispose([x, y]);
     model.dispose();
   }
@@ -276,9 +280,9 @@ export async function makePlan(options: PlanOptions): Promise<{ trained: string[
 /** Each item's estimated seconds (0 when finished): its epochs left at the measured cost of its network. */
 async function estimateItems(items: PlanItem[], secondsPerImage: number | undefined): Promise<number[]> {
   const costs = new Map<string, number>();
-  const keyOf = (item: PlanItem) => JSON.stringify([item.network.layers, item.batchSize]);
+  const keyOf = (item: PlanItem) => JSON.stringify([item.network.layers, item.batchSize, item.precision]);
   for (const item of items.filter((i) => i.epochsLeft > 0)) {
-    if (!costs.has(keyOf(item))) costs.set(keyOf(item), secondsPerImage ?? (await measureSecondsPerImage(item.network, item.batchSize)));
+    if (!costs.has(keyOf(item))) costs.set(keyOf(item), secondsPerImage ?? (await measureSecondsPerImage(item.network, item.batchSize, item.precision)));
   }
   return items.map((item) => (item.epochsLeft > 0 ? itemSeconds(item, costs.get(keyOf(item)) ?? 0) : 0));
 }
