@@ -16,6 +16,7 @@
 import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
+import { backendSummary } from "../lib/evaluation/results";
 import { SingleBar } from "cli-progress";
 import { STANDARD_AUGMENTATION, validateAugmentConfig, type AugmentConfig } from "../lib/data/augment";
 import { describeBackend, initBackend } from "../lib/accelerator";
@@ -243,7 +244,7 @@ function printRecord(record: RunRecord, outDir: string, json: boolean): void {
       ["model", "epochs", "best epoch", "train acc", "val acc", "test acc", "test correct", "s/epoch", "backend"],
       [[
         record.model.name, record.history.length, (record.bestEpoch ?? 0) + 1, last.accuracy.toFixed(4), (record.validation?.accuracy ?? NaN).toFixed(4),
-        record.test!.accuracy.toFixed(4), `${record.test!.correct}/${record.test!.images}`, (record.trainSeconds / record.history.length).toFixed(1), record.backend.description.split(";")[0],
+        record.test!.accuracy.toFixed(4), `${record.test!.correct}/${record.test!.images}`, (record.trainSeconds / record.history.length).toFixed(1), backendSummary(record),
       ]],
     ) + `\nrun record: ${path.join(outDir, "record.json")}\n`,
   );

@@ -159,8 +159,8 @@ function describeLoadError(name: BackendName, error: unknown): string {
 /** One line for logs, notebooks and run records, e.g. `wasm (skipped tensorflow: …)`. */
 export function describeBackend(info: BackendInfo): string {
   const threads = info.threads === null ? "" : `, ${info.threads} thread${info.threads === 1 ? "" : "s"}`;
-  const bf16 = info.bf16Unavailable === null ? `; bf16 where a recipe asks, on ${oneDnnIsa()}` : "";
-  const native = info.oneDnn ? `, convolutions and matrix products by oneDNN (native${bf16})` : "";
+  const bf16 = info.bf16Unavailable === null ? `, in bf16 where a recipe asks (${oneDnnIsa()})` : "";
+  const native = info.oneDnn ? `, convolutions and matrix products by oneDNN (native)${bf16}` : "";
   const parts = [info.name + threads + native + (info.forced ? ` (forced by ${BACKEND_ENV_VAR})` : "")];
   for (const s of info.skipped) parts.push(`skipped ${s.name}: ${s.reason}`);
   parts.push(...info.notes);

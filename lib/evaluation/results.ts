@@ -57,6 +57,13 @@ function recipeText(d: RunDeclaration, record: RunRecord | undefined): string {
     `${r.ema ? `, EMA ${r.ema.decay}` : ""}${r.precision === "bf16" ? ", bf16 asked" : ""}${r.testTimeAugmentation ? ", test-time augmentation" : ""}, seed ${r.seed}`;
 }
 
+/** A record's backend in a few words: name, threads, oneDNN, and the precision when not fp32 (e.g. "wasm, 1 thread + oneDNN, bf16"). */
+export function backendSummary(record: RunRecord): string {
+  const { name, threads, description, precision } = record.backend;
+  const oneDnn = /oneDNN/.test(description) && !/oneDNN off|no oneDNN/.test(description) ? " + oneDNN" : "";
+  return `${name}, ${threads ?? "?"} thread${threads === 1 ? "" : "s"}${oneDnn}${precision && precision !== "fp32" ? `, ${precision}` : ""}`;
+}
+
 export const experimentCommand = (name: string, profile: Profile) =>
   `npm run train -- --experiment ${name}${profile === "standard" ? "" : ` --profile ${profile}`}`;
 
@@ -84,7 +91,7 @@ export async function resultRows(profile: Profile, declarations: Map<string, Dec
       testAccuracy: test?.accuracy ?? null,
       testInterval: interval ? [interval.lower, interval.upper] : null,
       trainSeconds: record ? record.trainSeconds : null,
-      backend: record ? `${record.backend.name}, ${record.backend.threads ?? "?"} thread${record.backend.threads === 1 ? "" : "s"}${/oneDNN/.test(record.backend.description) && !/oneDNN off|no oneDNN/.test(record.backend.description) ? " + oneDNN" : ""}${record.backend.precision && record.backend.precision !== "fp32" ? `, ${record.backend.precision}` : ""}` : null,
+      backend: record ? backendSummary(record) : null,
       status: record?.status === "finished" ? "finished" : record ? "running" : "missing",
       command: experimentCommand(d.name, profile),
     });

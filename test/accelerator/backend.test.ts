@@ -100,5 +100,7 @@ describe("backend selection", () => {
     assert.equal(line, "wasm, 1 thread; skipped tensorflow: not installed");
     const native = describeBackend({ name: "wasm", forced: false, threads: 2, registeredKernels: [], oneDnn: true, notes: [], skipped: [] });
     assert.equal(native, "wasm, 2 threads, convolutions and matrix products by oneDNN (native)");
+    const bf16 = describeBackend({ name: "wasm", forced: false, threads: 2, registeredKernels: [], oneDnn: true, bf16Unavailable: null, notes: [], skipped: [] });
+    assert.match(bf16, /^wasm, 2 threads, convolutions and matrix products by oneDNN \(native\), in bf16 where a recipe asks \(.*\)$/);
   });
 });
