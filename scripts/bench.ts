@@ -243,7 +243,7 @@ async function benchTorch(model: string, precision: "fp32" | "bf16", threads: nu
   }
 }
 
-const PROFILE_ROWS = Number(process.env.PROFILE_ROWS ?? 12);
+const PROFILE_ROWS = 20;
 
 function profileLines(model: string, batchSize: number, profile: StepProfile): string[] {
   const outside = profile.stepMs - profile.kernelMs;

@@ -54,7 +54,7 @@ function recipeText(d: RunDeclaration, record: RunRecord | undefined): string {
   const augment = record ? record.options.augment : r.augment === "standard" ? STANDARD_AUGMENTATION : r.augment;
   return `${epochs} ep, ${optimizer}${r.schedule} lr ${Number.isNaN(rate) ? "?" : rate.toPrecision(3)}${tuned}, batch ${record?.options.batchSize ?? r.batchSize}` +
     `${r.labelSmoothing ? `, label smoothing ${r.labelSmoothing}` : ""}${augment ? `, augmented (${Object.keys(augment).join(", ")})` : ""}` +
-    `${r.ema ? `, EMA ${r.ema.decay}` : ""}${r.precision === "bf16" ? ", bf16 asked" : ""}${r.testTimeAugmentation ? ", test-time augmentation" : ""}, seed ${r.seed}`;
+    `${r.ema ? `, EMA ${r.ema.decay}` : ""}${r.precision === "bf16" ? ", bf16 steps" : ""}${r.testTimeAugmentation ? ", test-time augmentation" : ""}, seed ${r.seed}`;
 }
 
 /** A record's backend in a few words: name, threads, oneDNN, and the precision when not fp32 (e.g. "wasm, 1 thread + oneDNN, bf16"). */

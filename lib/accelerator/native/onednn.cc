@@ -77,9 +77,9 @@ struct Operand {
     const auto& s = d.data.format_desc.blocking.strides;
     return memory::dims(s, s + d.data.ndims);
   }
-  memory from(const memory& fp32) {
+  memory from(memory fp32) {
     if (!converted) return fp32;
-    convert.execute(stream(), const_cast<memory&>(fp32), converted);
+    convert.execute(stream(), fp32, converted);
     return converted;
   }
 };
