@@ -21,5 +21,5 @@ export {
 export { FastBatchNorm, FastConv2D, FastDropout, MaskGenerator } from "./accelerator/layers";
 export { FastAdam } from "./accelerator/optimizer";
 export { profileStep, kernelFlops, isGradientWrapper, median, type StepProfile, type KernelTime } from "./accelerator/profile";
-export { oneDnnActive, useOneDnn, ONEDNN_ENV_VAR, BF16_ENV_VAR, bf16Unavailable, effectivePrecision, PRECISIONS, useNativePrecision, nativePrecision, oneDnnIsa, type Precision } from "./accelerator/native/onednn";
+export { oneDnnActive, useOneDnn, ONEDNN_ENV_VAR, BF16_ENV_VAR, bf16Unavailable, effectivePrecision, PRECISIONS, inPrecision, nativePrecision, oneDnnIsa, type Precision } from "./accelerator/native/onednn";
 export { simdKernelsBuilt } from "./accelerator/wasm/simd";

@@ -16,7 +16,7 @@ import { formatCount, parseCommandLine, positiveInt, runCommand, textTable, usag
 import { augmenter, STANDARD_AUGMENTATION } from "../lib/data/augment";
 import { buildModel, presetModel } from "../lib/models/builder";
 import { median, profileStep, type StepProfile } from "../lib/accelerator";
-import { bf16Unavailable, oneDnnActive, useNativePrecision, useOneDnn } from "../lib/accelerator";
+import { bf16Unavailable, inPrecision, oneDnnActive, useOneDnn } from "../lib/accelerator";
 
 const USAGE = `Usage: npm run bench -- [--json] [--models cnn3,ann,cnn3-bn] [--repeats N] [--steps N] [--batch-size N] [--torch] [--profile] [--compare-wasm] [--bf16]
 
@@ -107,14 +107,7 @@ async function onWasmOnly<T>(measure: () => Promise<T>): Promise<T> {
 }
 
 /** Runs `measure` with bf16 products (the caller checked that they run here). */
-async function inBf16<T>(measure: () => Promise<T>): Promise<T> {
-  useNativePrecision("bf16");
-  try {
-    return await measure();
-  } finally {
-    useNativePrecision("fp32");
-  }
-}
+const inBf16 = <T>(measure: () => Promise<T>): Promise<T> => inPrecision("bf16", measure);
 
 /** A variant's repeats and medians. */
 const variant = (train: number[], infer: number[]): Variant => ({ trainImagesPerSec: median(train), inferImagesPerSec: median(infer), trainRepeats: train, inferRepeats: infer });

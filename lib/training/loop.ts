@@ -6,7 +6,7 @@
  * (where callers checkpoint and write run records).
  */
 import { performance } from "node:perf_hooks";
-import { tf, useNativePrecision, type Precision } from "../accelerator";
+import { inPrecision, tf, type Precision } from "../accelerator";
 import { improvesOn } from "../evaluation/selection";
 import { seededRandom, shuffle } from "../tooling/random";
 import { requirePositiveInt } from "../tooling/checks";
@@ -240,12 +240,10 @@ async function trainStep(
     return [augment ? augment(images, epoch, step) : images, tf.gather(data.y, indexTensor)];
   });
   try {
-    useNativePrecision(precision);
-    const result = await model.trainOnBatch(xs, ys);
+    const result = await inPrecision(precision, () => model.trainOnBatch(xs, ys));
     const [loss, accuracy] = Array.isArray(result) ? result : [result, NaN];
     return [loss, accuracy];
   } finally {
-    useNativePrecision("fp32");
     tf.dispose([xs, ys]);
   }
 }

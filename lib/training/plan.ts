@@ -6,7 +6,7 @@
 import { existsSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { performance } from "node:perf_hooks";
-import { tf, useNativePrecision, type Precision } from "../accelerator";
+import { inPrecision, tf, type Precision } from "../accelerator";
 import {
   declaration,
   ensureExperiment,
@@ -93,14 +93,14 @@ export async function measureSecondsPerImage(network: ModelConfig, batchSize: nu
   const model = buildModel(network, { seed: 1 });
   const x = tf.randomUniform([batchSize, ...network.inputShape]);
   const y = tf.tensor1d(Array.from({ length: batchSize }, (_, i) => i % 10), "float32");
-  useNativePrecision(precision);
   try {
-    for (let i = 0; i < 2; i++) await model.trainOnBatch(x, y);
-    const started = performance.now();
-    for (let i = 0; i < steps; i++) await model.trainOnBatch(x, y);
-    return (performance.now() - started) / 1000 / steps / batchSize;
+    return await inPrecision(precision, async () => {
+      for (let i = 0; i < 2; i++) await model.trainOnBatch(x, y);
+      const started = performance.now();
+      for (let i = 0; i < steps; i++) await model.trainOnBatch(x, y);
+      return (performance.now() - started) / 1000 / steps / batchSize;
+    });
   } finally {
-    useNativePrecision("fp32");
     tf.dispose([x, y]);
     model.dispose();
   }

@@ -6,7 +6,7 @@ import { before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { initBackend, tf } from "../../lib/accelerator/backend";
 import { buildModel, presetModel, type ModelConfig } from "../../lib/models/builder";
-import { BF16_ENV_VAR, bf16Unavailable, nativePrecision, oneDnnActive, useNativePrecision, useOneDnn } from "../../lib/accelerator/native/onednn";
+import { BF16_ENV_VAR, bf16Unavailable, inPrecision, nativePrecision, oneDnnActive, useNativePrecision, useOneDnn } from "../../lib/accelerator/native/onednn";
 import { RELU_GRAD_KERNEL } from "../../lib/accelerator/wasm/activation";
 import { maxRelativeError, onBackend, randomTensor, runKernelOn, type HostTensor } from "../helpers/tensors";
 
@@ -270,13 +270,7 @@ const absolute = (t: HostTensor): HostTensor => ({ values: t.values.map(Math.abs
 async function assertWithinBf16Bound(kernelName: string, inputs: Record<string, HostTensor>, attrs: Record<string, unknown>, boundKernel = kernelName, boundInputs = Object.keys(inputs)) {
   const expected = await runKernelOn("cpu", kernelName, inputs, attrs);
   const magnitude = await runKernelOn("cpu", boundKernel, Object.fromEntries(boundInputs.map((name) => [name, absolute(inputs[name])])), { ...attrs, activation: "linear" });
-  useNativePrecision("bf16");
-  let actual: HostTensor & { leaked: number };
-  try {
-    actual = await runKernelOn("wasm", kernelName, inputs, attrs);
-  } finally {
-    useNativePrecision("fp32");
-  }
+  const actual = await inPrecision("bf16", () => runKernelOn("wasm", kernelName, inputs, attrs));
   assert.deepEqual(actual.shape, expected.shape, "output shape");
   let worst = 0;
   for (let i = 0; i < expected.values.length; i++) {
@@ -319,9 +313,8 @@ describe("bf16 products (oneDNN) stay within bf16's rounding of cpu's fp32", () 
   it("fp32 again after bf16: the same kernels agree with cpu to fp32's precision", bf16(async () => {
     const inputs = { x: randomTensor([4, 14, 14, 32]), filter: randomTensor([3, 3, 32, 16]) };
     const attrs = { strides: 1, pad: "same", dataFormat: "NHWC", dilations: 1 };
-    useNativePrecision("bf16");
-    await runKernelOn("wasm", "Conv2D", inputs, attrs);
-    useNativePrecision("fp32");
+    await inPrecision("bf16", () => runKernelOn("wasm", "Conv2D", inputs, attrs));
+    assert.equal(nativePrecision(), "fp32", "the previous precision is restored");
     await assertMatchesCpu("Conv2D", inputs, attrs);
   }));
   it("TFJS_BF16=0 keeps fp32, and asking for bf16 where it cannot run gives fp32", () => {

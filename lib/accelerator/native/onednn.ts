@@ -96,6 +96,17 @@ export function useNativePrecision(wanted: Precision): Precision {
   return precision;
 }
 
+/** Runs `work` with the native products in `wanted` precision (as useNativePrecision grants it), then restores the previous one. */
+export async function inPrecision<T>(wanted: Precision, work: () => Promise<T>): Promise<T> {
+  const previous = precision;
+  useNativePrecision(wanted);
+  try {
+    return await work();
+  } finally {
+    useNativePrecision(previous);
+  }
+}
+
 /** Whether the native convolutions run (loaded and not turned off by useOneDnn). */
 export const oneDnnActive = (): boolean => addon !== null && enabled;
 
