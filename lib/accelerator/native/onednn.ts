@@ -65,14 +65,16 @@ export type Precision = (typeof PRECISIONS)[number];
 /** oneDNN's instruction sets with bf16 arithmetic in hardware (AVX512-BF16; AMX-BF16 with its tile units). */
 const BF16_ISAS = ["avx512_core_bf16", "avx512_core_amx"];
 
-/** The instruction set oneDNN dispatches to, or undefined without the addon. */
-export const oneDnnIsa = (): string | undefined => addon?.isa();
+let isa: string | undefined;
 
-/** Undefined when bf16 products can run here, else why not. */
+/** The instruction set oneDNN dispatches to (asked once: it does not change), or undefined without the addon. */
+export const oneDnnIsa = (): string | undefined => (isa ??= addon?.isa());
+
+/** Undefined when bf16 products can run here, else why not (asked before every bf16 training step: no native call). */
 export function bf16Unavailable(): string | undefined {
   if (process.env[BF16_ENV_VAR] === "0") return `bf16 off (${BF16_ENV_VAR}=0)`;
   if (!oneDnnActive()) return "bf16 needs the native oneDNN products, which do not run";
-  const isa = addon!.isa();
+  const isa = oneDnnIsa()!;
   if (!BF16_ISAS.includes(isa)) return `this CPU has no bf16 arithmetic (oneDNN dispatches to ${isa})`;
   return undefined;
 }
