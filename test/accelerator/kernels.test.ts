@@ -138,6 +138,8 @@ describe("wasm kernels match cpu", () => {
     { xShape: [1, 7, 9, 3], window: 2, stride: 2, pad: "same" }, // odd edge padded
     { xShape: [2, 9, 9, 4], window: 3, stride: 2, pad: "same" }, // overlapping windows
     { xShape: [2, 8, 8, 2], window: 3, stride: 1, pad: "valid" },
+    { xShape: [3, 7, 7, 16], window: 7, stride: 7, pad: "valid" }, // vgg-bn's pool over the whole map (the disjoint-window SIMD kernel)
+    { xShape: [2, 10, 9, 8], window: 3, stride: 3, pad: "valid" }, // the same kernel: several windows, odd edges dropped
   ];
   for (const c of POOL_CASES) {
     const label = `x ${c.xShape.join("×")}, window ${c.window}, stride ${c.stride}, ${c.pad}`;

@@ -1,4 +1,4 @@
-/** Max-pool gradient on wasm: the project's SIMD kernel for 2×2 pools, else JavaScript on the heap. */
+/** Max-pool gradient on wasm: the project's SIMD kernels for disjoint windows, else JavaScript on the heap. */
 import * as tf from "@tensorflow/tfjs";
 import { type KernelArgs, type KernelFunc, type TensorInfo } from "./common";
 import { heapOffset, simdKernels, simdKernelsBuilt } from "./simd";
@@ -25,12 +25,16 @@ export function maxPoolGrad(args: KernelArgs, original: KernelFunc): TensorInfo 
   const { batchSize, inHeight, inWidth, inChannels: channels, outHeight, outWidth } = info;
   const { strideHeight, strideWidth, filterHeight, filterWidth } = info;
   const { top, left } = info.padInfo;
-  const disjoint2x2 = filterHeight === 2 && filterWidth === 2 && strideHeight === 2 && strideWidth === 2 && top === 0 && left === 0 &&
-    outHeight * 2 <= inHeight && outWidth * 2 <= inWidth;
-  if (disjoint2x2 && channels % 4 === 0 && simdKernelsBuilt()) {
-    // The project's SIMD kernel (lib/accelerator/wasm/simd/kernels.c): four channels at a time, same ties.
+  // Windows that neither overlap nor reach into padding (e.g. 2×2 pools, or a 7×7 one over a whole 7×7 map).
+  const disjoint = strideHeight === filterHeight && strideWidth === filterWidth && top === 0 && left === 0 &&
+    outHeight * filterHeight <= inHeight && outWidth * filterWidth <= inWidth;
+  const disjoint2x2 = disjoint && filterHeight === 2 && filterWidth === 2;
+  if (disjoint && channels % 4 === 0 && simdKernelsBuilt()) {
+    // The project's SIMD kernels (lib/accelerator/wasm/simd/kernels.c): four channels at a time, same ties.
     const at = (t: TensorInfo) => heapOffset(backend, t);
-    simdKernels(backend).max_pool_grad_2x2(at(input), at(dy), batchSize, inHeight, inWidth, channels, outHeight, outWidth, at(dx));
+    const kernels = simdKernels(backend);
+    if (disjoint2x2) kernels.max_pool_grad_2x2(at(input), at(dy), batchSize, inHeight, inWidth, channels, outHeight, outWidth, at(dx));
+    else kernels.max_pool_grad_disjoint(at(input), at(dy), batchSize, inHeight, inWidth, channels, filterHeight, filterWidth, outHeight, outWidth, at(dx));
     return dx;
   }
   // Views only after the allocation: growing the heap detaches earlier ones.

@@ -26,6 +26,10 @@ export interface SimdKernels {
   relu_bias_grad(dy: number, y: number, rows: number, channels: number, dz: number, dbias: number, scratch: number): void;
   relu_grad(dy: number, x: number, count: number, dx: number): void;
   max_pool_grad_2x2(x: number, dy: number, batch: number, height: number, width: number, channels: number, outHeight: number, outWidth: number, dx: number): void;
+  max_pool_grad_disjoint(
+    x: number, dy: number, batch: number, height: number, width: number, channels: number, poolHeight: number, poolWidth: number,
+    outHeight: number, outWidth: number, dx: number,
+  ): void;
 }
 
 // TypeScript declares WebAssembly with the DOM library, which this project does not load.

@@ -135,6 +135,41 @@ void max_pool_grad_2x2(const float* x, const float* dy, int batch, int height, i
   }
 }
 
+// Max-pool gradient for disjoint windows of any size (stride = window, no padding), e.g. a 7×7 pool that takes a
+// whole feature map: four channels at a time, each dy to its window's first maximum in row-major order, as on cpu.
+// The winners' offsets ride in a vector; lanes are read one by one (no arrays: the kernels have no stack).
+__attribute__((export_name("max_pool_grad_disjoint")))
+void max_pool_grad_disjoint(const float* x, const float* dy, int batch, int height, int width, int channels, int poolHeight,
+                            int poolWidth, int outHeight, int outWidth, float* dx) {
+  __builtin_memset(dx, 0, (unsigned long)batch * height * width * channels * sizeof(float));
+  const long row = (long)width * channels;
+  const float* d = dy;
+  for (int n = 0; n < batch; n++) {
+    for (int oy = 0; oy < outHeight; oy++) {
+      for (int ox = 0; ox < outWidth; ox++) {
+        const long base = ((long)n * height + (long)oy * poolHeight) * row + (long)ox * poolWidth * channels;
+        for (int c = 0; c < channels; c += 4, d += 4) {
+          const float* corner = x + base + c;
+          v128_t best = wasm_v128_load(corner), at = wasm_i32x4_splat(0);
+          for (int i = 0; i < poolHeight; i++) {
+            for (int j = i == 0 ? 1 : 0; j < poolWidth; j++) {
+              const int offset = (int)(i * row + (long)j * channels);
+              v128_t v = wasm_v128_load(corner + offset), above = wasm_f32x4_gt(v, best);
+              best = wasm_v128_bitselect(v, best, above);
+              at = wasm_v128_bitselect(wasm_i32x4_splat(offset), at, above);
+            }
+          }
+          float* out = dx + base + c;
+          out[wasm_i32x4_extract_lane(at, 0)] = d[0];
+          out[wasm_i32x4_extract_lane(at, 1) + 1] = d[1];
+          out[wasm_i32x4_extract_lane(at, 2) + 2] = d[2];
+          out[wasm_i32x4_extract_lane(at, 3) + 3] = d[3];
+        }
+      }
+    }
+  }
+}
+
 // Filter gradient of a 3×3 convolution of one-channel images (a network's first layer):
 // dw[3i+j][f] = Σ_{n,y,x} x[n][y·sy+i][x·sx+j] · dy[n][y][x][f], x already padded by the caller.
 // Per output row, four filters at a time with the nine taps' sums in registers, while the row's dy stays in cache.
