@@ -106,9 +106,6 @@ async function onWasmOnly<T>(measure: () => Promise<T>): Promise<T> {
   }
 }
 
-/** Runs `measure` with bf16 products (the caller checked that they run here). */
-const inBf16 = <T>(measure: () => Promise<T>): Promise<T> => inPrecision("bf16", measure);
-
 /** A variant's repeats and medians. */
 const variant = (train: number[], infer: number[]): Variant => ({ trainImagesPerSec: median(train), inferImagesPerSec: median(infer), trainRepeats: train, inferRepeats: infer });
 
@@ -128,7 +125,7 @@ async function benchModel(
   await trainOnce(true); // warm-up: kernels set up, optimizer state created
   await inferOnce();
   if (compareWasm) await onWasmOnly(async () => (await trainOnce(false), await inferOnce()));
-  if (bf16) await inBf16(async () => (await trainOnce(false), await inferOnce()));
+  if (bf16) await inPrecision("bf16", async () => (await trainOnce(false), await inferOnce()));
   const trainRepeats: number[] = [];
   const trainAugmentedRepeats: number[] = [];
   const inferRepeats: number[] = [];
@@ -145,8 +142,8 @@ async function benchModel(
       wasmInfer.push(await onWasmOnly(inferOnce));
     }
     if (bf16) {
-      bf16Train.push(await inBf16(() => trainOnce(false)));
-      bf16Infer.push(await inBf16(inferOnce));
+      bf16Train.push(await inPrecision("bf16", () => trainOnce(false)));
+      bf16Infer.push(await inPrecision("bf16", inferOnce));
     }
     log(
       `  ${name} repeat ${r + 1}/${repeats}: train ${trainRepeats[r].toFixed(0)} img/s, with augmentation ${trainAugmentedRepeats[r].toFixed(0)}, ` +
@@ -170,7 +167,7 @@ async function benchModel(
   if (bf16) result.bf16 = variant(bf16Train, bf16Infer);
   if (profile) {
     log(`  ${name}: profiling ${repeats} ${bf16 ? "bf16 " : ""}training steps ...`);
-    result.profile = await (bf16 ? inBf16(() => timers.profile(repeats)) : timers.profile(repeats));
+    result.profile = await (bf16 ? inPrecision("bf16", () => timers.profile(repeats)) : timers.profile(repeats));
   }
   timers.dispose();
   model.dispose();
