@@ -54,7 +54,8 @@ function recipeText(d: RunDeclaration, record: RunRecord | undefined): string {
   const augment = record ? record.options.augment : r.augment === "standard" ? STANDARD_AUGMENTATION : r.augment;
   return `${epochs} ep, ${optimizer}${r.schedule} lr ${Number.isNaN(rate) ? "?" : rate.toPrecision(3)}${tuned}, batch ${record?.options.batchSize ?? r.batchSize}` +
     `${r.labelSmoothing ? `, label smoothing ${r.labelSmoothing}` : ""}${augment ? `, augmented (${Object.keys(augment).join(", ")})` : ""}` +
-    `${r.ema ? `, EMA ${r.ema.decay}` : ""}${r.precision === "bf16" ? ", bf16 steps" : ""}${r.testTimeAugmentation ? ", test-time augmentation" : ""}, seed ${r.seed}`;
+    `${r.ema ? `, EMA ${r.ema.decay}` : ""}${r.precision === "bf16" ? ", bf16 steps" : ""}${r.testTimeAugmentation ? ", test-time augmentation" : ""}, seed ${r.seed}` +
+    `${r.splitSeed !== undefined && r.splitSeed !== r.seed ? ` (split seed ${r.splitSeed})` : ""}`;
 }
 
 /** A record's backend in a few words: name, threads, oneDNN, and the precision when not fp32 (e.g. "wasm, 1 thread + oneDNN, bf16"). */
@@ -138,6 +139,55 @@ export function resultCells(row: ResultRow): string[] {
     row.testAccuracy === null ? (row.status === "missing" ? "not trained" : row.status) : `${percent(row.testAccuracy)} (${(100 * row.testInterval![0]).toFixed(2)}–${(100 * row.testInterval![1]).toFixed(2)})`,
     row.trainSeconds === null ? "–" : `${Math.round(row.trainSeconds).toLocaleString("en-US")} s`,
     row.backend ?? "–",
+  ];
+}
+
+/** A declaration with a training budget, against its record: the time-to-accuracy table. */
+export interface BudgetRow {
+  run: string;
+  budgetMinutes: number;
+  /** Training minutes as recorded (an ensemble: its members' summed). */
+  minutes: number | null;
+  withinBudget: boolean | null;
+  epochs: number | null;
+  valAccuracy: number | null;
+  testAccuracy: number | null;
+  backend: string | null;
+  /** The best PyTorch anchor that trained no longer than the budget, for comparison. */
+  anchor: (typeof PYTORCH_ANCHORS)[number] | null;
+  command: string;
+}
+
+/** The profile's declarations that declare budgetMinutes, shortest budget first, from their records. */
+export async function budgetRows(profile: Profile, declarations: Map<string, Declaration> = loadDeclarations(), root?: string): Promise<BudgetRow[]> {
+  const budgets = new Map(planOf(profile, declarations).flatMap((d) => (d.kind !== "study" && d.budgetMinutes !== undefined ? [[d.name, d.budgetMinutes] as const] : [])));
+  const rows = (await resultRows(profile, declarations, root)).filter((row) => budgets.has(row.run));
+  return rows
+    .map((row): BudgetRow => {
+      const budgetMinutes = budgets.get(row.run)!;
+      const minutes = row.trainSeconds === null ? null : row.trainSeconds / 60;
+      const anchor = PYTORCH_ANCHORS.filter((a) => a.minutes <= budgetMinutes).reduce<BudgetRow["anchor"]>((best, a) => (best && best.testAccuracy >= a.testAccuracy ? best : a), null);
+      return {
+        run: row.run, budgetMinutes, minutes, withinBudget: minutes === null ? null : minutes <= budgetMinutes,
+        epochs: row.epochs, valAccuracy: row.valAccuracy, testAccuracy: row.testAccuracy, backend: row.backend, anchor, command: row.command,
+      };
+    })
+    .sort((a, b) => a.budgetMinutes - b.budgetMinutes);
+}
+
+export const BUDGET_COLUMNS = ["budget", "run", "training", "epochs", "val acc", "test acc", "backend", "PyTorch anchor within the budget"];
+
+export function budgetCells(row: BudgetRow): string[] {
+  const minutes = (m: number) => `${m.toFixed(1)} min`;
+  return [
+    `${row.budgetMinutes} min`,
+    row.run,
+    row.minutes === null ? "not trained" : `${minutes(row.minutes)}${row.withinBudget ? "" : " (over budget)"}`,
+    row.epochs === null ? "–" : String(row.epochs),
+    percent(row.valAccuracy),
+    percent(row.testAccuracy),
+    row.backend ?? "–",
+    row.anchor ? `${percent(row.anchor.testAccuracy)} (${row.anchor.label}, ${minutes(row.anchor.minutes)})` : "none",
   ];
 }
 

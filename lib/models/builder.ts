@@ -100,16 +100,22 @@ function capstoneCnn(blocks: 1 | 2 | 3, batchNorm = false): ModelConfig {
 /** L2 on the weights of vgg-bn (the loss gains λ·Σw², so SGD decays by 2λ = 5·10⁻⁴ per step × rate). */
 const VGG_L2 = 2.5e-4;
 
-const VGG_BN: ModelConfig = convNet(
-  "vgg-bn",
-  "VGG-style: blocks of two 'same' 3×3 conv (no bias) + batch norm + relu (32, 64, 128 filters), max-pooled between blocks, global max pool, dense 10; L2 2.5e-4 on weights, no dropout",
-  {
-    padding: "same", convsPerBlock: 2, batchNorm: true, biasBeforeBatchNorm: false, l2: VGG_L2, outputL2: VGG_L2, hidden: null,
-    // The global max pool as one 7×7 pool: the project's pooling kernels train it ~25% faster per
-    // step than TF.js's GlobalMaxPooling2D (a max over two axes), measured at 1 thread.
-    blocks: [{ filters: 32, pool: 2, dropout: null }, { filters: 64, pool: 2, dropout: null }, { filters: 128, pool: 7, dropout: null }],
-  },
-);
+/** The VGG-style layout with batch norm at a width: three blocks of `width`, 2× and 4× filters. */
+function vggBn(name: string, width: number): ModelConfig {
+  const filters = [width, 2 * width, 4 * width];
+  return convNet(
+    name,
+    `VGG-style: blocks of two 'same' 3×3 conv (no bias) + batch norm + relu (${filters.join(", ")} filters), max-pooled between blocks, global max pool, dense 10; L2 2.5e-4 on weights, no dropout`,
+    {
+      padding: "same", convsPerBlock: 2, batchNorm: true, biasBeforeBatchNorm: false, l2: VGG_L2, outputL2: VGG_L2, hidden: null,
+      // The global max pool as one 7×7 pool: the project's pooling kernels train it ~25% faster per
+      // step than TF.js's GlobalMaxPooling2D (a max over two axes), measured at 1 thread.
+      blocks: filters.map((f, i) => ({ filters: f, pool: i < 2 ? 2 : 7, dropout: null })),
+    },
+  );
+}
+
+const VGG_BN: ModelConfig = vggBn("vgg-bn", 32);
 
 /** Named models that experiments train (a test checks each is declared): the reference studies' networks and this project's best. */
 export const PRESET_MODELS: Record<string, ModelConfig> = {
@@ -126,6 +132,8 @@ export const PRESET_MODELS: Record<string, ModelConfig> = {
  * search around.
  */
 export const BENCHMARK_MODELS: Record<string, ModelConfig> = {
+  "vgg-bn-16": vggBn("vgg-bn-16", 16),
+  "vgg-bn-24": vggBn("vgg-bn-24", 24),
   "cnn3-bn": capstoneCnn(3, true),
   "cnn-bn3": convNet(
     "cnn-bn3",

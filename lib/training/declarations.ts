@@ -71,6 +71,8 @@ export interface Recipe {
   /** "bf16": the training steps' products in bf16 where the CPU has it (lib/accelerator/native/onednn.ts); absent: fp32. */
   precision?: Precision;
   seed: number;
+  /** The seed of the validation split; absent: seed. Replicates with other seeds that keep one split can be compared and ensembled on it. */
+  splitSeed?: number;
   validationFraction: number;
 }
 
@@ -83,6 +85,8 @@ export interface RunDeclaration {
   dataset: DatasetName;
   model: ModelSpec;
   recipe: Recipe;
+  /** The minutes of training this run is declared to fit (`npm run results -- --budgets` checks its record). */
+  budgetMinutes?: number;
 }
 
 export interface StudyDeclaration {
@@ -116,6 +120,8 @@ export interface EnsembleDeclaration {
   dataset: DatasetName;
   /** Run declarations on the same dataset and validation split (seed and fraction). */
   members: string[];
+  /** The minutes of training its members together are declared to fit. */
+  budgetMinutes?: number;
 }
 
 export type Declaration = RunDeclaration | StudyDeclaration | EnsembleDeclaration;
@@ -142,6 +148,11 @@ const isInt = (v: unknown): v is number => Number.isInteger(v);
 const isFraction = (v: unknown): v is number => typeof v === "number" && v > 0 && v < 0.5;
 const isPositive = (v: unknown): v is number => typeof v === "number" && Number.isFinite(v) && v > 0;
 const isObject = (v: unknown): v is Json => typeof v === "object" && v !== null && !Array.isArray(v);
+
+/** The optional budgetMinutes of a run or ensemble, spread into its declaration. */
+function budgetOf(file: string, object: Json): { budgetMinutes?: number } {
+  return object.budgetMinutes === undefined ? {} : { budgetMinutes: need(file, object, "budgetMinutes", isPositive, "a positive number of minutes") };
+}
 
 function profilesOf(file: string, object: Json): Exclude<Profile, "quick">[] {
   const profiles = need(file, object, "profiles", (v): v is string[] => Array.isArray(v) && v.length > 0 && v.every(isString), "a non-empty list of profiles");
@@ -209,7 +220,10 @@ function recipeOf(file: string, value: unknown, model: ModelSpec): Recipe {
   if (labelSmoothing !== undefined && !(typeof labelSmoothing === "number" && labelSmoothing >= 0 && labelSmoothing <= MAX_LABEL_SMOOTHING)) {
     throw invalid(file, "recipe.labelSmoothing", `must be a number in [0, ${MAX_LABEL_SMOOTHING}], got ${JSON.stringify(labelSmoothing)}`);
   }
+  const splitSeed = value.splitSeed;
+  if (splitSeed !== undefined && !isInt(splitSeed)) throw invalid(file, "recipe.splitSeed", `must be an integer, got ${JSON.stringify(splitSeed)}`);
   return {
+    ...(splitSeed === undefined ? {} : { splitSeed }),
     ...(optimizer === undefined ? {} : { optimizer: optimizer as OptimizerName }),
     ...(labelSmoothing === undefined ? {} : { labelSmoothing: labelSmoothing as number }),
     ...(testTimeAugmentation ? { testTimeAugmentation: true } : {}),
@@ -236,7 +250,7 @@ export function parseDeclaration(file: string, json: unknown): Declaration {
   if (json.kind === "run") {
     const dataset = need(file, json, "dataset", (v): v is DatasetName => DATASET_NAMES.includes(v as DatasetName), DATASET_NAMES.join(" | "));
     const model = modelSpecOf(file, json.model);
-    return { kind: "run", name, title, profiles, dataset, model, recipe: recipeOf(file, json.recipe, model) };
+    return { kind: "run", name, title, profiles, dataset, model, recipe: recipeOf(file, json.recipe, model), ...budgetOf(file, json) };
   }
   if (json.kind === "study") {
     const declaration: StudyDeclaration = {
@@ -265,7 +279,7 @@ export function parseDeclaration(file: string, json: unknown): Declaration {
   if (json.kind === "ensemble") {
     const dataset = need(file, json, "dataset", (v): v is DatasetName => DATASET_NAMES.includes(v as DatasetName), DATASET_NAMES.join(" | "));
     const members = need(file, json, "members", (v): v is string[] => Array.isArray(v) && v.length >= 2 && v.every(isString) && new Set(v).size === v.length, "a list of two or more different run names");
-    return { kind: "ensemble", name, title, profiles, dataset, members };
+    return { kind: "ensemble", name, title, profiles, dataset, members, ...budgetOf(file, json) };
   }
   throw invalid(file, "kind", `must be "run", "study" or "ensemble", got ${JSON.stringify(json.kind)}`);
 }
@@ -309,7 +323,7 @@ function checkMembers(d: EnsembleDeclaration, declarations: Map<string, Declarat
     }
     return member;
   });
-  const split = (r: RunDeclaration) => `seed ${r.recipe.seed}, validation fraction ${r.recipe.validationFraction}`;
+  const split = (r: RunDeclaration) => `seed ${r.recipe.splitSeed ?? r.recipe.seed}, validation fraction ${r.recipe.validationFraction}`;
   const other = runs.find((r) => split(r) !== split(runs[0]));
   if (other) throw invalid(file, "members", `"${other.name}" validates on another split (${split(other)}) than "${runs[0].name}" (${split(runs[0])})`);
 }
@@ -486,6 +500,7 @@ export async function runRequestOf(d: RunDeclaration, context: ExperimentContext
       epochs,
       batchSize: d.recipe.batchSize,
       seed: d.recipe.seed,
+      ...(d.recipe.splitSeed === undefined ? {} : { splitSeed: d.recipe.splitSeed }),
       validationFraction: d.recipe.validationFraction,
       schedule: scheduleFor(d.recipe.schedule, rate, epochs),
       patience: null,

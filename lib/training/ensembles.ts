@@ -9,11 +9,11 @@ import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { describeBackend, initBackend } from "../accelerator";
-import { runProbabilities } from "./run";
+import { runProbabilities, runSplit } from "./run";
 import { datasetFor, declaration, ensureExperiment, loadDeclarations, runDir, type ExperimentContext, type ExperimentRun } from "./declarations";
 import { accuracy, argmaxRows, logLoss } from "../evaluation/metrics";
 import { writeJsonAtomic } from "../models/persist";
-import { stratifiedSplit, subset, toImageTensor } from "../data/preprocess";
+import { subset, toImageTensor } from "../data/preprocess";
 import type { Split } from "../data/datasets";
 
 export const ENSEMBLE_FILE = "ensemble.json";
@@ -68,7 +68,7 @@ export async function ensureEnsemble(name: string, context: ExperimentContext): 
 
   const data = await datasetFor(d.dataset, context);
   // Members share the validation split (checked when the declarations load).
-  const split = stratifiedSplit(data.train.labels, runs[0].options.validationFraction, runs[0].options.seed);
+  const split = runSplit(data.train.labels, runs[0].options);
   const validation = subset(data.train, split.validation.slice(0, runs[0].options.validationImages));
   const classes = data.classNames.length;
   const score = async (images: Split) => {

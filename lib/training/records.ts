@@ -32,6 +32,8 @@ export interface RunSettings {
   batchSize: number;
   seed: number;
   validationFraction: number;
+  /** The seed of the validation split; absent: seed (replicates with other seeds keep one split). */
+  splitSeed?: number;
   schedule: LearningRateSchedule;
   /** Early stopping on validation loss after this many epochs without improvement. */
   patience: number | null;

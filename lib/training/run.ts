@@ -106,8 +106,13 @@ interface RunTensors {
   validation: { x: tf.Tensor4D; y: tf.Tensor1D | tf.Tensor2D };
 }
 
+/** A run's training and validation indices: the stratified split of its split seed (its seed when it declares none). */
+export function runSplit(labels: ArrayLike<number>, settings: Pick<RunSettings, "validationFraction" | "seed" | "splitSeed">) {
+  return stratifiedSplit(labels, settings.validationFraction, settings.splitSeed ?? settings.seed);
+}
+
 function runTensors(data: Dataset, settings: RunSettings): RunTensors {
-  const split = stratifiedSplit(data.train.labels, settings.validationFraction, settings.seed);
+  const split = runSplit(data.train.labels, settings);
   const trainSplit = subset(data.train, settings.quick ? split.train.slice(0, QUICK_TRAIN_IMAGES) : split.train);
   const validationSplit = subset(data.train, settings.quick ? split.validation.slice(0, QUICK_VALIDATION_IMAGES) : split.validation);
   if (validationSplit.count < MIN_VALIDATION_IMAGES) {
@@ -285,6 +290,7 @@ export function validateSettings(settings: RunSettings): void {
   requirePositiveInt(settings.epochs, "epochs");
   requirePositiveInt(settings.batchSize, "batchSize");
   if (!Number.isInteger(settings.seed)) throw new Error(`seed must be an integer, got ${settings.seed}.`);
+  if (settings.splitSeed !== undefined && !Number.isInteger(settings.splitSeed)) throw new Error(`splitSeed must be an integer, got ${settings.splitSeed}.`);
   if (!(settings.validationFraction > 0 && settings.validationFraction < 1)) throw new Error(`validationFraction must be in (0, 1), got ${settings.validationFraction}.`);
   if (!(settings.schedule.rate > 0 && settings.schedule.rate < 1)) throw new Error(`the learning rate must be in (0, 1), got ${settings.schedule.rate}.`);
   if (settings.patience !== null) requirePositiveInt(settings.patience, "patience");
@@ -308,7 +314,7 @@ export function validateSettings(settings: RunSettings): void {
 export function runIdentity(config: ModelConfig, settings: RunSettings, dataset: string): string {
   const { name: _name, description: _description, ...network } = config;
   // Defaults spelled out or left out are the same run (and records older than the choice match).
-  const { optimizer, labelSmoothing, testTimeAugmentation, precision, ...rest } = settings;
+  const { optimizer, labelSmoothing, testTimeAugmentation, precision, splitSeed, ...rest } = settings;
   return canonicalJson({
     network,
     settings: {
@@ -317,6 +323,7 @@ export function runIdentity(config: ModelConfig, settings: RunSettings, dataset:
       ...(labelSmoothing ? { labelSmoothing } : {}),
       ...(testTimeAugmentation ? { testTimeAugmentation } : {}),
       ...(precision && precision !== "fp32" ? { precision } : {}),
+      ...(splitSeed !== undefined && splitSeed !== rest.seed ? { splitSeed } : {}),
     },
     dataset,
   });

@@ -15,12 +15,12 @@ import {
   type RunDeclaration,
 } from "../../lib/training/declarations";
 import { readEnsemble, meanProbabilities } from "../../lib/training/ensembles";
-import { runIdentity, runProbabilities } from "../../lib/training/run";
+import { runIdentity, runProbabilities, runSplit } from "../../lib/training/run";
 import { accuracy, argmaxRows } from "../../lib/evaluation/metrics";
 import { stratifiedSplit, subset, toImageTensor } from "../../lib/data/preprocess";
 import { PROJECT_ROOT } from "../../lib/tooling/paths";
 import { makePlan, planItems, PlanClock, type ItemRunner } from "../../lib/training/plan";
-import { resultRows } from "../../lib/evaluation/results";
+import { budgetCells, budgetRows, PYTORCH_ANCHORS, resultRows } from "../../lib/evaluation/results";
 import { readRecord } from "../../lib/training/records";
 import { PRESET_MODELS } from "../../lib/models/builder";
 import { stripesDataset } from "../helpers/datasets";
@@ -80,6 +80,9 @@ describe("experiment declarations", () => {
       [runJson("a", { recipe: { ...runJson("a").recipe as object, ema: { decay: 1.5 } } }), /a\.json: recipe\.ema: decay: the EMA decay must be a number in \(0, 1\), got 1\.5/],
       [runJson("a", { recipe: { ...runJson("a").recipe as object, ema: 0.99 } }), /a\.json: recipe\.ema: must be \{ "decay": d \}, got 0\.99/],
       [runJson("a", { recipe: { ...runJson("a").recipe as object, precision: "fp16" } }), /a\.json: recipe\.precision: must be fp32 or bf16, got "fp16"/],
+      [runJson("a", { recipe: { ...runJson("a").recipe as object, splitSeed: 1.5 } }), /a\.json: recipe\.splitSeed: must be an integer, got 1\.5/],
+      [runJson("a", { budgetMinutes: "15" }), /a\.json: budgetMinutes: must be a positive number of minutes, got "15"/],
+      [runJson("a", { budgetMinutes: 0 }), /a\.json: budgetMinutes: must be a positive number of minutes, got 0/],
     ];
     for (const [json, message] of cases) assert.throws(() => parseDeclaration(file, json), message);
   });
@@ -128,6 +131,12 @@ describe("experiment declarations", () => {
     const half = parseDeclaration("/x/half.json", runJson("half", { recipe: { ...runJson("half").recipe as object, precision: "bf16" } })) as RunDeclaration;
     assert.equal((await runRequestOf(half, { profile: "standard" })).settings.precision, "bf16");
     assert.notEqual(runIdentity(config, { ...settings, precision: "bf16" }, "fashion"), runIdentity(config, settings, "fashion"));
+    // A split seed: carried; the seed's own split spelled out is the same run, another split another run.
+    const replicate = parseDeclaration("/x/rep.json", runJson("rep", { recipe: { ...runJson("rep").recipe as object, seed: 6, splitSeed: 5 } })) as RunDeclaration;
+    const replicateSettings = (await runRequestOf(replicate, { profile: "standard" })).settings;
+    assert.deepEqual([replicateSettings.seed, replicateSettings.splitSeed], [6, 5]);
+    assert.equal(runIdentity(config, { ...settings, splitSeed: settings.seed }, "fashion"), runIdentity(config, settings, "fashion"));
+    assert.notEqual(runIdentity(config, { ...settings, splitSeed: settings.seed + 1 }, "fashion"), runIdentity(config, settings, "fashion"));
     assert.equal(runIdentity(config, { ...settings, precision: "fp32" }, "fashion"), runIdentity(config, settings, "fashion"));
   });
 });
@@ -242,9 +251,10 @@ describe("makePlan on a tiny profile", () => {
   it("an ensemble is made after its members, from the mean of their probabilities, read back, and made again when a member is retrained", async () => {
     const root = tempDir();
     const declarations = loadDeclarations(declarationsDir([
-      runJson("a"),
+      runJson("a", { budgetMinutes: 60 }),
       runJson("b", { recipe: { ...runJson("b").recipe as object, epochs: 1, testTimeAugmentation: true } }),
-      { kind: "ensemble", name: "e", title: "a and b", profiles: ["standard"], dataset: "fashion", members: ["a", "b"] },
+      // A budget no training fits: the budget table must say so.
+      { kind: "ensemble", name: "e", title: "a and b", profiles: ["standard"], dataset: "fashion", members: ["a", "b"], budgetMinutes: 1e-9 },
     ]));
     const data = stripesDataset();
     const context = { declarations, root, data: { fashion: data } };
@@ -279,6 +289,18 @@ describe("makePlan on a tiny profile", () => {
     assert.deepEqual(rows.map((r) => [r.run, r.status]), [["a", "finished"], ["b", "finished"], ["e", "finished"]]);
     assert.equal(rows[2].testAccuracy, remade.test.accuracy);
     assert.equal(rows[2].model, "mean of a, b");
+
+    // The budget table: the declarations with budgetMinutes only, shortest budget first, minutes from the records.
+    const budgets = await budgetRows("standard", declarations, root);
+    assert.deepEqual(budgets.map((r) => [r.run, r.budgetMinutes, r.withinBudget]), [["e", 1e-9, false], ["a", 60, true]]);
+    const a = (await readRecord(runDir("a", "standard", root)))!;
+    const b = (await readRecord(runDir("b", "standard", root)))!;
+    assert.equal(budgets[1].minutes, a.trainSeconds / 60);
+    assert.equal(budgets[0].minutes, (a.trainSeconds + b.trainSeconds) / 60, "an ensemble's minutes are its members' summed");
+    assert.equal(budgets[1].testAccuracy, a.test?.accuracy);
+    assert.equal(budgets[0].anchor, null, "no PyTorch anchor trained within a billionth of a minute");
+    assert.ok(budgets[1].anchor && budgets[1].anchor.minutes <= 60 && PYTORCH_ANCHORS.every((x) => x.minutes > 60 || x.testAccuracy <= budgets[1].anchor!.testAccuracy));
+    assert.match(budgetCells(budgets[0]).join(" | "), /^1e-9 min \| e \| 0\.\d min \(over budget\) \| – \| /);
   });
 
   it("an ensemble's members are runs of its dataset on one validation split, in its profiles", () => {
@@ -292,6 +314,16 @@ describe("makePlan on a tiny profile", () => {
       [[runJson("a"), runJson("b", { profiles: ["extended"] }), ensemble(["a", "b"])], /e\.json: profiles: "standard" needs run "b" in that profile too/],
     ];
     for (const [files, message] of cases) assert.throws(() => loadDeclarations(declarationsDir(files)), message);
+    // Another seed on the same split (splitSeed) is a member like any other.
+    const replicate = runJson("b", { recipe: { ...runJson("b").recipe as object, seed: 6, splitSeed: 5 } });
+    assert.equal(loadDeclarations(declarationsDir([runJson("a"), replicate, ensemble(["a", "b"])])).get("e")?.kind, "ensemble");
+  });
+
+  it("a run's split is its split seed's, its seed's when it declares none", () => {
+    const labels = Array.from({ length: 200 }, (_, i) => i % 10);
+    assert.deepEqual(runSplit(labels, { validationFraction: 0.2, seed: 6, splitSeed: 5 }), stratifiedSplit(labels, 0.2, 5));
+    assert.deepEqual(runSplit(labels, { validationFraction: 0.2, seed: 6 }), stratifiedSplit(labels, 0.2, 6));
+    assert.notDeepEqual(stratifiedSplit(labels, 0.2, 5), stratifiedSplit(labels, 0.2, 6), "the two seeds split differently");
   });
 
   it("with two jobs: the study its choice waits for starts first, the choice only after it, never more than two at once; a failure names its item", async () => {
