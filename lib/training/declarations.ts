@@ -223,7 +223,7 @@ function recipeOf(file: string, value: unknown, model: ModelSpec): Recipe {
   const splitSeed = value.splitSeed;
   if (splitSeed !== undefined && !isInt(splitSeed)) throw invalid(file, "recipe.splitSeed", `must be an integer, got ${JSON.stringify(splitSeed)}`);
   return {
-    ...(splitSeed === undefined ? {} : { splitSeed }),
+    ...(splitSeed === undefined ? {} : { splitSeed: splitSeed as number }),
     ...(optimizer === undefined ? {} : { optimizer: optimizer as OptimizerName }),
     ...(labelSmoothing === undefined ? {} : { labelSmoothing: labelSmoothing as number }),
     ...(testTimeAugmentation ? { testTimeAugmentation: true } : {}),
