@@ -32,7 +32,8 @@ const USAGE = `Usage: npm run bench -- [--json] [--models cnn3,ann,cnn3-bn] [--r
   --profile         also profile a training step of each model: time per kernel (grouped by
                     input shapes), GFLOP/s of the convolutions and matrix products, time outside kernels
   --compare-wasm    also time each model on the wasm kernels alone (oneDNN's native convolutions and
-                    matrix products off), alternating with the default in the same repeats
+                    matrix products off; the wasm module on one thread, as it runs beside oneDNN),
+                    alternating with the default in the same repeats
   --bf16            also time each model with bf16 products (oneDNN, fp32 accumulation; where the
                     CPU has AVX512-BF16 or AMX-BF16), alternating with fp32 in the same repeats;
                     --profile then profiles the bf16 step

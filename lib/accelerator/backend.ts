@@ -8,7 +8,7 @@
 import os from "node:os";
 import * as tf from "@tensorflow/tfjs";
 import { registerNativeConvolutions, registerWasmKernels } from "./kernels";
-import { bf16Unavailable, oneDnnIsa } from "./native/onednn";
+import { bf16Unavailable, loadOneDnn, oneDnnIsa } from "./native/onednn";
 import { simdKernelsBuilt } from "./wasm/simd";
 import { registerThreadedWasmBackend } from "./threads";
 
@@ -31,7 +31,10 @@ export interface BackendInfo {
   skipped: SkippedBackend[];
   /** Kernels this project registered on the backend (wasm gradient kernels). */
   registeredKernels: string[];
-  /** Threads the backend computes with (wasm: its thread pool; native: TensorFlow's own, unknown here). */
+  /**
+   * Threads the backend computes with (wasm: oneDNN's where it runs, with the wasm module's own ops on
+   * one thread beside it; else the wasm thread pool; native: TensorFlow's own, unknown here).
+   */
   threads: number | null;
   /** wasm: whether convolutions and matrix products run natively through oneDNN (lib/wasm/onednn.ts). */
   oneDnn: boolean;
@@ -42,7 +45,10 @@ export interface BackendInfo {
 }
 
 export const BACKEND_ENV_VAR = "TFJS_BACKEND";
-/** Threads for the wasm backend; default: all cores. 1 uses TF.js's stock single-threaded wasm. */
+/**
+ * Threads for the wasm backend; default: all cores. With oneDNN they are oneDNN's, and the wasm module
+ * runs single-threaded; without it they are the wasm thread pool's (1: TF.js's stock single-threaded wasm).
+ */
 export const WASM_THREADS_ENV_VAR = "TFJS_WASM_THREADS";
 
 function wasmThreadsWanted(): number {
@@ -93,10 +99,11 @@ async function chooseBackend(force: BackendName | undefined): Promise<BackendInf
     if (failure === undefined) {
       const registeredKernels = name === "wasm" ? registerWasmKernels() : [];
       if (name === "wasm" && !simdKernelsBuilt()) notes.push("the project's SIMD kernels are not built (scripts/build-wasm.sh needs clang and lld): batch norm and max-pool gradients run slower");
-      const notNative = name === "wasm" ? registerNativeConvolutions(threadsOf(name) ?? 1) : "not wasm";
+      const notNative = name === "wasm" ? registerNativeConvolutions(wasmThreads) : "not wasm";
       if (name === "wasm" && notNative) notes.push(notNative);
       const oneDnn = notNative === undefined;
-      return { name, forced: force !== undefined, skipped, registeredKernels, threads: threadsOf(name), oneDnn, bf16Unavailable: oneDnn ? (bf16Unavailable() ?? null) : undefined, notes };
+      const threads = oneDnn ? wasmThreads : threadsOf(name);
+      return { name, forced: force !== undefined, skipped, registeredKernels, threads, oneDnn, bf16Unavailable: oneDnn ? (bf16Unavailable() ?? null) : undefined, notes };
     }
     if (force) {
       throw new Error(`${BACKEND_ENV_VAR}=${force} was asked for, but it cannot load: ${failure}`);
@@ -112,7 +119,10 @@ async function tryBackend(name: BackendName, wasmThreads: number, notes: string[
     if (name === "tensorflow") loadNativeBinding();
     if (name === "wasm") {
       require("@tensorflow/tfjs-backend-wasm");
-      if (wasmThreads > 1) {
+      // Where oneDNN loads, it gets the threads and the wasm module stays single-threaded: a step then
+      // runs ~10% faster on two threads than with both on two (the wasm pool's small ops synchronise
+      // more than they gain; docs/backend.md, 2026-12-01).
+      if (wasmThreads > 1 && loadOneDnn(wasmThreads) !== undefined) {
         try {
           const threads = await registerThreadedWasmBackend(wasmThreads);
           if (threads !== wasmThreads) notes.push(`wasm runs ${threads} threads, not the ${wasmThreads} asked for`);
@@ -160,7 +170,8 @@ function describeLoadError(name: BackendName, error: unknown): string {
 export function describeBackend(info: BackendInfo): string {
   const threads = info.threads === null ? "" : `, ${info.threads} thread${info.threads === 1 ? "" : "s"}`;
   const bf16 = info.bf16Unavailable === null ? `, in bf16 where a recipe asks (${oneDnnIsa()})` : "";
-  const native = info.oneDnn ? `, convolutions and matrix products by oneDNN (native)${bf16}` : "";
+  const otherOps = info.threads !== null && info.threads > 1 ? `, the other ops on one thread` : "";
+  const native = info.oneDnn ? `, convolutions and matrix products by oneDNN (native)${bf16}${otherOps}` : "";
   const parts = [info.name + threads + native + (info.forced ? ` (forced by ${BACKEND_ENV_VAR})` : "")];
   for (const s of info.skipped) parts.push(`skipped ${s.name}: ${s.reason}`);
   parts.push(...info.notes);

@@ -27,8 +27,11 @@ async function initIn(backendEnv: string | undefined, extraEnv: NodeJS.ProcessEn
   const env = { ...process.env, ...extraEnv };
   delete env.TFJS_BACKEND;
   if (backendEnv !== undefined) env.TFJS_BACKEND = backendEnv;
-  const code = `require("./lib/accelerator").initBackend().then(
-    (info) => console.log(JSON.stringify(info)),
+  // Beside the backend's answer, the wasm module's own thread pool and the backend line.
+  const code = `const accelerator = require("./lib/accelerator");
+  accelerator.initBackend().then(
+    (info) => console.log(JSON.stringify({ ...info, description: accelerator.describeBackend(info),
+      wasmPoolThreads: info.name === "wasm" ? require("@tensorflow/tfjs-backend-wasm").getThreadsCount() : null })),
     (error) => { console.error(error.message); process.exit(1); })`;
   try {
     const { stdout } = await run(process.execPath, ["--import", "tsx", "--eval", code], { cwd: ROOT, env, timeout: 60_000 });
@@ -61,7 +64,15 @@ describe("backend selection", () => {
       const result = await initIn("wasm", { TFJS_WASM_THREADS: String(threads) });
       assert.ok(result.ok, result.ok ? "" : result.message);
       assert.equal(result.info.threads, threads);
+      // With oneDNN the threads are its own and the wasm module stays single-threaded; without it, the wasm pool's.
+      assert.equal(result.info.wasmPoolThreads, result.info.oneDnn ? 1 : threads);
+      assert.equal(result.info.description.includes("the other ops on one thread"), result.info.oneDnn && threads > 1, result.info.description);
     }
+    const withoutOneDnn = await initIn("wasm", { TFJS_WASM_THREADS: "2", TFJS_ONEDNN: "0" });
+    assert.ok(withoutOneDnn.ok, withoutOneDnn.ok ? "" : withoutOneDnn.message);
+    assert.equal(withoutOneDnn.info.oneDnn, false);
+    assert.equal(withoutOneDnn.info.threads, 2);
+    assert.equal(withoutOneDnn.info.wasmPoolThreads, 2);
     const bad = await initIn("wasm", { TFJS_WASM_THREADS: "many" });
     assert.equal(bad.ok, false);
     assert.match(bad.ok ? "" : bad.message, /TFJS_WASM_THREADS="many" must be a positive integer/);
@@ -99,8 +110,10 @@ describe("backend selection", () => {
     });
     assert.equal(line, "wasm, 1 thread; skipped tensorflow: not installed");
     const native = describeBackend({ name: "wasm", forced: false, threads: 2, registeredKernels: [], oneDnn: true, notes: [], skipped: [] });
-    assert.equal(native, "wasm, 2 threads, convolutions and matrix products by oneDNN (native)");
+    assert.equal(native, "wasm, 2 threads, convolutions and matrix products by oneDNN (native), the other ops on one thread");
+    const oneThread = describeBackend({ name: "wasm", forced: false, threads: 1, registeredKernels: [], oneDnn: true, notes: [], skipped: [] });
+    assert.equal(oneThread, "wasm, 1 thread, convolutions and matrix products by oneDNN (native)");
     const bf16 = describeBackend({ name: "wasm", forced: false, threads: 2, registeredKernels: [], oneDnn: true, bf16Unavailable: null, notes: [], skipped: [] });
-    assert.match(bf16, /^wasm, 2 threads, convolutions and matrix products by oneDNN \(native\), in bf16 where a recipe asks \(.*\)$/);
+    assert.match(bf16, /^wasm, 2 threads, convolutions and matrix products by oneDNN \(native\), in bf16 where a recipe asks \(.*\), the other ops on one thread$/);
   });
 });
