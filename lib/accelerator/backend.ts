@@ -121,7 +121,7 @@ async function tryBackend(name: BackendName, wasmThreads: number, notes: string[
       require("@tensorflow/tfjs-backend-wasm");
       // Where oneDNN loads, it gets the threads and the wasm module stays single-threaded: a step then
       // runs ~10% faster on two threads than with both on two (the wasm pool's small ops synchronise
-      // more than they gain; docs/backend.md, 2026-12-01).
+      // more than they gain; docs/backend.md, 2026-12-02).
       if (wasmThreads > 1 && loadOneDnn(wasmThreads) !== undefined) {
         try {
           const threads = await registerThreadedWasmBackend(wasmThreads);
