@@ -8,7 +8,7 @@
 import os from "node:os";
 import * as tf from "@tensorflow/tfjs";
 import { registerNativeConvolutions, registerWasmKernels } from "./kernels";
-import { bf16Unavailable, loadOneDnn, oneDnnIsa } from "./native/onednn";
+import { bf16Unavailable, loadOneDnn, oneDnnBatchNorm, oneDnnIsa } from "./native/onednn";
 import { simdKernelsBuilt } from "./wasm/simd";
 import { registerThreadedWasmBackend } from "./threads";
 
@@ -38,6 +38,8 @@ export interface BackendInfo {
   threads: number | null;
   /** wasm: whether convolutions and matrix products run natively through oneDNN (lib/wasm/onednn.ts). */
   oneDnn: boolean;
+  /** With oneDNN: whether it also runs training-mode batch norm (by default on more than one thread). */
+  oneDnnBatchNorm?: boolean;
   /** With oneDNN: whether recipes that ask for bf16 products get them here (null), or why not. */
   bf16Unavailable?: string | null;
   /** Anything else worth knowing, e.g. why wasm runs on fewer threads than asked for. */
@@ -103,7 +105,10 @@ async function chooseBackend(force: BackendName | undefined): Promise<BackendInf
       if (name === "wasm" && notNative) notes.push(notNative);
       const oneDnn = notNative === undefined;
       const threads = oneDnn ? wasmThreads : threadsOf(name);
-      return { name, forced: force !== undefined, skipped, registeredKernels, threads, oneDnn, bf16Unavailable: oneDnn ? (bf16Unavailable() ?? null) : undefined, notes };
+      return {
+        name, forced: force !== undefined, skipped, registeredKernels, threads, oneDnn,
+        oneDnnBatchNorm: oneDnn ? oneDnnBatchNorm() : undefined, bf16Unavailable: oneDnn ? (bf16Unavailable() ?? null) : undefined, notes,
+      };
     }
     if (force) {
       throw new Error(`${BACKEND_ENV_VAR}=${force} was asked for, but it cannot load: ${failure}`);
@@ -170,8 +175,9 @@ function describeLoadError(name: BackendName, error: unknown): string {
 export function describeBackend(info: BackendInfo): string {
   const threads = info.threads === null ? "" : `, ${info.threads} thread${info.threads === 1 ? "" : "s"}`;
   const bf16 = info.bf16Unavailable === null ? `, in bf16 where a recipe asks (${oneDnnIsa()})` : "";
-  const otherOps = info.threads !== null && info.threads > 1 ? `, the other ops on one thread` : "";
-  const native = info.oneDnn ? `, convolutions and matrix products by oneDNN (native)${bf16}${otherOps}` : "";
+  const threaded = info.threads !== null && info.threads > 1;
+  const products = info.oneDnnBatchNorm ? "convolutions, matrix products and batch norm" : "convolutions and matrix products";
+  const native = info.oneDnn ? `, ${products} by oneDNN (native)${bf16}${threaded ? ", the other ops on one thread" : ""}` : "";
   const parts = [info.name + threads + native + (info.forced ? ` (forced by ${BACKEND_ENV_VAR})` : "")];
   for (const s of info.skipped) parts.push(`skipped ${s.name}: ${s.reason}`);
   parts.push(...info.notes);

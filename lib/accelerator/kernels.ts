@@ -60,7 +60,7 @@ const FASTER_KERNELS: { kernelName: string; kernelFunc: FasterKernel }[] = [
 ];
 
 /**
- * Convolutions and matrix products computed natively by oneDNN where lib/accelerator/native/onednn.node is built and loads;
+ * Convolutions, matrix products and training-mode batch norm computed natively by oneDNN where lib/accelerator/native/onednn.node is built and loads;
  * each falls back to the kernel registered before it (the stock one or this project's).
  */
 const NATIVE_KERNELS: { kernelName: string; kernelFunc: FasterKernel }[] = [
@@ -70,6 +70,8 @@ const NATIVE_KERNELS: { kernelName: string; kernelFunc: FasterKernel }[] = [
   { kernelName: "Conv2DBackpropFilter", kernelFunc: oneDnn.conv2DBackpropFilter },
   { kernelName: "BatchMatMul", kernelFunc: oneDnn.matMul },
   { kernelName: "_FusedMatMul", kernelFunc: oneDnn.matMul },
+  { kernelName: BATCH_NORM_TRAIN_KERNEL, kernelFunc: oneDnn.batchNormTrain },
+  { kernelName: BATCH_NORM_GRAD_KERNEL, kernelFunc: oneDnn.batchNormGrad },
 ];
 
 const registeredByUs = new Set<string>();

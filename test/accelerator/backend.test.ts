@@ -67,6 +67,17 @@ describe("backend selection", () => {
       // With oneDNN the threads are its own and the wasm module stays single-threaded; without it, the wasm pool's.
       assert.equal(result.info.wasmPoolThreads, result.info.oneDnn ? 1 : threads);
       assert.equal(result.info.description.includes("the other ops on one thread"), result.info.oneDnn && threads > 1, result.info.description);
+      // Batch norm by oneDNN by default only on more than one thread (on one, the SIMD kernels were faster).
+      assert.equal(result.info.oneDnnBatchNorm, result.info.oneDnn ? threads > 1 : undefined);
+      assert.equal(result.info.description.includes("and batch norm by oneDNN"), result.info.oneDnn && threads > 1, result.info.description);
+    }
+    // TFJS_ONEDNN_BATCH_NORM overrides the default both ways.
+    for (const [threads, asked] of [["2", "0"], ["1", "1"]] as const) {
+      const result = await initIn("wasm", { TFJS_WASM_THREADS: threads, TFJS_ONEDNN_BATCH_NORM: asked });
+      assert.ok(result.ok, result.ok ? "" : result.message);
+      if (!result.info.oneDnn) continue;
+      assert.equal(result.info.oneDnnBatchNorm, asked === "1");
+      assert.equal(result.info.description.includes("and batch norm by oneDNN"), asked === "1", result.info.description);
     }
     const withoutOneDnn = await initIn("wasm", { TFJS_WASM_THREADS: "2", TFJS_ONEDNN: "0" });
     assert.ok(withoutOneDnn.ok, withoutOneDnn.ok ? "" : withoutOneDnn.message);
@@ -109,11 +120,11 @@ describe("backend selection", () => {
       skipped: [{ name: "tensorflow", reason: "not installed" }],
     });
     assert.equal(line, "wasm, 1 thread; skipped tensorflow: not installed");
-    const native = describeBackend({ name: "wasm", forced: false, threads: 2, registeredKernels: [], oneDnn: true, notes: [], skipped: [] });
-    assert.equal(native, "wasm, 2 threads, convolutions and matrix products by oneDNN (native), the other ops on one thread");
+    const native = describeBackend({ name: "wasm", forced: false, threads: 2, registeredKernels: [], oneDnn: true, oneDnnBatchNorm: true, notes: [], skipped: [] });
+    assert.equal(native, "wasm, 2 threads, convolutions, matrix products and batch norm by oneDNN (native), the other ops on one thread");
     const oneThread = describeBackend({ name: "wasm", forced: false, threads: 1, registeredKernels: [], oneDnn: true, notes: [], skipped: [] });
     assert.equal(oneThread, "wasm, 1 thread, convolutions and matrix products by oneDNN (native)");
-    const bf16 = describeBackend({ name: "wasm", forced: false, threads: 2, registeredKernels: [], oneDnn: true, bf16Unavailable: null, notes: [], skipped: [] });
-    assert.match(bf16, /^wasm, 2 threads, convolutions and matrix products by oneDNN \(native\), in bf16 where a recipe asks \(.*\), the other ops on one thread$/);
+    const bf16 = describeBackend({ name: "wasm", forced: false, threads: 2, registeredKernels: [], oneDnn: true, oneDnnBatchNorm: true, bf16Unavailable: null, notes: [], skipped: [] });
+    assert.match(bf16, /^wasm, 2 threads, convolutions, matrix products and batch norm by oneDNN \(native\), in bf16 where a recipe asks \(.*\), the other ops on one thread$/);
   });
 });

@@ -4,6 +4,7 @@ import { initBackend, tf } from "../../lib/accelerator/backend";
 import { FastBatchNorm, FastConv2D, FastDropout, MaskGenerator } from "../../lib/accelerator/layers";
 import { seededRandom } from "../../lib/tooling/random";
 import { simdKernelsBuilt } from "../../lib/accelerator/wasm/simd";
+import { nativeImplementations, oneDnnActive, useOneDnn, useOneDnnBatchNorm } from "../../lib/accelerator/native/onednn";
 import { onBackend } from "../helpers/tensors";
 
 describe("MaskGenerator", () => {
@@ -104,16 +105,25 @@ describe("FastBatchNorm matches the stock BatchNormalization in training", () =>
     assert.ok(worst / scale < 1e-4, `${what}: max difference ${worst} (scale ${scale})`);
   };
 
-  for (const backend of ["wasm", "cpu"] as const) {
+  // On wasm twice: by oneDNN's batch norm (where lib/accelerator/native/onednn.node is built) and by the SIMD kernels.
+  for (const [backend, native] of [["wasm", true], ["wasm", false], ["cpu", false]] as const) {
     for (const shape of [[4, 5, 3, 6], [2, 1, 7, 3], [9, 5], [16, 14, 14, 32], [3, 2, 2, 8]]) {
-      it(`${backend}, input ${shape.join("×")}`, async () => {
+      it(`${backend}${backend === "wasm" ? (native ? ", oneDNN" : ", SIMD") : ""}, input ${shape.join("×")}`, async (t) => {
         await initBackend({ force: "wasm" });
-        await onBackend(backend, async () => compare(shape));
+        if (native && !oneDnnActive()) return t.skip("lib/accelerator/native/onednn.node not built or not loading");
+        // oneDNN's batch norm runs by default only on more than one thread: asked for here.
+        const previous = useOneDnn(native), previousNorm = useOneDnnBatchNorm(native);
+        try {
+          await onBackend(backend, async () => compare(shape, native));
+        } finally {
+          useOneDnn(previous);
+          useOneDnnBatchNorm(previousNorm);
+        }
       });
     }
   }
 
-  async function compare(shape: number[]): Promise<void> {
+  async function compare(shape: number[], native: boolean): Promise<void> {
     {
       {
         const random = seededRandom(shape.length * 31 + shape[0]);
@@ -133,10 +143,14 @@ describe("FastBatchNorm matches the stock BatchNormalization in training", () =>
         const before = tf.memory().numTensors;
         const expected = trainingStep(stock, x, weights);
         const actual = trainingStep(fast, x, weights);
+        nativeImplementations().clear();
         // On wasm with channels in fours the project's SIMD kernels run (lib/accelerator/wasm/normalization.ts); else generic ops.
         const { kernelNames } = await tf.profile(() => tf.grad((input: tf.Tensor) => tf.sum(fast.apply(input, { training: true }) as tf.Tensor))(x));
         const simd = tf.getBackend() === "wasm" && channels % 4 === 0 && simdKernelsBuilt();
         assert.equal(kernelNames.includes("ProjectBatchNormTrain") && kernelNames.includes("ProjectBatchNormGrad"), simd, kernelNames.join(", "));
+        if (simd && native) {
+          for (const kernel of ["ProjectBatchNormTrain", "ProjectBatchNormGrad"]) assert.match(nativeImplementations().get(kernel) ?? "none", /bnorm/, `${kernel} ran in oneDNN`);
+        }
         close(actual.output, expected.output, "output");
         close(actual.dx, expected.dx, "d input");
         close(actual.dGamma, expected.dGamma, "d gamma");

@@ -1,4 +1,4 @@
-// 2-D convolutions (forward, input gradient, filter gradient) and matrix products by oneDNN (Debian's libdnnl),
+// 2-D convolutions (forward, input gradient, filter gradient), matrix products and training-mode batch norm by oneDNN (Debian's libdnnl),
 // reading and writing TF.js wasm tensors in place: every call gets the wasm memory's buffer
 // and byte offsets, so nothing is copied in or out. Built by scripts/build-native.sh and
 // loaded by lib/accelerator/native/onednn.ts. Layouts are TF.js's: activations NHWC, filters [h, w, in, out].
@@ -309,6 +309,64 @@ void MatMul(const FunctionCallbackInfo<Value>& args) {
   });
 }
 
+// Batch normalisation in training mode over rows × channels (every axis of an NHWC tensor but
+// the last folded into rows), as FastBatchNorm (lib/accelerator/layers.ts) needs it: the forward
+// pass writes y and the batch statistics (variance biased, as Keras's), the backward pass dx, dγ
+// and dβ. oneDNN's JIT kernels run on every OpenMP thread; the wasm SIMD ones on one. Always fp32.
+struct NormEntry {
+  dnnl::batch_normalization_forward forward;
+  dnnl::batch_normalization_backward backward;
+  memory::desc data, perChannel;
+  memory unusedShift;  // oneDNN 2.6 asks for the shift in the backward pass, which does not read it
+  std::string impl;
+};
+std::map<std::string, NormEntry> norms;
+
+NormEntry& norm(memory::dim rows, memory::dim channels, float epsilon) {
+  std::ostringstream name;
+  name << rows << ',' << channels << ',' << epsilon;
+  auto found = norms.find(name.str());
+  if (found != norms.end()) return found->second;
+  // rows × channels as an NHWC tensor with 1 × 1 images: the same bytes.
+  memory::desc data = plain({rows, channels, 1, 1}, tag::nhwc), perChannel = plain({channels}, tag::x);
+  const auto flags = dnnl::normalization_flags::use_scale | dnnl::normalization_flags::use_shift;
+  dnnl::batch_normalization_forward::primitive_desc forward(
+      dnnl::batch_normalization_forward::desc(dnnl::prop_kind::forward_training, data, epsilon, flags), engine());
+  dnnl::batch_normalization_backward::primitive_desc backward(
+      dnnl::batch_normalization_backward::desc(dnnl::prop_kind::backward, data, data, epsilon, flags), engine(), forward);
+  NormEntry entry{dnnl::batch_normalization_forward(forward), dnnl::batch_normalization_backward(backward), data, perChannel,
+                  memory(perChannel, engine()), forward.impl_info_str()};
+  return norms.emplace(name.str(), entry).first->second;
+}
+
+// batchNormForward(buffer, rows, channels, epsilon, x, gamma, beta, y, mean, variance) → implementation name
+void BatchNormForward(const FunctionCallbackInfo<Value>& args) {
+  guarded(args, [&] {
+    char* heap = heapBase(args[0]);
+    NormEntry& e = norm(number(args, 1), number(args, 2), number(args, 3));
+    auto at = [&](int index, const memory::desc& d) { return memory(d, engine(), heap + static_cast<size_t>(number(args, index))); };
+    e.forward.execute(stream(), {{DNNL_ARG_SRC, at(4, e.data)}, {DNNL_ARG_SCALE, at(5, e.perChannel)}, {DNNL_ARG_SHIFT, at(6, e.perChannel)},
+                                 {DNNL_ARG_DST, at(7, e.data)}, {DNNL_ARG_MEAN, at(8, e.perChannel)}, {DNNL_ARG_VARIANCE, at(9, e.perChannel)}});
+    stream().wait();
+    setImpl(args, e.impl);
+  });
+}
+
+// batchNormBackward(buffer, rows, channels, epsilon, dy, x, mean, variance, gamma, dx, dgamma, dbeta) → implementation name
+void BatchNormBackward(const FunctionCallbackInfo<Value>& args) {
+  guarded(args, [&] {
+    char* heap = heapBase(args[0]);
+    NormEntry& e = norm(number(args, 1), number(args, 2), number(args, 3));
+    auto at = [&](int index, const memory::desc& d) { return memory(d, engine(), heap + static_cast<size_t>(number(args, index))); };
+    e.backward.execute(stream(), {{DNNL_ARG_DIFF_DST, at(4, e.data)}, {DNNL_ARG_SRC, at(5, e.data)}, {DNNL_ARG_MEAN, at(6, e.perChannel)},
+                                  {DNNL_ARG_VARIANCE, at(7, e.perChannel)}, {DNNL_ARG_SCALE, at(8, e.perChannel)}, {DNNL_ARG_SHIFT, e.unusedShift},
+                                  {DNNL_ARG_DIFF_SRC, at(9, e.data)}, {DNNL_ARG_DIFF_SCALE, at(10, e.perChannel)},
+                                  {DNNL_ARG_DIFF_SHIFT, at(11, e.perChannel)}});
+    stream().wait();
+    setImpl(args, e.impl);
+  });
+}
+
 // setBf16(on): products read bf16 operands from now on (primitives are cached per mode).
 void SetBf16(const FunctionCallbackInfo<Value>& args) {
   guarded(args, [&] { bf16 = args[0]->BooleanValue(args.GetIsolate()); });
@@ -336,6 +394,8 @@ void Initialize(Local<v8::Object> exports) {
   NODE_SET_METHOD(exports, "forward", Forward);
   NODE_SET_METHOD(exports, "backwardData", BackwardData);
   NODE_SET_METHOD(exports, "backwardWeights", BackwardWeights);
+  NODE_SET_METHOD(exports, "batchNormForward", BatchNormForward);
+  NODE_SET_METHOD(exports, "batchNormBackward", BatchNormBackward);
 }
 
 }  // namespace

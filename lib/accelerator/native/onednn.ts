@@ -1,5 +1,5 @@
 /**
- * 2-D convolutions and matrix products on the wasm backend's tensors computed natively by
+ * 2-D convolutions, matrix products and training-mode batch norm on the wasm backend's tensors computed natively by
  * oneDNN (the library PyTorch's CPU convolutions use), through the project's Node addon lib/accelerator/native/onednn.node
  * (built by scripts/build-native.sh from Debian's libdnnl-dev). The addon reads and writes
  * the wasm heap in place. Where it is not built or cannot load, the wasm kernels run and the
@@ -13,6 +13,11 @@ import { firstLayerSimdCase } from "../wasm/convolution";
 import { heapOffset, wasmMemory } from "../wasm/simd";
 
 export const ONEDNN_ENV_VAR = "TFJS_ONEDNN";
+/**
+ * `TFJS_ONEDNN_BATCH_NORM=0` keeps training-mode batch norm in the SIMD kernels, `=1` moves it to oneDNN even on
+ * one thread; by default oneDNN runs it where it has more than one thread.
+ */
+export const ONEDNN_BATCH_NORM_ENV_VAR = "TFJS_ONEDNN_BATCH_NORM";
 /** `TFJS_BF16=0` keeps every product in fp32 even where a recipe asks for bf16. */
 export const BF16_ENV_VAR = "TFJS_BF16";
 export const ONEDNN_ADDON = path.join(__dirname, "onednn.node");
@@ -23,6 +28,11 @@ interface OneDnnAddon {
   backwardData(buffer: ArrayBufferLike, geometry: Float64Array, dy: number, filter: number, dx: number): string;
   backwardWeights(buffer: ArrayBufferLike, geometry: Float64Array, x: number, dy: number, dw: number): string;
   matMul(buffer: ArrayBufferLike, geometry: Float64Array, a: number, b: number, bias: number, c: number): string;
+  batchNormForward(buffer: ArrayBufferLike, rows: number, channels: number, epsilon: number, x: number, gamma: number, beta: number, y: number, mean: number, variance: number): string;
+  batchNormBackward(
+    buffer: ArrayBufferLike, rows: number, channels: number, epsilon: number,
+    dy: number, x: number, mean: number, variance: number, gamma: number, dx: number, dgamma: number, dbeta: number,
+  ): string;
   /** From now on products read bf16 operands (fp32 accumulation and results), or fp32 again. */
   setBf16(on: boolean): void;
   /** The instruction set oneDNN dispatches to here, e.g. "avx512_core_amx". */
@@ -30,6 +40,9 @@ interface OneDnnAddon {
 }
 
 let addon: OneDnnAddon | null = null;
+// Batch norm by oneDNN by default only where it has more than one thread: on one thread its kernels
+// took longer inside a training step than the project's SIMD ones (docs/backend.md, 2026-12-02).
+let nativeBatchNorm = false;
 
 /**
  * Loads the addon with `threads` OpenMP threads (unless OMP_NUM_THREADS is set). Returns
@@ -49,6 +62,8 @@ export function loadOneDnn(threads: number): string | undefined {
   for (const name of ours) process.env[name] = settings[name];
   try {
     addon = require(ONEDNN_ADDON) as OneDnnAddon;
+    const asked = process.env[ONEDNN_BATCH_NORM_ENV_VAR];
+    nativeBatchNorm = asked === "0" || asked === "1" ? asked === "1" : Number(process.env.OMP_NUM_THREADS) > 1;
     return undefined;
   } catch (error) {
     return `the native oneDNN convolutions cannot load (${(error as Error).message.split("\n")[0]}): convolutions run in wasm`;
@@ -149,6 +164,11 @@ const nativeCase = (attrs: KernelArgs["attrs"], ...tensors: TensorInfo[]) =>
 
 const buffer = (backend: WasmBackendLike) => wasmMemory(backend).buffer;
 
+const implementations = new Map<string, string>();
+
+/** The oneDNN implementation that last ran each kernel here (e.g. Conv2D → "brgconv:avx512_core"), for tests and profiles; clearing it is allowed. */
+export const nativeImplementations = (): Map<string, string> => implementations;
+
 /** Conv2D and FusedConv2D (bias, relu or no activation) by oneDNN; other cases by `original`. */
 export function conv2D(args: KernelArgs, original: KernelFunc): TensorInfo {
   const { inputs, backend, attrs } = args;
@@ -162,7 +182,7 @@ export function conv2D(args: KernelArgs, original: KernelFunc): TensorInfo {
   const y = backend.makeOutput(info.outShape, "float32");
   const at = (t: TensorInfo) => heapOffset(backend, t);
   // The buffer after the allocation: growing the heap replaces it.
-  addon!.forward(buffer(backend), geometry(info), at(x), at(filter), bias ? at(bias) : -1, at(y), activation === "relu" ? 1 : 0, 1);
+  implementations.set("Conv2D", addon!.forward(buffer(backend), geometry(info), at(x), at(filter), bias ? at(bias) : -1, at(y), activation === "relu" ? 1 : 0, 1));
   return y;
 }
 
@@ -174,7 +194,7 @@ export function conv2DBackpropInput(args: KernelArgs, original: KernelFunc): Ten
   const info = convInfo(attrs.inputShape as number[], filter.shape, { ...attrs, dilations: 1 });
   const dx = backend.makeOutput(info.inShape, "float32");
   const at = (t: TensorInfo) => heapOffset(backend, t);
-  addon!.backwardData(buffer(backend), geometry(info), at(dy), at(filter), at(dx));
+  implementations.set("Conv2DBackpropInput", addon!.backwardData(buffer(backend), geometry(info), at(dy), at(filter), at(dx)));
   return dx;
 }
 
@@ -189,7 +209,7 @@ export function conv2DBackpropFilter(args: KernelArgs, original: KernelFunc): Te
   if (firstLayerSimdCase(info)) return original(args as never) as TensorInfo;
   const dw = backend.makeOutput(filterShape, "float32");
   const at = (t: TensorInfo) => heapOffset(backend, t);
-  addon!.backwardWeights(buffer(backend), geometry(info), at(x), at(dy), at(dw));
+  implementations.set("Conv2DBackpropFilter", addon!.backwardWeights(buffer(backend), geometry(info), at(x), at(dy), at(dw)));
   return dw;
 }
 
@@ -219,6 +239,60 @@ export function matMul(args: KernelArgs, original: KernelFunc): TensorInfo {
   const c = backend.makeOutput([...outer, m, n], "float32");
   const at = (t: TensorInfo) => heapOffset(backend, t);
   const geometry = Float64Array.from([batch, m, k, n, transposeA ? 1 : 0, transposeB ? 1 : 0, bias ? 1 : 0, activation === "relu" ? 1 : 0]);
-  addon!.matMul(buffer(backend), geometry, at(a), at(b), bias ? at(bias) : -1, at(c));
+  implementations.set("BatchMatMul", addon!.matMul(buffer(backend), geometry, at(a), at(b), bias ? at(bias) : -1, at(c)));
   return c;
+}
+
+/**
+ * Turns training-mode batch norm by oneDNN on or off in this process (default: ONEDNN_BATCH_NORM_ENV_VAR,
+ * else on where oneDNN has more than one thread). Returns the previous setting.
+ */
+export function useOneDnnBatchNorm(on: boolean): boolean {
+  const previous = nativeBatchNorm;
+  nativeBatchNorm = on;
+  return previous;
+}
+
+/** Whether training-mode batch norm runs in oneDNN now. */
+export const oneDnnBatchNorm = (): boolean => nativeBatchNorm && oneDnnActive();
+
+/** Rows (every axis but the last) and channels of a float32 tensor normalised per channel, or undefined. */
+function normLayout(x: TensorInfo): { rows: number; channels: number } | undefined {
+  if (!nativeBatchNorm || !nativeCase({}, x) || x.shape.length < 2) return undefined;
+  const channels = x.shape[x.shape.length - 1];
+  return { rows: x.shape.reduce((a, b) => a * b, 1) / channels, channels };
+}
+
+/**
+ * ProjectBatchNormTrain by oneDNN (on all its threads; the SIMD kernel, `original`, runs on
+ * one, as it does where useOneDnnBatchNorm is off): inputs x, gamma, beta; outputs [y, mean,
+ * variance], variance biased.
+ */
+export function batchNormTrain(args: KernelArgs, original: KernelFunc): TensorInfo[] {
+  const { inputs, backend, attrs } = args;
+  const { x, gamma, beta } = inputs;
+  const layout = normLayout(x);
+  if (!layout) return original(args as never) as TensorInfo[];
+  const { rows, channels } = layout;
+  const outputs = [backend.makeOutput([...x.shape], "float32"), backend.makeOutput([channels], "float32"), backend.makeOutput([channels], "float32")];
+  const at = (t: TensorInfo) => heapOffset(backend, t);
+  implementations.set("ProjectBatchNormTrain", addon!.batchNormForward(
+    buffer(backend), rows, channels, attrs.epsilon as number, at(x), at(gamma), at(beta), at(outputs[0]), at(outputs[1]), at(outputs[2]),
+  ));
+  return outputs;
+}
+
+/** ProjectBatchNormGrad by oneDNN: inputs dy, x, mean, variance, gamma; outputs [dx, dγ, dβ]. */
+export function batchNormGrad(args: KernelArgs, original: KernelFunc): TensorInfo[] {
+  const { inputs, backend, attrs } = args;
+  const { dy, x, mean, variance, gamma } = inputs;
+  const layout = normLayout(x);
+  if (!layout || !nativeCase({}, dy) || dy.shape.join() !== x.shape.join()) return original(args as never) as TensorInfo[];
+  const { rows, channels } = layout;
+  const outputs = [backend.makeOutput([...x.shape], "float32"), backend.makeOutput([channels], "float32"), backend.makeOutput([channels], "float32")];
+  const at = (t: TensorInfo) => heapOffset(backend, t);
+  implementations.set("ProjectBatchNormGrad", addon!.batchNormBackward(
+    buffer(backend), rows, channels, attrs.epsilon as number, at(dy), at(x), at(mean), at(variance), at(gamma), at(outputs[0]), at(outputs[1]), at(outputs[2]),
+  ));
+  return outputs;
 }

@@ -49,4 +49,4 @@ export function disposeIntermediates(backend: WasmBackendLike, keep: TensorInfo[
 export type Pad = "same" | "valid" | number | BackendUtil.ExplicitPadding;
 
 /** A kernel that replaces a slow stock one; `original` is the stock kernel, its fall-back. */
-export type FasterKernel = (args: KernelArgs, original: KernelFunc) => TensorInfo;
+export type FasterKernel = (args: KernelArgs, original: KernelFunc) => TensorInfo | TensorInfo[];
