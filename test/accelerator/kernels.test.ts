@@ -4,9 +4,14 @@
  */
 import { before, describe, it } from "node:test";
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { promisify } from "node:util";
 import { initBackend, tf } from "../../lib/accelerator/backend";
 import { buildModel, presetModel, type ModelConfig } from "../../lib/models/builder";
-import { BF16_ENV_VAR, bf16Unavailable, inPrecision, nativePrecision, oneDnnActive, useNativePrecision, useOneDnn } from "../../lib/accelerator/native/onednn";
+import { BF16_ENV_VAR, bf16Unavailable, inPrecision, nativePrecision, ONEDNN_ADDON, oneDnnActive, useNativePrecision, useOneDnn } from "../../lib/accelerator/native/onednn";
 import { RELU_GRAD_KERNEL } from "../../lib/accelerator/wasm/activation";
 import { maxRelativeError, onBackend, randomTensor, runKernelOn, type HostTensor } from "../helpers/tensors";
 
@@ -434,4 +439,28 @@ describe("whole-model gradients on wasm match cpu", () => {
       });
     });
   }
+});
+
+describe("the native addon under signals", () => {
+  // oneDNN's JIT matrix products point the stack pointer into the heap while they run: a signal
+  // handled there corrupts the heap (oneDNN issue #4845). V8's CPU profiler signals the main thread
+  // every 50 µs here; without the addon holding signals back this child aborted in glibc (4 runs of 4).
+  it("survives node --cpu-prof sampling 500 matrix products", async (t) => {
+    if (!existsSync(ONEDNN_ADDON)) return t.skip("lib/accelerator/native/onednn.node not built");
+    const profiles = mkdtempSync(path.join(os.tmpdir(), "cpu-prof-"));
+    const code = `const addon = require(${JSON.stringify(ONEDNN_ADDON)});
+      const buffer = new ArrayBuffer(4 << 20), m = 128, k = 784, n = 512;
+      const geometry = Float64Array.from([1, m, k, n, 0, 0, 1, 1]);
+      for (let i = 0; i < 500; i++) addon.matMul(buffer, geometry, 0, 4 * m * k, 4 * (m * k + k * n), 4 * (m * k + k * n + n));
+      console.log("done");`;
+    try {
+      const { stdout } = await promisify(execFile)(process.execPath, ["--cpu-prof", "--cpu-prof-interval", "50", "--cpu-prof-dir", profiles, "--eval", code], {
+        env: { ...process.env, OMP_NUM_THREADS: "2" },
+        timeout: 120_000,
+      });
+      assert.equal(stdout.trim(), "done");
+    } finally {
+      rmSync(profiles, { recursive: true, force: true });
+    }
+  });
 });

@@ -13,6 +13,8 @@
 // oneDNN then runs its AMX kernels. oneDNN 2.6.3 does not act on the fpmath_mode attribute for
 // f32 convolutions (measured: same kernels, same speed), hence the explicit bf16 operands.
 #include <node.h>
+#include <pthread.h>
+#include <signal.h>
 #include <v8.h>
 
 #include <map>
@@ -150,10 +152,27 @@ double number(const FunctionCallbackInfo<Value>& args, int index) {
   return args[index]->NumberValue(args.GetIsolate()->GetCurrentContext()).FromMaybe(-1);
 }
 
+// Every signal held back for the lifetime of this object on the calling thread, then delivered.
+// oneDNN's JIT gemm kernels point the stack pointer into the heap while they run (oneDNN issue
+// #4845, also in 2.6): a signal handled there writes its frame over heap memory. V8's CPU profiler
+// (node --cpu-prof) sampled the matrix products to a glibc abort within seconds; Ctrl-C or a child's
+// exit can land the same way. OpenMP's threads start inside such a call and inherit the mask, so
+// process-wide signals go to other threads. Two system calls per call, against ≥ 0.1 ms of work.
+struct SignalsHeld {
+  sigset_t previous;
+  SignalsHeld() {
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &previous);
+  }
+  ~SignalsHeld() { pthread_sigmask(SIG_SETMASK, &previous, nullptr); }
+};
+
 template <typename Body>
 void guarded(const FunctionCallbackInfo<Value>& args, Body body) {
   Isolate* isolate = args.GetIsolate();
   try {
+    SignalsHeld held;
     body();
   } catch (const std::exception& e) {
     std::string message = std::string("oneDNN: ") + e.what();
