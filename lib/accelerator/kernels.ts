@@ -18,6 +18,7 @@ import { BATCH_NORM_GRAD_KERNEL, BATCH_NORM_TRAIN_KERNEL, batchNormGrad, batchNo
 import { ADAM_UPDATE_KERNEL, adamUpdate } from "./wasm/optimizer";
 import { RELU_BIAS_GRAD_KERNEL, RELU_GRAD_KERNEL, reluBiasGrad, reluGrad } from "./wasm/activation";
 import { maxPoolGrad } from "./wasm/pooling";
+import { DROPOUT_MASK_KERNEL, dropoutMask } from "./wasm/random";
 import { mean, sum } from "./wasm/reduction";
 import { simdKernelsBuilt } from "./wasm/simd";
 import * as oneDnn from "./native/onednn";
@@ -33,7 +34,7 @@ const MISSING_KERNELS: KernelOverride[] = [
   { kernelName: "DepthwiseConv2dNativeBackpropFilter", kernelFunc: depthwiseConv2dNativeBackpropFilter },
   { kernelName: "DepthwiseConv2dNativeBackpropInput", kernelFunc: depthwiseConv2dNativeBackpropInput },
   { kernelName: ADAM_UPDATE_KERNEL, kernelFunc: adamUpdate },
-  // Batch norm and the conv layers' relu + bias gradient for lib/accelerator/layers.ts, in the project's wasm SIMD code where
+  // Batch norm, the conv layers' relu + bias gradient and dropout masks for lib/accelerator/layers.ts, in the project's wasm SIMD code where
   // scripts/build-wasm.sh built it.
   ...(simdKernelsBuilt()
     ? [
@@ -41,6 +42,7 @@ const MISSING_KERNELS: KernelOverride[] = [
         { kernelName: BATCH_NORM_GRAD_KERNEL, kernelFunc: batchNormGrad },
         { kernelName: RELU_BIAS_GRAD_KERNEL, kernelFunc: reluBiasGrad },
         { kernelName: RELU_GRAD_KERNEL, kernelFunc: reluGrad },
+        { kernelName: DROPOUT_MASK_KERNEL, kernelFunc: dropoutMask },
       ]
     : []),
 ];

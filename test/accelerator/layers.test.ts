@@ -4,6 +4,7 @@ import { initBackend, tf } from "../../lib/accelerator/backend";
 import { FastBatchNorm, FastConv2D, FastDropout, MaskGenerator } from "../../lib/accelerator/layers";
 import { seededRandom } from "../../lib/tooling/random";
 import { simdKernelsBuilt } from "../../lib/accelerator/wasm/simd";
+import { DROPOUT_MASK_KERNEL } from "../../lib/accelerator/wasm/random";
 import { nativeImplementations, oneDnnActive, useOneDnn, useOneDnnBatchNorm } from "../../lib/accelerator/native/onednn";
 import { onBackend } from "../helpers/tensors";
 
@@ -25,6 +26,19 @@ describe("MaskGenerator", () => {
     assert.notDeepEqual(a, c);
     const generator = new MaskGenerator(7);
     assert.notDeepEqual(generator.fill(new Float32Array(1000), 0.5), generator.fill(new Float32Array(1000), 0.5));
+  });
+
+  it("seeds a mask's eight lanes apart: neighbouring values and consecutive masks agree as often as chance", () => {
+    const generator = new MaskGenerator(3);
+    const [a, b] = [generator.fill(new Float32Array(100_000), 0.5), generator.fill(new Float32Array(100_000), 0.5)];
+    const agreement = (u: Float32Array, v: Float32Array) => u.filter((value, i) => value === v[i]).length / u.length;
+    // Independent fair draws agree with probability 0.5 (standard deviation of the fraction ≈ 0.0016).
+    assert.ok(Math.abs(agreement(a, b) - 0.5) < 0.01, `consecutive masks agree ${agreement(a, b)}`);
+    // Values 1–9 apart: lanes seeded from one stream's neighbouring states would repeat each other 7 apart.
+    for (let apart = 1; apart <= 9; apart++) {
+      const share = agreement(a.subarray(apart), a.subarray(0, -apart));
+      assert.ok(Math.abs(share - 0.5) < 0.01, `values ${apart} apart agree ${share}`);
+    }
   });
 
   it("survives a zero seed (xorshift would stay at zero)", () => {
@@ -61,6 +75,27 @@ describe("FastDropout", () => {
     const stock = tf.layers.dropout({ rate: 0.2, name: "d" });
     assert.equal(fast.getClassName(), "Dropout");
     assert.deepEqual(fast.getConfig(), stock.getConfig());
+  });
+
+  it("draws the same masks on wasm (the SIMD kernel, where built) as on cpu (JavaScript)", async (t) => {
+    if (!simdKernelsBuilt()) return t.skip("the project's SIMD kernels are not built");
+    // Sizes around the kernel's eight lanes, and one with a tail after many full rounds.
+    for (const shape of [[1], [7], [8], [9], [3, 5, 7], [17, 13, 13, 4]]) {
+      const masks: Float32Array[] = [];
+      for (const backend of ["wasm", "cpu"]) {
+        const layer = new FastDropout({ rate: 0.3, seed: 5 });
+        await onBackend(backend, async () => {
+          const x = tf.ones(shape);
+          const { kernelNames } = await tf.profile(() => layer.apply(x, { training: true }) as tf.Tensor);
+          assert.equal(kernelNames.includes(DROPOUT_MASK_KERNEL), backend === "wasm", kernelNames.join(", "));
+          // Two calls: the generator's state moves on between masks the same way on both paths.
+          const y = layer.apply(x, { training: true }) as tf.Tensor;
+          masks.push((await y.data()) as Float32Array);
+          tf.dispose([x, y]);
+        });
+      }
+      assert.deepEqual(masks[0], masks[1], `shape ${shape}`);
+    }
   });
 
   it("passes the gradient through the kept units only", async () => {

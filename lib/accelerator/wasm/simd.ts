@@ -25,6 +25,7 @@ export interface SimdKernels {
   channel_affine(x: number, rows: number, channels: number, scale: number, shift: number, y: number): void;
   relu_bias_grad(dy: number, y: number, rows: number, channels: number, dz: number, dbias: number, scratch: number): void;
   relu_grad(dy: number, x: number, count: number, dx: number): void;
+  dropout_mask(mask: number, count: number, threshold: number, scale: number, s0: number, s1: number, s2: number, s3: number, s4: number, s5: number, s6: number, s7: number): void;
   max_pool_grad_2x2(x: number, dy: number, batch: number, height: number, width: number, channels: number, outHeight: number, outWidth: number, dx: number): void;
   max_pool_grad_disjoint(
     x: number, dy: number, batch: number, height: number, width: number, channels: number, poolHeight: number, poolWidth: number,

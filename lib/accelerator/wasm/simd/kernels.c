@@ -268,3 +268,41 @@ __attribute__((export_name("channel_affine")))
 void channel_affine(const float* x, int rows, int channels, const float* scale, const float* shift, float* y) {
   affine(x, y, scale, shift, rows, channels);
 }
+
+// One xorshift32 step (13, 17, 5) on four independent states.
+static inline v128_t xorshift(v128_t s) {
+  s = wasm_v128_xor(s, wasm_i32x4_shl(s, 13));
+  s = wasm_v128_xor(s, wasm_u32x4_shr(s, 17));
+  return wasm_v128_xor(s, wasm_i32x4_shl(s, 5));
+}
+
+// A dropout mask: element i is `scale` where the next draw of lane i % 8 (eight xorshift32
+// streams, states s0..s7) is below `threshold` (unsigned), else 0. lib/accelerator/layers.ts
+// MaskGenerator.fill computes the same values in JavaScript.
+__attribute__((export_name("dropout_mask")))
+void dropout_mask(float* mask, int count, unsigned threshold, float scale, unsigned s0, unsigned s1, unsigned s2, unsigned s3,
+                  unsigned s4, unsigned s5, unsigned s6, unsigned s7) {
+  v128_t low = wasm_u32x4_make(s0, s1, s2, s3), high = wasm_u32x4_make(s4, s5, s6, s7);
+  const v128_t limit = wasm_u32x4_splat(threshold), kept = wasm_f32x4_splat(scale);
+  int i = 0;
+  for (; i + 8 <= count; i += 8) {
+    low = xorshift(low);
+    high = xorshift(high);
+    wasm_v128_store(mask + i, wasm_v128_and(wasm_u32x4_lt(low, limit), kept));
+    wasm_v128_store(mask + i + 4, wasm_v128_and(wasm_u32x4_lt(high, limit), kept));
+  }
+  if (i < count) {
+    // The last elements: one more draw of each lane, the first count - i of them written.
+    low = xorshift(low);
+    high = xorshift(high);
+    const v128_t a = wasm_v128_and(wasm_u32x4_lt(low, limit), kept), b = wasm_v128_and(wasm_u32x4_lt(high, limit), kept);
+    const int left = count - i;  // 1..7; lanes are constants, hence the ladder (an array would need a stack)
+    mask[i] = wasm_f32x4_extract_lane(a, 0);
+    if (left > 1) mask[i + 1] = wasm_f32x4_extract_lane(a, 1);
+    if (left > 2) mask[i + 2] = wasm_f32x4_extract_lane(a, 2);
+    if (left > 3) mask[i + 3] = wasm_f32x4_extract_lane(a, 3);
+    if (left > 4) mask[i + 4] = wasm_f32x4_extract_lane(b, 0);
+    if (left > 5) mask[i + 5] = wasm_f32x4_extract_lane(b, 1);
+    if (left > 6) mask[i + 6] = wasm_f32x4_extract_lane(b, 2);
+  }
+}
