@@ -13,6 +13,7 @@ import { initBackend, tf } from "../../lib/accelerator/backend";
 import { buildModel, presetModel, type ModelConfig } from "../../lib/models/builder";
 import { BF16_ENV_VAR, bf16Unavailable, inPrecision, nativePrecision, ONEDNN_ADDON, oneDnnActive, useNativePrecision, useOneDnn } from "../../lib/accelerator/native/onednn";
 import { RELU_GRAD_KERNEL } from "../../lib/accelerator/wasm/activation";
+import { seededRandom } from "../../lib/tooling/random";
 import { maxRelativeError, onBackend, randomTensor, runKernelOn, type HostTensor } from "../helpers/tensors";
 
 const TOLERANCE = 1e-4;
@@ -384,59 +385,113 @@ describe("wasm Identity and same-dtype Cast share data safely", () => {
 });
 
 /** A model without dropout (same result on both backends in training mode) using BN and a depthwise conv. */
-function batchNormDepthwiseModel(): tf.LayersModel {
+function batchNormDepthwiseModel(seed?: number): tf.LayersModel {
+  const initializer = (offset: number) => tf.initializers.glorotUniform({ seed: seed === undefined ? undefined : seed * 1000 + offset });
   return tf.sequential({
     layers: [
-      tf.layers.conv2d({ inputShape: [28, 28, 1], filters: 8, kernelSize: 3, useBias: false }),
+      tf.layers.conv2d({ inputShape: [28, 28, 1], filters: 8, kernelSize: 3, useBias: false, kernelInitializer: initializer(0) }),
       tf.layers.batchNormalization(),
       tf.layers.activation({ activation: "relu" }),
       // No biases before BN: their true gradient is 0, so only rounding noise would be compared.
-      tf.layers.depthwiseConv2d({ kernelSize: 3, depthMultiplier: 2, strides: 2, padding: "same", useBias: false }),
+      tf.layers.depthwiseConv2d({ kernelSize: 3, depthMultiplier: 2, strides: 2, padding: "same", useBias: false, depthwiseInitializer: initializer(1) }),
       tf.layers.batchNormalization(),
       tf.layers.activation({ activation: "relu" }),
       tf.layers.flatten(),
-      tf.layers.dense({ units: 10, activation: "softmax" }),
+      tf.layers.dense({ units: 10, activation: "softmax", kernelInitializer: initializer(2) }),
     ],
   });
 }
 
-/** Gradients of the loss with respect to every weight, for the same weights and batch. */
+/**
+ * Gradients of the loss with respect to every weight, for the same weights and batch, and every
+ * layer's output on the way.
+ */
 async function modelGradients(backend: string, config: ModelConfig | "bn-depthwise", weights: HostTensor[], x: HostTensor, labels: Float32Array) {
   return onBackend(backend, async () => {
     const model = config === "bn-depthwise" ? batchNormDepthwiseModel() : buildModel(config);
     model.setWeights(weights.map((w) => tf.tensor(w.values, w.shape)));
+    const probe = tf.model({ inputs: model.inputs, outputs: model.layers.map((layer) => layer.output as tf.SymbolicTensor) });
     const xs = tf.tensor(x.values, x.shape);
     const ys = tf.oneHot(tf.tensor1d(labels, "int32"), 10);
-    const { grads } = tf.variableGrads(() =>
+    let layerTensors: tf.Tensor[] = [];
+    const { grads } = tf.variableGrads(() => {
       // Training mode: batch statistics in BN (these models have no dropout, or are compared without it).
-      tf.losses.softmaxCrossEntropy(ys, model.apply(xs, { training: config === "bn-depthwise" }) as tf.Tensor) as tf.Scalar,
-    );
-    const result = await Promise.all(model.trainableWeights.map(async (w) => (await grads[(w.read() as tf.Variable).name].data()) as Float32Array));
-    tf.dispose([xs, ys, ...Object.values(grads)]);
+      const outputs = probe.apply(xs, { training: config === "bn-depthwise" }) as tf.Tensor[];
+      layerTensors = outputs.map((t) => tf.keep(t));
+      return tf.losses.softmaxCrossEntropy(ys, outputs[outputs.length - 1]) as tf.Scalar;
+    });
+    const gradients = await Promise.all(model.trainableWeights.map(async (w) => (await grads[(w.read() as tf.Variable).name].data()) as Float32Array));
+    const layerOutputs = await Promise.all(layerTensors.map(async (t) => (await t.data()) as Float32Array));
+    tf.dispose([xs, ys, ...layerTensors, ...Object.values(grads)]);
     model.dispose();
-    return result;
+    return { gradients, layerOutputs };
   });
 }
+
+/**
+ * Where one backend's layer output is exactly 0 and the other's is not: a relu input within
+ * rounding of 0, a kink at which the two backends' gradients rightly differ by a whole term.
+ * `largest`: the biggest such value relative to the largest magnitude in its layer.
+ */
+function reluKinks(expected: Float32Array[], actual: Float32Array[]): { count: number; largest: number } {
+  let count = 0;
+  let largest = 0;
+  expected.forEach((layer, l) => {
+    const scale = layer.reduce((max, v) => Math.max(max, Math.abs(v)), 0);
+    for (let i = 0; i < layer.length; i++) {
+      if ((layer[i] === 0) !== (actual[l][i] === 0)) {
+        count++;
+        largest = Math.max(largest, Math.abs(layer[i] + actual[l][i]) / scale);
+      }
+    }
+  });
+  return { count, largest };
+}
+
+/**
+ * A fresh draw of weights and batch on every run, from a seed that a failure names:
+ * GRADIENT_TEST_SEED=N replays it.
+ */
+function gradientTestSeed(): number {
+  const replay = process.env.GRADIENT_TEST_SEED;
+  if (replay === undefined) return Math.floor(Math.random() * 1_000_000);
+  if (!/^\d+$/.test(replay)) throw new Error(`GRADIENT_TEST_SEED must be a non-negative integer, got "${replay}"`);
+  return Number(replay);
+}
+
+/** Draws on a kink in a row before the test gives up (for vgg-bn one draw in 13 landed on one: seed 2 of 0–12). */
+const MAX_KINK_DRAWS = 8;
 
 describe("whole-model gradients on wasm match cpu", () => {
   for (const name of ["cnn3", "ann", "vgg-bn", "bn-depthwise"]) {
     it(`${name}: every weight's gradient`, async () => {
       const config = name === "bn-depthwise" ? "bn-depthwise" : presetModel(name);
-      const weights = await onBackend("cpu", async () => {
-        const model = config === "bn-depthwise" ? batchNormDepthwiseModel() : buildModel(config);
-        const values = await Promise.all(model.getWeights().map(async (w) => ({ values: (await w.data()) as Float32Array, shape: w.shape })));
-        model.dispose();
-        return values;
-      });
-      const x = randomTensor([4, 28, 28, 1]);
-      x.values = x.values.map((v) => Math.max(0, v)); // pixels in [0,1), many exact zeros like real images
-      const labels = Float32Array.from({ length: 4 }, (_, i) => i * 3);
-      const expected = await modelGradients("cpu", config, weights, x, labels);
-      const actual = await modelGradients("wasm", config, weights, x, labels);
-      expected.forEach((g, i) => {
-        const error = maxRelativeError(actual[i], g);
-        assert.ok(error < TOLERANCE, `weight ${i}: max relative error ${error}`);
-      });
+      const firstSeed = gradientTestSeed();
+      for (let seed = firstSeed; ; seed++) {
+        const weights = await onBackend("cpu", async () => {
+          const model = config === "bn-depthwise" ? batchNormDepthwiseModel(seed) : buildModel(config, { seed });
+          const values = await Promise.all(model.getWeights().map(async (w) => ({ values: (await w.data()) as Float32Array, shape: w.shape })));
+          model.dispose();
+          return values;
+        });
+        const x = randomTensor([4, 28, 28, 1], seededRandom(seed));
+        x.values = x.values.map((v) => Math.max(0, v)); // pixels in [0,1), many exact zeros like real images
+        const labels = Float32Array.from({ length: 4 }, (_, i) => i * 3);
+        const expected = await modelGradients("cpu", config, weights, x, labels);
+        const actual = await modelGradients("wasm", config, weights, x, labels);
+        const kinks = reluKinks(expected.layerOutputs, actual.layerOutputs);
+        if (kinks.count > 0) {
+          // The forward passes must still agree to rounding: only values next to 0 may differ in sign.
+          assert.ok(kinks.largest < TOLERANCE, `a layer output ${kinks.largest} of its scale is 0 on one backend only (GRADIENT_TEST_SEED=${seed})`);
+          assert.ok(seed - firstSeed < MAX_KINK_DRAWS - 1, `${MAX_KINK_DRAWS} draws in a row put a relu input within rounding of 0 (GRADIENT_TEST_SEED=${firstSeed})`);
+          continue;
+        }
+        expected.gradients.forEach((g, i) => {
+          const error = maxRelativeError(actual.gradients[i], g);
+          assert.ok(error < TOLERANCE, `weight ${i}: max relative error ${error} (GRADIENT_TEST_SEED=${seed})`);
+        });
+        return;
+      }
     });
   }
 });

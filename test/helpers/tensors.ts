@@ -1,10 +1,10 @@
 import { tf } from "../../lib/accelerator";
 import { seededRandom } from "../../lib/tooling/random";
 
-/** Uniform values in [-1, 1), fresh on every call (a new random input each test run). */
-export function randomArray(length: number): Float32Array {
+/** Uniform values in [-1, 1), fresh on every call (a new random input each test run) unless a generator is given. */
+export function randomArray(length: number, random: () => number = Math.random): Float32Array {
   const values = new Float32Array(length);
-  for (let i = 0; i < length; i++) values[i] = Math.random() * 2 - 1;
+  for (let i = 0; i < length; i++) values[i] = random() * 2 - 1;
   return values;
 }
 
@@ -38,8 +38,8 @@ export interface HostTensor {
   shape: number[];
 }
 
-export function randomTensor(shape: number[]): HostTensor {
-  return { values: randomArray(shape.reduce((a, b) => a * b, 1)), shape };
+export function randomTensor(shape: number[], random: () => number = Math.random): HostTensor {
+  return { values: randomArray(shape.reduce((a, b) => a * b, 1), random), shape };
 }
 
 /**
