@@ -11,7 +11,7 @@ import path from "node:path";
 import { promisify } from "node:util";
 import { initBackend, tf } from "../../lib/accelerator/backend";
 import { buildModel, presetModel, type ModelConfig } from "../../lib/models/builder";
-import { BF16_ENV_VAR, bf16Unavailable, inPrecision, nativePrecision, ONEDNN_ADDON, oneDnnActive, useNativePrecision, useOneDnn } from "../../lib/accelerator/native/onednn";
+import { BF16_ENV_VAR, bf16Unavailable, inPrecision, nativeImplementations, nativePrecision, ONEDNN_ADDON, oneDnnActive, oneDnnIsa, useNativePrecision, useOneDnn } from "../../lib/accelerator/native/onednn";
 import { RELU_GRAD_KERNEL } from "../../lib/accelerator/wasm/activation";
 import { seededRandom } from "../../lib/tooling/random";
 import { maxRelativeError, onBackend, randomTensor, runKernelOn, type HostTensor } from "../helpers/tensors";
@@ -108,6 +108,15 @@ describe("wasm kernels match cpu", () => {
         strides: 1, pad: "valid", dataFormat: "NHWC", dilations: 1, activation: "linear",
       })));
   }
+
+  it("a first layer's filter gradient runs in oneDNN where it has AVX2 only, else in the project's SIMD kernel", onPath(true)(async () => {
+    nativeImplementations().clear();
+    await assertMatchesCpu("Conv2DBackpropFilter", { x: randomTensor([4, 28, 28, 1]), dy: randomTensor([4, 26, 26, 32]) }, {
+      strides: 1, pad: "valid", dataFormat: "NHWC", filterShape: [3, 3, 1, 32],
+    });
+    const byOneDnn = ["avx2", "avx2_vnni"].includes(oneDnnIsa() ?? "");
+    assert.equal(nativeImplementations().has("Conv2DBackpropFilter"), byOneDnn, `oneDNN dispatches to ${oneDnnIsa()}`);
+  }));
 
   it("oneDNN's native convolutions are built and load where CI runs (npm run setup builds them)", { skip: process.env.CI !== "true" }, () => {
     assert.ok(oneDnnActive(), "lib/accelerator/native/onednn.node missing or not loading: scripts/build-native.sh did not run or failed");

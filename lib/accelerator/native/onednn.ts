@@ -198,6 +198,14 @@ export function conv2DBackpropInput(args: KernelArgs, original: KernelFunc): Ten
   return dx;
 }
 
+/**
+ * A first layer's filter gradient (3×3, one input channel): oneDNN's AVX2 kernel beat the project's SIMD one
+ * (`original`) on a Zen 3 (2.0–2.6 against 5.4–10.6 ms per `cnn3` step on two threads, 3.0–4.0 against 3.8–11.0
+ * on one; docs/backend.md, 2026-12-02); where oneDNN has AVX-512 the SIMD kernel was the faster (3.1 against
+ * 4.0–5.5 ms on the Xeon). AVX2 with VNNI runs the same fp32 kernels.
+ */
+const firstLayerByOneDnn = (): boolean => ["avx2", "avx2_vnni"].includes(oneDnnIsa() ?? "");
+
 /** Conv2DBackpropFilter by oneDNN; other cases by `original`. */
 export function conv2DBackpropFilter(args: KernelArgs, original: KernelFunc): TensorInfo {
   const { inputs, backend, attrs } = args;
@@ -205,8 +213,7 @@ export function conv2DBackpropFilter(args: KernelArgs, original: KernelFunc): Te
   if (!nativeCase(attrs, x, dy)) return original(args as never) as TensorInfo;
   const filterShape = attrs.filterShape as number[];
   const info = convInfo(x.shape, filterShape, { ...attrs, dilations: 1 });
-  // A first layer's: the project's SIMD kernel, which `original` runs, is faster there.
-  if (firstLayerSimdCase(info)) return original(args as never) as TensorInfo;
+  if (firstLayerSimdCase(info) && !firstLayerByOneDnn()) return original(args as never) as TensorInfo;
   const dw = backend.makeOutput(filterShape, "float32");
   const at = (t: TensorInfo) => heapOffset(backend, t);
   implementations.set("Conv2DBackpropFilter", addon!.backwardWeights(buffer(backend), geometry(info), at(x), at(dy), at(dw)));
