@@ -199,12 +199,14 @@ export function conv2DBackpropInput(args: KernelArgs, original: KernelFunc): Ten
 }
 
 /**
- * A first layer's filter gradient (3×3, one input channel): oneDNN's AVX2 kernel beat the project's SIMD one
- * (`original`) on a Zen 3 (2.0–2.6 against 5.4–10.6 ms per `cnn3` step on two threads, 3.0–4.0 against 3.8–11.0
- * on one; docs/backend.md, 2026-12-02); where oneDNN has AVX-512 the SIMD kernel was the faster (3.1 against
- * 4.0–5.5 ms on the Xeon). AVX2 with VNNI runs the same fp32 kernels.
+ * oneDNN instruction sets on which a first layer's filter gradient (3×3, one input channel) runs in oneDNN, where
+ * its kernel beat the project's SIMD one (`original`) inside `cnn3` steps: a Zen 3 with AVX2 (2.0–2.6 against
+ * 5.4–10.6 ms on two threads, 3.0–4.0 against 3.8–11.0 on one) and a Zen 5 with AVX512-BF16 (1.3–2.1 against
+ * 2.3–4.2 ms, one or two threads); docs/backend.md, 2026-12-02. On the Xeon with AMX (`avx512_core_amx`) the SIMD
+ * kernel was the faster (3.1 against 4.0–5.5 ms), and it stays wherever this was not measured.
  */
-const firstLayerByOneDnn = (): boolean => ["avx2", "avx2_vnni"].includes(oneDnnIsa() ?? "");
+export const FIRST_LAYER_FILTER_GRAD_ISAS: readonly string[] = ["avx2", "avx2_vnni", "avx512_core_bf16"];
+const firstLayerByOneDnn = (): boolean => FIRST_LAYER_FILTER_GRAD_ISAS.includes(oneDnnIsa() ?? "");
 
 /** Conv2DBackpropFilter by oneDNN; other cases by `original`. */
 export function conv2DBackpropFilter(args: KernelArgs, original: KernelFunc): TensorInfo {
