@@ -306,7 +306,8 @@ describe("bf16 products (oneDNN) stay within bf16's rounding of cpu's fp32", () 
     await initBackend({ force: "wasm" });
     unavailable = bf16Unavailable();
   });
-  const bf16 = <T>(run: () => Promise<T>) => async (t: { skip(message: string): void }) => (unavailable ? t.skip(unavailable) : run());
+  type Skippable = { skip(message: string): void };
+  const bf16 = <T>(run: (t: Skippable) => Promise<T>) => async (t: Skippable) => (unavailable ? t.skip(unavailable) : run(t));
   const cases: { xShape: Shape4; filterShape: Shape4; stride: number; pad: "same" | "valid" }[] = [
     { xShape: [4, 14, 14, 32], filterShape: [3, 3, 32, 16], stride: 1, pad: "same" },
     { xShape: [3, 13, 13, 16], filterShape: [5, 5, 16, 8], stride: 2, pad: "valid" },
@@ -322,6 +323,12 @@ describe("bf16 products (oneDNN) stay within bf16's rounding of cpu's fp32", () 
     it(`Conv2DBackpropFilter, ${label}`, bf16(() =>
       assertWithinBf16Bound("Conv2DBackpropFilter", { x: randomTensor(xShape), dy: randomTensor(convOutShape(xShape, filterShape, stride, pad)) }, { ...conv, filterShape })));
   }
+  it("a first layer's filter gradient in bf16 where oneDNN takes it (else the SIMD kernel's fp32)", bf16(async (t) => {
+    if (!FIRST_LAYER_FILTER_GRAD_ISAS.includes(oneDnnIsa() ?? "")) return t.skip(`the project's SIMD kernel runs it on ${oneDnnIsa()}`);
+    await assertWithinBf16Bound("Conv2DBackpropFilter", { x: randomTensor([4, 28, 28, 1]), dy: randomTensor([4, 26, 26, 32]) }, {
+      strides: 1, pad: "valid", dataFormat: "NHWC", dilations: 1, filterShape: [3, 3, 1, 32],
+    });
+  }));
   for (const [transposeA, transposeB] of [[false, false], [true, false], [false, true]]) {
     it(`_FusedMatMul with bias and relu, transposeA ${transposeA}, transposeB ${transposeB}`, bf16(() =>
       assertWithinBf16Bound("_FusedMatMul", { a: randomTensor(transposeA ? [1, 1152, 128] : [1, 128, 1152]), b: randomTensor(transposeB ? [1, 10, 1152] : [1, 1152, 10]), bias: randomTensor([10]) },
