@@ -11,8 +11,13 @@ import path from "node:path";
 import { promisify } from "node:util";
 import { initBackend, tf } from "../../lib/accelerator/backend";
 import { buildModel, presetModel, type ModelConfig } from "../../lib/models/builder";
-import { BF16_ENV_VAR, bf16Unavailable, FIRST_LAYER_FILTER_GRAD_ISAS, inPrecision, nativeImplementations, nativePrecision, ONEDNN_ADDON, oneDnnActive, oneDnnIsa, useNativePrecision, useOneDnn } from "../../lib/accelerator/native/onednn";
+import {
+  BF16_ENV_VAR, bf16Conversions, bf16Unavailable, FIRST_LAYER_FILTER_GRAD_ISAS, inPrecision, nativeImplementations, nativePrecision, ONEDNN_ADDON, oneDnnActive, oneDnnIsa,
+  useBf16CopyReuse, useNativePrecision, useOneDnn,
+} from "../../lib/accelerator/native/onednn";
 import { RELU_GRAD_KERNEL } from "../../lib/accelerator/wasm/activation";
+import type { WasmBackendLike } from "../../lib/accelerator/wasm/common";
+import { heapOffset } from "../../lib/accelerator/wasm/simd";
 import { seededRandom } from "../../lib/tooling/random";
 import { maxRelativeError, onBackend, randomTensor, runKernelOn, type HostTensor } from "../helpers/tensors";
 
@@ -340,6 +345,60 @@ describe("bf16 products (oneDNN) stay within bf16's rounding of cpu's fp32", () 
     await inPrecision("bf16", () => runKernelOn("wasm", "Conv2D", inputs, attrs));
     assert.equal(nativePrecision(), "fp32", "the previous precision is restored");
     await assertMatchesCpu("Conv2D", inputs, attrs);
+  }));
+  /** Runs `work` with the reuse of bf16 copies on or off; returns its result and the conversions it made and reused. */
+  function convertingAs<T>(reuse: boolean, work: () => T): { result: T; made: number; reused: number } {
+    const previous = useBf16CopyReuse(reuse);
+    try {
+      const before = bf16Conversions();
+      const result = work();
+      const after = bf16Conversions();
+      return { result, made: after.made - before.made, reused: after.reused - before.reused };
+    } finally {
+      useBf16CopyReuse(previous);
+    }
+  }
+  it("a training step converts a convolution's input and incoming gradient to bf16 once each, with the same gradients", bf16(async () => {
+    const random = seededRandom(7);
+    const [x, w1, w2, r] = [[4, 14, 14, 8], [3, 3, 8, 16], [3, 3, 16, 16], [4, 14, 14, 16]].map((shape) => tf.tensor(randomTensor(shape, random).values, shape));
+    // conv → relu → conv, gradients for both filters: x feeds the first forward pass and its filter
+    // gradient; the hidden layer the second forward pass and its filter gradient; the second conv's
+    // incoming gradient its input and filter gradients.
+    const loss = (a: tf.Tensor, b: tf.Tensor) =>
+      tf.sum(tf.mul(tf.conv2d(tf.relu(tf.conv2d(x as tf.Tensor4D, a as tf.Tensor4D, 1, "same")), b as tf.Tensor4D, 1, "same"), r));
+    const gradients = () => tf.tidy(() => tf.grads(loss)([w1, w2]).map((g) => g.dataSync().slice()));
+    const each = await inPrecision("bf16", async () => convertingAs(false, gradients));
+    const once = await inPrecision("bf16", async () => convertingAs(true, gradients));
+    assert.equal(each.reused, 0);
+    assert.ok(once.reused >= 3, `${once.reused} conversions reused, expected x, the hidden layer and the second conv's incoming gradient`);
+    assert.equal(once.made + once.reused, each.made, "the same operands were read");
+    once.result.forEach((g, i) => assert.deepEqual(g, each.result[i], `filter ${i + 1}'s gradient`));
+    tf.dispose([x, w1, w2, r]);
+  }));
+  it("a tensor allocated where a converted one was freed gets its own bf16 copy", bf16(async () => {
+    const random = seededRandom(11);
+    const filter = tf.tensor(randomTensor([3, 3, 8, 16], random).values, [3, 3, 8, 16]) as tf.Tensor4D;
+    const input = () => tf.tensor(randomTensor([4, 14, 14, 8], random).values, [4, 14, 14, 8]) as tf.Tensor4D;
+    const at = (t: tf.Tensor) => heapOffset(tf.backend() as unknown as WasmBackendLike, t as never);
+    const conv = (x: tf.Tensor4D) => tf.tidy(() => tf.conv2d(x, filter, 1, "same").dataSync().slice());
+    let sameOffset = 0;
+    await inPrecision("bf16", async () => {
+      for (let attempt = 0; attempt < 4; attempt++) {
+        const first = input();
+        const offset = at(first);
+        convertingAs(true, () => conv(first));
+        first.dispose();
+        const second = input();
+        if (at(second) === offset) sameOffset++;
+        const reused = convertingAs(true, () => conv(second));
+        const fresh = convertingAs(false, () => conv(second));
+        assert.equal(reused.reused, 0, "nothing to reuse: a new tensor");
+        assert.deepEqual(reused.result, fresh.result);
+        second.dispose();
+      }
+    });
+    assert.ok(sameOffset > 0, "the heap never gave the second tensor the first one's offset: the test did not test that case");
+    filter.dispose();
   }));
   it("TFJS_BF16=0 keeps fp32, and asking for bf16 where it cannot run gives fp32", () => {
     const saved = process.env[BF16_ENV_VAR];

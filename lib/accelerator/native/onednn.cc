@@ -12,17 +12,23 @@
 // accumulates and writes fp32, so TF.js's tensors and weights stay fp32. On a CPU with AMX
 // oneDNN then runs its AMX kernels. oneDNN 2.6.3 does not act on the fpmath_mode attribute for
 // f32 convolutions (measured: same kernels, same speed), hence the explicit bf16 operands.
+// A training step reads each convolution's input twice (forward, filter gradient) and each
+// incoming gradient twice (input and filter gradients): the caller names such a tensor by a key
+// (TF.js tensors are immutable, so one key is one content), and its bf16 copy is made once and
+// kept in a small pool (Converted) until it is the least recently used.
 #include <node.h>
 #include <pthread.h>
 #include <signal.h>
 #include <v8.h>
 
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <sstream>
 #include <stdexcept>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "oneapi/dnnl/dnnl.hpp"
 
@@ -64,25 +70,96 @@ dt operand() { return bf16 ? dt::bf16 : dt::f32; }
 memory::desc any(const memory::dims& dims) { return memory::desc(dims, operand(), tag::any); }
 memory::desc operandNhwc(const memory::dims& dims) { return memory::desc(dims, operand(), tag::nhwc); }
 
-// An fp32 tensor of the heap as a product's operand: in bf16 mode converted into `converted`
-// (owned by the cache entry) by `convert`, else the tensor itself.
+// bf16 copies of keyed tensors (see the header), least recently used first out. A copy is found
+// by its key and checked against the tensor's heap offset and size; a slot is reused by a tensor
+// that fits it, so that a training step's shapes recycle the same buffers (no allocation, no
+// page faults) once the pool holds a step's worth.
+struct Converted {
+  double key = 0;
+  size_t offset = 0, bytes = 0, capacity = 0;
+  uint64_t lastUse = 0;
+  void* data = nullptr;
+};
+std::vector<Converted> pool;
+uint64_t useClock = 0;
+// Enough for the copies a step keeps between its forward and backward passes (one per
+// convolution, plus the gradient in flight) in the project's deepest presets; a deeper network
+// only converts more often. At most 24 of the largest copies are held (vgg-bn, batch 128: ~70 MB).
+constexpr size_t POOL_SLOTS = 24;
+// Counts of conversions made and avoided, for tests (conversionCounts()).
+double conversionsMade = 0, conversionsReused = 0;
+
+// The slot for `key` at `offset` (bytes of bf16): found (hit = true), else a free, fitting or least recently used one.
+Converted& slotFor(double key, size_t offset, size_t bytes, bool& hit) {
+  useClock++;
+  Converted* leastRecent = nullptr;
+  Converted* fitting = nullptr;
+  for (Converted& c : pool) {
+    if (c.key == key && c.offset == offset && c.bytes == bytes) {
+      c.lastUse = useClock;
+      hit = true;
+      return c;
+    }
+    if (!leastRecent || c.lastUse < leastRecent->lastUse) leastRecent = &c;
+    if (c.capacity >= bytes && (!fitting || c.lastUse < fitting->lastUse)) fitting = &c;
+  }
+  hit = false;
+  Converted* slot;
+  if (pool.size() < POOL_SLOTS) {
+    pool.emplace_back();
+    slot = &pool.back();
+  } else {
+    slot = fitting ? fitting : leastRecent;
+  }
+  if (slot->capacity < bytes) {
+    std::free(slot->data);
+    slot->capacity = (bytes + 63) / 64 * 64;
+    slot->data = std::aligned_alloc(64, slot->capacity);
+    if (!slot->data) throw std::bad_alloc();
+  }
+  slot->key = key;
+  slot->offset = offset;
+  slot->bytes = bytes;
+  slot->lastUse = useClock;
+  return *slot;
+}
+
+// An fp32 tensor of the heap as a product's operand: in bf16 mode converted by `convert` (into
+// the pool when the caller keyed the tensor, else into `converted`, owned by the cache entry),
+// else the tensor itself.
 struct Operand {
+  memory::desc half;
   memory converted;
   dnnl::reorder convert;
   static Operand of(const memory::desc& fp32) {
     if (!bf16) return {};
     memory::desc half(fp32.dims(), dt::bf16, strides(fp32));
-    memory converted(half, engine());
-    return {converted, dnnl::reorder(memory(fp32, engine(), nullptr), converted)};
+    return {half, memory(), dnnl::reorder(memory(fp32, engine(), nullptr), memory(half, engine(), nullptr))};
   }
   static memory::dims strides(const memory::desc& d) {
     const auto& s = d.data.format_desc.blocking.strides;
     return memory::dims(s, s + d.data.ndims);
   }
-  memory from(memory fp32) {
-    if (!converted) return fp32;
-    convert.execute(stream(), fp32, converted);
-    return converted;
+  // `key` > 0 names the tensor's content (see the header); 0: no copy is kept.
+  memory from(memory fp32, char* heap, double key) {
+    if (!convert) return fp32;
+    if (key <= 0) {
+      if (!converted) converted = memory(half, engine());
+      convert.execute(stream(), fp32, converted);
+      conversionsMade++;
+      return converted;
+    }
+    const size_t offset = static_cast<char*>(fp32.get_data_handle()) - heap;
+    bool hit;
+    Converted& slot = slotFor(key, offset, half.get_size(), hit);
+    memory copy(half, engine(), slot.data);
+    if (hit) {
+      conversionsReused++;
+    } else {
+      convert.execute(stream(), fp32, copy);
+      conversionsMade++;
+    }
+    return copy;
   }
 };
 
@@ -152,6 +229,12 @@ double number(const FunctionCallbackInfo<Value>& args, int index) {
   return args[index]->NumberValue(args.GetIsolate()->GetCurrentContext()).FromMaybe(-1);
 }
 
+// A tensor's key for the bf16 pool (argument `index`): a positive number, else 0 (no copy kept).
+double keyAt(const FunctionCallbackInfo<Value>& args, int index) {
+  const double key = index < args.Length() ? number(args, index) : 0;
+  return key > 0 ? key : 0;
+}
+
 // Every signal held back for the lifetime of this object on the calling thread, then delivered.
 // oneDNN's JIT gemm kernels point the stack pointer into the heap while they run (oneDNN issue
 // #4845, also in 2.6): a signal handled there writes its frame over heap memory. V8's CPU profiler
@@ -197,7 +280,7 @@ memory nhwcAt(const memory::dims& dims, char* heap, const FunctionCallbackInfo<V
   return memory(plain(dims, tag::nhwc), engine(), heap + static_cast<size_t>(number(args, index)));
 }
 
-// forward(buffer, geometry, x, filter, bias (−1: none), y, relu (0/1), training (0/1)) → implementation name
+// forward(buffer, geometry, x, filter, bias (−1: none), y, relu (0/1), training (0/1), x's key) → implementation name
 void Forward(const FunctionCallbackInfo<Value>& args) {
   guarded(args, [&] {
     char* heap = heapBase(args[0]);
@@ -213,7 +296,7 @@ void Forward(const FunctionCallbackInfo<Value>& args) {
     memory user = userWeights(g, heap + static_cast<size_t>(number(args, 3)));
     e.toOrFrom.execute(stream(), user, e.weights);
     std::unordered_map<int, memory> io{
-        {DNNL_ARG_SRC, e.input.from(nhwcAt(g.src(), heap, args, 2))},
+        {DNNL_ARG_SRC, e.input.from(nhwcAt(g.src(), heap, args, 2), heap, keyAt(args, 8))},
         {DNNL_ARG_WEIGHTS, e.weights},
         {DNNL_ARG_DST, nhwcAt(g.dst(), heap, args, 5)},
     };
@@ -224,7 +307,7 @@ void Forward(const FunctionCallbackInfo<Value>& args) {
   });
 }
 
-// backwardData(buffer, geometry, dy, filter, dx) → implementation name
+// backwardData(buffer, geometry, dy, filter, dx, dy's key) → implementation name
 void BackwardData(const FunctionCallbackInfo<Value>& args) {
   guarded(args, [&] {
     char* heap = heapBase(args[0]);
@@ -240,13 +323,13 @@ void BackwardData(const FunctionCallbackInfo<Value>& args) {
     });
     memory user = userWeights(g, heap + static_cast<size_t>(number(args, 3)));
     e.toOrFrom.execute(stream(), user, e.weights);
-    e.op.execute(stream(), {{DNNL_ARG_DIFF_DST, e.input.from(nhwcAt(g.dst(), heap, args, 2))}, {DNNL_ARG_WEIGHTS, e.weights}, {DNNL_ARG_DIFF_SRC, nhwcAt(g.src(), heap, args, 4)}});
+    e.op.execute(stream(), {{DNNL_ARG_DIFF_DST, e.input.from(nhwcAt(g.dst(), heap, args, 2), heap, keyAt(args, 5))}, {DNNL_ARG_WEIGHTS, e.weights}, {DNNL_ARG_DIFF_SRC, nhwcAt(g.src(), heap, args, 4)}});
     stream().wait();
     setImpl(args, e.impl);
   });
 }
 
-// backwardWeights(buffer, geometry, x, dy, dw) → implementation name
+// backwardWeights(buffer, geometry, x, dy, dw, x's key, dy's key) → implementation name
 void BackwardWeights(const FunctionCallbackInfo<Value>& args) {
   guarded(args, [&] {
     char* heap = heapBase(args[0]);
@@ -262,8 +345,8 @@ void BackwardWeights(const FunctionCallbackInfo<Value>& args) {
       return Entry{dnnl::convolution_backward_weights(pd), weights, reorder, pd.impl_info_str(), Operand::of(plain(g.src(), tag::nhwc)),
                    Operand::of(plain(g.dst(), tag::nhwc))};
     });
-    e.op.execute(stream(), {{DNNL_ARG_SRC, e.input.from(nhwcAt(g.src(), heap, args, 2))},
-                            {DNNL_ARG_DIFF_DST, e.gradient.from(nhwcAt(g.dst(), heap, args, 3))},
+    e.op.execute(stream(), {{DNNL_ARG_SRC, e.input.from(nhwcAt(g.src(), heap, args, 2), heap, keyAt(args, 5))},
+                            {DNNL_ARG_DIFF_DST, e.gradient.from(nhwcAt(g.dst(), heap, args, 3), heap, keyAt(args, 6))},
                             {DNNL_ARG_DIFF_WEIGHTS, e.weights}});
     memory user = userWeights(g, heap + static_cast<size_t>(number(args, 4)));
     e.toOrFrom.execute(stream(), e.weights, user);
@@ -309,7 +392,7 @@ void MatMul(const FunctionCallbackInfo<Value>& args) {
         attr.set_post_ops(ops);
       }
       Operand convertedA = Operand::of(a), convertedB = Operand::of(b);
-      auto operandA = bf16 ? convertedA.converted.get_desc() : a, operandB = bf16 ? convertedB.converted.get_desc() : b;
+      auto operandA = bf16 ? convertedA.half : a, operandB = bf16 ? convertedB.half : b;
       auto desc = bias ? dnnl::matmul::desc(operandA, operandB, biasDesc, c) : dnnl::matmul::desc(operandA, operandB, c);
       dnnl::matmul::primitive_desc pd(desc, attr, engine());
       found = matmuls.emplace(name.str(), MatMulEntry{dnnl::matmul(pd), a, b, biasDesc, c, pd.impl_info_str(), convertedA, convertedB}).first;
@@ -317,8 +400,8 @@ void MatMul(const FunctionCallbackInfo<Value>& args) {
     MatMulEntry& e = found->second;
     auto at = [&](int index) { return heap + static_cast<size_t>(number(args, index)); };
     std::unordered_map<int, memory> io{
-        {DNNL_ARG_SRC, e.convertedA.from(memory(e.a, engine(), at(2)))},
-        {DNNL_ARG_WEIGHTS, e.convertedB.from(memory(e.b, engine(), at(3)))},
+        {DNNL_ARG_SRC, e.convertedA.from(memory(e.a, engine(), at(2)), heap, 0)},
+        {DNNL_ARG_WEIGHTS, e.convertedB.from(memory(e.b, engine(), at(3)), heap, 0)},
         {DNNL_ARG_DST, memory(e.c, engine(), at(5))},
     };
     if (bias) io.emplace(DNNL_ARG_BIAS, memory(e.bias, engine(), at(4)));
@@ -386,9 +469,19 @@ void BatchNormBackward(const FunctionCallbackInfo<Value>& args) {
   });
 }
 
-// setBf16(on): products read bf16 operands from now on (primitives are cached per mode).
+// setBf16(on): products read bf16 operands from now on (primitives are cached per mode). The
+// pool's copies stay: training switches to bf16 and back around every step.
 void SetBf16(const FunctionCallbackInfo<Value>& args) {
   guarded(args, [&] { bf16 = args[0]->BooleanValue(args.GetIsolate()); });
+}
+
+// conversionCounts() → [bf16 conversions made, conversions avoided by the pool] since the addon loaded.
+void ConversionCounts(const FunctionCallbackInfo<Value>& args) {
+  Isolate* isolate = args.GetIsolate();
+  Local<v8::Array> counts = v8::Array::New(isolate, 2);
+  counts->Set(isolate->GetCurrentContext(), 0, v8::Number::New(isolate, conversionsMade)).Check();
+  counts->Set(isolate->GetCurrentContext(), 1, v8::Number::New(isolate, conversionsReused)).Check();
+  args.GetReturnValue().Set(counts);
 }
 
 // isa() → the instruction set oneDNN dispatches to on this CPU, e.g. "avx512_core_amx".
@@ -409,6 +502,7 @@ void Isa(const FunctionCallbackInfo<Value>& args) {
 void Initialize(Local<v8::Object> exports) {
   NODE_SET_METHOD(exports, "setBf16", SetBf16);
   NODE_SET_METHOD(exports, "isa", Isa);
+  NODE_SET_METHOD(exports, "conversionCounts", ConversionCounts);
   NODE_SET_METHOD(exports, "matMul", MatMul);
   NODE_SET_METHOD(exports, "forward", Forward);
   NODE_SET_METHOD(exports, "backwardData", BackwardData);

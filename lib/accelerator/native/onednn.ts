@@ -24,9 +24,10 @@ export const ONEDNN_ADDON = path.join(__dirname, "onednn.node");
 
 /** The addon's functions; each returns the name of the oneDNN implementation that ran. */
 interface OneDnnAddon {
-  forward(buffer: ArrayBufferLike, geometry: Float64Array, x: number, filter: number, bias: number, y: number, relu: number, training: number): string;
-  backwardData(buffer: ArrayBufferLike, geometry: Float64Array, dy: number, filter: number, dx: number): string;
-  backwardWeights(buffer: ArrayBufferLike, geometry: Float64Array, x: number, dy: number, dw: number): string;
+  // The keys name tensors whose bf16 copies the addon may keep and reuse (conversionKey); 0: none.
+  forward(buffer: ArrayBufferLike, geometry: Float64Array, x: number, filter: number, bias: number, y: number, relu: number, training: number, xKey: number): string;
+  backwardData(buffer: ArrayBufferLike, geometry: Float64Array, dy: number, filter: number, dx: number, dyKey: number): string;
+  backwardWeights(buffer: ArrayBufferLike, geometry: Float64Array, x: number, dy: number, dw: number, xKey: number, dyKey: number): string;
   matMul(buffer: ArrayBufferLike, geometry: Float64Array, a: number, b: number, bias: number, c: number): string;
   batchNormForward(buffer: ArrayBufferLike, rows: number, channels: number, epsilon: number, x: number, gamma: number, beta: number, y: number, mean: number, variance: number): string;
   batchNormBackward(
@@ -37,6 +38,8 @@ interface OneDnnAddon {
   setBf16(on: boolean): void;
   /** The instruction set oneDNN dispatches to here, e.g. "avx512_core_amx". */
   isa(): string;
+  /** [bf16 conversions made, conversions the addon's pool of copies avoided] since it loaded. */
+  conversionCounts(): [number, number];
 }
 
 let addon: OneDnnAddon | null = null;
@@ -137,6 +140,36 @@ export function useOneDnn(on: boolean): boolean {
   return previous;
 }
 
+/**
+ * A key for a tensor's content, so that the addon converts an activation or a gradient to bf16
+ * once per training step rather than once per product that reads it (the forward pass and the
+ * filter gradient read the same input; the input and filter gradients the same incoming
+ * gradient). One key per dataId: TF.js tensors are immutable, a new tensor gets a new dataId,
+ * and keys are never reused, so a key always names one content. 0 in fp32, where nothing is converted.
+ */
+const conversionKeys = new WeakMap<object, number>();
+let lastConversionKey = 0;
+let reuseCopies = true;
+function conversionKey(t: TensorInfo): number {
+  if (precision !== "bf16" || !reuseCopies) return 0;
+  let key = conversionKeys.get(t.dataId);
+  if (key === undefined) conversionKeys.set(t.dataId, (key = ++lastConversionKey));
+  return key;
+}
+
+/** Turns the reuse of bf16 copies off (every product converts its operands) or back on, e.g. to compare; returns the previous setting. */
+export function useBf16CopyReuse(on: boolean): boolean {
+  const previous = reuseCopies;
+  reuseCopies = on;
+  return previous;
+}
+
+/** bf16 conversions made, and avoided by reusing a tensor's copy, since the addon loaded (zeros without it): for tests. */
+export function bf16Conversions(): { made: number; reused: number } {
+  const [made, reused] = addon?.conversionCounts() ?? [0, 0];
+  return { made, reused };
+}
+
 /** The geometry the addon reads: 17 numbers in the order of Geometry in onednn.cc. */
 function geometry(info: BackendUtil.Conv2DInfo): Float64Array {
   const { top, left, bottom, right } = info.padInfo;
@@ -182,7 +215,7 @@ export function conv2D(args: KernelArgs, original: KernelFunc): TensorInfo {
   const y = backend.makeOutput(info.outShape, "float32");
   const at = (t: TensorInfo) => heapOffset(backend, t);
   // The buffer after the allocation: growing the heap replaces it.
-  implementations.set("Conv2D", addon!.forward(buffer(backend), geometry(info), at(x), at(filter), bias ? at(bias) : -1, at(y), activation === "relu" ? 1 : 0, 1));
+  implementations.set("Conv2D", addon!.forward(buffer(backend), geometry(info), at(x), at(filter), bias ? at(bias) : -1, at(y), activation === "relu" ? 1 : 0, 1, conversionKey(x)));
   return y;
 }
 
@@ -194,7 +227,7 @@ export function conv2DBackpropInput(args: KernelArgs, original: KernelFunc): Ten
   const info = convInfo(attrs.inputShape as number[], filter.shape, { ...attrs, dilations: 1 });
   const dx = backend.makeOutput(info.inShape, "float32");
   const at = (t: TensorInfo) => heapOffset(backend, t);
-  implementations.set("Conv2DBackpropInput", addon!.backwardData(buffer(backend), geometry(info), at(dy), at(filter), at(dx)));
+  implementations.set("Conv2DBackpropInput", addon!.backwardData(buffer(backend), geometry(info), at(dy), at(filter), at(dx), conversionKey(dy)));
   return dx;
 }
 
@@ -218,7 +251,7 @@ export function conv2DBackpropFilter(args: KernelArgs, original: KernelFunc): Te
   if (firstLayerSimdCase(info) && !firstLayerByOneDnn()) return original(args as never) as TensorInfo;
   const dw = backend.makeOutput(filterShape, "float32");
   const at = (t: TensorInfo) => heapOffset(backend, t);
-  implementations.set("Conv2DBackpropFilter", addon!.backwardWeights(buffer(backend), geometry(info), at(x), at(dy), at(dw)));
+  implementations.set("Conv2DBackpropFilter", addon!.backwardWeights(buffer(backend), geometry(info), at(x), at(dy), at(dw), conversionKey(x), conversionKey(dy)));
   return dw;
 }
 
