@@ -8,7 +8,7 @@
 import os from "node:os";
 import * as tf from "@tensorflow/tfjs";
 import { registerNativeConvolutions, registerWasmKernels } from "./kernels";
-import { bf16Unavailable, loadOneDnn, oneDnnBatchNorm, oneDnnIsa } from "./native/onednn";
+import { bf16Unavailable, loadOneDnn, nativePoolingActive, oneDnnBatchNorm, oneDnnIsa } from "./native/onednn";
 import { simdKernelsBuilt } from "./wasm/simd";
 import { registerThreadedWasmBackend } from "./threads";
 
@@ -40,6 +40,8 @@ export interface BackendInfo {
   oneDnn: boolean;
   /** With oneDNN: whether it also runs training-mode batch norm (by default on more than one thread). */
   oneDnnBatchNorm?: boolean;
+  /** With oneDNN: whether max pooling over disjoint windows runs on its OpenMP threads (by default on more than one thread). */
+  nativePooling?: boolean;
   /** With oneDNN: whether recipes that ask for bf16 products get them here (null), or why not. */
   bf16Unavailable?: string | null;
   /** Anything else worth knowing, e.g. why wasm runs on fewer threads than asked for. */
@@ -107,7 +109,7 @@ async function chooseBackend(force: BackendName | undefined): Promise<BackendInf
       const threads = oneDnn ? wasmThreads : threadsOf(name);
       return {
         name, forced: force !== undefined, skipped, registeredKernels, threads, oneDnn,
-        oneDnnBatchNorm: oneDnn ? oneDnnBatchNorm() : undefined, bf16Unavailable: oneDnn ? (bf16Unavailable() ?? null) : undefined, notes,
+        oneDnnBatchNorm: oneDnn ? oneDnnBatchNorm() : undefined, nativePooling: oneDnn ? nativePoolingActive() : undefined, bf16Unavailable: oneDnn ? (bf16Unavailable() ?? null) : undefined, notes,
       };
     }
     if (force) {
@@ -177,7 +179,8 @@ export function describeBackend(info: BackendInfo): string {
   const bf16 = info.bf16Unavailable === null ? `, in bf16 where a recipe asks (${oneDnnIsa()})` : "";
   const threaded = info.threads !== null && info.threads > 1;
   const products = info.oneDnnBatchNorm ? "convolutions, matrix products and batch norm" : "convolutions and matrix products";
-  const native = info.oneDnn ? `, ${products} by oneDNN (native)${bf16}${threaded ? ", the other ops on one thread" : ""}` : "";
+  const pooling = info.nativePooling ? ", max pooling on its threads" : "";
+  const native = info.oneDnn ? `, ${products} by oneDNN (native)${pooling}${bf16}${threaded ? ", the other ops on one thread" : ""}` : "";
   const parts = [info.name + threads + native + (info.forced ? ` (forced by ${BACKEND_ENV_VAR})` : "")];
   for (const s of info.skipped) parts.push(`skipped ${s.name}: ${s.reason}`);
   parts.push(...info.notes);

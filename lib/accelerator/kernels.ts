@@ -62,8 +62,9 @@ const FASTER_KERNELS: { kernelName: string; kernelFunc: FasterKernel }[] = [
 ];
 
 /**
- * Convolutions, matrix products and training-mode batch norm computed natively by oneDNN where lib/accelerator/native/onednn.node is built and loads;
- * each falls back to the kernel registered before it (the stock one or this project's).
+ * Convolutions, matrix products and training-mode batch norm computed natively by oneDNN, and max pooling over disjoint
+ * windows on its threads, where lib/accelerator/native/onednn.node is built and loads; each falls back to the kernel
+ * registered before it (the stock one or this project's).
  */
 const NATIVE_KERNELS: { kernelName: string; kernelFunc: FasterKernel }[] = [
   { kernelName: "Conv2D", kernelFunc: oneDnn.conv2D },
@@ -74,6 +75,8 @@ const NATIVE_KERNELS: { kernelName: string; kernelFunc: FasterKernel }[] = [
   { kernelName: "_FusedMatMul", kernelFunc: oneDnn.matMul },
   { kernelName: BATCH_NORM_TRAIN_KERNEL, kernelFunc: oneDnn.batchNormTrain },
   { kernelName: BATCH_NORM_GRAD_KERNEL, kernelFunc: oneDnn.batchNormGrad },
+  { kernelName: "MaxPool", kernelFunc: oneDnn.maxPool },
+  { kernelName: "MaxPoolGrad", kernelFunc: oneDnn.maxPoolGrad },
 ];
 
 const registeredByUs = new Set<string>();

@@ -70,6 +70,16 @@ describe("backend selection", () => {
       // Batch norm by oneDNN by default only on more than one thread (on one, the SIMD kernels were faster).
       assert.equal(result.info.oneDnnBatchNorm, result.info.oneDnn ? threads > 1 : undefined);
       assert.equal(result.info.description.includes("and batch norm by oneDNN"), result.info.oneDnn && threads > 1, result.info.description);
+      // Likewise max pooling on oneDNN's threads.
+      assert.equal(result.info.nativePooling, result.info.oneDnn ? threads > 1 : undefined);
+      assert.equal(result.info.description.includes("max pooling on its threads"), result.info.oneDnn && threads > 1, result.info.description);
+    }
+    // TFJS_NATIVE_POOLING overrides the default both ways.
+    for (const [threads, asked] of [["2", "0"], ["1", "1"]] as const) {
+      const result = await initIn("wasm", { TFJS_WASM_THREADS: threads, TFJS_NATIVE_POOLING: asked });
+      assert.ok(result.ok, result.ok ? "" : result.message);
+      if (!result.info.oneDnn) continue;
+      assert.equal(result.info.nativePooling, asked === "1");
     }
     // TFJS_ONEDNN_BATCH_NORM overrides the default both ways.
     for (const [threads, asked] of [["2", "0"], ["1", "1"]] as const) {
@@ -120,8 +130,8 @@ describe("backend selection", () => {
       skipped: [{ name: "tensorflow", reason: "not installed" }],
     });
     assert.equal(line, "wasm, 1 thread; skipped tensorflow: not installed");
-    const native = describeBackend({ name: "wasm", forced: false, threads: 2, registeredKernels: [], oneDnn: true, oneDnnBatchNorm: true, notes: [], skipped: [] });
-    assert.equal(native, "wasm, 2 threads, convolutions, matrix products and batch norm by oneDNN (native), the other ops on one thread");
+    const native = describeBackend({ name: "wasm", forced: false, threads: 2, registeredKernels: [], oneDnn: true, oneDnnBatchNorm: true, nativePooling: true, notes: [], skipped: [] });
+    assert.equal(native, "wasm, 2 threads, convolutions, matrix products and batch norm by oneDNN (native), max pooling on its threads, the other ops on one thread");
     const oneThread = describeBackend({ name: "wasm", forced: false, threads: 1, registeredKernels: [], oneDnn: true, notes: [], skipped: [] });
     assert.equal(oneThread, "wasm, 1 thread, convolutions and matrix products by oneDNN (native)");
     const bf16 = describeBackend({ name: "wasm", forced: false, threads: 2, registeredKernels: [], oneDnn: true, oneDnnBatchNorm: true, bf16Unavailable: null, notes: [], skipped: [] });

@@ -13,7 +13,7 @@ import { initBackend, tf } from "../../lib/accelerator/backend";
 import { buildModel, presetModel, type ModelConfig } from "../../lib/models/builder";
 import {
   BF16_ENV_VAR, bf16Conversions, bf16Unavailable, FIRST_LAYER_FILTER_GRAD_ISAS, inPrecision, nativeImplementations, nativePrecision, ONEDNN_ADDON, oneDnnActive, oneDnnIsa,
-  useBf16CopyReuse, useNativePrecision, useOneDnn,
+  useBf16CopyReuse, useNativePooling, useNativePrecision, useOneDnn,
 } from "../../lib/accelerator/native/onednn";
 import { RELU_GRAD_KERNEL } from "../../lib/accelerator/wasm/activation";
 import type { WasmBackendLike } from "../../lib/accelerator/wasm/common";
@@ -151,6 +151,8 @@ describe("wasm kernels match cpu", () => {
     );
   });
 
+  /** Flat windows, as relu(bias) backgrounds give: many equal maxima, where the first in row-major order must win. */
+  const withTies = (x: HostTensor): HostTensor => ({ ...x, values: x.values.map((v) => (v > 0 ? 0.5 : Math.round(v * 2) / 4)) });
   const POOL_CASES: { xShape: Shape4; window: number; stride: number; pad: "same" | "valid" }[] = [
     { xShape: [4, 26, 26, 8], window: 2, stride: 2, pad: "valid" }, // capstone pool 1
     { xShape: [2, 11, 11, 6], window: 2, stride: 2, pad: "valid" }, // odd edge dropped
@@ -175,9 +177,25 @@ describe("wasm kernels match cpu", () => {
     it(`MaxPoolGrad: ${label}`, async () => assertMatchesCpu("MaxPoolGrad", await poolInputs(randomTensor(c.xShape)), attrs));
 
     it(`MaxPoolGrad with ties (flat windows, as relu(bias) backgrounds give): ${label}`, async () => {
-      const x = randomTensor(c.xShape);
-      x.values = x.values.map((v) => (v > 0 ? 0.5 : Math.round(v * 2) / 4));
-      await assertMatchesCpu("MaxPoolGrad", await poolInputs(x), attrs);
+      await assertMatchesCpu("MaxPoolGrad", await poolInputs(withTies(randomTensor(c.xShape))), attrs);
+    });
+
+    // Disjoint windows (stride = window, no padding) go to the addon's OpenMP loops, the others to wasm's kernels.
+    const disjoint = c.window === c.stride && (c.pad === "valid" || (c.xShape[1] % c.stride === 0 && c.xShape[2] % c.stride === 0));
+    it(`MaxPool and MaxPoolGrad with the addon's pooling on (${disjoint ? "it runs them" : "wasm runs them"}): ${label}`, async (t) => {
+      if (!oneDnnActive()) return t.skip("lib/accelerator/native/onednn.node not built or not loading");
+      const previous = useNativePooling(true);
+      try {
+        nativeImplementations().delete("MaxPool");
+        nativeImplementations().delete("MaxPoolGrad");
+        await assertMatchesCpu("MaxPool", { x: randomTensor(c.xShape) }, attrs);
+        await assertMatchesCpu("MaxPoolGrad", await poolInputs(randomTensor(c.xShape)), attrs);
+        await assertMatchesCpu("MaxPoolGrad", await poolInputs(withTies(randomTensor(c.xShape))), attrs);
+        assert.equal(nativeImplementations().has("MaxPool"), disjoint, "MaxPool by the addon");
+        assert.equal(nativeImplementations().has("MaxPoolGrad"), disjoint, "MaxPoolGrad by the addon");
+      } finally {
+        useNativePooling(previous);
+      }
     });
   }
 

@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "oneapi/dnnl/dnnl.hpp"
+#include "pooling.h"
 
 namespace {
 
@@ -469,6 +470,41 @@ void BatchNormBackward(const FunctionCallbackInfo<Value>& args) {
   });
 }
 
+// ---- Max pooling on OpenMP's threads (pooling.h) ---------------------------------------------
+
+float* floatsAt(char* heap, const FunctionCallbackInfo<Value>& args, int index) {
+  return reinterpret_cast<float*>(heap + static_cast<size_t>(number(args, index)));
+}
+
+// A pooling geometry as the JavaScript side sends it: a Float64Array of the 8 fields of pooling::Pool, in order.
+pooling::Pool poolGeometry(Local<Value> value) {
+  if (!value->IsFloat64Array() || value.As<v8::Float64Array>()->Length() != 8)
+    throw std::invalid_argument("the pooling geometry must be a Float64Array of 8 numbers");
+  double d[8];
+  value.As<v8::Float64Array>()->CopyContents(d, sizeof d);
+  pooling::Pool p{int64_t(d[0]), int64_t(d[1]), int64_t(d[2]), int64_t(d[3]), int64_t(d[4]), int64_t(d[5]), int64_t(d[6]), int64_t(d[7])};
+  if (p.channels > pooling::MAX_CHANNELS || p.poolHeight < 1 || p.poolWidth < 1 || p.outHeight * p.poolHeight > p.height ||
+      p.outWidth * p.poolWidth > p.width)
+    throw std::invalid_argument("the pooling geometry is not one of disjoint windows inside the image with at most 1,024 channels");
+  return p;
+}
+
+// maxPool(buffer, geometry, x, y)
+void MaxPool(const FunctionCallbackInfo<Value>& args) {
+  guarded(args, [&] {
+    char* heap = heapBase(args[0]);
+    pooling::maxPool(poolGeometry(args[1]), floatsAt(heap, args, 2), floatsAt(heap, args, 3));
+  });
+}
+
+// maxPoolGrad(buffer, geometry, x, dy, dx)
+void MaxPoolGrad(const FunctionCallbackInfo<Value>& args) {
+  guarded(args, [&] {
+    char* heap = heapBase(args[0]);
+    pooling::maxPoolGrad(poolGeometry(args[1]), floatsAt(heap, args, 2), floatsAt(heap, args, 3), floatsAt(heap, args, 4));
+  });
+}
+
 // setBf16(on): products read bf16 operands from now on (primitives are cached per mode). The
 // pool's copies stay: training switches to bf16 and back around every step.
 void SetBf16(const FunctionCallbackInfo<Value>& args) {
@@ -509,6 +545,8 @@ void Initialize(Local<v8::Object> exports) {
   NODE_SET_METHOD(exports, "backwardWeights", BackwardWeights);
   NODE_SET_METHOD(exports, "batchNormForward", BatchNormForward);
   NODE_SET_METHOD(exports, "batchNormBackward", BatchNormBackward);
+  NODE_SET_METHOD(exports, "maxPool", MaxPool);
+  NODE_SET_METHOD(exports, "maxPoolGrad", MaxPoolGrad);
 }
 
 }  // namespace

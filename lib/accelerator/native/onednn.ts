@@ -18,6 +18,12 @@ export const ONEDNN_ENV_VAR = "TFJS_ONEDNN";
  * one thread; by default oneDNN runs it where it has more than one thread.
  */
 export const ONEDNN_BATCH_NORM_ENV_VAR = "TFJS_ONEDNN_BATCH_NORM";
+/**
+ * `TFJS_NATIVE_POOLING=0` keeps max pooling over disjoint windows and its gradient in the wasm module (one thread), `=1`
+ * runs them in the addon (lib/accelerator/native/pooling.cc) even on one thread; by default the addon runs them where it
+ * has more than one.
+ */
+export const NATIVE_POOLING_ENV_VAR = "TFJS_NATIVE_POOLING";
 /** `TFJS_BF16=0` keeps every product in fp32 even where a recipe asks for bf16. */
 export const BF16_ENV_VAR = "TFJS_BF16";
 export const ONEDNN_ADDON = path.join(__dirname, "onednn.node");
@@ -40,12 +46,17 @@ interface OneDnnAddon {
   isa(): string;
   /** [bf16 conversions made, conversions the addon's pool of copies avoided] since it loaded. */
   conversionCounts(): [number, number];
+  // Max pooling on OpenMP's threads (pooling.h); geometry [batch, height, width, channels, poolHeight, poolWidth, outHeight, outWidth].
+  maxPool(buffer: ArrayBufferLike, geometry: Float64Array, x: number, y: number): void;
+  maxPoolGrad(buffer: ArrayBufferLike, geometry: Float64Array, x: number, dy: number, dx: number): void;
 }
 
 let addon: OneDnnAddon | null = null;
 // Batch norm by oneDNN by default only where it has more than one thread: on one thread its kernels
 // took longer inside a training step than the project's SIMD ones (docs/backend.md, 2026-12-02).
 let nativeBatchNorm = false;
+// Likewise max pooling: on one thread the addon's loops gain little over the wasm module's kernels.
+let nativePooling = false;
 
 /**
  * Loads the addon with `threads` OpenMP threads (unless OMP_NUM_THREADS is set). Returns
@@ -66,7 +77,10 @@ export function loadOneDnn(threads: number): string | undefined {
   try {
     addon = require(ONEDNN_ADDON) as OneDnnAddon;
     const asked = process.env[ONEDNN_BATCH_NORM_ENV_VAR];
-    nativeBatchNorm = asked === "0" || asked === "1" ? asked === "1" : Number(process.env.OMP_NUM_THREADS) > 1;
+    const threaded = Number(process.env.OMP_NUM_THREADS) > 1;
+    nativeBatchNorm = asked === "0" || asked === "1" ? asked === "1" : threaded;
+    const pooling = process.env[NATIVE_POOLING_ENV_VAR];
+    nativePooling = pooling === "0" || pooling === "1" ? pooling === "1" : threaded;
     return undefined;
   } catch (error) {
     return `the native oneDNN convolutions cannot load (${(error as Error).message.split("\n")[0]}): convolutions run in wasm`;
@@ -337,4 +351,63 @@ export function batchNormGrad(args: KernelArgs, original: KernelFunc): TensorInf
     buffer(backend), rows, channels, attrs.epsilon as number, at(dy), at(x), at(mean), at(variance), at(gamma), at(outputs[0]), at(outputs[1]), at(outputs[2]),
   ));
   return outputs;
+}
+
+/**
+ * Turns max pooling by the addon on or off in this process (default: NATIVE_POOLING_ENV_VAR, else on where oneDNN has
+ * more than one thread). Returns the previous setting.
+ */
+export function useNativePooling(on: boolean): boolean {
+  const previous = nativePooling;
+  nativePooling = on;
+  return previous;
+}
+
+/** Whether max pooling over disjoint windows runs in the addon now. */
+export const nativePoolingActive = (): boolean => nativePooling && oneDnnActive();
+
+const poolingCase = (...tensors: TensorInfo[]) => nativePoolingActive() && tensors.every((t) => t.dtype === "float32");
+
+/** The pooling geometry the addon reads for disjoint windows (stride = window, no padding) of ≤ 1,024 channels, else undefined. */
+function disjointPool(xShape: number[], attrs: KernelArgs["attrs"]): Float64Array | undefined {
+  if (xShape.length !== 4 || xShape.some((d) => d <= 0)) return undefined;
+  const info = tf.backend_util.computePool2DInfo(
+    xShape as Shape4,
+    attrs.filterSize as [number, number] | number,
+    attrs.strides as [number, number] | number,
+    1,
+    attrs.pad as "same" | "valid" | number,
+    attrs.dimRoundingMode as "floor" | "round" | "ceil" | undefined,
+  );
+  const { batchSize, inHeight, inWidth, inChannels, outHeight, outWidth, filterHeight, filterWidth, strideHeight, strideWidth } = info;
+  const { top, left, bottom, right } = info.padInfo;
+  const disjoint = strideHeight === filterHeight && strideWidth === filterWidth && top === 0 && left === 0 && bottom === 0 && right === 0 &&
+    outHeight * filterHeight <= inHeight && outWidth * filterWidth <= inWidth && inChannels <= 1024;
+  return disjoint ? Float64Array.from([batchSize, inHeight, inWidth, inChannels, filterHeight, filterWidth, outHeight, outWidth]) : undefined;
+}
+
+/** MaxPool over disjoint windows by the addon; other cases by `original`. */
+export function maxPool(args: KernelArgs, original: KernelFunc): TensorInfo {
+  const { inputs, backend, attrs } = args;
+  const { x } = inputs;
+  const geometry = poolingCase(x) ? disjointPool(x.shape, attrs) : undefined;
+  if (!geometry) return original(args as never) as TensorInfo;
+  const [batch, , , channels, , , outHeight, outWidth] = geometry;
+  const y = backend.makeOutput([batch, outHeight, outWidth, channels], "float32");
+  addon!.maxPool(buffer(backend), geometry, heapOffset(backend, x), heapOffset(backend, y));
+  implementations.set("MaxPool", "addon, OpenMP");
+  return y;
+}
+
+/** MaxPoolGrad (inputs dy, input, output) over disjoint windows by the addon; other cases by `original`. */
+export function maxPoolGrad(args: KernelArgs, original: KernelFunc): TensorInfo {
+  const { inputs, backend, attrs } = args;
+  const { dy, input } = inputs;
+  const geometry = poolingCase(dy, input) ? disjointPool(input.shape, attrs) : undefined;
+  if (!geometry) return original(args as never) as TensorInfo;
+  const dx = backend.makeOutput([...input.shape], "float32");
+  const at = (t: TensorInfo) => heapOffset(backend, t);
+  addon!.maxPoolGrad(buffer(backend), geometry, at(input), at(dy), at(dx));
+  implementations.set("MaxPoolGrad", "addon, OpenMP");
+  return dx;
 }
