@@ -2,6 +2,7 @@
 // reading and writing TF.js wasm tensors in place: every call gets the wasm memory's buffer
 // and byte offsets, so nothing is copied in or out. Built by scripts/build-native.sh and
 // loaded by lib/accelerator/native/onednn.ts. Layouts are TF.js's: activations NHWC, filters [h, w, in, out].
+// Max pooling over disjoint windows and its gradient (pooling.cc) run on the same OpenMP threads.
 //
 // oneDNN picks its own weight layout (format `any`); the [h, w, in, out] filters are
 // reordered to it per call (small) and filter gradients reordered back. Primitives are

@@ -3,7 +3,8 @@
  * oneDNN (the library PyTorch's CPU convolutions use), through the project's Node addon lib/accelerator/native/onednn.node
  * (built by scripts/build-native.sh from Debian's libdnnl-dev). The addon reads and writes
  * the wasm heap in place. Where it is not built or cannot load, the wasm kernels run and the
- * backend line says why. `TFJS_ONEDNN=0` turns it off.
+ * backend line says why. `TFJS_ONEDNN=0` turns it off. The addon also runs max pooling over disjoint windows and its
+ * gradient on oneDNN's OpenMP threads (lib/accelerator/native/pooling.cc).
  */
 import { existsSync } from "node:fs";
 import path from "node:path";
