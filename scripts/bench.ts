@@ -26,8 +26,9 @@ const USAGE = `Usage: npm run bench -- [--json] [--models cnn3,ann,cnn3-bn] [--r
   --batch-size N    images per batch, training and inference (default 128)
   --torch           also time cnn3 and vgg-bn (those named in --models) in PyTorch (CPU, same threads)
                     in this run, in fp32 and, where the CPU has AVX512-BF16 or AMX-BF16, in bf16
-                    autocast with channels-last tensors, and report the ratios (needs a python3 with
-                    torch, e.g. Debian's python3-torch;
+                    autocast with channels-last tensors, each PyTorch repeat just before the project's
+                    repeat it is paired with, and report the medians of the paired ratios (needs a
+                    python3 with torch, e.g. Debian's python3-torch;
                     PYTHON names the interpreter, default /usr/bin/python3)
   --profile         also profile a training step of each model: time per kernel (grouped by
                     input shapes), GFLOP/s of the convolutions and matrix products, time outside kernels
@@ -93,6 +94,8 @@ function stepTimers(model: tf.LayersModel, batchSize: number, steps: number) {
       return (steps * batchSize) / ((performance.now() - started) / 1000);
     },
     profile: (repeats: number) => profileStep(() => model.trainOnBatch(xs, ys), repeats),
+    /** One untimed training step. */
+    step: async () => void (await model.trainOnBatch(xs, ys)),
     dispose: () => tf.dispose([xs, ys, inferX]),
   };
 }
@@ -119,6 +122,7 @@ async function benchModel(
   compareWasm: boolean,
   bf16: boolean,
   log: (s: string) => void,
+  beforeRepeat?: () => Promise<void>,
 ): Promise<ModelBench> {
   const model = buildModel(presetModel(name));
   const timers = stepTimers(model, batchSize, steps);
@@ -135,6 +139,11 @@ async function benchModel(
   const bf16Train: number[] = [];
   const bf16Infer: number[] = [];
   for (let r = 0; r < repeats; r++) {
+    if (beforeRepeat) {
+      await beforeRepeat();
+      // Warm again after the other process (as each PyTorch process warms up before it times): caches, sleeping threads.
+      await timers.step();
+    }
     trainRepeats.push(await trainOnce(false));
     trainAugmentedRepeats.push(await trainOnce(true));
     inferRepeats.push(await inferOnce());
@@ -203,6 +212,8 @@ interface TorchBench {
   parameters: number;
   trainImagesPerSec: number;
   inferImagesPerSec: number;
+  trainRepeats: number[];
+  inferRepeats: number[];
 }
 
 /** The networks scripts/bench_torch.py builds as this project does. */
@@ -276,22 +287,23 @@ runCommand(USAGE, async () => {
   });
   // Progress goes to stderr so that --json output stays clean.
   const log = (line: string) => process.stderr.write(line + "\n");
-  // PyTorch first, before TF.js starts its wasm worker threads, so neither run shares the
-  // cores with the other's threads.
   const threads = Number(process.env.TFJS_WASM_THREADS || os.availableParallelism());
-  const measuredTorch: TorchBench[] = [];
   const bf16 = cpuHasBf16();
-  if (values.torch) {
-    const torchModels = models.filter((m) => TORCH_MODELS.includes(m));
-    if (torchModels.length === 0) throw new UsageError(`--torch measures ${TORCH_MODELS.join(" and ")} in PyTorch: name one of them in --models.`);
-    for (const model of torchModels) {
-      for (const precision of bf16 ? (["fp32", "bf16"] as const) : (["fp32"] as const)) {
-        log(`PyTorch: ${model}, ${precision}${precision === "bf16" ? " autocast, channels-last" : ""}, ${threads} threads ...`);
-        measuredTorch.push(await benchTorch(model, precision, threads, repeats, steps, batchSize));
-      }
+  const torchPrecisions = bf16 ? (["fp32", "bf16"] as const) : (["fp32"] as const);
+  const torchModels = values.torch ? models.filter((m) => TORCH_MODELS.includes(m)) : [];
+  if (values.torch && torchModels.length === 0) throw new UsageError(`--torch measures ${TORCH_MODELS.join(" and ")} in PyTorch: name one of them in --models.`);
+  if (values.torch && !bf16) log("PyTorch bf16: skipped, this CPU has neither AVX512-BF16 nor AMX-BF16 (PyTorch would emulate bf16, far slower than fp32)");
+  // PyTorch's repeats of a network, one process each (its own warm-up), by precision. Each runs just
+  // before the project's repeat it is paired with, so that both see the machine of the same minute
+  // (on a shared machine throughput drifts by 20-40% within minutes); the TF.js process waits
+  // meanwhile (oneDNN's threads sleep, the wasm module is single-threaded beside them).
+  const torchRepeats = new Map<string, TorchBench[]>();
+  const torchRepeat = (model: string) => async () => {
+    for (const precision of torchPrecisions) {
+      const key = `${model}/${precision}`;
+      torchRepeats.set(key, [...(torchRepeats.get(key) ?? []), await benchTorch(model, precision, threads, 1, steps, batchSize)]);
     }
-    if (!bf16) log("PyTorch bf16: skipped, this CPU has neither AVX512-BF16 nor AMX-BF16 (PyTorch would emulate bf16, far slower than fp32)");
-  }
+  };
   const backend = await initBackend();
   log(`backend: ${describeBackend(backend)}`);
   const compareWasm = values["compare-wasm"];
@@ -300,23 +312,37 @@ runCommand(USAGE, async () => {
   const noBf16 = bf16Unavailable();
   if (withBf16 && noBf16) throw new Error(`--bf16: ${noBf16}.`);
   const results: ModelBench[] = [];
-  for (const name of models) results.push(await benchModel(name, repeats, steps, batchSize, values.profile, compareWasm, withBf16, log));
+  for (const name of models) {
+    if (torchModels.includes(name)) log(`  ${name}: each repeat after PyTorch's (${torchPrecisions.join(" and ")}, ${threads} threads)`);
+    const beforeRepeat = torchModels.includes(name) ? torchRepeat(name) : undefined;
+    results.push(await benchModel(name, repeats, steps, batchSize, values.profile, compareWasm, withBf16, log, beforeRepeat));
+  }
   const augmentation = { pipeline: STANDARD_AUGMENTATION, ...(await benchAugmentation(repeats, steps, batchSize)) };
 
   const capstone = results.find((r) => r.model === "cnn3");
   const withBatchNorm = results.find((r) => r.model === "cnn3-bn");
   // How much longer a training step of the capstone CNN takes with batch norm after each layer.
   const batchNormStepRatio = capstone && withBatchNorm ? capstone.trainImagesPerSec / withBatchNorm.trainImagesPerSec : null;
-  // Each PyTorch figure against this project's for the same network, measured in this run.
-  const torch = measuredTorch.map((t) => {
-    const ours = results.find((r) => r.model === t.model)!;
-    return {
-      ...t,
-      trainRatio: ours.trainImagesPerSec / t.trainImagesPerSec,
-      inferRatio: ours.inferImagesPerSec / t.inferImagesPerSec,
-      ...(ours.bf16 ? { bf16TrainRatio: ours.bf16.trainImagesPerSec / t.trainImagesPerSec, bf16InferRatio: ours.bf16.inferImagesPerSec / t.inferImagesPerSec } : {}),
-    };
-  });
+  // Each PyTorch figure against this project's for the same network: medians of PyTorch's repeats and of the
+  // ratios of paired repeats (the project's r-th against PyTorch's r-th).
+  const pairedRatio = (ours: number[], theirs: number[]) => median(ours.map((v, i) => v / theirs[i]));
+  const torch = torchModels.flatMap((model) =>
+    torchPrecisions.map((precision) => {
+      const runs = torchRepeats.get(`${model}/${precision}`)!;
+      const [trainRepeats, inferRepeats] = [runs.map((t) => t.trainImagesPerSec), runs.map((t) => t.inferImagesPerSec)];
+      const ours = results.find((r) => r.model === model)!;
+      return {
+        ...runs[0],
+        trainImagesPerSec: median(trainRepeats),
+        inferImagesPerSec: median(inferRepeats),
+        trainRepeats,
+        inferRepeats,
+        trainRatio: pairedRatio(ours.trainRepeats, trainRepeats),
+        inferRatio: pairedRatio(ours.inferRepeats, inferRepeats),
+        ...(ours.bf16 ? { bf16TrainRatio: pairedRatio(ours.bf16.trainRepeats, trainRepeats), bf16InferRatio: pairedRatio(ours.bf16.inferRepeats, inferRepeats) } : {}),
+      };
+    }),
+  );
   const report = {
     backend: backend.name,
     threads: backend.threads,
@@ -368,7 +394,8 @@ runCommand(USAGE, async () => {
       ...(torch.length > 0
         ? [
             "",
-            `${torch[0].framework}, ${torch[0].threads} thread${torch[0].threads > 1 ? "s" : ""}, the same networks${bf16 ? "" : "; bf16 skipped, no AVX512-BF16 or AMX-BF16 here"}:`,
+            `${torch[0].framework}, ${torch[0].threads} thread${torch[0].threads > 1 ? "s" : ""}, the same networks, each repeat just before the project's; ` +
+              `ratios are medians of the paired repeats${bf16 ? "" : "; bf16 skipped, no AVX512-BF16 or AMX-BF16 here"}:`,
             textTable(
               ["model", "PyTorch precision", "PyTorch train img/s", "infer img/s", "project fp32 ÷ PyTorch: train", "infer", ...(withBf16 ? ["project bf16 ÷ PyTorch: train", "infer"] : [])],
               torch.map((t) => [
