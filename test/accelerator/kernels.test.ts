@@ -418,6 +418,26 @@ describe("bf16 products (oneDNN) stay within bf16's rounding of cpu's fp32", () 
     assert.ok(sameOffset > 0, "the heap never gave the second tensor the first one's offset: the test did not test that case");
     filter.dispose();
   }));
+  it("a product's two operands keep their own copies when the pool is full of smaller ones", bf16(async () => {
+    const random = seededRandom(13);
+    const tensor = (shape: Shape4) => tf.tensor4d(randomTensor(shape, random).values, shape);
+    const small = tensor([3, 3, 1, 4]);
+    const [x, dy] = [tensor([2, 16, 16, 8]), tensor([2, 16, 16, 8])];
+    const filterGradient = () => tf.tidy(() =>
+      (tf.engine().runKernel("Conv2DBackpropFilter", { x, dy }, { strides: 1, pad: "same", dataFormat: "NHWC", dilations: 1, filterShape: [3, 3, 8, 8] }) as tf.Tensor).dataSync().slice());
+    await inPrecision("bf16", async () => {
+      // More small conversions than the pool has slots: every slot ends up small.
+      for (let i = 0; i < 40; i++) {
+        const input = tensor([1, 4, 4, 1]);
+        convertingAs(true, () => tf.tidy(() => tf.conv2d(input, small, 1, "same").dataSync()));
+        input.dispose();
+      }
+      const pooled = convertingAs(true, filterGradient);
+      const fresh = convertingAs(false, filterGradient);
+      assert.deepEqual(pooled.result, fresh.result, "the filter gradient with both operands pooled");
+    });
+    tf.dispose([small, x, dy]);
+  }));
   it("TFJS_BF16=0 keeps fp32, and asking for bf16 where it cannot run gives fp32", () => {
     const saved = process.env[BF16_ENV_VAR];
     process.env[BF16_ENV_VAR] = "0";

@@ -79,11 +79,14 @@ memory::desc operandNhwc(const memory::dims& dims) { return memory::desc(dims, o
 struct Converted {
   double key = 0;
   size_t offset = 0, bytes = 0, capacity = 0;
-  uint64_t lastUse = 0;
+  uint64_t lastUse = 0, call = 0;
   void* data = nullptr;
 };
 std::vector<Converted> pool;
 uint64_t useClock = 0;
+// The native call running now (guarded() counts them): a copy handed out in it stays until it returns,
+// since the product reads all its operands at once.
+uint64_t currentCall = 0;
 // Enough for the copies a step keeps between its forward and backward passes (one per
 // convolution, plus the gradient in flight) in the project's deepest presets; a deeper network
 // only converts more often. At most 24 of the largest copies are held (vgg-bn, batch 128: ~70 MB).
@@ -99,15 +102,17 @@ Converted& slotFor(double key, size_t offset, size_t bytes, bool& hit) {
   for (Converted& c : pool) {
     if (c.key == key && c.offset == offset && c.bytes == bytes) {
       c.lastUse = useClock;
+      c.call = currentCall;
       hit = true;
       return c;
     }
+    if (c.call == currentCall) continue;
     if (!leastRecent || c.lastUse < leastRecent->lastUse) leastRecent = &c;
     if (c.capacity >= bytes && (!fitting || c.lastUse < fitting->lastUse)) fitting = &c;
   }
   hit = false;
   Converted* slot;
-  if (pool.size() < POOL_SLOTS) {
+  if (pool.size() < POOL_SLOTS || !leastRecent) {
     pool.emplace_back();
     slot = &pool.back();
   } else {
@@ -123,6 +128,7 @@ Converted& slotFor(double key, size_t offset, size_t bytes, bool& hit) {
   slot->offset = offset;
   slot->bytes = bytes;
   slot->lastUse = useClock;
+  slot->call = currentCall;
   return *slot;
 }
 
@@ -256,6 +262,7 @@ struct SignalsHeld {
 template <typename Body>
 void guarded(const FunctionCallbackInfo<Value>& args, Body body) {
   Isolate* isolate = args.GetIsolate();
+  currentCall++;
   try {
     SignalsHeld held;
     body();

@@ -1,5 +1,5 @@
 // See pooling.h. Plain loops that the compiler vectorises into branch-free selects (scripts/build-native.sh builds
-// for the CPU it runs on), split over the batch statically.
+// for the CPU it runs on), split statically over images (the gradient) or image rows (the pool).
 #include "pooling.h"
 
 #include <cstring>
