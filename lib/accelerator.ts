@@ -18,7 +18,7 @@ export {
   type BackendName,
   type BackendInfo,
 } from "./accelerator/backend";
-export { FastBatchNorm, FastConv2D, FastDropout, MaskGenerator } from "./accelerator/layers";
+export { FastActivation, FastBatchNorm, FastConv2D, FastDropout, fuseBatchNormRelu, MaskGenerator } from "./accelerator/layers";
 export { FastAdam } from "./accelerator/optimizer";
 export { profileStep, kernelFlops, isGradientWrapper, median, type StepProfile, type KernelTime } from "./accelerator/profile";
 export { oneDnnActive, useOneDnn, ONEDNN_ENV_VAR, BF16_ENV_VAR, bf16Unavailable, effectivePrecision, PRECISIONS, inPrecision, nativePrecision, oneDnnIsa, type Precision } from "./accelerator/native/onednn";

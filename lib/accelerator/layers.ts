@@ -31,6 +31,7 @@ import { tf } from "./backend";
 import { BATCH_NORM_GRAD_KERNEL, BATCH_NORM_TRAIN_KERNEL, batchNormKernelsFit } from "./wasm/normalization";
 import { RELU_BIAS_GRAD_KERNEL, RELU_GRAD_KERNEL, reluBiasGradFits } from "./wasm/activation";
 import { DROPOUT_MASK_KERNEL, type MaskDraw } from "./wasm/random";
+import { oneDnnBatchNorm } from "./native/onednn";
 
 type DropoutArgs = Parameters<typeof tf.layers.dropout>[0];
 
@@ -178,12 +179,20 @@ function batchNormGradient(dy: tf.Tensor, x: tf.Tensor, mean: tf.Tensor, varianc
  * Batch normalisation over every axis but the last, with its gradient in closed form
  * (dβ = Σdy, dγ = σ⁻¹·Σdy·(x − μ), dx = γσ⁻¹·(dy − dβ/N − (x − μ)σ⁻¹·dγ/N)).
  */
-function trainingBatchNorm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, epsilon: number): { y: tf.Tensor; mean: tf.Tensor; variance: tf.Tensor } {
+/**
+ * Training-mode batch norm as one custom-gradient op. With `relu` asked for, where the SIMD kernels run it (not
+ * oneDNN's batch norm, which runs on two or more threads), the op also applies relu and folds relu's gradient into
+ * its own: `reluApplied` then says so, and the relu layer after it passes its input on (FastRelu).
+ */
+function trainingBatchNorm(
+  x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, epsilon: number, relu: boolean,
+): { y: tf.Tensor; mean: tf.Tensor; variance: tf.Tensor; reluApplied: boolean } {
   let mean: tf.Tensor | undefined;
   let variance: tf.Tensor | undefined;
   // On wasm, where built, the project's SIMD kernels (lib/accelerator/wasm/normalization.ts) do each direction in two passes.
   const fused = tf.getKernel(BATCH_NORM_TRAIN_KERNEL, tf.getBackend()) !== undefined && batchNormKernelsFit(x.shape[x.rank - 1]);
-  const attrs = { epsilon } as never;
+  const reluApplied = relu && fused && !(tf.getBackend() === "wasm" && oneDnnBatchNorm());
+  const attrs = { epsilon, relu: reluApplied } as never;
   const normalise = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const [input, g, b] = args as tf.Tensor[];
     const save = args[3] as tf.GradSaveFunc;
@@ -199,31 +208,41 @@ function trainingBatchNorm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, epsi
       const scale = tf.mul(g, tf.rsqrt(tf.add(variance, epsilon)));
       value = tf.add(tf.mul(input, scale), tf.sub(b, tf.mul(mean, scale)));
     }
-    save([input, mean, variance, g]);
+    save([input, mean, variance, g, ...(reluApplied ? [value] : [])]);
     return {
       value,
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-        const [xSaved, meanSaved, varianceSaved, gammaSaved] = saved;
+        const [xSaved, meanSaved, varianceSaved, gammaSaved, z] = saved;
         if (fused) {
-          return tf.engine().runKernel(BATCH_NORM_GRAD_KERNEL, { dy, x: xSaved, mean: meanSaved, variance: varianceSaved, gamma: gammaSaved }, attrs) as tf.Tensor[];
+          const inputs = { dy, x: xSaved, mean: meanSaved, variance: varianceSaved, gamma: gammaSaved, ...(reluApplied ? { z } : {}) };
+          return tf.engine().runKernel(BATCH_NORM_GRAD_KERNEL, inputs, attrs) as tf.Tensor[];
         }
         return batchNormGradient(dy, xSaved, meanSaved, varianceSaved, gammaSaved, epsilon);
       },
     };
   });
   const y = normalise(x, gamma, beta);
-  return { y, mean: mean!, variance: variance! };
+  return { y, mean: mean!, variance: variance!, reluApplied };
 }
+
+/** Outputs of batch norm that already had relu applied (training steps of a fused pair); FastActivation passes them on. */
+const reluApplied = new WeakSet<tf.Tensor>();
 
 export class FastBatchNorm extends StockBatchNorm {
   static className = "BatchNormalization";
+  /**
+   * Set by fuseBatchNormRelu when a relu layer follows in a sequential model: training steps then apply relu here
+   * (where the SIMD kernels run batch norm), and that layer passes the output on. Not serialised.
+   */
+  reluAfter = false;
 
   override call(inputs: tf.Tensor | tf.Tensor[], kwargs: Record<string, unknown>): tf.Tensor | tf.Tensor[] {
     const input = Array.isArray(inputs) ? inputs[0] : inputs;
     const lastAxis = this.axis === -1 || this.axis === input.rank - 1;
     if (kwargs.training !== true || !lastAxis || !this.center || !this.scale) return super.call(inputs, kwargs);
     return tf.tidy(() => {
-      const { y, mean, variance } = trainingBatchNorm(input, this.gamma.read(), this.beta.read(), this.epsilon);
+      const { y, mean, variance, reluApplied: withRelu } = trainingBatchNorm(input, this.gamma.read(), this.beta.read(), this.epsilon, this.reluAfter);
+      if (withRelu) reluApplied.add(y);
       // The stock layer's moving-average update: v ← v − (v − value)·(1 − momentum).
       for (const [variable, value] of [[this.movingMean, mean], [this.movingVariance, variance]] as const) {
         tf.tidy(() => {
@@ -235,6 +254,49 @@ export class FastBatchNorm extends StockBatchNorm {
       return y;
     });
   }
+}
+
+type ActivationArgs = Parameters<typeof tf.layers.activation>[0];
+
+interface ActivationLayer extends tf.layers.Layer {
+  activation: { getClassName(): string };
+}
+
+const StockActivation = tf.layers.activation({ activation: "relu" }).constructor as new (args: ActivationArgs) => ActivationLayer;
+
+/**
+ * TF.js's Activation layer, except that a relu passes on an input to which FastBatchNorm already applied relu (a
+ * fused pair, see fuseBatchNormRelu): relu(relu(x)) = relu(x), so the values are the same without the relu's two
+ * passes (forward and gradient). It serialises as `Activation`.
+ */
+export class FastActivation extends StockActivation {
+  static className = "Activation";
+
+  override call(inputs: tf.Tensor | tf.Tensor[], kwargs: Record<string, unknown>): tf.Tensor | tf.Tensor[] {
+    const input = Array.isArray(inputs) ? inputs[0] : inputs;
+    // A clone, not the input itself: a layer's output must be its own tensor (Identity shares the data on wasm).
+    if (this.activation.getClassName() === "relu" && reluApplied.has(input)) return tf.clone(input);
+    return super.call(inputs, kwargs);
+  }
+}
+
+/**
+ * Pairs each FastBatchNorm with the relu Activation right after it in a sequential model, so that training steps
+ * apply the relu inside batch norm (lib/accelerator/wasm/normalization.ts: one pass fewer forward, relu's gradient
+ * folded into batch norm's). Needs a chain, so sequential models only; others are left as they are. Returns the
+ * number of pairs.
+ */
+export function fuseBatchNormRelu(model: tf.LayersModel): number {
+  if (!(model instanceof tf.Sequential)) return 0;
+  let pairs = 0;
+  model.layers.forEach((layer, i) => {
+    const next = model.layers[i + 1];
+    if (layer instanceof FastBatchNorm && next instanceof FastActivation && next.activation.getClassName() === "relu") {
+      layer.reluAfter = true;
+      pairs++;
+    }
+  });
+  return pairs;
 }
 
 type Conv2DArgs = Parameters<typeof tf.layers.conv2d>[0];
@@ -355,4 +417,5 @@ export class FastConv2D extends StockConv2D {
 type Registrable = tf.serialization.SerializableConstructor<tf.serialization.Serializable>;
 tf.serialization.registerClass(FastDropout as unknown as Registrable);
 tf.serialization.registerClass(FastBatchNorm as unknown as Registrable);
+tf.serialization.registerClass(FastActivation as unknown as Registrable);
 tf.serialization.registerClass(FastConv2D as unknown as Registrable);

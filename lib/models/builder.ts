@@ -3,7 +3,7 @@
  * scripts, notebooks and tuning all describe a network the same way.
  */
 import { tf } from "../accelerator";
-import { FastBatchNorm, FastConv2D, FastDropout } from "../accelerator";
+import { FastActivation, FastBatchNorm, FastConv2D, FastDropout, fuseBatchNormRelu } from "../accelerator";
 import { FastAdam } from "../accelerator";
 
 export type Activation = "relu" | "softmax" | "linear";
@@ -191,7 +191,7 @@ function buildLayer(layer: LayerConfig, index: number, seed: number | undefined)
     case "zeroPadding2d":
       return tf.layers.zeroPadding2d({ name, padding: layer.padding });
     case "activation":
-      return tf.layers.activation({ name, activation: layer.activation });
+      return new FastActivation({ name, activation: layer.activation });
     case "dense":
       return tf.layers.dense({
         name,
@@ -226,6 +226,7 @@ export function buildModel(config: ModelConfig, options: CompileOptions = {}): t
   const model = tf.sequential({ name: config.name });
   model.add(tf.layers.inputLayer({ inputShape: config.inputShape }));
   config.layers.forEach((layer, i) => model.add(buildLayer(layer, i, options.seed)));
+  fuseBatchNormRelu(model);
   const learningRate = options.learningRate ?? 1e-3;
   model.compile({
     optimizer: options.optimizer === "sgd-nesterov" ? tf.train.momentum(learningRate, NESTEROV_MOMENTUM, true) : new FastAdam(learningRate),

@@ -11,7 +11,7 @@
 import { existsSync } from "node:fs";
 import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { tf } from "../accelerator";
+import { fuseBatchNormRelu, tf } from "../accelerator";
 
 export const MODEL_FILE = "model.json";
 export const WEIGHTS_FILE = "weights.bin";
@@ -114,7 +114,10 @@ export async function loadModel(dir: string): Promise<tf.LayersModel> {
     throw new Error(`${files.join(", ")}: ${joined.byteLength} bytes where ${modelFile} describes ${expected}: the weights are truncated or do not belong to this model.`);
   }
   const weightData = joined.buffer.slice(joined.byteOffset, joined.byteOffset + joined.byteLength);
-  return tf.loadLayersModel(
+  const model = await tf.loadLayersModel(
     tf.io.fromMemory({ modelTopology: modelJson.modelTopology, trainingConfig: modelJson.trainingConfig, weightSpecs, weightData }),
   );
+  // A resumed run trains as a freshly built one does.
+  fuseBatchNormRelu(model);
+  return model;
 }

@@ -1,12 +1,13 @@
 import { before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { initBackend, tf } from "../../lib/accelerator/backend";
-import { FastBatchNorm, FastConv2D, FastDropout, MaskGenerator } from "../../lib/accelerator/layers";
+import { FastActivation, FastBatchNorm, FastConv2D, FastDropout, fuseBatchNormRelu, MaskGenerator } from "../../lib/accelerator/layers";
 import { seededRandom } from "../../lib/tooling/random";
 import { simdKernelsBuilt } from "../../lib/accelerator/wasm/simd";
 import { DROPOUT_MASK_KERNEL } from "../../lib/accelerator/wasm/random";
 import { nativeImplementations, oneDnnActive, useOneDnn, useOneDnnBatchNorm } from "../../lib/accelerator/native/onednn";
 import { onBackend } from "../helpers/tensors";
+import { buildModel, presetModel } from "../../lib/models/builder";
 
 describe("MaskGenerator", () => {
   it("keeps each value with probability keep, scaled by 1/keep", () => {
@@ -200,6 +201,99 @@ describe("FastBatchNorm matches the stock BatchNormalization in training", () =>
       }
     }
   }
+});
+
+describe("batch norm with the relu after it fused (fuseBatchNormRelu)", () => {
+  /** A sequential [batch norm, relu] of Fast layers or of stock ones, with the same weights. */
+  function pair(fast: boolean, shape: number[], initial: tf.Tensor[]): tf.Sequential {
+    const model = tf.sequential();
+    const config = { momentum: 0.9, epsilon: 1e-3, inputShape: shape.slice(1) };
+    model.add(fast ? new FastBatchNorm(config) : tf.layers.batchNormalization(config));
+    model.add(fast ? new FastActivation({ activation: "relu" }) : tf.layers.activation({ activation: "relu" }));
+    model.layers[0].setWeights(initial);
+    return model;
+  }
+
+  /** Output and input gradient of a weighted sum in training, and the kernels the step ran. */
+  async function step(model: tf.Sequential, x: tf.Tensor, weights: tf.Tensor) {
+    const output = tf.tidy(() => (model.apply(x, { training: true }) as tf.Tensor).dataSync().slice() as Float32Array);
+    const dx = tf.tidy(() => tf.grad((input: tf.Tensor) => tf.sum(tf.mul(model.apply(input, { training: true }) as tf.Tensor, weights)))(x).dataSync().slice() as Float32Array);
+    const { kernelNames } = await tf.profile(() => tf.grad((input: tf.Tensor) => tf.sum(tf.mul(model.apply(input, { training: true }) as tf.Tensor, weights)))(x));
+    const inference = tf.tidy(() => (model.apply(x, { training: false }) as tf.Tensor).dataSync().slice() as Float32Array);
+    return { output, dx, kernelNames, inference };
+  }
+
+  for (const oneDnnNorm of [false, true]) {
+    it(`${oneDnnNorm ? "oneDNN's batch norm: left unfused" : "SIMD batch norm: relu inside it"}, the same values as the stock layers`, async (t) => {
+      await initBackend({ force: "wasm" });
+      if (!simdKernelsBuilt()) return t.skip("the project's SIMD kernels are not built");
+      if (oneDnnNorm && !oneDnnActive()) return t.skip("lib/accelerator/native/onednn.node not built or not loading");
+      const previousNorm = useOneDnnBatchNorm(oneDnnNorm);
+      try {
+        const shape = [8, 6, 6, 16];
+        const random = seededRandom(5);
+        const values = (n: number, offset = 0) => Float32Array.from({ length: n }, () => offset + 3 * random());
+        const size = shape.reduce((a, b) => a * b, 1);
+        const x = tf.tensor(values(size, -1.5), shape);
+        const weights = tf.tensor(values(size, -1.5), shape);
+        const initial = [values(16, 0.5), values(16, -1.5), values(16), values(16, 0.5)].map((v) => tf.tensor1d(v));
+        const fast = pair(true, shape, initial);
+        assert.equal(fuseBatchNormRelu(fast), 1, "one pair");
+        const [actual, expected] = [await step(fast, x, weights), await step(pair(false, shape, initial), x, weights)];
+        const worst = (a: Float32Array, b: Float32Array) => a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i])), 0);
+        assert.ok(worst(actual.output, expected.output) < 1e-5, "output");
+        assert.ok(worst(actual.dx, expected.dx) < 1e-4, "input gradient");
+        assert.ok(worst(actual.inference, expected.inference) < 1e-5, "inference (moving statistics, relu by the activation)");
+        assert.ok(actual.output.some((v) => v === 0) && actual.output.some((v) => v > 0), "relu clipped some outputs");
+        // Fused: no relu kernel and no relu gradient of its own; unfused under oneDNN's batch norm: both run.
+        const reluRan = actual.kernelNames.includes("Relu") || actual.kernelNames.includes("ProjectReluGrad");
+        assert.equal(reluRan, oneDnnNorm, actual.kernelNames.join(", "));
+        tf.dispose([x, weights, ...initial]);
+      } finally {
+        useOneDnnBatchNorm(previousNorm);
+      }
+    });
+  }
+
+  it("vgg-bn's gradients are the same bit for bit with its six pairs fused or not", async (t) => {
+    await initBackend({ force: "wasm" });
+    if (!simdKernelsBuilt()) return t.skip("the project's SIMD kernels are not built");
+    const previousNorm = useOneDnnBatchNorm(false);
+    try {
+      const model = buildModel(presetModel("vgg-bn"), { seed: 3 });
+      const pairs = model.layers.filter((l): l is FastBatchNorm => l instanceof FastBatchNorm && l.reluAfter);
+      assert.equal(pairs.length, 6, "buildModel fuses every batch norm + relu pair");
+      const random = seededRandom(9);
+      const x = tf.tensor4d(Float32Array.from({ length: 8 * 28 * 28 }, () => random()), [8, 28, 28, 1]);
+      const labels = tf.oneHot(tf.tensor1d([0, 1, 2, 3, 4, 5, 6, 7], "int32"), 10);
+      const gradients = (fused: boolean) => {
+        pairs.forEach((layer) => (layer.reluAfter = fused));
+        return tf.tidy(() => {
+          const { grads } = tf.variableGrads(() => tf.losses.softmaxCrossEntropy(labels, model.apply(x, { training: true }) as tf.Tensor) as tf.Scalar);
+          return Object.keys(grads).sort().map((name) => grads[name].dataSync().slice());
+        });
+      };
+      const [fused, unfused] = [gradients(true), gradients(false)];
+      assert.equal(fused.length, unfused.length);
+      fused.forEach((g, i) => assert.deepEqual(g, unfused[i], `gradient ${i}`));
+      tf.dispose([x, labels]);
+      model.dispose();
+    } finally {
+      useOneDnnBatchNorm(previousNorm);
+    }
+  });
+
+  it("pairs only a batch norm followed by a relu, in sequential models", () => {
+    const model = tf.sequential();
+    model.add(new FastBatchNorm({ inputShape: [4, 4, 8] }));
+    model.add(new FastActivation({ activation: "tanh" }));
+    model.add(new FastBatchNorm({}));
+    model.add(new FastActivation({ activation: "relu" }));
+    model.add(new FastBatchNorm({}));
+    assert.equal(fuseBatchNormRelu(model), 1);
+    assert.deepEqual(model.layers.map((l) => (l instanceof FastBatchNorm ? l.reluAfter : null)), [false, null, true, null, false]);
+    assert.equal(FastActivation.className, "Activation");
+  });
 });
 
 describe("FastConv2D matches the stock Conv2D in training", () => {

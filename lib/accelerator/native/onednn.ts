@@ -329,7 +329,8 @@ export function batchNormTrain(args: KernelArgs, original: KernelFunc): TensorIn
   const { inputs, backend, attrs } = args;
   const { x, gamma, beta } = inputs;
   const layout = normLayout(x);
-  if (!layout) return original(args as never) as TensorInfo[];
+  // A fused relu (lib/accelerator/layers.ts asks for it only where this path is off) stays with the SIMD kernel.
+  if (!layout || attrs.relu) return original(args as never) as TensorInfo[];
   const { rows, channels } = layout;
   const outputs = [backend.makeOutput([...x.shape], "float32"), backend.makeOutput([channels], "float32"), backend.makeOutput([channels], "float32")];
   const at = (t: TensorInfo) => heapOffset(backend, t);
@@ -344,7 +345,7 @@ export function batchNormGrad(args: KernelArgs, original: KernelFunc): TensorInf
   const { inputs, backend, attrs } = args;
   const { dy, x, mean, variance, gamma } = inputs;
   const layout = normLayout(x);
-  if (!layout || !nativeCase({}, dy) || dy.shape.join() !== x.shape.join()) return original(args as never) as TensorInfo[];
+  if (!layout || attrs.relu || !nativeCase({}, dy) || dy.shape.join() !== x.shape.join()) return original(args as never) as TensorInfo[];
   const { rows, channels } = layout;
   const outputs = [backend.makeOutput([...x.shape], "float32"), backend.makeOutput([channels], "float32"), backend.makeOutput([channels], "float32")];
   const at = (t: TensorInfo) => heapOffset(backend, t);

@@ -3,7 +3,9 @@
  * FastBatchNorm: the forward pass (batch statistics and the normalised output) and its
  * closed-form gradient, each two passes of wasm SIMD code over the tensors in place
  * (lib/accelerator/wasm/simd/kernels.c). Built from generic ops they take ~20 elementwise kernels, each a
- * pass with its own allocation. Statistics are accumulated in float64 per channel.
+ * pass with its own allocation. Statistics are accumulated in float64 per channel. With `relu`
+ * the forward pass writes relu(y) and the gradient takes that output as input `z`, folding relu's
+ * gradient into its passes: a relu layer after batch norm then costs no pass of its own.
  */
 import type { KernelArgs, KernelFunc, TensorInfo } from "./common";
 import { heapOffset, simdKernels, simdKernelsBuilt } from "./simd";
@@ -13,6 +15,8 @@ export const BATCH_NORM_GRAD_KERNEL = "ProjectBatchNormGrad";
 
 export interface BatchNormAttrs {
   epsilon: number;
+  /** The forward pass applies relu; the gradient's input z is its output. */
+  relu?: boolean;
 }
 
 /** Whether the kernels take a tensor with this many channels (the SIMD loops go 4 at a time). */
@@ -30,37 +34,40 @@ function layout(x: TensorInfo, kernel: string, ...perChannel: TensorInfo[]): { r
   return { rows: x.shape.reduce((a, b) => a * b, 1) / channels, channels };
 }
 
-/** Inputs x, gamma, beta; outputs [y, mean, variance] (variance biased, as Keras's). */
+/** Inputs x, gamma, beta; outputs [y (relu(y) with attrs.relu), mean, variance] (variance biased, as Keras's). */
 export function batchNormTrain({ inputs, backend, attrs }: KernelArgs): TensorInfo[] {
   const { x, gamma, beta } = inputs;
   const { rows, channels } = layout(x, BATCH_NORM_TRAIN_KERNEL, gamma, beta);
-  const { epsilon } = attrs as unknown as BatchNormAttrs;
+  const { epsilon, relu } = attrs as unknown as BatchNormAttrs;
   const outputs = [backend.makeOutput([...x.shape], "float32"), backend.makeOutput([channels], "float32"), backend.makeOutput([channels], "float32")];
   // 2·channels float64 accumulators.
   const scratch = backend.makeOutput([4 * channels], "float32");
   try {
     const at = (t: TensorInfo) => heapOffset(backend, t);
-    simdKernels(backend).batch_norm_forward(at(x), rows, channels, at(gamma), at(beta), epsilon, at(outputs[0]), at(outputs[1]), at(outputs[2]), at(scratch));
+    simdKernels(backend).batch_norm_forward(at(x), rows, channels, at(gamma), at(beta), epsilon, at(outputs[0]), at(outputs[1]), at(outputs[2]), at(scratch), relu ? 1 : 0);
   } finally {
     backend.disposeData(scratch.dataId);
   }
   return outputs;
 }
 
-/** Inputs dy, x, mean, variance, gamma; outputs [dx, dγ, dβ]. */
+/** Inputs dy, x, mean, variance, gamma (and z, the forward pass's relu output, with attrs.relu); outputs [dx, dγ, dβ]. */
 export function batchNormGrad({ inputs, backend, attrs }: KernelArgs): TensorInfo[] {
-  const { dy, x, mean, variance, gamma } = inputs;
+  const { dy, x, mean, variance, gamma, z } = inputs;
   const { rows, channels } = layout(x, BATCH_NORM_GRAD_KERNEL, mean, variance, gamma);
-  if (dy.shape.length !== x.shape.length || dy.shape.some((d, i) => d !== x.shape[i])) {
-    throw new Error(`${BATCH_NORM_GRAD_KERNEL}: dy shape [${dy.shape}] differs from x [${x.shape}].`);
+  const { epsilon, relu } = attrs as unknown as BatchNormAttrs;
+  for (const [name, t] of [["dy", dy], ...(relu ? [["z", z]] : [])] as [string, TensorInfo | undefined][]) {
+    if (!t || t.shape.length !== x.shape.length || t.shape.some((d, i) => d !== x.shape[i])) {
+      throw new Error(`${BATCH_NORM_GRAD_KERNEL}: ${name} shape [${t?.shape}] differs from x [${x.shape}].`);
+    }
   }
-  const { epsilon } = attrs as unknown as BatchNormAttrs;
   const outputs = [backend.makeOutput([...x.shape], "float32"), backend.makeOutput([channels], "float32"), backend.makeOutput([channels], "float32")];
   const scratch = backend.makeOutput([4 * channels], "float32");
   try {
     const at = (t: TensorInfo) => heapOffset(backend, t);
     simdKernels(backend).batch_norm_backward(
       at(dy), at(x), rows, channels, at(mean), at(variance), at(gamma), epsilon, at(outputs[0]), at(outputs[1]), at(outputs[2]), at(scratch),
+      relu ? at(z) : 0,
     );
   } finally {
     backend.disposeData(scratch.dataId);

@@ -9,10 +9,12 @@ import path from "node:path";
 import type { TensorInfo, WasmBackendLike } from "./common";
 
 export interface SimdKernels {
-  batch_norm_forward(x: number, rows: number, channels: number, gamma: number, beta: number, epsilon: number, y: number, mean: number, variance: number, scratch: number): void;
+  /** relu: 1 writes relu(y). */
+  batch_norm_forward(x: number, rows: number, channels: number, gamma: number, beta: number, epsilon: number, y: number, mean: number, variance: number, scratch: number, relu: number): void;
+  /** z: the forward pass's relu output (its gradient folded in), or 0 without relu. */
   batch_norm_backward(
     dy: number, x: number, rows: number, channels: number, mean: number, variance: number, gamma: number, epsilon: number,
-    dx: number, dgamma: number, dbeta: number, scratch: number,
+    dx: number, dgamma: number, dbeta: number, scratch: number, z: number,
   ): void;
   conv3x3_c1_filter_grad(
     x: number, dy: number, batch: number, height: number, width: number, outHeight: number, outWidth: number,

@@ -23,11 +23,24 @@ static void affine(const float* x, float* y, const float* scale, const float* sh
   }
 }
 
+// The same, then relu (x < 0 ? 0 : x, as TF.js's relu, NaN kept): one pass where a relu layer after batch norm takes two.
+static void affineRelu(const float* x, float* y, const float* scale, const float* shift, int rows, int channels) {
+  const v128_t zero = wasm_f32x4_splat(0);
+  for (int r = 0; r < rows; r++) {
+    const float* xr = x + (long)r * channels;
+    float* yr = y + (long)r * channels;
+    for (int c = 0; c < channels; c += 4) {
+      v128_t v = wasm_f32x4_add(wasm_f32x4_mul(wasm_v128_load(xr + c), wasm_v128_load(scale + c)), wasm_v128_load(shift + c));
+      wasm_v128_store(yr + c, wasm_v128_bitselect(zero, v, wasm_f32x4_lt(v, zero)));
+    }
+  }
+}
+
 // Batch norm, training forward: batch mean and (biased) variance per channel, and
-// y = γ(x − μ)/√(σ² + ε) + β. `scratch` holds 2·channels doubles.
+// y = γ(x − μ)/√(σ² + ε) + β, or relu(y) where `relu` is 1. `scratch` holds 2·channels doubles.
 __attribute__((export_name("batch_norm_forward")))
 void batch_norm_forward(const float* x, int rows, int channels, const float* gamma, const float* beta, float epsilon,
-                        float* y, float* mean, float* variance, f64* scratch) {
+                        float* y, float* mean, float* variance, f64* scratch, int relu) {
   f64* sum = scratch;
   f64* squares = scratch + channels;
   for (int c = 0; c < 2 * channels; c++) scratch[c] = 0;
@@ -53,23 +66,31 @@ void batch_norm_forward(const float* x, int rows, int channels, const float* gam
     scale[c] = (float)s;
     shift[c] = (float)(beta[c] - mean[c] * s);
   }
-  affine(x, y, scale, shift, rows, channels);
+  if (relu) affineRelu(x, y, scale, shift, rows, channels);
+  else affine(x, y, scale, shift, rows, channels);
+}
+
+// dy where the relu's output z > 0, else 0 (z null: dy itself), four channels at a time.
+static inline v128_t maskedGradient(const float* dy, const float* z, long i) {
+  v128_t d = wasm_v128_load(dy + i);
+  return z ? wasm_v128_and(d, wasm_f32x4_gt(wasm_v128_load(z + i), wasm_f32x4_splat(0))) : d;
 }
 
 // Batch norm, training backward: dβ = Σdy, dγ = σ⁻¹·Σdy·(x − μ),
 // dx = γσ⁻¹·(dy − dβ/n − (x − μ)·σ⁻¹·dγ/n), written as dx = a·dy + b·x + k per channel.
+// With a relu fused into the forward pass, `z` is its output and dy the gradient of z: each pass
+// reads dy where z > 0 (relu's gradient folded in, no pass of its own); z null: no relu.
 // `scratch` holds 2·channels doubles.
 __attribute__((export_name("batch_norm_backward")))
 void batch_norm_backward(const float* dy, const float* x, int rows, int channels, const float* mean, const float* variance,
-                         const float* gamma, float epsilon, float* dx, float* dgamma, float* dbeta, f64* scratch) {
+                         const float* gamma, float epsilon, float* dx, float* dgamma, float* dbeta, f64* scratch, const float* z) {
   f64* sumDy = scratch;
   f64* sumDyX = scratch + channels;
   for (int c = 0; c < 2 * channels; c++) scratch[c] = 0;
   for (int r = 0; r < rows; r++) {
-    const float* dyr = dy + (long)r * channels;
     const float* xr = x + (long)r * channels;
     for (int c = 0; c < channels; c += 4) {
-      v128_t d = wasm_v128_load(dyr + c);
+      v128_t d = maskedGradient(dy, z, (long)r * channels + c);
       accumulate(sumDy + c, d);
       accumulate(sumDyX + c, wasm_f32x4_mul(d, wasm_v128_load(xr + c)));
     }
@@ -92,11 +113,10 @@ void batch_norm_backward(const float* dy, const float* x, int rows, int channels
     k[c] = (float)(-ac * dbeta[c] / rows - bc * mean[c]);
   }
   for (int r = 0; r < rows; r++) {
-    const float* dyr = dy + (long)r * channels;
     const float* xr = x + (long)r * channels;
     float* dxr = dx + (long)r * channels;
     for (int c = 0; c < channels; c += 4) {
-      v128_t v = wasm_f32x4_add(wasm_f32x4_mul(wasm_v128_load(dyr + c), wasm_v128_load(a + c)),
+      v128_t v = wasm_f32x4_add(wasm_f32x4_mul(maskedGradient(dy, z, (long)r * channels + c), wasm_v128_load(a + c)),
                                 wasm_f32x4_add(wasm_f32x4_mul(wasm_v128_load(xr + c), wasm_v128_load(b + c)), wasm_v128_load(k + c)));
       wasm_v128_store(dxr + c, v);
     }
