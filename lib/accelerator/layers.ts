@@ -31,7 +31,6 @@ import { tf } from "./backend";
 import { BATCH_NORM_GRAD_KERNEL, BATCH_NORM_TRAIN_KERNEL, batchNormKernelsFit } from "./wasm/normalization";
 import { RELU_BIAS_GRAD_KERNEL, RELU_GRAD_KERNEL, reluBiasGradFits } from "./wasm/activation";
 import { DROPOUT_MASK_KERNEL, type MaskDraw } from "./wasm/random";
-import { oneDnnBatchNorm } from "./native/onednn";
 
 type DropoutArgs = Parameters<typeof tf.layers.dropout>[0];
 
@@ -180,18 +179,19 @@ function batchNormGradient(dy: tf.Tensor, x: tf.Tensor, mean: tf.Tensor, varianc
  * (dβ = Σdy, dγ = σ⁻¹·Σdy·(x − μ), dx = γσ⁻¹·(dy − dβ/N − (x − μ)σ⁻¹·dγ/N)).
  */
 /**
- * Training-mode batch norm as one custom-gradient op. With `relu` asked for, where the SIMD kernels run it (not
- * oneDNN's batch norm, which runs on two or more threads), the op also applies relu and folds relu's gradient into
- * its own: `reluApplied` then says so, and the relu layer after it passes its input on (FastRelu).
+ * Training-mode batch norm as one custom-gradient op. With `relu` asked for, where the project's kernels run it (the
+ * SIMD ones or oneDNN's), the op also applies relu and folds relu's gradient into its own: `reluApplied` then says
+ * so, and the relu layer after it passes its input on (FastActivation).
  */
 function trainingBatchNorm(
   x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, epsilon: number, relu: boolean,
 ): { y: tf.Tensor; mean: tf.Tensor; variance: tf.Tensor; reluApplied: boolean } {
   let mean: tf.Tensor | undefined;
   let variance: tf.Tensor | undefined;
+  let workspace: tf.Tensor | undefined;
   // On wasm, where built, the project's SIMD kernels (lib/accelerator/wasm/normalization.ts) do each direction in two passes.
   const fused = tf.getKernel(BATCH_NORM_TRAIN_KERNEL, tf.getBackend()) !== undefined && batchNormKernelsFit(x.shape[x.rank - 1]);
-  const reluApplied = relu && fused && !(tf.getBackend() === "wasm" && oneDnnBatchNorm());
+  const reluApplied = relu && fused;
   const attrs = { epsilon, relu: reluApplied } as never;
   const normalise = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const [input, g, b] = args as tf.Tensor[];
@@ -199,8 +199,9 @@ function trainingBatchNorm(
     let value: tf.Tensor;
     // Mean and variance are kept past the op's own tidy for the moving averages; the caller disposes them.
     if (fused) {
-      const [y, batchMean, batchVariance] = tf.engine().runKernel(BATCH_NORM_TRAIN_KERNEL, { x: input, gamma: g, beta: b }, attrs) as tf.Tensor[];
-      [value, mean, variance] = [y, tf.keep(batchMean), tf.keep(batchVariance)];
+      // oneDNN's kernel adds a fourth output with relu: its workspace, for the gradient.
+      const [y, batchMean, batchVariance, reluWorkspace] = tf.engine().runKernel(BATCH_NORM_TRAIN_KERNEL, { x: input, gamma: g, beta: b }, attrs) as tf.Tensor[];
+      [value, mean, variance, workspace] = [y, tf.keep(batchMean), tf.keep(batchVariance), reluWorkspace];
     } else {
       [mean, variance] = moments(input).map((t) => tf.keep(t));
       // y = x·s + t with per-channel s = γσ⁻¹, t = β − μs: two fast passes (wasm's own
@@ -208,13 +209,13 @@ function trainingBatchNorm(
       const scale = tf.mul(g, tf.rsqrt(tf.add(variance, epsilon)));
       value = tf.add(tf.mul(input, scale), tf.sub(b, tf.mul(mean, scale)));
     }
-    save([input, mean, variance, g, ...(reluApplied ? [value] : [])]);
+    save([input, mean, variance, g, ...(reluApplied ? [value] : []), ...(workspace ? [workspace] : [])]);
     return {
       value,
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-        const [xSaved, meanSaved, varianceSaved, gammaSaved, z] = saved;
+        const [xSaved, meanSaved, varianceSaved, gammaSaved, z, savedWorkspace] = saved;
         if (fused) {
-          const inputs = { dy, x: xSaved, mean: meanSaved, variance: varianceSaved, gamma: gammaSaved, ...(reluApplied ? { z } : {}) };
+          const inputs = { dy, x: xSaved, mean: meanSaved, variance: varianceSaved, gamma: gammaSaved, ...(reluApplied ? { z } : {}), ...(savedWorkspace ? { workspace: savedWorkspace } : {}) };
           return tf.engine().runKernel(BATCH_NORM_GRAD_KERNEL, inputs, attrs) as tf.Tensor[];
         }
         return batchNormGradient(dy, xSaved, meanSaved, varianceSaved, gammaSaved, epsilon);

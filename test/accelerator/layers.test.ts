@@ -224,7 +224,7 @@ describe("batch norm with the relu after it fused (fuseBatchNormRelu)", () => {
   }
 
   for (const oneDnnNorm of [false, true]) {
-    it(`${oneDnnNorm ? "oneDNN's batch norm: left unfused" : "SIMD batch norm: relu inside it"}, the same values as the stock layers`, async (t) => {
+    it(`${oneDnnNorm ? "oneDNN's batch norm (fuse_norm_relu)" : "SIMD batch norm"} with the relu inside: the same values as the stock layers`, async (t) => {
       await initBackend({ force: "wasm" });
       if (!simdKernelsBuilt()) return t.skip("the project's SIMD kernels are not built");
       if (oneDnnNorm && !oneDnnActive()) return t.skip("lib/accelerator/native/onednn.node not built or not loading");
@@ -239,15 +239,19 @@ describe("batch norm with the relu after it fused (fuseBatchNormRelu)", () => {
         const initial = [values(16, 0.5), values(16, -1.5), values(16), values(16, 0.5)].map((v) => tf.tensor1d(v));
         const fast = pair(true, shape, initial);
         assert.equal(fuseBatchNormRelu(fast), 1, "one pair");
+        nativeImplementations().clear();
         const [actual, expected] = [await step(fast, x, weights), await step(pair(false, shape, initial), x, weights)];
         const worst = (a: Float32Array, b: Float32Array) => a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i])), 0);
         assert.ok(worst(actual.output, expected.output) < 1e-5, "output");
         assert.ok(worst(actual.dx, expected.dx) < 1e-4, "input gradient");
         assert.ok(worst(actual.inference, expected.inference) < 1e-5, "inference (moving statistics, relu by the activation)");
         assert.ok(actual.output.some((v) => v === 0) && actual.output.some((v) => v > 0), "relu clipped some outputs");
-        // Fused: no relu kernel and no relu gradient of its own; unfused under oneDNN's batch norm: both run.
+        // Fused: no relu kernel and no relu gradient of its own, on the path asked for.
         const reluRan = actual.kernelNames.includes("Relu") || actual.kernelNames.includes("ProjectReluGrad");
-        assert.equal(reluRan, oneDnnNorm, actual.kernelNames.join(", "));
+        assert.equal(reluRan, false, actual.kernelNames.join(", "));
+        for (const kernel of ["ProjectBatchNormTrain", "ProjectBatchNormGrad"]) {
+          assert.equal(/bnorm/.test(nativeImplementations().get(kernel) ?? ""), oneDnnNorm, `${kernel} by oneDNN`);
+        }
         tf.dispose([x, weights, ...initial]);
       } finally {
         useOneDnnBatchNorm(previousNorm);
@@ -255,33 +259,36 @@ describe("batch norm with the relu after it fused (fuseBatchNormRelu)", () => {
     });
   }
 
-  it("vgg-bn's gradients are the same bit for bit with its six pairs fused or not", async (t) => {
-    await initBackend({ force: "wasm" });
-    if (!simdKernelsBuilt()) return t.skip("the project's SIMD kernels are not built");
-    const previousNorm = useOneDnnBatchNorm(false);
-    try {
-      const model = buildModel(presetModel("vgg-bn"), { seed: 3 });
-      const pairs = model.layers.filter((l): l is FastBatchNorm => l instanceof FastBatchNorm && l.reluAfter);
-      assert.equal(pairs.length, 6, "buildModel fuses every batch norm + relu pair");
-      const random = seededRandom(9);
-      const x = tf.tensor4d(Float32Array.from({ length: 8 * 28 * 28 }, () => random()), [8, 28, 28, 1]);
-      const labels = tf.oneHot(tf.tensor1d([0, 1, 2, 3, 4, 5, 6, 7], "int32"), 10);
-      const gradients = (fused: boolean) => {
-        pairs.forEach((layer) => (layer.reluAfter = fused));
-        return tf.tidy(() => {
-          const { grads } = tf.variableGrads(() => tf.losses.softmaxCrossEntropy(labels, model.apply(x, { training: true }) as tf.Tensor) as tf.Scalar);
-          return Object.keys(grads).sort().map((name) => grads[name].dataSync().slice());
-        });
-      };
-      const [fused, unfused] = [gradients(true), gradients(false)];
-      assert.equal(fused.length, unfused.length);
-      fused.forEach((g, i) => assert.deepEqual(g, unfused[i], `gradient ${i}`));
-      tf.dispose([x, labels]);
-      model.dispose();
-    } finally {
-      useOneDnnBatchNorm(previousNorm);
-    }
-  });
+  for (const oneDnnNorm of [false, true]) {
+    it(`vgg-bn's gradients are the same bit for bit with its six pairs fused or not (${oneDnnNorm ? "oneDNN's" : "SIMD"} batch norm)`, async (t) => {
+      await initBackend({ force: "wasm" });
+      if (!simdKernelsBuilt()) return t.skip("the project's SIMD kernels are not built");
+      if (oneDnnNorm && !oneDnnActive()) return t.skip("lib/accelerator/native/onednn.node not built or not loading");
+      const previousNorm = useOneDnnBatchNorm(oneDnnNorm);
+      try {
+        const model = buildModel(presetModel("vgg-bn"), { seed: 3 });
+        const pairs = model.layers.filter((l): l is FastBatchNorm => l instanceof FastBatchNorm && l.reluAfter);
+        assert.equal(pairs.length, 6, "buildModel fuses every batch norm + relu pair");
+        const random = seededRandom(9);
+        const x = tf.tensor4d(Float32Array.from({ length: 8 * 28 * 28 }, () => random()), [8, 28, 28, 1]);
+        const labels = tf.oneHot(tf.tensor1d([0, 1, 2, 3, 4, 5, 6, 7], "int32"), 10);
+        const gradients = (fused: boolean) => {
+          pairs.forEach((layer) => (layer.reluAfter = fused));
+          return tf.tidy(() => {
+            const { grads } = tf.variableGrads(() => tf.losses.softmaxCrossEntropy(labels, model.apply(x, { training: true }) as tf.Tensor) as tf.Scalar);
+            return Object.keys(grads).sort().map((name) => grads[name].dataSync().slice());
+          });
+        };
+        const [fused, unfused] = [gradients(true), gradients(false)];
+        assert.equal(fused.length, unfused.length);
+        fused.forEach((g, i) => assert.deepEqual(g, unfused[i], `gradient ${i}`));
+        tf.dispose([x, labels]);
+        model.dispose();
+      } finally {
+        useOneDnnBatchNorm(previousNorm);
+      }
+    });
+  }
 
   it("pairs only a batch norm followed by a relu, in sequential models", () => {
     const model = tf.sequential();

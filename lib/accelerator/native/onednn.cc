@@ -424,55 +424,77 @@ void MatMul(const FunctionCallbackInfo<Value>& args) {
 // the last folded into rows), as FastBatchNorm (lib/accelerator/layers.ts) needs it: the forward
 // pass writes y and the batch statistics (variance biased, as Keras's), the backward pass dx, dγ
 // and dβ. oneDNN's JIT kernels run on every OpenMP thread; the wasm SIMD ones on one. Always fp32.
+// With relu fused (fuse_norm_relu) the forward pass writes relu(y) and a workspace (which outputs were
+// positive) that the backward pass reads; the caller keeps it between the two, as a tensor.
 struct NormEntry {
   dnnl::batch_normalization_forward forward;
   dnnl::batch_normalization_backward backward;
   memory::desc data, perChannel;
   memory unusedShift;  // oneDNN 2.6 asks for the shift in the backward pass, which does not read it
   std::string impl;
+  memory::desc workspace;  // with relu; else empty
 };
 std::map<std::string, NormEntry> norms;
 
-NormEntry& norm(memory::dim rows, memory::dim channels, float epsilon) {
+NormEntry& norm(memory::dim rows, memory::dim channels, float epsilon, bool relu) {
   std::ostringstream name;
-  name << rows << ',' << channels << ',' << epsilon;
+  name << rows << ',' << channels << ',' << epsilon << ',' << relu;
   auto found = norms.find(name.str());
   if (found != norms.end()) return found->second;
   // rows × channels as an NHWC tensor with 1 × 1 images: the same bytes.
   memory::desc data = plain({rows, channels, 1, 1}, tag::nhwc), perChannel = plain({channels}, tag::x);
-  const auto flags = dnnl::normalization_flags::use_scale | dnnl::normalization_flags::use_shift;
+  const auto flags = dnnl::normalization_flags::use_scale | dnnl::normalization_flags::use_shift |
+                     (relu ? dnnl::normalization_flags::fuse_norm_relu : dnnl::normalization_flags::none);
   dnnl::batch_normalization_forward::primitive_desc forward(
       dnnl::batch_normalization_forward::desc(dnnl::prop_kind::forward_training, data, epsilon, flags), engine());
   dnnl::batch_normalization_backward::primitive_desc backward(
       dnnl::batch_normalization_backward::desc(dnnl::prop_kind::backward, data, data, epsilon, flags), engine(), forward);
   NormEntry entry{dnnl::batch_normalization_forward(forward), dnnl::batch_normalization_backward(backward), data, perChannel,
-                  memory(perChannel, engine()), forward.impl_info_str()};
+                  memory(perChannel, engine()), forward.impl_info_str(), relu ? forward.workspace_desc() : memory::desc()};
   return norms.emplace(name.str(), entry).first->second;
 }
 
-// batchNormForward(buffer, rows, channels, epsilon, x, gamma, beta, y, mean, variance) → implementation name
+// The workspace argument (−1: no relu) at `index`.
+double workspaceAt(const FunctionCallbackInfo<Value>& args, int index) { return index < args.Length() ? number(args, index) : -1; }
+
+// batchNormWorkspaceBytes(rows, channels, epsilon) → bytes of the workspace a fused relu needs
+void BatchNormWorkspaceBytes(const FunctionCallbackInfo<Value>& args) {
+  guarded(args, [&] {
+    NormEntry& e = norm(number(args, 0), number(args, 1), number(args, 2), true);
+    args.GetReturnValue().Set(v8::Number::New(args.GetIsolate(), static_cast<double>(e.workspace.get_size())));
+  });
+}
+
+// batchNormForward(buffer, rows, channels, epsilon, x, gamma, beta, y, mean, variance, workspace (−1: no relu)) → implementation name
 void BatchNormForward(const FunctionCallbackInfo<Value>& args) {
   guarded(args, [&] {
     char* heap = heapBase(args[0]);
-    NormEntry& e = norm(number(args, 1), number(args, 2), number(args, 3));
+    const double workspace = workspaceAt(args, 10);
+    NormEntry& e = norm(number(args, 1), number(args, 2), number(args, 3), workspace >= 0);
     auto at = [&](int index, const memory::desc& d) { return memory(d, engine(), heap + static_cast<size_t>(number(args, index))); };
-    e.forward.execute(stream(), {{DNNL_ARG_SRC, at(4, e.data)}, {DNNL_ARG_SCALE, at(5, e.perChannel)}, {DNNL_ARG_SHIFT, at(6, e.perChannel)},
-                                 {DNNL_ARG_DST, at(7, e.data)}, {DNNL_ARG_MEAN, at(8, e.perChannel)}, {DNNL_ARG_VARIANCE, at(9, e.perChannel)}});
+    std::unordered_map<int, memory> io{{DNNL_ARG_SRC, at(4, e.data)}, {DNNL_ARG_SCALE, at(5, e.perChannel)}, {DNNL_ARG_SHIFT, at(6, e.perChannel)},
+                                       {DNNL_ARG_DST, at(7, e.data)}, {DNNL_ARG_MEAN, at(8, e.perChannel)}, {DNNL_ARG_VARIANCE, at(9, e.perChannel)}};
+    if (workspace >= 0) io.emplace(DNNL_ARG_WORKSPACE, at(10, e.workspace));
+    e.forward.execute(stream(), io);
     stream().wait();
     setImpl(args, e.impl);
   });
 }
 
-// batchNormBackward(buffer, rows, channels, epsilon, dy, x, mean, variance, gamma, dx, dgamma, dbeta) → implementation name
+// batchNormBackward(buffer, rows, channels, epsilon, dy, x, mean, variance, gamma, dx, dgamma, dbeta, workspace (−1: no relu))
+// → implementation name; with relu, dy is the gradient of the relu's output.
 void BatchNormBackward(const FunctionCallbackInfo<Value>& args) {
   guarded(args, [&] {
     char* heap = heapBase(args[0]);
-    NormEntry& e = norm(number(args, 1), number(args, 2), number(args, 3));
+    const double workspace = workspaceAt(args, 12);
+    NormEntry& e = norm(number(args, 1), number(args, 2), number(args, 3), workspace >= 0);
     auto at = [&](int index, const memory::desc& d) { return memory(d, engine(), heap + static_cast<size_t>(number(args, index))); };
-    e.backward.execute(stream(), {{DNNL_ARG_DIFF_DST, at(4, e.data)}, {DNNL_ARG_SRC, at(5, e.data)}, {DNNL_ARG_MEAN, at(6, e.perChannel)},
-                                  {DNNL_ARG_VARIANCE, at(7, e.perChannel)}, {DNNL_ARG_SCALE, at(8, e.perChannel)}, {DNNL_ARG_SHIFT, e.unusedShift},
-                                  {DNNL_ARG_DIFF_SRC, at(9, e.data)}, {DNNL_ARG_DIFF_SCALE, at(10, e.perChannel)},
-                                  {DNNL_ARG_DIFF_SHIFT, at(11, e.perChannel)}});
+    std::unordered_map<int, memory> io{{DNNL_ARG_DIFF_DST, at(4, e.data)}, {DNNL_ARG_SRC, at(5, e.data)}, {DNNL_ARG_MEAN, at(6, e.perChannel)},
+                                       {DNNL_ARG_VARIANCE, at(7, e.perChannel)}, {DNNL_ARG_SCALE, at(8, e.perChannel)}, {DNNL_ARG_SHIFT, e.unusedShift},
+                                       {DNNL_ARG_DIFF_SRC, at(9, e.data)}, {DNNL_ARG_DIFF_SCALE, at(10, e.perChannel)},
+                                       {DNNL_ARG_DIFF_SHIFT, at(11, e.perChannel)}};
+    if (workspace >= 0) io.emplace(DNNL_ARG_WORKSPACE, at(12, e.workspace));
+    e.backward.execute(stream(), io);
     stream().wait();
     setImpl(args, e.impl);
   });
@@ -553,6 +575,7 @@ void Initialize(Local<v8::Object> exports) {
   NODE_SET_METHOD(exports, "backwardWeights", BackwardWeights);
   NODE_SET_METHOD(exports, "batchNormForward", BatchNormForward);
   NODE_SET_METHOD(exports, "batchNormBackward", BatchNormBackward);
+  NODE_SET_METHOD(exports, "batchNormWorkspaceBytes", BatchNormWorkspaceBytes);
   NODE_SET_METHOD(exports, "maxPool", MaxPool);
   NODE_SET_METHOD(exports, "maxPoolGrad", MaxPoolGrad);
 }

@@ -36,11 +36,17 @@ interface OneDnnAddon {
   backwardData(buffer: ArrayBufferLike, geometry: Float64Array, dy: number, filter: number, dx: number, dyKey: number): string;
   backwardWeights(buffer: ArrayBufferLike, geometry: Float64Array, x: number, dy: number, dw: number, xKey: number, dyKey: number): string;
   matMul(buffer: ArrayBufferLike, geometry: Float64Array, a: number, b: number, bias: number, c: number): string;
-  batchNormForward(buffer: ArrayBufferLike, rows: number, channels: number, epsilon: number, x: number, gamma: number, beta: number, y: number, mean: number, variance: number): string;
+  // With a workspace (≥ 0) batch norm applies relu, and its gradient takes the relu output's gradient.
+  batchNormForward(
+    buffer: ArrayBufferLike, rows: number, channels: number, epsilon: number, x: number, gamma: number, beta: number, y: number, mean: number, variance: number,
+    workspace: number,
+  ): string;
   batchNormBackward(
     buffer: ArrayBufferLike, rows: number, channels: number, epsilon: number,
-    dy: number, x: number, mean: number, variance: number, gamma: number, dx: number, dgamma: number, dbeta: number,
+    dy: number, x: number, mean: number, variance: number, gamma: number, dx: number, dgamma: number, dbeta: number, workspace: number,
   ): string;
+  /** Bytes of the workspace that batch norm with relu needs between its forward and backward passes. */
+  batchNormWorkspaceBytes(rows: number, channels: number, epsilon: number): number;
   /** From now on products read bf16 operands (fp32 accumulation and results), or fp32 again. */
   setBf16(on: boolean): void;
   /** The instruction set oneDNN dispatches to here, e.g. "avx512_core_amx". */
@@ -323,34 +329,41 @@ function normLayout(x: TensorInfo): { rows: number; channels: number } | undefin
 /**
  * ProjectBatchNormTrain by oneDNN (on all its threads; the SIMD kernel, `original`, runs on
  * one, as it does where useOneDnnBatchNorm is off): inputs x, gamma, beta; outputs [y, mean,
- * variance], variance biased.
+ * variance], variance biased. With attrs.relu, y is relu's output and a fourth output holds oneDNN's
+ * workspace (which outputs were positive) for the gradient.
  */
 export function batchNormTrain(args: KernelArgs, original: KernelFunc): TensorInfo[] {
   const { inputs, backend, attrs } = args;
   const { x, gamma, beta } = inputs;
   const layout = normLayout(x);
-  // A fused relu (lib/accelerator/layers.ts asks for it only where this path is off) stays with the SIMD kernel.
-  if (!layout || attrs.relu) return original(args as never) as TensorInfo[];
+  if (!layout) return original(args as never) as TensorInfo[];
   const { rows, channels } = layout;
+  const epsilon = attrs.epsilon as number;
   const outputs = [backend.makeOutput([...x.shape], "float32"), backend.makeOutput([channels], "float32"), backend.makeOutput([channels], "float32")];
+  // The workspace as float32s (a tensor the gradient gets back), rounded up.
+  if (attrs.relu) outputs.push(backend.makeOutput([Math.ceil(addon!.batchNormWorkspaceBytes(rows, channels, epsilon) / 4)], "float32"));
   const at = (t: TensorInfo) => heapOffset(backend, t);
   implementations.set("ProjectBatchNormTrain", addon!.batchNormForward(
-    buffer(backend), rows, channels, attrs.epsilon as number, at(x), at(gamma), at(beta), at(outputs[0]), at(outputs[1]), at(outputs[2]),
+    buffer(backend), rows, channels, epsilon, at(x), at(gamma), at(beta), at(outputs[0]), at(outputs[1]), at(outputs[2]), attrs.relu ? at(outputs[3]) : -1,
   ));
   return outputs;
 }
 
-/** ProjectBatchNormGrad by oneDNN: inputs dy, x, mean, variance, gamma; outputs [dx, dγ, dβ]. */
+/**
+ * ProjectBatchNormGrad by oneDNN: inputs dy, x, mean, variance, gamma (with attrs.relu also z and the forward pass's
+ * workspace; without a workspace, from the SIMD forward pass, the SIMD kernel reads z); outputs [dx, dγ, dβ].
+ */
 export function batchNormGrad(args: KernelArgs, original: KernelFunc): TensorInfo[] {
   const { inputs, backend, attrs } = args;
-  const { dy, x, mean, variance, gamma } = inputs;
+  const { dy, x, mean, variance, gamma, workspace } = inputs;
   const layout = normLayout(x);
-  if (!layout || attrs.relu || !nativeCase({}, dy) || dy.shape.join() !== x.shape.join()) return original(args as never) as TensorInfo[];
+  if (!layout || (attrs.relu && !workspace) || !nativeCase({}, dy) || dy.shape.join() !== x.shape.join()) return original(args as never) as TensorInfo[];
   const { rows, channels } = layout;
   const outputs = [backend.makeOutput([...x.shape], "float32"), backend.makeOutput([channels], "float32"), backend.makeOutput([channels], "float32")];
   const at = (t: TensorInfo) => heapOffset(backend, t);
   implementations.set("ProjectBatchNormGrad", addon!.batchNormBackward(
     buffer(backend), rows, channels, attrs.epsilon as number, at(dy), at(x), at(mean), at(variance), at(gamma), at(outputs[0]), at(outputs[1]), at(outputs[2]),
+    attrs.relu ? at(workspace) : -1,
   ));
   return outputs;
 }
