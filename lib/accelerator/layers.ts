@@ -25,7 +25,9 @@
  *
  * Relu's gradient (every relu layer after batch norm): TF.js computes dy·step(x) as two
  * kernels, each a pass with its own allocation; where the project's SIMD kernels are built it
- * is one (ProjectReluGrad), with the same values.
+ * is one (ProjectReluGrad), with the same values. In a sequential model built or loaded here
+ * (fuseBatchNormRelu) batch norm applies that relu itself while training, and FastActivation
+ * (serialised as `Activation`) passes its output on: no relu pass of its own either way.
  */
 import { tf } from "./backend";
 import { BATCH_NORM_GRAD_KERNEL, BATCH_NORM_TRAIN_KERNEL, batchNormKernelsFit } from "./wasm/normalization";
@@ -176,12 +178,10 @@ function batchNormGradient(dy: tf.Tensor, x: tf.Tensor, mean: tf.Tensor, varianc
 
 /**
  * Batch normalisation over every axis but the last, with its gradient in closed form
- * (dβ = Σdy, dγ = σ⁻¹·Σdy·(x − μ), dx = γσ⁻¹·(dy − dβ/N − (x − μ)σ⁻¹·dγ/N)).
- */
-/**
- * Training-mode batch norm as one custom-gradient op. With `relu` asked for, where the project's kernels run it (the
- * SIMD ones or oneDNN's), the op also applies relu and folds relu's gradient into its own: `reluApplied` then says
- * so, and the relu layer after it passes its input on (FastActivation).
+ * (dβ = Σdy, dγ = σ⁻¹·Σdy·(x − μ), dx = γσ⁻¹·(dy − dβ/N − (x − μ)σ⁻¹·dγ/N)), as one custom-gradient op.
+ * With `relu` asked for, where the project's kernels run it (the SIMD ones or oneDNN's), the op also applies relu
+ * and folds relu's gradient into its own: `reluApplied` then says so, and the relu layer after it passes its input
+ * on (FastActivation).
  */
 function trainingBatchNorm(
   x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, epsilon: number, relu: boolean,
@@ -227,13 +227,13 @@ function trainingBatchNorm(
 }
 
 /** Outputs of batch norm that already had relu applied (training steps of a fused pair); FastActivation passes them on. */
-const reluApplied = new WeakSet<tf.Tensor>();
+const clippedByBatchNorm = new WeakSet<tf.Tensor>();
 
 export class FastBatchNorm extends StockBatchNorm {
   static className = "BatchNormalization";
   /**
    * Set by fuseBatchNormRelu when a relu layer follows in a sequential model: training steps then apply relu here
-   * (where the SIMD kernels run batch norm), and that layer passes the output on. Not serialised.
+   * (where the project's batch norm kernels run), and that layer passes the output on. Not serialised.
    */
   reluAfter = false;
 
@@ -243,7 +243,7 @@ export class FastBatchNorm extends StockBatchNorm {
     if (kwargs.training !== true || !lastAxis || !this.center || !this.scale) return super.call(inputs, kwargs);
     return tf.tidy(() => {
       const { y, mean, variance, reluApplied: withRelu } = trainingBatchNorm(input, this.gamma.read(), this.beta.read(), this.epsilon, this.reluAfter);
-      if (withRelu) reluApplied.add(y);
+      if (withRelu) clippedByBatchNorm.add(y);
       // The stock layer's moving-average update: v ← v − (v − value)·(1 − momentum).
       for (const [variable, value] of [[this.movingMean, mean], [this.movingVariance, variance]] as const) {
         tf.tidy(() => {
@@ -276,7 +276,7 @@ export class FastActivation extends StockActivation {
   override call(inputs: tf.Tensor | tf.Tensor[], kwargs: Record<string, unknown>): tf.Tensor | tf.Tensor[] {
     const input = Array.isArray(inputs) ? inputs[0] : inputs;
     // A clone, not the input itself: a layer's output must be its own tensor (Identity shares the data on wasm).
-    if (this.activation.getClassName() === "relu" && reluApplied.has(input)) return tf.clone(input);
+    if (this.activation.getClassName() === "relu" && clippedByBatchNorm.has(input)) return tf.clone(input);
     return super.call(inputs, kwargs);
   }
 }
