@@ -513,6 +513,9 @@ pooling::Pool poolGeometry(Local<Value> value) {
   double d[8];
   value.As<v8::Float64Array>()->CopyContents(d, sizeof d);
   pooling::Pool p{int64_t(d[0]), int64_t(d[1]), int64_t(d[2]), int64_t(d[3]), int64_t(d[4]), int64_t(d[5]), int64_t(d[6]), int64_t(d[7])};
+  if (!pooling::supported()) throw std::invalid_argument("this CPU lacks AVX2, for which the pooling loops are built");
+  // Offsets within a window are 32-bit.
+  if (p.poolHeight * p.width * p.channels > INT32_MAX) throw std::invalid_argument("a pooling window spans more than 2³¹ floats");
   if (p.channels > pooling::MAX_CHANNELS || p.poolHeight < 1 || p.poolWidth < 1 || p.outHeight * p.poolHeight > p.height ||
       p.outWidth * p.poolWidth > p.width)
     throw std::invalid_argument("the pooling geometry is not one of disjoint windows inside the image with at most 1,024 channels");
@@ -534,6 +537,9 @@ void MaxPoolGrad(const FunctionCallbackInfo<Value>& args) {
     pooling::maxPoolGrad(poolGeometry(args[1]), floatsAt(heap, args, 2), floatsAt(heap, args, 3), floatsAt(heap, args, 4));
   });
 }
+
+// poolingSupported() → whether this CPU runs the pooling loops (AVX2)
+void PoolingSupported(const FunctionCallbackInfo<Value>& args) { args.GetReturnValue().Set(pooling::supported()); }
 
 // setBf16(on): products read bf16 operands from now on (primitives are cached per mode). The
 // pool's copies stay: training switches to bf16 and back around every step.
@@ -577,6 +583,7 @@ void Initialize(Local<v8::Object> exports) {
   NODE_SET_METHOD(exports, "batchNormBackward", BatchNormBackward);
   NODE_SET_METHOD(exports, "batchNormWorkspaceBytes", BatchNormWorkspaceBytes);
   NODE_SET_METHOD(exports, "maxPool", MaxPool);
+  NODE_SET_METHOD(exports, "poolingSupported", PoolingSupported);
   NODE_SET_METHOD(exports, "maxPoolGrad", MaxPoolGrad);
 }
 

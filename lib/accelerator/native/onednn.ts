@@ -22,7 +22,7 @@ export const ONEDNN_BATCH_NORM_ENV_VAR = "TFJS_ONEDNN_BATCH_NORM";
 /**
  * `TFJS_NATIVE_POOLING=0` keeps max pooling over disjoint windows and its gradient in the wasm module (one thread), `=1`
  * runs them in the addon (lib/accelerator/native/pooling.cc) even on one thread; by default the addon runs them where it
- * has more than one.
+ * has more than one. Never on a CPU without AVX2, for which those loops are built.
  */
 export const NATIVE_POOLING_ENV_VAR = "TFJS_NATIVE_POOLING";
 /** `TFJS_BF16=0` keeps every product in fp32 even where a recipe asks for bf16. */
@@ -56,6 +56,8 @@ interface OneDnnAddon {
   // Max pooling on OpenMP's threads (pooling.h); geometry [batch, height, width, channels, poolHeight, poolWidth, outHeight, outWidth].
   maxPool(buffer: ArrayBufferLike, geometry: Float64Array, x: number, y: number): void;
   maxPoolGrad(buffer: ArrayBufferLike, geometry: Float64Array, x: number, dy: number, dx: number): void;
+  /** Whether this CPU runs the pooling loops (built for AVX2). */
+  poolingSupported(): boolean;
 }
 
 let addon: OneDnnAddon | null = null;
@@ -87,7 +89,7 @@ export function loadOneDnn(threads: number): string | undefined {
     const threaded = Number(process.env.OMP_NUM_THREADS) > 1;
     nativeBatchNorm = asked === "0" || asked === "1" ? asked === "1" : threaded;
     const pooling = process.env[NATIVE_POOLING_ENV_VAR];
-    nativePooling = pooling === "0" || pooling === "1" ? pooling === "1" : threaded;
+    nativePooling = addon.poolingSupported() && (pooling === "0" || pooling === "1" ? pooling === "1" : threaded);
     return undefined;
   } catch (error) {
     return `the native oneDNN convolutions cannot load (${(error as Error).message.split("\n")[0]}): convolutions run in wasm`;
@@ -370,11 +372,11 @@ export function batchNormGrad(args: KernelArgs, original: KernelFunc): TensorInf
 
 /**
  * Turns max pooling by the addon on or off in this process (default: NATIVE_POOLING_ENV_VAR, else on where oneDNN has
- * more than one thread). Returns the previous setting.
+ * more than one thread; never without AVX2). Returns the previous setting.
  */
 export function useNativePooling(on: boolean): boolean {
   const previous = nativePooling;
-  nativePooling = on;
+  nativePooling = on && addon?.poolingSupported() === true;
   return previous;
 }
 

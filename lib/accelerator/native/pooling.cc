@@ -1,10 +1,13 @@
 // See pooling.h. Plain loops that the compiler vectorises into branch-free selects (scripts/build-native.sh builds
-// for the CPU it runs on), split statically over images (the gradient) or image rows (the pool).
+// this file for AVX2; 32-bit offsets, so that the winners' offsets fill a vector as the floats do), split statically
+// over images (the gradient) or image rows (the pool).
 #include "pooling.h"
 
 #include <cstring>
 
 namespace pooling {
+
+bool supported() { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
 
 void maxPool(const Pool& p, const float* x, float* y) {
   const int64_t row = p.width * p.channels, C = p.channels;
@@ -32,7 +35,7 @@ void maxPoolGrad(const Pool& p, const float* x, const float* dy, float* dx) {
 #pragma omp parallel for schedule(static)
   for (int64_t n = 0; n < p.batch; n++) {
     float best[MAX_CHANNELS];
-    int64_t at[MAX_CHANNELS];
+    int32_t at[MAX_CHANNELS];
     std::memset(dx + n * p.height * row, 0, p.height * row * sizeof(float));
     const float* g = dy + n * p.outHeight * p.outWidth * C;
     for (int64_t oy = 0; oy < p.outHeight; oy++) {
@@ -40,7 +43,7 @@ void maxPoolGrad(const Pool& p, const float* x, const float* dy, float* dx) {
         const int64_t base = (n * p.height + oy * p.poolHeight) * row + ox * p.poolWidth * C;
         const float* corner = x + base;
 #pragma omp simd
-        for (int64_t c = 0; c < C; c++) best[c] = corner[c], at[c] = c;
+        for (int64_t c = 0; c < C; c++) best[c] = corner[c], at[c] = static_cast<int32_t>(c);
         for (int64_t i = 0; i < p.poolHeight; i++) {
           for (int64_t j = i == 0 ? 1 : 0; j < p.poolWidth; j++) {
             const int64_t offset = i * row + j * C;
@@ -50,7 +53,7 @@ void maxPoolGrad(const Pool& p, const float* x, const float* dy, float* dx) {
             for (int64_t c = 0; c < C; c++) {
               const bool above = v[c] > best[c];
               best[c] = above ? v[c] : best[c];
-              at[c] = above ? offset + c : at[c];
+              at[c] = above ? static_cast<int32_t>(offset + c) : at[c];
             }
           }
         }

@@ -14,6 +14,8 @@ struct Pool {
 };
 // The largest channel count taken (the gradient's per-channel state lives on the stack).
 constexpr int64_t MAX_CHANNELS = 1024;
+// Whether this CPU runs the code built here (AVX2); elsewhere the callers keep the wasm kernels.
+bool supported();
 // y = each window's maximum.
 void maxPool(const Pool& p, const float* x, float* y);
 // dx = dy at each window's first maximum in row-major order (as TF.js's cpu backend), 0 elsewhere.
