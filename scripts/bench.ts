@@ -313,8 +313,9 @@ runCommand(USAGE, async () => {
   if (withBf16 && noBf16) throw new Error(`--bf16: ${noBf16}.`);
   const results: ModelBench[] = [];
   for (const name of models) {
-    if (torchModels.includes(name)) log(`  ${name}: each repeat after PyTorch's (${torchPrecisions.join(" and ")}, ${threads} threads)`);
-    const beforeRepeat = torchModels.includes(name) ? torchRepeat(name) : undefined;
+    const paired = torchModels.includes(name);
+    if (paired) log(`  ${name}: each repeat after PyTorch's (${torchPrecisions.join(" and ")}, ${threads} threads)`);
+    const beforeRepeat = paired ? torchRepeat(name) : undefined;
     results.push(await benchModel(name, repeats, steps, batchSize, values.profile, compareWasm, withBf16, log, beforeRepeat));
   }
   const augmentation = { pipeline: STANDARD_AUGMENTATION, ...(await benchAugmentation(repeats, steps, batchSize)) };

@@ -64,4 +64,4 @@ void maxPoolGrad(const Pool& p, const float* x, const float* dy, float* dx) {
   }
 }
 
-}  // namespace passes
+}  // namespace pooling
