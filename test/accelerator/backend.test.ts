@@ -143,3 +143,39 @@ describe("backend selection", () => {
     assert.match(bf16, /^wasm, 2 threads, convolutions, matrix products and batch norm by oneDNN \(native\), in bf16 where a recipe asks \(.*\), the other ops on one thread$/);
   });
 });
+
+describe("OpenMP's threads between native calls", () => {
+  /**
+   * CPU time the process uses in the 400 ms after a convolution on two threads, in a fresh process. OpenMP's
+   * threads spin a while after each native call (the default) or sleep at once (OMP_WAIT_POLICY=PASSIVE).
+   */
+  async function idleCpuMs(extraEnv: NodeJS.ProcessEnv): Promise<{ oneDnn: boolean; cpuMs: number }> {
+    const env = { ...process.env, TFJS_BACKEND: "wasm", TFJS_WASM_THREADS: "2", ...extraEnv };
+    delete env.GOMP_SPINCOUNT;
+    if (extraEnv.OMP_WAIT_POLICY === undefined) delete env.OMP_WAIT_POLICY;
+    const code = `const { initBackend, tf } = require("./lib/accelerator");
+    initBackend().then(async (info) => {
+      const x = tf.randomNormal([64, 28, 28, 16]), w = tf.randomNormal([3, 3, 16, 16]);
+      tf.conv2d(x, w, 1, "same").dataSync();
+      const before = process.cpuUsage();
+      await new Promise((done) => setTimeout(done, 400));
+      const used = process.cpuUsage(before);
+      console.log(JSON.stringify({ oneDnn: info.oneDnn, cpuMs: (used.user + used.system) / 1000, spinCount: process.env.GOMP_SPINCOUNT ?? null }));
+    })`;
+    const { stdout } = await run(process.execPath, ["--import", "tsx", "--eval", code], { cwd: ROOT, env, timeout: 60_000 });
+    const result = JSON.parse(stdout.trim().split("\n").pop()!);
+    // The setting is for OpenMP alone: unset again, so that child processes do not inherit it.
+    assert.equal(result.spinCount, null);
+    return result;
+  }
+
+  it("spin a while after each call by default, and sleep at once where the caller asks for passive waiting", async (t) => {
+    if (os.availableParallelism() < 2) return t.skip("one CPU: no second OpenMP thread");
+    const spinning = await idleCpuMs({});
+    if (!spinning.oneDnn) return t.skip("the oneDNN addon does not run here");
+    const passive = await idleCpuMs({ OMP_WAIT_POLICY: "PASSIVE" });
+    // Spinning: ~70 ms of a core (even at half a core on a loaded machine, > 25 ms); passive: a few ms.
+    assert.ok(spinning.cpuMs > 25, `spinning: ${spinning.cpuMs.toFixed(1)} ms of CPU while idle`);
+    assert.ok(passive.cpuMs < 15, `passive: ${passive.cpuMs.toFixed(1)} ms of CPU while idle`);
+  });
+});

@@ -67,6 +67,9 @@ let nativeBatchNorm = false;
 // Likewise max pooling: on one thread the addon's loops gain little over the wasm module's kernels.
 let nativePooling = false;
 
+/** libgomp's spin rounds before an idle OpenMP thread sleeps (its default is 300,000; ~70 ms here, against ~5). */
+export const OPENMP_SPIN_COUNT = "3000000";
+
 /**
  * Loads the addon with `threads` OpenMP threads (unless OMP_NUM_THREADS is set). Returns
  * undefined when the native convolutions are on, else why not.
@@ -78,9 +81,14 @@ export function loadOneDnn(threads: number): string | undefined {
     return "the native oneDNN convolutions are not built (scripts/build-native.sh needs g++ and libdnnl-dev): convolutions run in wasm, slower";
   }
   // OpenMP reads these once, when the library loads; they are unset again afterwards so that
-  // child processes (tuning trials with their own thread share) do not inherit them. Passive
-  // waiting: OpenMP's threads must not spin between calls while the wasm threads compute.
-  const settings: Record<string, string> = { OMP_NUM_THREADS: String(threads), OMP_WAIT_POLICY: "PASSIVE" };
+  // child processes (tuning trials with their own thread share) do not inherit them. After each
+  // native call OpenMP's threads spin for OPENMP_SPIN_COUNT rounds before they sleep: a step calls
+  // the addon every fraction of a millisecond, and waking a sleeping thread cost 3-12% of a bf16
+  // step (docs/backend.md, 2026-12-02). The wasm module computes on one thread beside them, so the
+  // spinning takes no core it needs; an idle process stops spinning after ~70 ms. A policy the
+  // caller set (OMP_WAIT_POLICY, GOMP_SPINCOUNT) is left as it is.
+  const settings: Record<string, string> = { OMP_NUM_THREADS: String(threads) };
+  if (process.env.OMP_WAIT_POLICY === undefined) settings.GOMP_SPINCOUNT = OPENMP_SPIN_COUNT;
   const ours = Object.keys(settings).filter((name) => process.env[name] === undefined);
   for (const name of ours) process.env[name] = settings[name];
   try {
