@@ -150,7 +150,7 @@ describe("OpenMP's threads between native calls", () => {
    * threads spin a while after each native call (the default) or sleep at once (OMP_WAIT_POLICY=PASSIVE).
    */
   async function idleCpuMs(extraEnv: NodeJS.ProcessEnv): Promise<{ oneDnn: boolean; cpuMs: number }> {
-    const env = { ...process.env, TFJS_BACKEND: "wasm", TFJS_WASM_THREADS: "2", ...extraEnv };
+    const env: NodeJS.ProcessEnv = { ...process.env, TFJS_BACKEND: "wasm", TFJS_WASM_THREADS: "2", ...extraEnv };
     delete env.GOMP_SPINCOUNT;
     if (extraEnv.OMP_WAIT_POLICY === undefined) delete env.OMP_WAIT_POLICY;
     const code = `const { initBackend, tf } = require("./lib/accelerator");
