@@ -1,6 +1,7 @@
 /** Reductions on wasm: fast leading-axis sums and means, float64 full reductions. */
 import * as tf from "@tensorflow/tfjs";
 import { runWasmKernel, type KernelArgs, type KernelFunc, type TensorInfo, type WasmBackendLike } from "./common";
+import { heapOffset, simdKernels, simdKernelsBuilt } from "./simd";
 
 /**
  * Sum over leading axes (bias gradients: [N,H,W,C] → [C]) in two XNNPACK kernels: an average
@@ -52,10 +53,15 @@ export function sum(args: KernelArgs, original: KernelFunc): TensorInfo {
 function fullReduction(x: TensorInfo, backend: WasmBackendLike, keepDims: boolean, kind: "sum" | "mean"): TensorInfo {
   const out = backend.makeOutput(keepDims ? x.shape.map(() => 1) : [], "float32");
   const outValues = backend.typedArrayFromHeap(out) as Float32Array;
-  const values = backend.typedArrayFromHeap(x) as Float32Array;
+  const count = x.shape.reduce((a, b) => a * b, 1);
   let total = 0;
-  for (let i = 0; i < values.length; i++) total += values[i];
-  outValues[0] = kind === "sum" ? total : total / values.length;
+  if (simdKernelsBuilt()) {
+    total = simdKernels(backend).sum_all(heapOffset(backend, x), count);
+  } else {
+    const values = backend.typedArrayFromHeap(x) as Float32Array;
+    for (let i = 0; i < values.length; i++) total += values[i];
+  }
+  outValues[0] = kind === "sum" ? total : total / count;
   return out;
 }
 

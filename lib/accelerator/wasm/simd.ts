@@ -27,6 +27,8 @@ export interface SimdKernels {
   channel_affine(x: number, rows: number, channels: number, scale: number, shift: number, y: number): void;
   relu_bias_grad(dy: number, y: number, rows: number, channels: number, dz: number, dbias: number, scratch: number): void;
   relu_grad(dy: number, x: number, count: number, dx: number): void;
+  /** Σ x[i] over `count` floats, accumulated in float64. */
+  sum_all(x: number, count: number): number;
   dropout_mask(mask: number, count: number, threshold: number, scale: number, s0: number, s1: number, s2: number, s3: number, s4: number, s5: number, s6: number, s7: number): void;
   max_pool_grad_2x2(x: number, dy: number, batch: number, height: number, width: number, channels: number, outHeight: number, outWidth: number, dx: number): void;
   max_pool_grad_disjoint(
@@ -47,8 +49,9 @@ declare const WebAssembly: {
 const MODULE_DIR = path.join(__dirname, "simd");
 const moduleFile = (shared: boolean) => path.join(MODULE_DIR, shared ? "kernels-shared.wasm" : "kernels-plain.wasm");
 
-/** Whether scripts/build-wasm.sh has built the modules (it needs clang and wasm-ld). */
-export const simdKernelsBuilt = (): boolean => existsSync(moduleFile(false)) && existsSync(moduleFile(true));
+let built: boolean | undefined;
+/** Whether scripts/build-wasm.sh has built the modules (it needs clang and wasm-ld); looked up once, as kernels ask at every call. */
+export const simdKernelsBuilt = (): boolean => (built ??= existsSync(moduleFile(false)) && existsSync(moduleFile(true)));
 
 /** The emscripten module behind TF.js's wasm backend, as far as reaching its memory goes. */
 interface BackendWithMemory extends WasmBackendLike {

@@ -254,6 +254,21 @@ void relu_grad(const float* dy, const float* x, int count, float* dx) {
   for (; i < count; i++) dx[i] = x[i] > 0 ? dy[i] : 0;
 }
 
+// Σ x[i], accumulated in float64 (four lanes, then the tail): full sums and means over millions of values.
+__attribute__((export_name("sum_all")))
+f64 sum_all(const float* x, int count) {
+  v128_t low = wasm_f64x2_splat(0), high = wasm_f64x2_splat(0);
+  int i = 0;
+  for (; i + 4 <= count; i += 4) {
+    const v128_t v = wasm_v128_load(x + i);
+    low = wasm_f64x2_add(low, wasm_f64x2_promote_low_f32x4(v));
+    high = wasm_f64x2_add(high, wasm_f64x2_promote_low_f32x4(wasm_i32x4_shuffle(v, v, 2, 3, 0, 1)));
+  }
+  f64 total = (wasm_f64x2_extract_lane(low, 0) + wasm_f64x2_extract_lane(low, 1)) + (wasm_f64x2_extract_lane(high, 0) + wasm_f64x2_extract_lane(high, 1));
+  for (; i < count; i++) total += x[i];
+  return total;
+}
+
 // One Adam step: m' = β₁m + (1 − β₁)g, v' = β₂v + (1 − β₂)g², w' = w − lr·(m'/c₁)/(√(v'/c₂) + ε),
 // with c₁ = 1 − β₁ᵗ, c₂ = 1 − β₂ᵗ (float32, as TF.js's Adam).
 __attribute__((export_name("adam_update")))
