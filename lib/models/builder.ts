@@ -4,7 +4,7 @@
  */
 import { tf } from "../accelerator";
 import { FastActivation, FastBatchNorm, FastConv2D, FastDropout, fuseBatchNormRelu } from "../accelerator";
-import { FastAdam } from "../accelerator";
+import { FastAdam, l2Regularizer } from "../accelerator";
 
 export type Activation = "relu" | "softmax" | "linear";
 
@@ -178,7 +178,7 @@ function buildLayer(layer: LayerConfig, index: number, seed: number | undefined)
         padding: layer.padding ?? "valid",
         useBias: layer.useBias ?? true,
         kernelInitializer,
-        kernelRegularizer: layer.l2 ? tf.regularizers.l2({ l2: layer.l2 }) : undefined,
+        kernelRegularizer: layer.l2 ? l2Regularizer(layer.l2) : undefined,
       });
     case "maxPool2d":
       return tf.layers.maxPooling2d({ name, poolSize: layer.poolSize });
@@ -199,7 +199,7 @@ function buildLayer(layer: LayerConfig, index: number, seed: number | undefined)
         activation: layer.activation ?? "relu",
         useBias: layer.useBias ?? true,
         kernelInitializer,
-        kernelRegularizer: layer.l2 ? tf.regularizers.l2({ l2: layer.l2 }) : undefined,
+        kernelRegularizer: layer.l2 ? l2Regularizer(layer.l2) : undefined,
       });
   }
 }
