@@ -68,7 +68,7 @@ let nativeBatchNorm = false;
 let nativePooling = false;
 
 /** libgomp's spin rounds before an idle OpenMP thread sleeps (its default is 300,000; ~70 ms here, against ~5). */
-export const OPENMP_SPIN_COUNT = "3000000";
+const OPENMP_SPIN_COUNT = "3000000";
 
 /**
  * Loads the addon with `threads` OpenMP threads (unless OMP_NUM_THREADS is set). Returns
