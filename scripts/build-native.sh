@@ -12,12 +12,15 @@ if ! command -v g++ >/dev/null 2>&1 || [ ! -f "$node_headers/node.h" ] || [ ! -f
   rm -f "$dir/onednn.node"
   exit 0
 fi
-# Max pooling (pooling.cc) is plain loops on OpenMP's threads (the runtime oneDNN's threads come from), vectorised
-# for AVX2: its gradient's first-maximum selects were 6x slower in baseline x86-64 code. The addon asks the CPU
-# before it runs them (poolingSupported), so a copy built elsewhere never executes AVX2 where there is none.
+# Max pooling (pooling.cc) and a first layer's filter gradient (first_layer.cc) are plain loops on OpenMP's threads
+# (the runtime oneDNN's threads come from), vectorised for AVX2: the pooling gradient's first-maximum selects were 6x
+# slower in baseline x86-64 code. The addon asks the CPU before it runs them (loopsSupported), so a copy built
+# elsewhere never executes AVX2 where there is none.
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
-g++ -O3 -mavx2 -mfma -std=c++17 -fPIC -fopenmp -Wall -c "$dir/pooling.cc" -o "$tmp/pooling.o"
-g++ -O2 -std=c++17 -shared -fPIC -fopenmp -Wall -I"$node_headers" -DNODE_GYP_MODULE_NAME=onednn "$dir/onednn.cc" "$tmp/pooling.o" -ldnnl -o "$dir/onednn.node.tmp"
+for loops in pooling first_layer; do
+  g++ -O3 -mavx2 -mfma -std=c++17 -fPIC -fopenmp -Wall -c "$dir/$loops.cc" -o "$tmp/$loops.o"
+done
+g++ -O2 -std=c++17 -shared -fPIC -fopenmp -Wall -I"$node_headers" -DNODE_GYP_MODULE_NAME=onednn "$dir/onednn.cc" "$tmp/pooling.o" "$tmp/first_layer.o" -ldnnl -o "$dir/onednn.node.tmp"
 mv "$dir/onednn.node.tmp" "$dir/onednn.node"
 echo "build-native: built $dir/onednn.node" >&2

@@ -12,8 +12,8 @@ import { promisify } from "node:util";
 import { initBackend, tf } from "../../lib/accelerator/backend";
 import { buildModel, presetModel, type ModelConfig } from "../../lib/models/builder";
 import {
-  BF16_ENV_VAR, bf16Conversions, bf16Unavailable, FIRST_LAYER_FILTER_GRAD_ISAS, inPrecision, nativeImplementations, nativePrecision, ONEDNN_ADDON, oneDnnActive, oneDnnIsa,
-  nativePoolingActive, useBf16CopyReuse, useNativePooling, useNativePrecision, useOneDnn,
+  BF16_ENV_VAR, bf16Conversions, bf16Unavailable, inPrecision, nativeImplementations, nativePrecision, ONEDNN_ADDON, oneDnnActive,
+  nativeFirstLayerActive, nativePoolingActive, useBf16CopyReuse, useNativeFirstLayer, useNativePooling, useNativePrecision, useOneDnn,
 } from "../../lib/accelerator/native/onednn";
 import { RELU_GRAD_KERNEL } from "../../lib/accelerator/wasm/activation";
 import type { WasmBackendLike } from "../../lib/accelerator/wasm/common";
@@ -114,13 +114,44 @@ describe("wasm kernels match cpu", () => {
       })));
   }
 
-  it("a first layer's filter gradient runs in oneDNN on the instruction sets where it was faster, else in the project's SIMD kernel", onPath(true)(async () => {
-    nativeImplementations().clear();
-    await assertMatchesCpu("Conv2DBackpropFilter", { x: randomTensor([4, 28, 28, 1]), dy: randomTensor([4, 26, 26, 32]) }, {
-      strides: 1, pad: "valid", dataFormat: "NHWC", filterShape: [3, 3, 1, 32],
+  // A first layer's filter gradient (3×3, one input channel) in the addon's loops: filters in eights (8, 24, 32),
+  // strides 1 and 2, both paddings, odd and non-square images, batches that split unevenly over the threads.
+  for (const { xShape, filters } of [
+    { xShape: [4, 28, 28, 1] as Shape4, filters: 32 },
+    { xShape: [1, 9, 8, 1] as Shape4, filters: 8 },
+    { xShape: [3, 11, 7, 1] as Shape4, filters: 24 },
+  ]) {
+    for (const stride of [1, 2]) {
+      for (const pad of ["same", "valid"] as const) {
+        const filterShape: Shape4 = [3, 3, 1, filters];
+        it(`a first layer's filter gradient by the addon's loops: x ${xShape.join("×")}, ${filters} filters, stride ${stride}, ${pad}`, async (t) => {
+          if (!oneDnnActive()) return t.skip("lib/accelerator/native/onednn.node not built or not loading");
+          if (!nativeFirstLayerActive()) return t.skip("this CPU lacks AVX2, for which the addon's loops are built");
+          nativeImplementations().delete("Conv2DBackpropFilter");
+          await assertMatchesCpu("Conv2DBackpropFilter", { x: randomTensor(xShape), dy: randomTensor(convOutShape(xShape, filterShape, stride, pad)) }, {
+            strides: stride, pad, dataFormat: "NHWC", filterShape,
+          });
+          assert.equal(nativeImplementations().get("Conv2DBackpropFilter"), "addon, OpenMP");
+        });
+      }
+    }
+  }
+
+  it("a first layer's filter gradient with the addon's loops off, or filters not in eights, runs in the project's SIMD kernel", onPath(true)(async () => {
+    const previous = useNativeFirstLayer(false);
+    try {
+      nativeImplementations().clear();
+      await assertMatchesCpu("Conv2DBackpropFilter", { x: randomTensor([4, 28, 28, 1]), dy: randomTensor([4, 26, 26, 32]) }, {
+        strides: 1, pad: "valid", dataFormat: "NHWC", filterShape: [3, 3, 1, 32],
+      });
+      assert.equal(nativeImplementations().has("Conv2DBackpropFilter"), false, "not by oneDNN");
+    } finally {
+      useNativeFirstLayer(previous);
+    }
+    await assertMatchesCpu("Conv2DBackpropFilter", { x: randomTensor([2, 9, 8, 1]), dy: randomTensor([2, 7, 6, 12]) }, {
+      strides: 1, pad: "valid", dataFormat: "NHWC", filterShape: [3, 3, 1, 12],
     });
-    const byOneDnn = FIRST_LAYER_FILTER_GRAD_ISAS.includes(oneDnnIsa() ?? "");
-    assert.equal(nativeImplementations().has("Conv2DBackpropFilter"), byOneDnn, `oneDNN dispatches to ${oneDnnIsa()}`);
+    assert.equal(nativeImplementations().has("Conv2DBackpropFilter"), false, "12 filters: not by the addon");
   }));
 
   it("oneDNN's native convolutions are built and load where CI runs (npm run setup builds them)", { skip: process.env.CI !== "true" }, () => {
@@ -347,11 +378,12 @@ describe("bf16 products (oneDNN) stay within bf16's rounding of cpu's fp32", () 
     it(`Conv2DBackpropFilter, ${label}`, bf16(() =>
       assertWithinBf16Bound("Conv2DBackpropFilter", { x: randomTensor(xShape), dy: randomTensor(convOutShape(xShape, filterShape, stride, pad)) }, { ...conv, filterShape })));
   }
-  it("a first layer's filter gradient in bf16 where oneDNN takes it (else the SIMD kernel's fp32)", bf16(async (t) => {
-    if (!FIRST_LAYER_FILTER_GRAD_ISAS.includes(oneDnnIsa() ?? "")) return t.skip(`the project's SIMD kernel runs it on ${oneDnnIsa()}`);
-    await assertWithinBf16Bound("Conv2DBackpropFilter", { x: randomTensor([4, 28, 28, 1]), dy: randomTensor([4, 26, 26, 32]) }, {
-      strides: 1, pad: "valid", dataFormat: "NHWC", dilations: 1, filterShape: [3, 3, 1, 32],
-    });
+  it("a first layer's filter gradient stays in fp32 in bf16 steps (the addon's loops or the SIMD kernel)", bf16(async () => {
+    const inputs = { x: randomTensor([4, 28, 28, 1]), dy: randomTensor([4, 26, 26, 32]) };
+    const attrs = { strides: 1, pad: "valid", dataFormat: "NHWC", filterShape: [3, 3, 1, 32] };
+    const [expected, actual] = [await runKernelOn("cpu", "Conv2DBackpropFilter", inputs, attrs), await inPrecision("bf16", () => runKernelOn("wasm", "Conv2DBackpropFilter", inputs, attrs))];
+    const error = maxRelativeError(actual.values, expected.values);
+    assert.ok(error < TOLERANCE, `max relative error ${error}: fp32's, not bf16's`);
   }));
   for (const [transposeA, transposeB] of [[false, false], [true, false], [false, true]]) {
     it(`_FusedMatMul with bias and relu, transposeA ${transposeA}, transposeB ${transposeB}`, bf16(() =>

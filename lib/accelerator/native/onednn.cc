@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "oneapi/dnnl/dnnl.hpp"
+#include "first_layer.h"
 #include "pooling.h"
 
 namespace {
@@ -538,8 +539,28 @@ void MaxPoolGrad(const FunctionCallbackInfo<Value>& args) {
   });
 }
 
-// poolingSupported() → whether this CPU runs the pooling loops (AVX2)
-void PoolingSupported(const FunctionCallbackInfo<Value>& args) { args.GetReturnValue().Set(pooling::supported()); }
+// loopsSupported() → whether this CPU runs the addon's own loops (pooling.cc, first_layer.cc: built for AVX2)
+void LoopsSupported(const FunctionCallbackInfo<Value>& args) { args.GetReturnValue().Set(pooling::supported()); }
+
+// ---- A first layer's filter gradient on OpenMP's threads (first_layer.h) -----------------------
+
+// firstLayerFilterGrad(buffer, geometry, x, dy, dw); geometry: a Float64Array of the 10 fields of firstlayer::Geometry.
+void FirstLayerFilterGrad(const FunctionCallbackInfo<Value>& args) {
+  guarded(args, [&] {
+    if (!args[1]->IsFloat64Array() || args[1].As<v8::Float64Array>()->Length() != 10)
+      throw std::invalid_argument("the first layer's geometry must be a Float64Array of 10 numbers");
+    double d[10];
+    args[1].As<v8::Float64Array>()->CopyContents(d, sizeof d);
+    const firstlayer::Geometry g{int64_t(d[0]), int64_t(d[1]), int64_t(d[2]), int64_t(d[3]), int64_t(d[4]),
+                                 int64_t(d[5]), int64_t(d[6]), int64_t(d[7]), int64_t(d[8]), int64_t(d[9])};
+    if (!pooling::supported()) throw std::invalid_argument("this CPU lacks AVX2, for which the addon's loops are built");
+    if (g.batch < 1 || g.height < 1 || g.width < 1 || g.outHeight < 1 || g.outWidth < 1 || g.strideHeight < 1 || g.strideWidth < 1 ||
+        g.padTop < 0 || g.padLeft < 0 || g.channels < 1 || g.channels % firstlayer::CHANNEL_BLOCK != 0)
+      throw std::invalid_argument("the first layer's geometry needs positive sizes and strides, pads ≥ 0 and channels in eights");
+    char* heap = heapBase(args[0]);
+    firstlayer::filterGradient(g, floatsAt(heap, args, 2), floatsAt(heap, args, 3), floatsAt(heap, args, 4));
+  });
+}
 
 // setBf16(on): products read bf16 operands from now on (primitives are cached per mode). The
 // pool's copies stay: training switches to bf16 and back around every step.
@@ -583,7 +604,8 @@ void Initialize(Local<v8::Object> exports) {
   NODE_SET_METHOD(exports, "batchNormBackward", BatchNormBackward);
   NODE_SET_METHOD(exports, "batchNormWorkspaceBytes", BatchNormWorkspaceBytes);
   NODE_SET_METHOD(exports, "maxPool", MaxPool);
-  NODE_SET_METHOD(exports, "poolingSupported", PoolingSupported);
+  NODE_SET_METHOD(exports, "loopsSupported", LoopsSupported);
+  NODE_SET_METHOD(exports, "firstLayerFilterGrad", FirstLayerFilterGrad);
   NODE_SET_METHOD(exports, "maxPoolGrad", MaxPoolGrad);
 }
 

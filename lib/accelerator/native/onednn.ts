@@ -4,7 +4,8 @@
  * (built by scripts/build-native.sh from Debian's libdnnl-dev). The addon reads and writes
  * the wasm heap in place. Where it is not built or cannot load, the wasm kernels run and the
  * backend line says why. `TFJS_ONEDNN=0` turns it off. The addon also runs max pooling over disjoint windows and its
- * gradient on oneDNN's OpenMP threads (lib/accelerator/native/pooling.cc).
+ * gradient, and a first layer's filter gradient, on oneDNN's OpenMP threads (lib/accelerator/native/pooling.cc,
+ * first_layer.cc).
  */
 import { existsSync } from "node:fs";
 import path from "node:path";
@@ -56,8 +57,11 @@ interface OneDnnAddon {
   // Max pooling on OpenMP's threads (pooling.h); geometry [batch, height, width, channels, poolHeight, poolWidth, outHeight, outWidth].
   maxPool(buffer: ArrayBufferLike, geometry: Float64Array, x: number, y: number): void;
   maxPoolGrad(buffer: ArrayBufferLike, geometry: Float64Array, x: number, dy: number, dx: number): void;
-  /** Whether this CPU runs the pooling loops (built for AVX2). */
-  poolingSupported(): boolean;
+  /** Whether this CPU runs the addon's own loops (pooling, the first layer's filter gradient: built for AVX2). */
+  loopsSupported(): boolean;
+  // A first layer's filter gradient (first_layer.h); geometry [batch, height, width, channels, outHeight, outWidth,
+  // strideHeight, strideWidth, padTop, padLeft].
+  firstLayerFilterGrad(buffer: ArrayBufferLike, geometry: Float64Array, x: number, dy: number, dw: number): void;
 }
 
 let addon: OneDnnAddon | null = null;
@@ -66,6 +70,7 @@ let addon: OneDnnAddon | null = null;
 let nativeBatchNorm = false;
 // Likewise max pooling: on one thread the addon's loops gain little over the wasm module's kernels.
 let nativePooling = false;
+let nativeFirstLayer = false;
 
 /** libgomp's spin rounds before an idle OpenMP thread sleeps (its default is 300,000; ~70 ms here, against ~5). */
 const OPENMP_SPIN_COUNT = "3000000";
@@ -97,7 +102,8 @@ export function loadOneDnn(threads: number): string | undefined {
     const threaded = Number(process.env.OMP_NUM_THREADS) > 1;
     nativeBatchNorm = asked === "0" || asked === "1" ? asked === "1" : threaded;
     const pooling = process.env[NATIVE_POOLING_ENV_VAR];
-    nativePooling = addon.poolingSupported() && (pooling === "0" || pooling === "1" ? pooling === "1" : threaded);
+    nativePooling = addon.loopsSupported() && (pooling === "0" || pooling === "1" ? pooling === "1" : threaded);
+    nativeFirstLayer = addon.loopsSupported();
     return undefined;
   } catch (error) {
     return `the native oneDNN convolutions cannot load (${(error as Error).message.split("\n")[0]}): convolutions run in wasm`;
@@ -262,26 +268,27 @@ export function conv2DBackpropInput(args: KernelArgs, original: KernelFunc): Ten
   return dx;
 }
 
-/**
- * oneDNN instruction sets on which a first layer's filter gradient (3×3, one input channel) runs in oneDNN, where
- * its kernel beat the project's SIMD one (`original`) inside `cnn3` steps: a Zen 3 with AVX2 (2.0–2.6 against
- * 5.4–10.6 ms on two threads, 3.0–4.0 against 3.8–11.0 on one) and a Zen 5 with AVX512-BF16 (1.3–2.1 against
- * 2.3–4.2 ms, one or two threads); docs/backend.md, 2026-12-02. On the Xeon with AMX (`avx512_core_amx`) the SIMD
- * kernel was the faster (3.1 against 4.0–5.5 ms), and it stays wherever this was not measured.
- */
-export const FIRST_LAYER_FILTER_GRAD_ISAS: readonly string[] = ["avx2", "avx2_vnni", "avx512_core_bf16"];
-const firstLayerByOneDnn = (): boolean => FIRST_LAYER_FILTER_GRAD_ISAS.includes(oneDnnIsa() ?? "");
-
-/** Conv2DBackpropFilter by oneDNN; other cases by `original`. */
+/** Conv2DBackpropFilter by oneDNN (a first layer's by the addon's loops); other cases by `original`. */
 export function conv2DBackpropFilter(args: KernelArgs, original: KernelFunc): TensorInfo {
   const { inputs, backend, attrs } = args;
   const { x, dy } = inputs;
   if (!nativeCase(attrs, x, dy)) return original(args as never) as TensorInfo;
   const filterShape = attrs.filterShape as number[];
   const info = convInfo(x.shape, filterShape, { ...attrs, dilations: 1 });
-  if (firstLayerSimdCase(info) && !firstLayerByOneDnn()) return original(args as never) as TensorInfo;
-  const dw = backend.makeOutput(filterShape, "float32");
   const at = (t: TensorInfo) => heapOffset(backend, t);
+  // A first layer's (3×3, one input channel): the addon's loops where they run and the filters come in eights, else
+  // the project's SIMD kernel (`original`). On the AMX Xeon the loops took 1.25 ms of a vgg-bn step at two threads,
+  // the SIMD kernel 4.7 and oneDNN's about as long (docs/backend.md, 2026-12-02).
+  if (firstLayerSimdCase(info)) {
+    if (!nativeFirstLayerActive() || info.outChannels % 8 !== 0) return original(args as never) as TensorInfo;
+    const dw = backend.makeOutput(filterShape, "float32");
+    const { top, left } = info.padInfo;
+    const firstLayer = [info.batchSize, info.inHeight, info.inWidth, info.outChannels, info.outHeight, info.outWidth, info.strideHeight, info.strideWidth, top, left];
+    addon!.firstLayerFilterGrad(buffer(backend), Float64Array.from(firstLayer), at(x), at(dy), at(dw));
+    implementations.set("Conv2DBackpropFilter", "addon, OpenMP");
+    return dw;
+  }
+  const dw = backend.makeOutput(filterShape, "float32");
   implementations.set("Conv2DBackpropFilter", addon!.backwardWeights(buffer(backend), geometry(info), at(x), at(dy), at(dw), conversionKey(x), conversionKey(dy)));
   return dw;
 }
@@ -384,9 +391,19 @@ export function batchNormGrad(args: KernelArgs, original: KernelFunc): TensorInf
  */
 export function useNativePooling(on: boolean): boolean {
   const previous = nativePooling;
-  nativePooling = on && addon?.poolingSupported() === true;
+  nativePooling = on && addon?.loopsSupported() === true;
   return previous;
 }
+
+/** Turns a first layer's filter gradient by the addon's loops on or off in this process; returns the previous setting. */
+export function useNativeFirstLayer(on: boolean): boolean {
+  const previous = nativeFirstLayer;
+  nativeFirstLayer = on && addon?.loopsSupported() === true;
+  return previous;
+}
+
+/** Whether a first layer's filter gradient (3×3, one input channel, filters in eights) runs in the addon's loops now. */
+export const nativeFirstLayerActive = (): boolean => nativeFirstLayer && oneDnnActive();
 
 /** Whether max pooling over disjoint windows runs in the addon now. */
 export const nativePoolingActive = (): boolean => nativePooling && oneDnnActive();

@@ -98,8 +98,8 @@ export function conv2DBackpropFilter({ inputs, backend, attrs }: KernelArgs): Te
 /**
  * Whether a filter gradient is a first layer's (3×3, one input channel, filters in fours) that the
  * project's SIMD kernel computes: faster than im2col, and than oneDNN on the AMX Xeon (cnn3 step,
- * side by side: 3.1 vs 4.0–5.5 ms); where oneDNN's kernel was the faster it takes these cases
- * (FIRST_LAYER_FILTER_GRAD_ISAS in lib/accelerator/native/onednn.ts).
+ * side by side: 3.1 vs 4.0–5.5 ms). Where the native addon's loops run, they take these cases
+ * (lib/accelerator/native/first_layer.cc, on all threads).
  */
 export const firstLayerSimdCase = (info: BackendUtil.Conv2DInfo): boolean =>
   info.inChannels === 1 && info.filterHeight === 3 && info.filterWidth === 3 && info.outChannels % 4 === 0 &&

@@ -1,0 +1,20 @@
+// A first layer's filter gradient (3×3 filters over one input channel) on OpenMP's threads, over TF.js's NHWC float32
+// tensors in the wasm heap: a pass over dy with nine multiply-adds per element, which oneDNN's kernel for this shape and
+// the wasm module's SIMD one (one thread) ran at ~13 GFLOP/s on the AMX Xeon (lib/accelerator/native/onednn.ts).
+#pragma once
+#include <cstdint>
+
+namespace firstlayer {
+
+// x [batch, height, width, 1], dy [batch, outHeight, outWidth, channels], dw [3, 3, 1, channels]; output pixel (oy, ox)
+// reads x at (oy·strideHeight − padTop + i, ox·strideWidth − padLeft + j), zero outside the image.
+struct Geometry {
+  int64_t batch, height, width, channels, outHeight, outWidth, strideHeight, strideWidth, padTop, padLeft;
+};
+// Channels come in vectors of this many (the callers keep other counts elsewhere).
+constexpr int64_t CHANNEL_BLOCK = 8;
+// dw = Σ over images and output pixels of x's 3×3 neighbourhood times dy; each image summed in float32, images in
+// float64, in an order that depends only on the geometry and the thread count.
+void filterGradient(const Geometry& g, const float* x, const float* dy, float* dw);
+
+}  // namespace firstlayer
