@@ -70,6 +70,7 @@ let addon: OneDnnAddon | null = null;
 let nativeBatchNorm = false;
 // Likewise max pooling: on one thread the addon's loops gain little over the wasm module's kernels.
 let nativePooling = false;
+// A first layer's filter gradient in the addon's loops on any thread count: faster than the SIMD kernel on one too.
 let nativeFirstLayer = false;
 
 /** libgomp's spin rounds before an idle OpenMP thread sleeps (its default is 300,000; ~70 ms here, against ~5). */
