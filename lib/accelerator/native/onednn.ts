@@ -269,6 +269,9 @@ export function conv2DBackpropInput(args: KernelArgs, original: KernelFunc): Ten
   return dx;
 }
 
+/** The addon's first-layer loops take filters in vectors of this many (CHANNEL_BLOCK in first_layer.h). */
+const FIRST_LAYER_CHANNEL_BLOCK = 8;
+
 /** Conv2DBackpropFilter by oneDNN (a first layer's by the addon's loops); other cases by `original`. */
 export function conv2DBackpropFilter(args: KernelArgs, original: KernelFunc): TensorInfo {
   const { inputs, backend, attrs } = args;
@@ -281,7 +284,7 @@ export function conv2DBackpropFilter(args: KernelArgs, original: KernelFunc): Te
   // the project's SIMD kernel (`original`). On the AMX Xeon the loops took 1.25 ms of a vgg-bn step at two threads,
   // the SIMD kernel 4.7 and oneDNN's about as long (docs/backend.md, 2026-12-02).
   if (firstLayerSimdCase(info)) {
-    if (!nativeFirstLayerActive() || info.outChannels % 8 !== 0) return original(args as never) as TensorInfo;
+    if (!nativeFirstLayerActive() || info.outChannels % FIRST_LAYER_CHANNEL_BLOCK !== 0) return original(args as never) as TensorInfo;
     const dw = backend.makeOutput(filterShape, "float32");
     const { top, left } = info.padInfo;
     const firstLayer = [info.batchSize, info.inHeight, info.inWidth, info.outChannels, info.outHeight, info.outWidth, info.strideHeight, info.strideWidth, top, left];
