@@ -9,8 +9,8 @@
 import { availableParallelism } from "node:os";
 import { describeBackend, initBackend } from "../lib/accelerator";
 import { parseCommandLine, positiveInt, runCommand, textTable, usageCheck } from "../lib/tooling/cli";
-import { readEnsemble } from "../lib/training/ensembles";
-import { parseProfile, planOf, runDir, type Profile } from "../lib/training/declarations";
+import { readCurrentEnsemble } from "../lib/training/ensembles";
+import { parseProfile, planOf, type Profile } from "../lib/training/declarations";
 import { formatDuration, makePlan, planItems, type ItemRunner } from "../lib/training/plan";
 import { describeExit, runWorker } from "../lib/tooling/workers";
 import type { PlanItemMessage } from "./plan-item";
@@ -66,7 +66,7 @@ runCommand(USAGE, async () => {
     }));
     // Ensembles train nothing: they are scored from their members' models once those are made.
     for (const d of planOf(profile)) {
-      if (d.kind === "ensemble") rows.push({ name: d.name, kind: d.kind, epochs: 0, done: 0, status: (await readEnsemble(runDir(d.name, profile))) ? "finished" : "to make" });
+      if (d.kind === "ensemble") rows.push({ name: d.name, kind: d.kind, epochs: 0, done: 0, status: (await readCurrentEnsemble(d, profile)) ? "finished" : "to make" });
     }
     if (values.json) process.stdout.write(JSON.stringify(rows, null, 2) + "\n");
     else process.stdout.write(textTable(["declaration", "kind", "epochs", "done", "status"], rows.map((r) => [r.name, r.kind, r.epochs, r.done, r.status])) + "\n");

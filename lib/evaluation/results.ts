@@ -4,7 +4,7 @@
  * output of `npm run results -- --markdown`, never typed in.
  */
 import os from "node:os";
-import { readEnsemble } from "../training/ensembles";
+import { readCurrentEnsemble } from "../training/ensembles";
 import { loadDeclarations, planOf, runDir, type Declaration, type EnsembleDeclaration, type Profile, type RunDeclaration } from "../training/declarations";
 import { STANDARD_AUGMENTATION } from "../data/augment";
 import { wilsonInterval } from "./metrics";
@@ -100,9 +100,9 @@ export async function resultRows(profile: Profile, declarations: Map<string, Dec
   return rows;
 }
 
-/** An ensemble's row: its members' parameters and training time summed, scored from its record. */
+/** An ensemble's row: its members' parameters and training time summed, scored from its record (when current). */
 async function ensembleRow(d: EnsembleDeclaration, profile: Profile, root?: string): Promise<ResultRow> {
-  const record = await readEnsemble(runDir(d.name, profile, root));
+  const record = await readCurrentEnsemble(d, profile, root);
   const interval = record ? wilsonInterval(record.test.correct, record.test.images) : null;
   return {
     run: d.name,

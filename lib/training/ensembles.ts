@@ -10,7 +10,8 @@ import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { describeBackend, initBackend } from "../accelerator";
 import { runProbabilities, runSplit } from "./run";
-import { datasetFor, declaration, ensureExperiment, loadDeclarations, runDir, type ExperimentContext, type ExperimentRun } from "./declarations";
+import { datasetFor, declaration, ensureExperiment, loadDeclarations, runDir, type EnsembleDeclaration, type ExperimentContext, type ExperimentRun, type Profile } from "./declarations";
+import { readRecord } from "./records";
 import { accuracy, argmaxRows, logLoss } from "../evaluation/metrics";
 import { writeJsonAtomic } from "../models/persist";
 import { subset, toImageTensor } from "../data/preprocess";
@@ -46,10 +47,22 @@ export async function readEnsemble(dir: string): Promise<EnsembleRecord | null> 
   return existsSync(file) ? (JSON.parse(await readFile(file, "utf8")) as EnsembleRecord) : null;
 }
 
-const isCurrent = (record: EnsembleRecord | null, runs: ExperimentRun[]): record is EnsembleRecord =>
+/** Whether a record was made from these member runs (names in order, each run's start). */
+const isCurrent = (record: EnsembleRecord | null, runs: readonly { experiment: string; startedAt?: string }[]): record is EnsembleRecord =>
   record !== null &&
   record.members.length === runs.length &&
   record.members.every((m, i) => m.name === runs[i].experiment && m.startedAt === runs[i].startedAt);
+
+/**
+ * A declared ensemble's record if it was made from the declared members' current runs; null
+ * when it is missing or stale (a member changed or was trained again), so nothing reports
+ * scores of other members under the declaration's name.
+ */
+export async function readCurrentEnsemble(d: EnsembleDeclaration, profile: Profile, root?: string): Promise<EnsembleRecord | null> {
+  const record = await readEnsemble(runDir(d.name, profile, root));
+  const runs = await Promise.all(d.members.map(async (experiment) => ({ experiment, startedAt: (await readRecord(runDir(experiment, profile, root)))?.startedAt })));
+  return isCurrent(record, runs) ? record : null;
+}
 
 /**
  * A declared ensemble's record: read back when it was made from the members' current runs,

@@ -14,7 +14,7 @@ import {
   studyDir,
   type RunDeclaration,
 } from "../../lib/training/declarations";
-import { readEnsemble, meanProbabilities } from "../../lib/training/ensembles";
+import { readCurrentEnsemble, readEnsemble, meanProbabilities } from "../../lib/training/ensembles";
 import { runIdentity, runProbabilities, runSplit } from "../../lib/training/run";
 import { accuracy, argmaxRows } from "../../lib/evaluation/metrics";
 import { stratifiedSplit, subset, toImageTensor } from "../../lib/data/preprocess";
@@ -278,7 +278,14 @@ describe("makePlan on a tiny profile", () => {
     // Read back while its members are unchanged; made again once one is retrained.
     await makePlan({ profile: "standard", secondsPerImage: 1e-4, context, log: () => {} });
     assert.equal((await readEnsemble(runDir("e", "standard", root)))!.createdAt, record.createdAt);
+    const e = declarations.get("e");
+    assert.ok(e?.kind === "ensemble");
+    assert.equal((await readCurrentEnsemble(e, "standard", root))?.createdAt, record.createdAt);
+    assert.equal(await readCurrentEnsemble({ ...e, members: ["b", "a"] }, "standard", root), null, "a record of other members is not the declaration's");
     rmSync(runDir("a", "standard", root), { recursive: true });
+    // Until it is made again, its stale record reaches neither the results table nor the plan.
+    assert.equal(await readCurrentEnsemble(e, "standard", root), null);
+    assert.equal((await resultRows("standard", declarations, root)).find((r) => r.run === "e")?.status, "missing");
     const again = await makePlan({ profile: "standard", secondsPerImage: 1e-4, context, log: () => {} });
     assert.deepEqual(again.trained, ["a"]);
     const remade = (await readEnsemble(runDir("e", "standard", root)))!;
