@@ -73,7 +73,7 @@ describe("model configs", () => {
   });
 
   it("rejects an unknown model name and lists the known ones", () => {
-    assert.throws(() => presetModel("resnet"), /Unknown model "resnet"; known models: ann, cnn1, cnn2, cnn3, vgg-bn, vgg-bn-16, vgg-bn-48, vgg-bn-24, vgg-bn-64, cnn3-bn, cnn-bn3\./);
+    assert.throws(() => presetModel("resnet"), /Unknown model "resnet"; known models: ann, cnn1, cnn2, cnn3, vgg-bn, vgg-bn-16, vgg-bn-48, vgg-bn-64, vgg-bn-24, cnn3-bn, cnn-bn3\./);
   });
 
   it("builds every preset and tuning layout with exactly the layers they had before one builder made them all", () => {
