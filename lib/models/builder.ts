@@ -126,9 +126,9 @@ export const PRESET_MODELS: Record<string, ModelConfig> = {
   "vgg-bn": VGG_BN,
   // Half of vgg-bn's width: ~4x fewer multiply-adds, the short budgets' network.
   "vgg-bn-16": vggBn("vgg-bn-16", 16),
-  // 1.5x vgg-bn's width (~2.25x its multiply-adds): a candidate member of the 2-hour budget's ensemble.
+  // 1.5x vgg-bn's width (~2.25x its multiply-adds): the 60-minute budget's wider run.
   "vgg-bn-48": vggBn("vgg-bn-48", 48),
-  // 2x vgg-bn's width (~4x its multiply-adds): the 2-hour budget's strongest member.
+  // 2x vgg-bn's width (~4x its multiply-adds): a member of the 2-hour budget's ensemble.
   "vgg-bn-64": vggBn("vgg-bn-64", 64),
 };
 
