@@ -25,8 +25,9 @@ import { DATASET_NAMES, type DatasetName } from "../lib/data/datasets";
 import { MAX_LABEL_SMOOTHING, trainRun, type RunHooks } from "../lib/training/run";
 import { declaration, ensureExperiment, parseProfile, scheduleFor, SCHEDULES, type ScheduleName } from "../lib/training/declarations";
 import { ENSEMBLE_FILE, ensureEnsemble } from "../lib/training/ensembles";
-import type { RunRecord } from "../lib/training/records";
+import { describeScores, type RunRecord } from "../lib/training/records";
 import { checkAverageDecay } from "../lib/training/weight-average";
+import { describeValidation } from "../lib/training/loop";
 import { OPTIMIZERS, presetModel, PRESET_MODELS, validateModelConfig, type ModelConfig } from "../lib/models/builder";
 
 const USAGE = `Usage: npm run train -- --experiment NAME [--profile quick|standard|extended] [--json]
@@ -56,7 +57,8 @@ const USAGE = `Usage: npm run train -- --experiment NAME [--profile quick|standa
                       and weights) where the CPU has AVX512-BF16 or AMX-BF16; elsewhere, or with
                       TFJS_BF16=0, fp32 (the record's backend.precision says which ran)
   --patience N        early stopping on validation loss, restoring the best weights
-  --validation F      validation fraction of the training set, default 0.1
+  --validation F      validation fraction of the training set, default 0.1; 0 trains on all of it
+                      (no validation: the epochs are fixed, the last epoch's model is the run's)
   --dataset NAME      ${DATASET_NAMES.join(" or ")} (default fashion)
   --out DIR           default runs/<model>-seed<seed>
   --quick             2,000 training / 500 validation images, 1 epoch (CI)
@@ -158,7 +160,7 @@ runCommand(USAGE, async () => {
     if (declaration(values.experiment).kind === "ensemble") {
       const ensemble = await ensureEnsemble(values.experiment, { profile, hooks: progressHooks(log) });
       if (values.json) process.stdout.write(JSON.stringify(ensemble, null, 2) + "\n");
-      else log(`${ensemble.experiment}: mean of ${ensemble.members.map((m) => m.name).join(", ")}: val acc ${ensemble.validation.accuracy.toFixed(4)}, test acc ${ensemble.test.accuracy.toFixed(4)} (${path.join(ensemble.dir, ENSEMBLE_FILE)})`);
+      else log(`${ensemble.experiment}: mean of ${ensemble.members.map((m) => m.name).join(", ")}: ${describeScores(ensemble)} (${path.join(ensemble.dir, ENSEMBLE_FILE)})`);
       return;
     }
     const record = await ensureExperiment(values.experiment, { profile, hooks: progressHooks(log) });
@@ -173,8 +175,8 @@ runCommand(USAGE, async () => {
   const augment = await augmentationConfig(values.augment);
   const options = usageCheck(() => {
     const epochs = values.epochs ? positive(values.epochs, "--epochs") : values.quick ? 1 : 20;
-    const validationFraction = positive(values.validation ?? "0.1", "--validation", false);
-    if (validationFraction >= 1) throw new Error(`--validation must be below 1, got ${validationFraction}.`);
+    const validationFraction = Number(values.validation ?? "0.1");
+    if (!(validationFraction >= 0 && validationFraction < 1)) throw new Error(`--validation must be 0 (no validation) or a fraction below 1, got "${values.validation}".`);
     const schedule = values.schedule ?? "constant";
     if (!(SCHEDULES as readonly string[]).includes(schedule)) throw new Error(`--schedule must be ${SCHEDULES.join(", ")}, got "${schedule}".`);
     return {
@@ -227,7 +229,7 @@ function progressHooks(log: (line: string) => void): RunHooks {
       epochs = run.options.epochs;
       log(
         `epoch ${epoch.epoch + 1}/${run.options.epochs}: loss ${epoch.loss.toFixed(4)} acc ${epoch.accuracy.toFixed(4)} | ` +
-          `val loss ${epoch.valLoss.toFixed(4)} val acc ${epoch.valAccuracy.toFixed(4)} | ${epoch.seconds.toFixed(1)} s, ${epoch.imagesPerSecond.toFixed(0)} img/s`,
+          `${describeValidation(epoch, true)} | ${epoch.seconds.toFixed(1)} s, ${epoch.imagesPerSecond.toFixed(0)} img/s`,
       );
     },
   };
@@ -243,7 +245,7 @@ function printRecord(record: RunRecord, outDir: string, json: boolean): void {
     textTable(
       ["model", "epochs", "best epoch", "train acc", "val acc", "test acc", "test correct", "s/epoch", "backend"],
       [[
-        record.model.name, record.history.length, (record.bestEpoch ?? 0) + 1, last.accuracy.toFixed(4), (record.validation?.accuracy ?? NaN).toFixed(4),
+        record.model.name, record.history.length, (record.bestEpoch ?? 0) + 1, last.accuracy.toFixed(4), record.validation?.accuracy.toFixed(4) ?? "–",
         record.test!.accuracy.toFixed(4), `${record.test!.correct}/${record.test!.images}`, (record.trainSeconds / record.history.length).toFixed(1), backendSummary(record),
       ]],
     ) + `\nrun record: ${path.join(outDir, "record.json")}\n`,

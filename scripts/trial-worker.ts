@@ -9,6 +9,7 @@
 import { initBackend } from "../lib/accelerator";
 import { loadDataset } from "../lib/data/datasets";
 import { trainingTrialRunner, type StudySpec, type TrialParams } from "../lib/training/tuning";
+import { describeValidation } from "../lib/training/loop";
 
 interface WorkerRequest {
   spec: StudySpec;
@@ -26,7 +27,7 @@ async function main(): Promise<void> {
   await initBackend();
   const data = await loadDataset("fashion");
   const runner = trainingTrialRunner(request.spec, data, {
-    onEpochEnd: (epoch, record) => process.stderr.write(`epoch ${epoch.epoch + 1}/${record.options.epochs}: val acc ${epoch.valAccuracy.toFixed(4)} (${epoch.seconds.toFixed(1)} s)\n`),
+    onEpochEnd: (epoch, record) => process.stderr.write(`epoch ${epoch.epoch + 1}/${record.options.epochs}: ${describeValidation(epoch)} (${epoch.seconds.toFixed(1)} s)\n`),
   });
   const result = await runner(request.trial);
   process.stdout.write(JSON.stringify(result) + "\n");

@@ -23,6 +23,7 @@ import { describeExit, runWorker } from "../lib/tooling/workers";
 import { PostgresStudyStore, workerName, type ClaimedTrial, type StoredStudy } from "../lib/training/postgres-store";
 import { runStudyWorker } from "../lib/training/study-worker";
 import { loadDeclarations, declaration, parseProfile, storedStudyName, studyDir as declaredStudyDir, studySpecOf } from "../lib/training/declarations";
+import { describeValidation } from "../lib/training/loop";
 import { bestByValidation } from "../lib/evaluation/selection";
 import { PROJECT_ROOT } from "../lib/tooling/paths";
 import {
@@ -225,7 +226,7 @@ async function storageCommand(values: Values, log: (line: string) => void): Prom
     const worker = workerName();
     const workDir = path.resolve((values["work-dir"] as string | undefined) ?? declared?.dir ?? path.join("studies", name));
     const runner = trainingTrialRunner(study.spec, data, {
-      onEpochEnd: (epoch, record) => log(`    epoch ${epoch.epoch + 1}/${record.options.epochs}: val acc ${epoch.valAccuracy.toFixed(4)} (${epoch.seconds.toFixed(1)} s)`),
+      onEpochEnd: (epoch, record) => log(`    epoch ${epoch.epoch + 1}/${record.options.epochs}: ${describeValidation(epoch)} (${epoch.seconds.toFixed(1)} s)`),
     });
     log(`worker ${worker}: training in ${workDir}`);
     // Stopped by Ctrl-C or a TERM signal: the trial in hand goes back to the queue at once (its
@@ -330,7 +331,7 @@ runCommand(USAGE, async () => {
     jobs > 1
       ? processTrialRunner(spec, threadsFor, log)
       : trainingTrialRunner(spec, data!, {
-          onEpochEnd: (epoch, record) => log(`    epoch ${epoch.epoch + 1}/${record.options.epochs}: val acc ${epoch.valAccuracy.toFixed(4)} (${epoch.seconds.toFixed(1)} s)`),
+          onEpochEnd: (epoch, record) => log(`    epoch ${epoch.epoch + 1}/${record.options.epochs}: ${describeValidation(epoch)} (${epoch.seconds.toFixed(1)} s)`),
         });
   if (jobs > 1) log(`${jobs} jobs, ${threadsPerJob} wasm thread${threadsPerJob > 1 ? "s" : ""} each (a trial training alone gets ${cores})`);
   const outcome = await runStudy(studyDir, spec, async (trial) => {

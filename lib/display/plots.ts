@@ -44,8 +44,8 @@ export function barChart(
   };
 }
 
-/** Lines over a shared or per-series x. */
-export function lineChart(series: { name: string; x: number[]; y: number[] }[], titles: Titles = {}): PlotlyFigure {
+/** Lines over a shared or per-series x; a null y is a gap (e.g. the validation of a run without one). */
+export function lineChart(series: { name: string; x: number[]; y: (number | null)[] }[], titles: Titles = {}): PlotlyFigure {
   for (const s of series) assertSameLength(`lineChart "${s.name}"`, s.x, s.y);
   return {
     data: series.map((s) => ({ type: "scatter", mode: "lines+markers", name: s.name, x: s.x, y: s.y })),
@@ -59,7 +59,8 @@ export function lineChart(series: { name: string; x: number[]; y: number[] }[], 
  * points (anchors) as crosses; published accuracies without a time as dashed levels.
  */
 export function timeToAccuracy(
-  runs: { name: string; epochSeconds: number[]; valAccuracy: number[]; testAccuracy: number | null }[],
+  /** valAccuracy null: a run without validation (trained on every training image) has its test diamond only. */
+  runs: { name: string; epochSeconds: number[]; valAccuracy: (number | null)[]; testAccuracy: number | null }[],
   anchors: readonly { label: string; minutes: number; testAccuracy: number }[],
   levels: { label: string; accuracy: number }[],
   titles: Titles = {},
@@ -72,12 +73,14 @@ export function timeToAccuracy(
     let total = 0;
     const minutes = run.epochSeconds.map((s) => (total += s) / 60);
     longest = Math.max(longest, total / 60);
-    shown.push(...run.valAccuracy, ...(run.testAccuracy === null ? [] : [run.testAccuracy]));
+    const validated = run.valAccuracy.filter((a): a is number => a !== null);
+    shown.push(...validated, ...(run.testAccuracy === null ? [] : [run.testAccuracy]));
     // A run's line and its test diamond share a colour.
     const color = COLORWAY[i % COLORWAY.length];
-    data.push({ type: "scatter", mode: "lines", name: `${run.name} (validation)`, legendgroup: run.name, x: minutes, y: run.valAccuracy, line: { color } });
+    if (validated.length > 0) data.push({ type: "scatter", mode: "lines", name: `${run.name} (validation)`, legendgroup: run.name, x: minutes, y: run.valAccuracy, line: { color } });
     if (run.testAccuracy !== null) {
-      data.push({ type: "scatter", mode: "markers", name: `${run.name} (test)`, legendgroup: run.name, showlegend: false, x: [total / 60], y: [run.testAccuracy], marker: { symbol: "diamond", size: 10, color } });
+      const marker = { symbol: "diamond", size: 10, color };
+      data.push({ type: "scatter", mode: "markers", name: `${run.name} (test)`, legendgroup: run.name, showlegend: validated.length === 0, x: [total / 60], y: [run.testAccuracy], marker });
     }
   });
   for (const anchor of anchors) data.push({ type: "scatter", mode: "markers", name: anchor.label, x: [anchor.minutes], y: [anchor.testAccuracy], marker: { symbol: "x", size: 11, color: "#333" } });

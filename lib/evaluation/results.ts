@@ -113,7 +113,7 @@ async function ensembleRow(d: EnsembleDeclaration, profile: Profile, root?: stri
     parameters: record ? record.members.reduce((sum, m) => sum + m.parameters, 0) : null,
     bestEpoch: null,
     epochs: null,
-    valAccuracy: record?.validation.accuracy ?? null,
+    valAccuracy: record?.validation?.accuracy ?? null,
     testAccuracy: record?.test.accuracy ?? null,
     testInterval: interval ? [interval.lower, interval.upper] : null,
     trainSeconds: record ? record.members.reduce((sum, m) => sum + m.trainSeconds, 0) : null,

@@ -146,6 +146,8 @@ const isString = (v: unknown): v is string => typeof v === "string" && v.length 
 const isPositiveInt = (v: unknown): v is number => Number.isInteger(v) && (v as number) > 0;
 const isInt = (v: unknown): v is number => Number.isInteger(v);
 const isFraction = (v: unknown): v is number => typeof v === "number" && v > 0 && v < 0.5;
+/** A run may also train on every training image (0: no validation, its epochs fixed by earlier validated runs). */
+const isRunFraction = (v: unknown): v is number => v === 0 || isFraction(v);
 const isPositive = (v: unknown): v is number => typeof v === "number" && Number.isFinite(v) && v > 0;
 const isObject = (v: unknown): v is Json => typeof v === "object" && v !== null && !Array.isArray(v);
 
@@ -235,7 +237,7 @@ function recipeOf(file: string, value: unknown, model: ModelSpec): Recipe {
     schedule: need(file, value, "schedule", (v): v is ScheduleName => SCHEDULES.includes(v as ScheduleName), SCHEDULES.join(" | ")),
     augment: augment as Recipe["augment"],
     seed: need(file, value, "seed", isInt, "an integer"),
-    validationFraction: need(file, value, "validationFraction", isFraction, "a fraction in (0, 0.5)"),
+    validationFraction: need(file, value, "validationFraction", isRunFraction, "0 (every training image, no validation) or a fraction in (0, 0.5)"),
   };
 }
 
@@ -323,7 +325,7 @@ function checkMembers(d: EnsembleDeclaration, declarations: Map<string, Declarat
     }
     return member;
   });
-  const split = (r: RunDeclaration) => `seed ${r.recipe.splitSeed ?? r.recipe.seed}, validation fraction ${r.recipe.validationFraction}`;
+  const split = (r: RunDeclaration) => (r.recipe.validationFraction === 0 ? "no validation split" : `seed ${r.recipe.splitSeed ?? r.recipe.seed}, validation fraction ${r.recipe.validationFraction}`);
   const other = runs.find((r) => split(r) !== split(runs[0]));
   if (other) throw invalid(file, "members", `"${other.name}" validates on another split (${split(other)}) than "${runs[0].name}" (${split(runs[0])})`);
 }

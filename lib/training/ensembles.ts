@@ -23,7 +23,8 @@ export interface EnsembleRecord {
   name: string;
   /** The member runs it was made from: a member trained again (another start) makes it stale. */
   members: { name: string; startedAt: string; parameters: number; trainSeconds: number }[];
-  validation: { loss: number; accuracy: number; images: number };
+  /** null when the members train on every training image (no validation split). */
+  validation: { loss: number; accuracy: number; images: number } | null;
   test: { loss: number; accuracy: number; correct: number; incorrect: number; images: number };
   createdAt: string;
   backend: string;
@@ -95,13 +96,13 @@ export async function ensureEnsemble(name: string, context: ExperimentContext): 
       x.dispose();
     }
   };
-  const onValidation = await score(validation);
+  const onValidation = validation.count > 0 ? { ...(await score(validation)), images: validation.count } : null;
   const onTest = await score(data.test);
   const correct = Math.round(onTest.accuracy * data.test.count);
   const record: EnsembleRecord = {
     name,
     members: runs.map((r) => ({ name: r.experiment, startedAt: r.startedAt, parameters: r.parameters, trainSeconds: r.trainSeconds })),
-    validation: { ...onValidation, images: validation.count },
+    validation: onValidation,
     test: { ...onTest, correct, incorrect: data.test.count - correct, images: data.test.count },
     createdAt: new Date().toISOString(),
     backend: describeBackend(await initBackend()),

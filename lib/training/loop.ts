@@ -69,8 +69,9 @@ export interface EpochRecord {
   epoch: number;
   loss: number;
   accuracy: number;
-  valLoss: number;
-  valAccuracy: number;
+  /** null in runs trained on all training images (no validation split). */
+  valLoss: number | null;
+  valAccuracy: number | null;
   learningRate: number;
   seconds: number;
   imagesPerSecond: number;
@@ -116,11 +117,12 @@ export interface TrainResult {
 
 export class NonFiniteLossError extends Error {}
 
-function validateOptions(options: TrainOptions, trainCount: number): void {
+function validateOptions(options: TrainOptions, trainCount: number, validated: boolean): void {
   requirePositiveInt(options.epochs, "epochs");
   requirePositiveInt(options.batchSize, "batchSize");
   if (trainCount === 0) throw new Error("No training images.");
   if (options.earlyStopping) requirePositiveInt(options.earlyStopping.patience, "earlyStopping.patience");
+  if (options.earlyStopping && !validated) throw new Error("Early stopping needs validation images: without a validation split the epochs are fixed.");
   // Early stopping restores trained weights; with an average the best epoch's are averaged ones.
   if (options.earlyStopping && options.weightAverage) throw new Error("Early stopping and a weight average (EMA) do not go together: choose one.");
   const start = options.startEpoch ?? 0;
@@ -141,13 +143,32 @@ function setLearningRate(model: tf.LayersModel, rate: number): void {
   else optimizer.learningRate = rate;
 }
 
-export async function train(model: tf.LayersModel, trainData: TrainingData, validation: TrainingData, options: TrainOptions): Promise<TrainResult> {
+/** An epoch's validation scores for progress lines ("val acc 0.9512"), or "no validation". */
+export function describeValidation(epoch: Pick<EpochRecord, "valLoss" | "valAccuracy">, withLoss = false): string {
+  if (epoch.valAccuracy === null) return "no validation";
+  const loss = withLoss && epoch.valLoss !== null ? `val loss ${epoch.valLoss.toFixed(4)} ` : "";
+  return `${loss}val acc ${epoch.valAccuracy.toFixed(4)}`;
+}
+
+/**
+ * Whether an epoch's model replaces the best one so far: by validation (lib/evaluation/selection.ts's
+ * rule), or, in a run without validation images, always (its model is its last epoch's).
+ */
+export function improvesOnEpoch(candidate: EpochRecord, best: EpochRecord | undefined, minDelta = 0): boolean {
+  const validated = (e: EpochRecord) => (e.valAccuracy === null ? undefined : { valAccuracy: e.valAccuracy, valLoss: e.valLoss ?? undefined });
+  const incumbent = best && validated(best);
+  const challenger = validated(candidate);
+  return challenger === undefined || improvesOn(challenger, incumbent, minDelta);
+}
+
+/** Trains `model`; `validation` null: on all the images given, with no validation (a fixed number of epochs). */
+export async function train(model: tf.LayersModel, trainData: TrainingData, validation: TrainingData | null, options: TrainOptions): Promise<TrainResult> {
   const count = trainData.x.shape[0];
-  validateOptions(options, count);
+  validateOptions(options, count, validation !== null);
   const history: EpochRecord[] = [...(options.previousHistory ?? [])];
   const minDelta = options.earlyStopping?.minDelta ?? 0;
   let best: EpochRecord | undefined;
-  for (const record of history) if (improvesOn(record, best, minDelta)) best = record;
+  for (const record of history) if (improvesOnEpoch(record, best, minDelta)) best = record;
   let bestEpoch = best?.epoch ?? -1;
   let bestWeights: tf.Tensor[] | undefined;
   let stoppedEarly = false;
@@ -190,13 +211,14 @@ export async function train(model: tf.LayersModel, trainData: TrainingData, vali
       }
       const seconds = (performance.now() - started) / 1000;
       const average = options.weightAverage;
-      const [valLoss, valAccuracy] = average ? await average.applied(model, () => evaluate(model, validation, options.batchSize)) : evaluate(model, validation, options.batchSize);
+      const validate = (data: TrainingData) => (average ? average.applied(model, () => evaluate(model, data, options.batchSize)) : evaluate(model, data, options.batchSize));
+      const [valLoss, valAccuracy] = validation ? await validate(validation) : [null, null];
       const record: EpochRecord = {
         epoch, loss: lossSum / count, accuracy: accuracySum / count, valLoss, valAccuracy,
         learningRate, seconds, imagesPerSecond: count / seconds,
       };
       history.push(record);
-      if (improvesOn(record, best, minDelta)) {
+      if (improvesOnEpoch(record, best, minDelta)) {
         [best, bestEpoch] = [record, epoch];
         if (options.earlyStopping) {
           tf.dispose(bestWeights);

@@ -23,9 +23,10 @@ import {
 } from "./declarations";
 import { buildModel, presetModel, type ModelConfig } from "../models/builder";
 import { ensureEnsemble } from "./ensembles";
-import { readRecord } from "./records";
+import { describeScores, readRecord } from "./records";
 import { halvingPlan, readTrials, TUNABLE_DEFAULTS, tunableModelConfig, withDefaults, type Architecture } from "./tuning";
 import { QUICK_TRAIN_IMAGES } from "./run";
+import { describeValidation } from "./loop";
 import { requirePositiveInt } from "../tooling/checks";
 
 /** One item of the plan with the work it still needs. */
@@ -142,7 +143,7 @@ export class PlanClock {
 
 /** What an item reports after each epoch (a study: each trial epoch) and when a trial ends. */
 export type ItemEvent =
-  | { kind: "epoch"; epoch: number; epochs: number; valAccuracy: number; seconds: number }
+  | { kind: "epoch"; epoch: number; epochs: number; validation: string; seconds: number }
   | { kind: "trial"; done: number; planned: number; reused: boolean; valAccuracy: number; bestValAccuracy: number };
 
 /**
@@ -161,7 +162,7 @@ export async function makeItem(
   const withHooks: ExperimentContext = {
     ...context,
     declarations,
-    hooks: { onEpochEnd: (e, record) => onEvent({ kind: "epoch", epoch: e.epoch, epochs: record.options.epochs, valAccuracy: e.valAccuracy, seconds: e.seconds }) },
+    hooks: { onEpochEnd: (e, record) => onEvent({ kind: "epoch", epoch: e.epoch, epochs: record.options.epochs, validation: describeValidation(e), seconds: e.seconds }) },
   };
   if (declaration(name, declarations).kind === "study") {
     const outcome = await ensureStudy(name, {
@@ -171,7 +172,7 @@ export async function makeItem(
     return `best trial val acc ${outcome.best.valAccuracy.toFixed(4)}`;
   }
   const record = await ensureExperiment(name, withHooks);
-  return `val acc ${record.validation!.accuracy.toFixed(4)}, test acc ${record.test!.accuracy.toFixed(4)}`;
+  return describeScores(record);
 }
 
 /** The declarations an item waits for: a run that trains a study's choice needs the study. */
@@ -246,7 +247,7 @@ export async function makePlan(options: PlanOptions): Promise<{ trained: string[
         // While k items train at once, an epoch's wall time is shared by k epochs' progress.
         clock.record(perEpoch, event.seconds / Math.max(1, running.size));
         const what = d.kind === "study" ? "trial epoch" : "epoch";
-        log(`${head}: ${what} ${event.epoch + 1}/${event.epochs} val acc ${event.valAccuracy.toFixed(4)} (${event.seconds.toFixed(1)} s) · plan ETA ${formatDuration(clock.remaining())}`);
+        log(`${head}: ${what} ${event.epoch + 1}/${event.epochs} ${event.validation} (${event.seconds.toFixed(1)} s) · plan ETA ${formatDuration(clock.remaining())}`);
       } else {
         log(`${head}: trial ${event.done}/${event.planned}${event.reused ? " (read back)" : ""} val acc ${event.valAccuracy.toFixed(4)}, best ${event.bestValAccuracy.toFixed(4)}`);
       }
@@ -292,6 +293,6 @@ async function scoreEnsembles(options: PlanOptions, declarations: Map<string, De
   for (const d of planOf(options.profile, declarations)) {
     if (d.kind !== "ensemble") continue;
     const ensemble = await ensureEnsemble(d.name, { ...options.context, declarations, profile: options.profile });
-    options.log(`${d.name}: ensemble of ${d.members.join(", ")}: val acc ${ensemble.validation.accuracy.toFixed(4)}, test acc ${ensemble.test.accuracy.toFixed(4)}`);
+    options.log(`${d.name}: ensemble of ${d.members.join(", ")}: ${describeScores(ensemble)}`);
   }
 }

@@ -92,6 +92,15 @@ export interface RunRecord {
   test: { loss: number; accuracy: number; correct: number; incorrect: number; images: number } | null;
 }
 
+/**
+ * A run's or an ensemble's scores for progress lines: "val acc 0.9552, test acc 0.9517", "no
+ * validation" for one trained on every training image, no test part while it has none.
+ */
+export function describeScores(record: { validation: { accuracy: number } | null; test: { accuracy: number } | null }): string {
+  const validation = record.validation ? `val acc ${record.validation.accuracy.toFixed(4)}` : "no validation";
+  return record.test ? `${validation}, test acc ${record.test.accuracy.toFixed(4)}` : validation;
+}
+
 /** What a checkpoint needs beyond the weights and optimizer: its epoch count and the random state. */
 export interface CheckpointState {
   /** Epochs trained (= the record's history length). */

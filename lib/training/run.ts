@@ -15,9 +15,8 @@ import { existsSync } from "node:fs";
 import { checkAverageDecay, WeightAverage } from "./weight-average";
 import { withLock } from "../tooling/lock";
 import { buildModel, OPTIMIZERS, validateModelConfig, type ModelConfig } from "../models/builder";
-import { improvesOn } from "../evaluation/selection";
 import { canonicalJson, loadModel } from "../models/persist";
-import { stratifiedSplit, subset, toImageTensor, toLabelTensor, toTargetTensor } from "../data/preprocess";
+import { stratifiedSplit, subset, toImageTensor, toLabelTensor, toTargetTensor, type SplitIndices } from "../data/preprocess";
 import {
   AVERAGE_FILE,
   BEST_MODEL_DIR,
@@ -36,7 +35,7 @@ import {
   type RunRecord,
   type RunSettings,
 } from "./records";
-import { evaluate, train, type EpochRecord, type TrainOptions } from "./loop";
+import { evaluate, improvesOnEpoch, train, type EpochRecord, type TrainOptions } from "./loop";
 import { requirePositiveInt } from "../tooling/checks";
 import { predictProbabilities, predictWithTta } from "../evaluation/predict";
 
@@ -98,16 +97,20 @@ async function openRunFolder(request: RunRequest, log: (message: string) => void
   return existing;
 }
 
-/** A run's training and validation tensors (smoothed one-hot rows when it smooths labels). */
+/** A run's training and validation tensors (smoothed one-hot rows when it smooths labels); no validation at fraction 0. */
 interface RunTensors {
   trainSplit: Split;
   validationSplit: Split;
   trainData: { x: tf.Tensor4D; y: tf.Tensor1D | tf.Tensor2D };
-  validation: { x: tf.Tensor4D; y: tf.Tensor1D | tf.Tensor2D };
+  validation: { x: tf.Tensor4D; y: tf.Tensor1D | tf.Tensor2D } | null;
 }
 
-/** A run's training and validation indices: the stratified split of its split seed (its seed when it declares none). */
-export function runSplit(labels: ArrayLike<number>, settings: Pick<RunSettings, "validationFraction" | "seed" | "splitSeed">) {
+/**
+ * A run's training and validation indices: the stratified split of its split seed (its seed
+ * when it declares none); at validation fraction 0, every training image and no validation.
+ */
+export function runSplit(labels: ArrayLike<number>, settings: Pick<RunSettings, "validationFraction" | "seed" | "splitSeed">): SplitIndices {
+  if (settings.validationFraction === 0) return { train: Array.from({ length: labels.length }, (_, i) => i), validation: [] };
   return stratifiedSplit(labels, settings.validationFraction, settings.splitSeed ?? settings.seed);
 }
 
@@ -115,7 +118,7 @@ function runTensors(data: Dataset, settings: RunSettings): RunTensors {
   const split = runSplit(data.train.labels, settings);
   const trainSplit = subset(data.train, settings.quick ? split.train.slice(0, QUICK_TRAIN_IMAGES) : split.train);
   const validationSplit = subset(data.train, settings.quick ? split.validation.slice(0, QUICK_VALIDATION_IMAGES) : split.validation);
-  if (validationSplit.count < MIN_VALIDATION_IMAGES) {
+  if (settings.validationFraction > 0 && validationSplit.count < MIN_VALIDATION_IMAGES) {
     throw new Error(`A validation fraction of ${settings.validationFraction} leaves ${validationSplit.count} validation images; choosing epochs needs at least ${MIN_VALIDATION_IMAGES}.`);
   }
   const smoothing = settings.labelSmoothing ?? 0;
@@ -124,7 +127,7 @@ function runTensors(data: Dataset, settings: RunSettings): RunTensors {
     trainSplit,
     validationSplit,
     trainData: { x: toImageTensor(trainSplit), y: targets(trainSplit) },
-    validation: { x: toImageTensor(validationSplit), y: targets(validationSplit) },
+    validation: validationSplit.count > 0 ? { x: toImageTensor(validationSplit), y: targets(validationSplit) } : null,
   };
 }
 
@@ -224,7 +227,7 @@ async function trainRunLocked(request: RunRequest): Promise<RunRecord> {
   const { trainData, validation } = tensors;
   const precision = effectivePrecision(settings.precision ?? "fp32");
   if (settings.precision === "bf16" && precision !== "bf16") log(`bf16 asked for, fp32 runs: ${bf16Unavailable()}`);
-  const disposeTensors = () => tf.dispose([trainData.x, trainData.y, validation.x, validation.y]);
+  const disposeTensors = () => tf.dispose([trainData.x, trainData.y, ...(validation ? [validation.x, validation.y] : [])]);
   let started: { model: tf.LayersModel; record: RunRecord };
   try {
     started = await startOrResume(outDir, existing, config, settings, tensors, data, backend, precision, log);
@@ -237,7 +240,8 @@ async function trainRunLocked(request: RunRequest): Promise<RunRecord> {
   // The average restarts from the checkpoint's, or from the initial weights.
   const averageFile = path.join(outDir, CHECKPOINT_DIR, AVERAGE_FILE);
   const average = settings.ema ? new WeightAverage(model, settings.ema.decay, record.history.length > 0 ? await readAverage(averageFile) : undefined) : undefined;
-  log(`training ${record.model.name} (${record.parameters.toLocaleString("en-US")} parameters) on ${tensors.trainSplit.count} images, validating on ${tensors.validationSplit.count}; writing ${outDir}`);
+  const validating = validation ? `validating on ${tensors.validationSplit.count}` : `no validation (${settings.epochs} epochs, fixed)`;
+  log(`training ${record.model.name} (${record.parameters.toLocaleString("en-US")} parameters) on ${tensors.trainSplit.count} images, ${validating}; writing ${outDir}`);
 
   try {
     const result = await train(model, trainData, validation, {
@@ -253,12 +257,13 @@ async function trainRunLocked(request: RunRequest): Promise<RunRecord> {
       weightAverage: average,
       precision,
       onEpochEnd: async (epoch, trained) => {
-        const best = improvesOn(epoch, record.bestEpoch === null ? undefined : record.history[record.bestEpoch]);
+        const best = improvesOnEpoch(epoch, record.bestEpoch === null ? undefined : record.history[record.bestEpoch]);
+        const scores = epoch.valLoss !== null && epoch.valAccuracy !== null ? { loss: epoch.valLoss, accuracy: epoch.valAccuracy } : null;
         const next: RunRecord = {
           ...record,
           history: [...record.history, epoch],
           trainSeconds: record.trainSeconds + epoch.seconds,
-          ...(best ? { bestEpoch: epoch.epoch, validation: { loss: epoch.valLoss, accuracy: epoch.valAccuracy } } : {}),
+          ...(best ? { bestEpoch: epoch.epoch, validation: scores } : {}),
         };
         await commitEpoch(outDir, trained, next, best, request.hooks?.onCommitStep, average);
         record = next;
@@ -291,7 +296,11 @@ export function validateSettings(settings: RunSettings): void {
   requirePositiveInt(settings.batchSize, "batchSize");
   if (!Number.isInteger(settings.seed)) throw new Error(`seed must be an integer, got ${settings.seed}.`);
   if (settings.splitSeed !== undefined && !Number.isInteger(settings.splitSeed)) throw new Error(`splitSeed must be an integer, got ${settings.splitSeed}.`);
-  if (!(settings.validationFraction > 0 && settings.validationFraction < 1)) throw new Error(`validationFraction must be in (0, 1), got ${settings.validationFraction}.`);
+  if (settings.validationFraction === 0) {
+    if (settings.patience !== null) throw new Error("validationFraction 0 trains on every training image with no validation, so the epochs are fixed: early stopping (patience) needs validation.");
+  } else if (!(settings.validationFraction > 0 && settings.validationFraction < 1)) {
+    throw new Error(`validationFraction must be 0 (no validation) or in (0, 1), got ${settings.validationFraction}.`);
+  }
   if (!(settings.schedule.rate > 0 && settings.schedule.rate < 1)) throw new Error(`the learning rate must be in (0, 1), got ${settings.schedule.rate}.`);
   if (settings.patience !== null) requirePositiveInt(settings.patience, "patience");
   if (settings.optimizer !== undefined && !OPTIMIZERS.includes(settings.optimizer)) throw new Error(`optimizer must be ${OPTIMIZERS.join(" or ")}, got ${JSON.stringify(settings.optimizer)}.`);

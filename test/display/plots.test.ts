@@ -57,6 +57,10 @@ describe("figure specs", () => {
     assert.deepEqual([figure.data[1].x, figure.data[1].y], [[3], [0.88]]);
     assert.deepEqual(figure.data[4].x, [0, 5], "a level spans to the longest time shown");
     assert.throws(() => timeToAccuracy([{ name: "bad", epochSeconds: [1], valAccuracy: [], testAccuracy: null }], [], []), /timeToAccuracy "bad": 1 labels but 0 values/);
+    // A run without validation: its test diamond alone, in the legend, and the axis ignores the missing values.
+    const unvalidated = timeToAccuracy([{ name: "full", epochSeconds: [60, 60], valAccuracy: [null, null], testAccuracy: 0.95 }], [], []);
+    assert.deepEqual(unvalidated.data.map((t) => [t.name, t.showlegend]), [["full (test)", true]]);
+    assert.deepEqual((unvalidated.layout.yaxis as { range: number[] }).range, [0.945, 0.955]);
   });
 
   it("binned histogram: x at bin centres", () => {

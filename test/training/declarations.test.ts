@@ -83,6 +83,8 @@ describe("experiment declarations", () => {
       [runJson("a", { recipe: { ...runJson("a").recipe as object, splitSeed: 1.5 } }), /a\.json: recipe\.splitSeed: must be an integer, got 1\.5/],
       [runJson("a", { budgetMinutes: "15" }), /a\.json: budgetMinutes: must be a positive number of minutes, got "15"/],
       [runJson("a", { budgetMinutes: 0 }), /a\.json: budgetMinutes: must be a positive number of minutes, got 0/],
+      [runJson("a", { recipe: { ...runJson("a").recipe as object, validationFraction: 0.6 } }), /a\.json: validationFraction: must be 0 \(every training image, no validation\) or a fraction in \(0, 0\.5\)/],
+      [runJson("a", { recipe: { ...runJson("a").recipe as object, validationFraction: -0.1 } }), /a\.json: validationFraction: must be 0 \(every training image/],
     ];
     for (const [json, message] of cases) assert.throws(() => parseDeclaration(file, json), message);
   });
@@ -272,7 +274,7 @@ describe("makePlan on a tiny profile", () => {
     };
     const split = stratifiedSplit(data.train.labels, 0.2, 5);
     assert.equal(record.test.accuracy, await mean(data.test));
-    assert.equal(record.validation.accuracy, await mean(subset(data.train, split.validation)));
+    assert.equal(record.validation?.accuracy, await mean(subset(data.train, split.validation)));
     assert.deepEqual(record.members.map((m) => m.name), ["a", "b"]);
 
     // Read back while its members are unchanged; made again once one is retrained.
@@ -310,6 +312,30 @@ describe("makePlan on a tiny profile", () => {
     assert.match(budgetCells(budgets[0]).join(" | "), /^1e-9 min \| e \| 0\.\d min \(over budget\) \| – \| /);
   });
 
+  it("an ensemble of runs trained on every training image has no validation score, its test score from the mean", async () => {
+    const root = tempDir();
+    const full = (name: string, seed: number) => runJson(name, { recipe: { ...runJson(name).recipe as object, epochs: 1, seed, validationFraction: 0 } });
+    const declarations = loadDeclarations(declarationsDir([
+      full("a", 5), full("b", 6),
+      { kind: "ensemble", name: "e", title: "a and b", profiles: ["standard"], dataset: "fashion", members: ["a", "b"] },
+    ]));
+    const data = stripesDataset();
+    const lines: string[] = [];
+    await makePlan({ profile: "standard", secondsPerImage: 1e-4, context: { declarations, root, data: { fashion: data } }, log: (line) => lines.push(line) });
+    const progress = lines.join("\n");
+    assert.match(progress, /^\[1\/2\] a: epoch 1\/1 no validation \(/m);
+    assert.match(progress, /^\[1\/2\] a: done, no validation, test acc [01]\.\d{4}$/m);
+    assert.match(lines.at(-1)!, /^e: ensemble of a, b: no validation, test acc 0\.\d{4}$/);
+    const record = (await readEnsemble(runDir("e", "standard", root)))!;
+    assert.equal(record.validation, null);
+    const x = toImageTensor(data.test);
+    const p = meanProbabilities([await runProbabilities(runDir("a", "standard", root), x), await runProbabilities(runDir("b", "standard", root), x)]);
+    x.dispose();
+    assert.equal(record.test.accuracy, accuracy(data.test.labels, argmaxRows(p, 10), 10));
+    const rows = await resultRows("standard", declarations, root);
+    assert.deepEqual(rows.map((r) => [r.run, r.status, r.valAccuracy]), [["a", "finished", null], ["b", "finished", null], ["e", "finished", null]]);
+  });
+
   it("an ensemble's members are runs of its dataset on one validation split, in its profiles", () => {
     const ensemble = (members: string[], extra: Record<string, unknown> = {}) => ({ kind: "ensemble", name: "e", title: "e", profiles: ["standard"], dataset: "fashion", members, ...extra });
     const cases: [Record<string, unknown>[], RegExp][] = [
@@ -321,6 +347,9 @@ describe("makePlan on a tiny profile", () => {
       [[runJson("a"), runJson("b", { profiles: ["extended"] }), ensemble(["a", "b"])], /e\.json: profiles: "standard" needs run "b" in that profile too/],
     ];
     for (const [files, message] of cases) assert.throws(() => loadDeclarations(declarationsDir(files)), message);
+    const full = (name: string, seed: number) => runJson(name, { recipe: { ...runJson(name).recipe as object, seed, validationFraction: 0 } });
+    assert.throws(() => loadDeclarations(declarationsDir([runJson("a"), full("b", 5), ensemble(["a", "b"])])), /"b" validates on another split \(no validation split\) than "a" \(seed 5, validation fraction 0\.2\)/);
+    assert.equal(loadDeclarations(declarationsDir([full("a", 5), full("b", 6), ensemble(["a", "b"])])).get("e")?.kind, "ensemble", "runs without validation, whatever their seeds");
     // Another seed on the same split (splitSeed) is a member like any other.
     const replicate = runJson("b", { recipe: { ...runJson("b").recipe as object, seed: 6, splitSeed: 5 } });
     assert.equal(loadDeclarations(declarationsDir([runJson("a"), replicate, ensemble(["a", "b"])])).get("e")?.kind, "ensemble");
@@ -331,6 +360,7 @@ describe("makePlan on a tiny profile", () => {
     assert.deepEqual(runSplit(labels, { validationFraction: 0.2, seed: 6, splitSeed: 5 }), stratifiedSplit(labels, 0.2, 5));
     assert.deepEqual(runSplit(labels, { validationFraction: 0.2, seed: 6 }), stratifiedSplit(labels, 0.2, 6));
     assert.notDeepEqual(stratifiedSplit(labels, 0.2, 5), stratifiedSplit(labels, 0.2, 6), "the two seeds split differently");
+    assert.deepEqual(runSplit(labels, { validationFraction: 0, seed: 6 }), { train: labels.map((_, i) => i), validation: [] }, "fraction 0: every image trains");
   });
 
   it("with two jobs: the study its choice waits for starts first, the choice only after it, never more than two at once; a failure names its item", async () => {
@@ -351,7 +381,7 @@ describe("makePlan on a tiny profile", () => {
       most = Math.max(most, ++running);
       events.push(`start ${name} on ${threads}`);
       await new Promise((resolve) => setTimeout(resolve, name === "s" ? 60 : 20));
-      onEvent({ kind: "epoch", epoch: 0, epochs: 1, valAccuracy: 0.5, seconds: 1 });
+      onEvent({ kind: "epoch", epoch: 0, epochs: 1, validation: "val acc 0.5000", seconds: 1 });
       running--;
       events.push(`end ${name}`);
       return "made";

@@ -2,7 +2,7 @@ import { before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { initBackend, tf } from "../../lib/accelerator";
 import { buildModel, type ModelConfig } from "../../lib/models/builder";
-import { evaluate, learningRateAt, NonFiniteLossError, perStep, train, type TrainingData } from "../../lib/training/loop";
+import { describeValidation, evaluate, learningRateAt, NonFiniteLossError, perStep, train, type TrainingData } from "../../lib/training/loop";
 import { seededRandom } from "../../lib/tooling/random";
 
 const tinyDense: ModelConfig = {
@@ -125,7 +125,7 @@ describe("train", () => {
     assert.equal(result.history.length, result.bestEpoch + 1 + 3, "patience epochs after the best");
     assert.ok(result.restoredBest);
     const [valLoss] = (model.evaluate(validation.x, validation.y) as tf.Scalar[]).map((t) => t.dataSync()[0]);
-    assert.ok(Math.abs(valLoss - result.history[result.bestEpoch].valLoss) < 1e-4, `restored ${valLoss} vs best ${result.history[result.bestEpoch].valLoss}`);
+    assert.ok(Math.abs(valLoss - result.history[result.bestEpoch].valLoss!) < 1e-4, `restored ${valLoss} vs best ${result.history[result.bestEpoch].valLoss}`);
     tf.dispose([trainData.x, trainData.y, validation.x, validation.y]);
     model.dispose();
   });
@@ -149,11 +149,24 @@ describe("train", () => {
     model.dispose();
   });
 
+  it("without validation: every epoch's record has none, and the last epoch is the best", async () => {
+    const data = dataset(16, 7, (i) => i % 2);
+    const model = buildModel(tinyDense);
+    const result = await train(model, data, null, { epochs: 3, batchSize: 8, seed: 1 });
+    assert.deepEqual(result.history.map((e) => [e.valLoss, e.valAccuracy]), [[null, null], [null, null], [null, null]]);
+    assert.equal(result.bestEpoch, 2);
+    assert.equal(describeValidation(result.history[0]), "no validation");
+    assert.equal(describeValidation({ valLoss: 0.25, valAccuracy: 0.9 }, true), "val loss 0.2500 val acc 0.9000");
+    tf.dispose([data.x, data.y]);
+    model.dispose();
+  });
+
   it("rejects bad options", async () => {
     const data = dataset(8, 7, () => 0);
     const model = buildModel(tinyDense);
     await assert.rejects(train(model, data, data, { epochs: 0, batchSize: 4, seed: 1 }), /epochs must be a positive integer, got 0/);
     await assert.rejects(train(model, data, data, { epochs: 2, batchSize: 4, seed: 1, startEpoch: 3 }), /startEpoch must be an integer in 0–2, got 3/);
+    await assert.rejects(train(model, data, null, { epochs: 2, batchSize: 4, seed: 1, earlyStopping: { patience: 1 } }), /Early stopping needs validation images/);
     tf.dispose([data.x, data.y]);
     model.dispose();
   });

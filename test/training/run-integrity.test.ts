@@ -41,7 +41,7 @@ const settings: RunSettings = {
 
 const killed = () => new Error("killed");
 /** What a run learned, without its timings. */
-const learned = (history: { loss: number; accuracy: number; valLoss: number; valAccuracy: number; learningRate: number }[]) =>
+const learned = (history: { loss: number; accuracy: number; valLoss: number | null; valAccuracy: number | null; learningRate: number }[]) =>
   history.map(({ loss, accuracy, valLoss, valAccuracy, learningRate }) => ({ loss, accuracy, valLoss, valAccuracy, learningRate }));
 
 async function testPredictions(dir: string): Promise<Float32Array> {

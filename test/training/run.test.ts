@@ -51,6 +51,31 @@ describe("trainRun", () => {
     await assert.rejects(trainRun({ config: presetModel("ann"), settings, outDir: path.join(tempDir(), "none"), data, resume: true }), /--resume: no run record/);
   });
 
+  it("at validation fraction 0, trains on every training image for its epochs, keeps the last epoch's model and records no validation", async () => {
+    const outDir = path.join(tempDir(), "run");
+    const full: RunSettings = { ...settings, validationFraction: 0 };
+    const logs: string[] = [];
+    const record = await trainRun({ config: presetModel("ann"), settings: full, outDir, data, hooks: { log: (l) => logs.push(l) } });
+    assert.deepEqual([record.options.trainImages, record.options.validationImages], [data.train.count, 0]);
+    assert.deepEqual(record.history.map((e) => [e.valLoss, e.valAccuracy]), [[null, null], [null, null], [null, null]]);
+    assert.equal(record.bestEpoch, 2, "the last epoch");
+    assert.equal(record.validation, null);
+    assert.ok(record.test!.accuracy > 0.9, `test accuracy ${record.test!.accuracy}`);
+    assert.match(logs.join("\n"), /on 400 images, no validation \(3 epochs, fixed\)/);
+    const [kept, last] = [await loadModel(path.join(outDir, "model")), await loadModel(path.join(outDir, "checkpoint"))];
+    assert.deepEqual(kept.getWeights().map((w) => [...w.dataSync()]), last.getWeights().map((w) => [...w.dataSync()]), "the model is the last epoch's weights");
+    kept.dispose();
+    last.dispose();
+
+    // Interrupted after its first epoch, it resumes to the same run.
+    const cut = path.join(tempDir(), "cut");
+    await assert.rejects(trainRun({ config: presetModel("ann"), settings: full, outDir: cut, data, hooks: { onEpochEnd: () => { throw new Error("killed"); } } }), /killed/);
+    const resumed = await ensureRun({ config: presetModel("ann"), settings: full, outDir: cut, data });
+    assert.deepEqual(resumed.history.map((e) => e.loss), record.history.map((e) => e.loss));
+    assert.deepEqual([resumed.bestEpoch, resumed.test], [2, record.test]);
+    await assert.rejects(trainRun({ config: presetModel("ann"), settings: { ...full, patience: 2 }, outDir: path.join(tempDir(), "p"), data }), /early stopping \(patience\) needs validation/);
+  });
+
   it("with test-time augmentation, the test accuracy and runProbabilities are the TTA views' average", async () => {
     const outDir = path.join(tempDir(), "run");
     const record = await trainRun({ config: presetModel("ann"), settings: { ...settings, epochs: 1, testTimeAugmentation: true }, outDir, data });

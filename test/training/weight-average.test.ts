@@ -64,7 +64,7 @@ describe("weight average (EMA)", () => {
     const last = result.history[1];
     const [liveLoss] = evaluate(model, trainData, 16);
     const [averagedLoss] = await average.applied(model, () => evaluate(model, trainData, 16));
-    assert.ok(Math.abs(last.valLoss - averagedLoss) < 1e-6, `validation ${last.valLoss} is the average's ${averagedLoss}`);
+    assert.ok(Math.abs(last.valLoss! - averagedLoss) < 1e-6, `validation ${last.valLoss} is the average's ${averagedLoss}`);
     assert.ok(Math.abs(liveLoss - averagedLoss) > 1e-4, "and not the trained weights'");
     await assert.rejects(train(model, trainData, trainData, { epochs: 1, batchSize: 16, seed: 1, weightAverage: average, earlyStopping: { patience: 1 } }), /Early stopping and a weight average/);
     average.dispose();
