@@ -2,8 +2,9 @@
  * One training run end to end, as `npm run train`, the notebooks and tuning all do it: the
  * seeded stratified validation split, training with optional on-the-fly augmentation, after
  * every epoch a checkpoint and the run record (atomically), the best-validation model kept,
- * and the test split measured once at the end on that model. A run killed part-way resumes
- * from its last finished epoch.
+ * and the test split measured once at the end on that model. At validation fraction 0 (a
+ * chosen recipe refit on every training image) the epochs are fixed and the last one's model
+ * is kept. A run killed part-way resumes from its last finished epoch.
  */
 import path from "node:path";
 import { augmenter } from "../data/augment";
