@@ -212,13 +212,12 @@ function progressHooks(log: (line: string) => void): RunHooks {
     etaBuffer: 50,
   });
   let barEpoch = -1;
-  let epochs = 0;
   return {
     log,
     onBatchEnd: (p) => {
       if (p.epoch !== barEpoch) {
         if (barEpoch >= 0) bar.stop();
-        bar.start(p.steps, 0, { epoch: p.epoch + 1, epochs: epochs || "?", loss: "-", acc: "-", speed: "-" });
+        bar.start(p.steps, 0, { epoch: p.epoch + 1, epochs: p.epochs, loss: "-", acc: "-", speed: "-" });
         barEpoch = p.epoch;
       }
       bar.update(p.step + 1, { loss: p.loss.toFixed(4), acc: p.accuracy.toFixed(3), speed: p.imagesPerSecond.toFixed(0) });
@@ -226,7 +225,6 @@ function progressHooks(log: (line: string) => void): RunHooks {
     onEpochEnd: (epoch, run) => {
       bar.stop();
       barEpoch = -1;
-      epochs = run.options.epochs;
       log(
         `epoch ${epoch.epoch + 1}/${run.options.epochs}: loss ${epoch.loss.toFixed(4)} acc ${epoch.accuracy.toFixed(4)} | ` +
           `${describeValidation(epoch, true)} | ${epoch.seconds.toFixed(1)} s, ${epoch.imagesPerSecond.toFixed(0)} img/s`,

@@ -103,7 +103,7 @@ export interface TrainOptions {
   /** The training steps' convolutions and matrix products in bf16 where the CPU has it (validation stays fp32); absent: fp32. */
   precision?: Precision;
   onEpochEnd?: (record: EpochRecord, model: tf.LayersModel) => void | Promise<void>;
-  onBatchEnd?: (progress: { epoch: number; step: number; steps: number; loss: number; accuracy: number; imagesPerSecond: number }) => void;
+  onBatchEnd?: (progress: { epoch: number; epochs: number; step: number; steps: number; loss: number; accuracy: number; imagesPerSecond: number }) => void;
 }
 
 export interface TrainResult {
@@ -197,7 +197,7 @@ export async function train(model: tf.LayersModel, trainData: TrainingData, vali
         lossSum += loss * indices.length;
         accuracySum += accuracy * indices.length;
         options.onBatchEnd?.({
-          epoch, step, steps, loss, accuracy,
+          epoch, epochs: options.epochs, step, steps, loss, accuracy,
           imagesPerSecond: (Math.min(count, (step + 1) * options.batchSize) * 1000) / (performance.now() - started),
         });
       }

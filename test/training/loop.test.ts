@@ -84,13 +84,18 @@ describe("train", () => {
     model.dispose();
   });
 
-  it("a tiny model overfits 64 samples (training accuracy > 95%) and reports every epoch", async () => {
+  it("a tiny model overfits 64 samples (training accuracy > 95%) and reports every epoch and batch", async () => {
     const data = dataset(64, 1, (i) => i % 10);
     const model = buildModel(tinyDense, { learningRate: 0.01 });
     const seen: number[] = [];
+    const batches: string[] = [];
     const result = await train(model, data, data, {
       epochs: 60, batchSize: 16, seed: 3, onEpochEnd: (record) => void seen.push(record.epoch),
+      onBatchEnd: (p) => void batches.push(`${p.epoch}/${p.epochs} ${p.step}/${p.steps}`),
     });
+    // Progress says how many epochs from the first batch on (a bar needs the total before any epoch ends).
+    assert.deepEqual(batches.slice(0, 5), ["0/60 0/4", "0/60 1/4", "0/60 2/4", "0/60 3/4", "1/60 0/4"]);
+    assert.equal(batches.length, 60 * 4);
     const last = result.history[result.history.length - 1];
     // 64 random 16-pixel images with arbitrary labels: only memorisation gets them right.
     const [, accuracy] = evaluate(model, data, 64);
