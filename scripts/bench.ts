@@ -24,7 +24,7 @@ const USAGE = `Usage: npm run bench -- [--json] [--models cnn3,ann,cnn3-bn] [--r
   --repeats N       timed repeats per figure; the median is reported (default 5)
   --steps N         training steps (batches) per timed repeat (default 5)
   --batch-size N    images per batch, training and inference (default 128)
-  --torch           also time cnn3 and vgg-bn (those named in --models) in PyTorch (CPU, same threads)
+  --torch           also time cnn3, vgg-bn, vgg-bn-48 and vgg-bn-64 (those named in --models) in PyTorch (CPU, same threads)
                     in this run, in fp32 and, where the CPU has AVX512-BF16 or AMX-BF16, in bf16
                     autocast with channels-last tensors, each PyTorch repeat just before the project's
                     repeat it is paired with, and report the medians of the paired ratios (needs a
@@ -218,7 +218,7 @@ interface TorchBench {
 }
 
 /** The networks scripts/bench_torch.py builds as this project does. */
-const TORCH_MODELS = ["cnn3", "vgg-bn"];
+const TORCH_MODELS = ["cnn3", "vgg-bn", "vgg-bn-48", "vgg-bn-64"];
 
 /** Whether this CPU runs bf16 arithmetic natively (elsewhere PyTorch emulates it, far slower than fp32). */
 function cpuHasBf16(): boolean {
@@ -292,7 +292,7 @@ runCommand(USAGE, async () => {
   const bf16 = cpuHasBf16();
   const torchPrecisions = bf16 ? (["fp32", "bf16"] as const) : (["fp32"] as const);
   const torchModels = values.torch ? models.filter((m) => TORCH_MODELS.includes(m)) : [];
-  if (values.torch && torchModels.length === 0) throw new UsageError(`--torch measures ${TORCH_MODELS.join(" and ")} in PyTorch: name one of them in --models.`);
+  if (values.torch && torchModels.length === 0) throw new UsageError(`--torch measures ${TORCH_MODELS.join(", ")} in PyTorch: name one of them in --models.`);
   if (values.torch && !bf16) log("PyTorch bf16: skipped, this CPU has neither AVX512-BF16 nor AMX-BF16 (PyTorch would emulate bf16, far slower than fp32)");
   // PyTorch's repeats of a network, one process each (its own warm-up), by precision. Each runs just
   // before the project's repeat it is paired with, so that both see the machine of the same minute

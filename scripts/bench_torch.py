@@ -1,11 +1,11 @@
-"""The capstone CNN (lib/models/builder.ts cnn3) or the VGG-style net with batch norm (vgg-bn) in
-PyTorch on CPU, timed exactly as scripts/bench.ts times TF.js: batch 128, a warm-up, then the
+"""The capstone CNN (lib/models/builder.ts cnn3) or the VGG-style nets with batch norm (vgg-bn and
+its wider presets vgg-bn-48, vgg-bn-64) in PyTorch on CPU, timed exactly as scripts/bench.ts times TF.js: batch 128, a warm-up, then the
 median of timed repeats of training steps (Adam) and of inference. In fp32, or in bf16 with
 autocast and channels-last tensors (PyTorch's fast path on CPUs with AVX512-BF16 or AMX).
 Prints one JSON object. Used by `npm run bench -- --torch` as the native reference measured in
 the same run.
 
-Usage: python3 scripts/bench_torch.py --model cnn3|vgg-bn --precision fp32|bf16 --threads 2 --repeats 5 --steps 5 --batch-size 128
+Usage: python3 scripts/bench_torch.py --model cnn3|vgg-bn|vgg-bn-48|vgg-bn-64 --precision fp32|bf16 --threads 2 --repeats 5 --steps 5 --batch-size 128
 """
 import contextlib
 import argparse
@@ -26,19 +26,20 @@ def capstone_cnn() -> nn.Module:
     )
 
 
-def vgg_bn() -> nn.Module:
-    """Blocks of two 'same' 3x3 conv + batch norm + relu (32, 64, 128), max-pooled 2, 2 and 7 (global), dense 10."""
+def vgg_bn(width: int) -> nn.Module:
+    """Blocks of two 'same' 3x3 conv (no bias, as the project's) + batch norm + relu (width, 2 width,
+    4 width filters), max-pooled 2, 2 and 7 (global), dense 10."""
     layers: list[nn.Module] = []
     channels = 1
-    for filters, pool in ((32, 2), (64, 2), (128, 7)):
+    for filters, pool in ((width, 2), (2 * width, 2), (4 * width, 7)):
         for _ in range(2):
-            layers += [nn.Conv2d(channels, filters, 3, padding=1), nn.BatchNorm2d(filters, eps=1e-3, momentum=0.01), nn.ReLU()]
+            layers += [nn.Conv2d(channels, filters, 3, padding=1, bias=False), nn.BatchNorm2d(filters, eps=1e-3, momentum=0.01), nn.ReLU()]
             channels = filters
         layers.append(nn.MaxPool2d(pool))
-    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(128, 10))
+    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(4 * width, 10))
 
 
-MODELS = {"cnn3": capstone_cnn, "vgg-bn": vgg_bn}
+MODELS = {"cnn3": capstone_cnn, "vgg-bn": lambda: vgg_bn(32), "vgg-bn-48": lambda: vgg_bn(48), "vgg-bn-64": lambda: vgg_bn(64)}
 
 
 def main() -> None:
