@@ -19,7 +19,7 @@ export {
   type BackendInfo,
 } from "./accelerator/backend";
 export { FastActivation, FastBatchNorm, FastConv2D, FastDropout, fuseBatchNormRelu, MaskGenerator } from "./accelerator/layers";
-export { FastAdam } from "./accelerator/optimizer";
+export { FastAdam, FastMomentum } from "./accelerator/optimizer";
 export { FastL1L2, l2Regularizer } from "./accelerator/regularizers";
 export { profileStep, kernelFlops, isGradientWrapper, median, type StepProfile, type KernelTime } from "./accelerator/profile";
 export { oneDnnActive, useOneDnn, ONEDNN_ENV_VAR, BF16_ENV_VAR, bf16Unavailable, effectivePrecision, PRECISIONS, inPrecision, nativePrecision, oneDnnIsa, type Precision } from "./accelerator/native/onednn";

@@ -15,7 +15,7 @@ import {
 } from "./wasm/convolution";
 import { cast, identity, matMulWithoutTransposeFlags, tile } from "./wasm/memory";
 import { BATCH_NORM_GRAD_KERNEL, BATCH_NORM_TRAIN_KERNEL, batchNormGrad, batchNormTrain, fusedBatchNorm } from "./wasm/normalization";
-import { ADAM_UPDATE_KERNEL, adamUpdate } from "./wasm/optimizer";
+import { ADAM_UPDATE_KERNEL, adamUpdate, MOMENTUM_UPDATE_KERNEL, momentumUpdate } from "./wasm/optimizer";
 import { RELU_BIAS_GRAD_KERNEL, RELU_GRAD_KERNEL, reluBiasGrad, reluGrad } from "./wasm/activation";
 import { maxPoolGrad } from "./wasm/pooling";
 import { DROPOUT_MASK_KERNEL, dropoutMask } from "./wasm/random";
@@ -28,12 +28,13 @@ interface KernelOverride {
   kernelFunc: (args: KernelArgs) => TensorInfo | TensorInfo[];
 }
 
-/** Kernels wasm lacks and this project adds (from the Adam update on, its own: lib/accelerator/optimizer.ts, lib/accelerator/layers.ts). */
+/** Kernels wasm lacks and this project adds (from the optimizer updates on, its own: lib/accelerator/optimizer.ts, lib/accelerator/layers.ts). */
 const MISSING_KERNELS: KernelOverride[] = [
   { kernelName: "Conv2DBackpropFilter", kernelFunc: conv2DBackpropFilter },
   { kernelName: "DepthwiseConv2dNativeBackpropFilter", kernelFunc: depthwiseConv2dNativeBackpropFilter },
   { kernelName: "DepthwiseConv2dNativeBackpropInput", kernelFunc: depthwiseConv2dNativeBackpropInput },
   { kernelName: ADAM_UPDATE_KERNEL, kernelFunc: adamUpdate },
+  { kernelName: MOMENTUM_UPDATE_KERNEL, kernelFunc: momentumUpdate },
   // Batch norm, the conv layers' relu + bias gradient and dropout masks for lib/accelerator/layers.ts, in the project's wasm SIMD code where
   // scripts/build-wasm.sh built it.
   ...(simdKernelsBuilt()

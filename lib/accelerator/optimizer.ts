@@ -1,11 +1,12 @@
 /**
- * FastAdam: TF.js's Adam, with each variable's update done by one fused kernel where the
- * backend has it (wasm: lib/wasm/optimizer.ts) and by the stock ops elsewhere. Same state
- * (moments named `<variable>/m` and `/v`, iteration count), same saved weights and config,
- * and the same class name, so models saved with either load with either and resume.
+ * FastAdam and FastMomentum: TF.js's Adam and SGD with (Nesterov) momentum, with each variable's
+ * update done by one fused kernel where the backend has it (wasm: lib/accelerator/wasm/optimizer.ts)
+ * and by the stock ops elsewhere. Same state (Adam's moments named `<variable>/m` and `/v`,
+ * momentum's `<variable>/momentum`, the iteration count), same saved weights and config, and
+ * the same class names, so models saved with either load with either and resume.
  */
 import { tf } from "./backend";
-import { ADAM_UPDATE_KERNEL, type AdamUpdateAttrs } from "./wasm/optimizer";
+import { ADAM_UPDATE_KERNEL, MOMENTUM_UPDATE_KERNEL, type AdamUpdateAttrs, type MomentumUpdateAttrs } from "./wasm/optimizer";
 
 type NamedGradients = Parameters<tf.AdamOptimizer["applyGradients"]>[0];
 type NamedTensor = { name: string; tensor: tf.Tensor };
@@ -21,6 +22,18 @@ interface AdamState {
   accBeta2: tf.Variable;
 }
 
+/** The variable-gradient pairs in the order the optimizer's state lists them. */
+function namedGradients(variableGradients: NamedGradients): NamedTensor[] {
+  return Array.isArray(variableGradients)
+    ? variableGradients
+    : Object.entries(variableGradients).map(([name, tensor]) => ({ name, tensor: tensor as tf.Tensor }));
+}
+
+/** Whether every gradient can go through `kernel` on the current backend (float32 only). */
+function fusedFor(kernel: string, gradients: NamedTensor[]): boolean {
+  return tf.getKernel(kernel, tf.getBackend()) !== undefined && gradients.every((g) => g.tensor === null || g.tensor.dtype === "float32");
+}
+
 export class FastAdam extends tf.AdamOptimizer {
   static override get className(): string {
     return "Adam";
@@ -31,11 +44,8 @@ export class FastAdam extends tf.AdamOptimizer {
   }
 
   override applyGradients(variableGradients: NamedGradients): void {
-    const gradients: NamedTensor[] = Array.isArray(variableGradients)
-      ? variableGradients
-      : Object.entries(variableGradients).map(([name, tensor]) => ({ name, tensor: tensor as tf.Tensor }));
-    const fused = tf.getKernel(ADAM_UPDATE_KERNEL, tf.getBackend()) !== undefined;
-    if (!fused || gradients.some((g) => g.tensor !== null && g.tensor.dtype !== "float32")) {
+    const gradients = namedGradients(variableGradients);
+    if (!fusedFor(ADAM_UPDATE_KERNEL, gradients)) {
       super.applyGradients(variableGradients);
       return;
     }
@@ -72,5 +82,41 @@ export class FastAdam extends tf.AdamOptimizer {
   }
 }
 
-// Models loaded from disk (resumed runs) get FastAdam too.
+/** MomentumOptimizer's private state (TF.js 4.22). */
+interface MomentumState {
+  accumulations: OptimizerVariable[];
+  momentum: number;
+  useNesterov: boolean;
+}
+
+export class FastMomentum extends tf.MomentumOptimizer {
+  static override get className(): string {
+    return "Momentum";
+  }
+
+  override applyGradients(variableGradients: NamedGradients): void {
+    const gradients = namedGradients(variableGradients);
+    if (!fusedFor(MOMENTUM_UPDATE_KERNEL, gradients)) {
+      super.applyGradients(variableGradients);
+      return;
+    }
+    const state = this as unknown as MomentumState;
+    const attrs: MomentumUpdateAttrs = { momentum: state.momentum, learningRate: this.learningRate, nesterov: state.useNesterov };
+    gradients.forEach(({ name, tensor: gradient }, i) => {
+      const value = tf.engine().registeredVariables[name];
+      state.accumulations[i] ??= { originalName: `${name}/momentum`, variable: tf.tidy(() => tf.zerosLike(value).variable(false)) };
+      if (gradient == null) return;
+      const accumulation = state.accumulations[i].variable;
+      tf.tidy(() => {
+        const [newValue, newAccumulation] = tf.engine().runKernel(MOMENTUM_UPDATE_KERNEL, { value, accumulation, gradient }, attrs as never) as tf.Tensor[];
+        accumulation.assign(newAccumulation);
+        value.assign(newValue);
+      });
+    });
+    this.incrementIterations();
+  }
+}
+
+// Models loaded from disk (resumed runs) get the fast optimizers too.
 tf.serialization.registerClass(FastAdam);
+tf.serialization.registerClass(FastMomentum);

@@ -4,7 +4,7 @@
  */
 import { tf } from "../accelerator";
 import { FastActivation, FastBatchNorm, FastConv2D, FastDropout, fuseBatchNormRelu } from "../accelerator";
-import { FastAdam, l2Regularizer } from "../accelerator";
+import { FastAdam, FastMomentum, l2Regularizer } from "../accelerator";
 
 export type Activation = "relu" | "softmax" | "linear";
 
@@ -233,7 +233,7 @@ export function buildModel(config: ModelConfig, options: CompileOptions = {}): t
   fuseBatchNormRelu(model);
   const learningRate = options.learningRate ?? 1e-3;
   model.compile({
-    optimizer: options.optimizer === "sgd-nesterov" ? tf.train.momentum(learningRate, NESTEROV_MOMENTUM, true) : new FastAdam(learningRate),
+    optimizer: options.optimizer === "sgd-nesterov" ? new FastMomentum(learningRate, NESTEROV_MOMENTUM, true) : new FastAdam(learningRate),
     loss: options.oneHotTargets ? "categoricalCrossentropy" : "sparseCategoricalCrossentropy",
     metrics: ["accuracy"],
   });

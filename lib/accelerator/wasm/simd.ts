@@ -24,6 +24,8 @@ export interface SimdKernels {
     w: number, m: number, v: number, g: number, n: number, beta1: number, beta2: number, epsilon: number,
     learningRate: number, correction1: number, correction2: number, newW: number, newM: number, newV: number,
   ): void;
+  /** nesterov: 1 for Nesterov's momentum, 0 for plain. */
+  momentum_update(w: number, a: number, g: number, n: number, momentum: number, negRate: number, nesterov: number, newW: number, newA: number): void;
   channel_affine(x: number, rows: number, channels: number, scale: number, shift: number, y: number): void;
   relu_bias_grad(dy: number, y: number, rows: number, channels: number, dz: number, dbias: number, scratch: number): void;
   relu_grad(dy: number, x: number, count: number, dx: number): void;

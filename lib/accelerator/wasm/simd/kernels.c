@@ -297,6 +297,29 @@ void adam_update(const float* w, const float* m, const float* v, const float* g,
   }
 }
 
+// One step of SGD with momentum (Nesterov's or plain) for one variable, in TF.js's operation order
+// and float32 rounding (no fused multiply-add), so it equals its MomentumOptimizer bit for bit:
+// a' = momentum·a + g; w' = negRate·(g + a'·momentum) + w (Nesterov) or negRate·a' + w.
+__attribute__((export_name("momentum_update")))
+void momentum_update(const float* w, const float* a, const float* g, int n, float momentum, float negRate, int nesterov,
+                     float* newW, float* newA) {
+  const v128_t mu = wasm_f32x4_splat(momentum), c = wasm_f32x4_splat(negRate);
+  int i = 0;
+  for (; i + 4 <= n; i += 4) {
+    v128_t gi = wasm_v128_load(g + i);
+    v128_t ai = wasm_f32x4_add(wasm_f32x4_mul(mu, wasm_v128_load(a + i)), gi);
+    v128_t direction = nesterov ? wasm_f32x4_add(gi, wasm_f32x4_mul(ai, mu)) : ai;
+    wasm_v128_store(newA + i, ai);
+    wasm_v128_store(newW + i, wasm_f32x4_add(wasm_f32x4_mul(c, direction), wasm_v128_load(w + i)));
+  }
+  for (; i < n; i++) {
+    float ai = momentum * a[i] + g[i];
+    float direction = nesterov ? g[i] + ai * momentum : ai;
+    newA[i] = ai;
+    newW[i] = negRate * direction + w[i];
+  }
+}
+
 // y = x·scale[c] + shift[c] per channel: batch norm at inference, with scale and shift
 // precomputed per channel by the caller.
 __attribute__((export_name("channel_affine")))
