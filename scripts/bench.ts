@@ -1,5 +1,5 @@
 /**
- * npm run bench -- [--json] [--models cnn3,ann] [--repeats N] [--steps N] [--batch-size N] [--torch] [--profile]
+ * npm run bench -- [--json] [--models cnn3,ann] [--repeats N] [--steps N] [--batch-size N] [--optimizer adam|sgd-nesterov] [--torch] [--profile]
  *
  * Training and inference throughput (images/s) of reference models on the running backend:
  * each figure is the median of several timed repeats after a warm-up. A benchmark, not a
@@ -14,16 +14,18 @@ import { performance } from "node:perf_hooks";
 import { describeBackend, initBackend, tf } from "../lib/accelerator";
 import { formatCount, parseCommandLine, positiveInt, runCommand, textTable, usageCheck, UsageError } from "../lib/tooling/cli";
 import { augmenter, STANDARD_AUGMENTATION } from "../lib/data/augment";
-import { buildModel, presetModel } from "../lib/models/builder";
+import { buildModel, OPTIMIZERS, presetModel, type OptimizerName } from "../lib/models/builder";
 import { median, profileStep, type StepProfile } from "../lib/accelerator";
 import { bf16Unavailable, inPrecision, oneDnnActive, useOneDnn } from "../lib/accelerator";
 
-const USAGE = `Usage: npm run bench -- [--json] [--models cnn3,ann,cnn3-bn] [--repeats N] [--steps N] [--batch-size N] [--torch] [--profile] [--compare-wasm] [--bf16]
+const USAGE = `Usage: npm run bench -- [--json] [--models cnn3,ann,cnn3-bn] [--repeats N] [--steps N] [--batch-size N] [--optimizer adam|sgd-nesterov] [--torch] [--profile] [--compare-wasm] [--bf16]
 
   --models LIST     comma-separated model names (default cnn3,ann,cnn3-bn; cnn3 is the capstone CNN)
   --repeats N       timed repeats per figure; the median is reported (default 5)
   --steps N         training steps (batches) per timed repeat (default 5)
   --batch-size N    images per batch, training and inference (default 128)
+  --optimizer NAME  the training steps' optimizer, here and in PyTorch: adam (default) or sgd-nesterov
+                    (momentum 0.9, the budget recipes'; the update is part of the step)
   --torch           also time cnn3, vgg-bn, vgg-bn-48 and vgg-bn-64 (those named in --models) in PyTorch (CPU, same threads)
                     in this run, in fp32 and, where the CPU has AVX512-BF16 or AMX-BF16, in bf16
                     autocast with channels-last tensors, each PyTorch repeat just before the project's
@@ -121,10 +123,11 @@ async function benchModel(
   profile: boolean,
   compareWasm: boolean,
   bf16: boolean,
+  optimizer: OptimizerName,
   log: (s: string) => void,
   beforeRepeat?: () => Promise<void>,
 ): Promise<ModelBench> {
-  const model = buildModel(presetModel(name));
+  const model = buildModel(presetModel(name), { optimizer });
   const timers = stepTimers(model, batchSize, steps);
   const { trainOnce, inferOnce } = timers;
   await trainOnce(true); // warm-up: kernels set up, optimizer state created
@@ -230,10 +233,10 @@ function cpuHasBf16(): boolean {
 }
 
 /** One network in PyTorch, in fp32 or bf16 autocast, timed the same way by scripts/bench_torch.py. */
-async function benchTorch(model: string, precision: "fp32" | "bf16", threads: number, repeats: number, steps: number, batchSize: number): Promise<TorchBench> {
+async function benchTorch(model: string, precision: "fp32" | "bf16", threads: number, repeats: number, steps: number, batchSize: number, optimizer: OptimizerName): Promise<TorchBench> {
   const python = process.env.PYTHON ?? "/usr/bin/python3";
   const script = path.join(__dirname, "bench_torch.py");
-  const args = [script, "--model", model, "--precision", precision, "--threads", String(threads), "--repeats", String(repeats), "--steps", String(steps), "--batch-size", String(batchSize)];
+  const args = [script, "--model", model, "--precision", precision, "--threads", String(threads), "--repeats", String(repeats), "--steps", String(steps), "--batch-size", String(batchSize), "--optimizer", optimizer];
   try {
     const { stdout } = await promisify(execFile)(python, args, { timeout: 30 * 60_000 });
     return JSON.parse(stdout) as TorchBench;
@@ -269,6 +272,7 @@ runCommand(USAGE, async () => {
       repeats: { type: "string", default: "5" },
       steps: { type: "string", default: "5" },
       "batch-size": { type: "string", default: "128" },
+      optimizer: { type: "string", default: "adam" },
       torch: { type: "boolean", default: false },
       profile: { type: "boolean", default: false },
       "compare-wasm": { type: "boolean", default: false },
@@ -276,10 +280,12 @@ runCommand(USAGE, async () => {
     },
     process.argv.slice(2),
   );
-  const { models, repeats, steps, batchSize } = usageCheck(() => {
+  const { models, repeats, steps, batchSize, optimizer } = usageCheck(() => {
     const names = values.models.split(",").map((s) => s.trim()).filter(Boolean);
     names.forEach(presetModel);
+    if (!(OPTIMIZERS as readonly string[]).includes(values.optimizer)) throw new UsageError(`--optimizer must be one of ${OPTIMIZERS.join(", ")}, got ${values.optimizer}.`);
     return {
+      optimizer: values.optimizer as OptimizerName,
       models: names,
       repeats: positiveInt(values.repeats, "--repeats"),
       steps: positiveInt(values.steps, "--steps"),
@@ -302,7 +308,7 @@ runCommand(USAGE, async () => {
   const torchRepeat = (model: string) => async () => {
     for (const precision of torchPrecisions) {
       const key = `${model}/${precision}`;
-      torchRepeats.set(key, [...(torchRepeats.get(key) ?? []), await benchTorch(model, precision, threads, 1, steps, batchSize)]);
+      torchRepeats.set(key, [...(torchRepeats.get(key) ?? []), await benchTorch(model, precision, threads, 1, steps, batchSize, optimizer)]);
     }
   };
   const backend = await initBackend();
@@ -317,7 +323,7 @@ runCommand(USAGE, async () => {
     const paired = torchModels.includes(name);
     if (paired) log(`  ${name}: each repeat after PyTorch's (${torchPrecisions.join(" and ")}, ${threads} threads)`);
     const beforeRepeat = paired ? torchRepeat(name) : undefined;
-    results.push(await benchModel(name, repeats, steps, batchSize, values.profile, compareWasm, withBf16, log, beforeRepeat));
+    results.push(await benchModel(name, repeats, steps, batchSize, values.profile, compareWasm, withBf16, optimizer, log, beforeRepeat));
   }
   const augmentation = { pipeline: STANDARD_AUGMENTATION, ...(await benchAugmentation(repeats, steps, batchSize)) };
 
@@ -354,6 +360,7 @@ runCommand(USAGE, async () => {
     repeats,
     stepsPerRepeat: steps,
     batchSize,
+    optimizer,
     trainImagesPerSec: capstone?.trainImagesPerSec ?? null,
     inferImagesPerSec: capstone?.inferImagesPerSec ?? null,
     models: results,
@@ -368,7 +375,7 @@ runCommand(USAGE, async () => {
   }
   process.stdout.write(
     [
-      `Backend ${describeBackend(backend)}; TF.js ${report.tfjsVersion}; ${report.cpus} CPUs; batch ${batchSize}; ` +
+      `Backend ${describeBackend(backend)}; TF.js ${report.tfjsVersion}; ${report.cpus} CPUs; batch ${batchSize}; optimizer ${optimizer}; ` +
         `median of ${repeats} repeats of ${steps} batches after a warm-up.`,
       "",
       textTable(

@@ -1,11 +1,12 @@
 """The capstone CNN (lib/models/builder.ts cnn3) or the VGG-style nets with batch norm (vgg-bn and
 its wider presets vgg-bn-48, vgg-bn-64) in PyTorch on CPU, timed exactly as scripts/bench.ts times TF.js: batch 128, a warm-up, then the
-median of timed repeats of training steps (Adam) and of inference. In fp32, or in bf16 with
+median of timed repeats of training steps (Adam, or SGD with Nesterov momentum as the budget
+recipes train) and of inference. In fp32, or in bf16 with
 autocast and channels-last tensors (PyTorch's fast path on CPUs with AVX512-BF16 or AMX).
 Prints one JSON object. Used by `npm run bench -- --torch` as the native reference measured in
 the same run.
 
-Usage: python3 scripts/bench_torch.py --model cnn3|vgg-bn|vgg-bn-48|vgg-bn-64 --precision fp32|bf16 --threads 2 --repeats 5 --steps 5 --batch-size 128
+Usage: python3 scripts/bench_torch.py --model cnn3|vgg-bn|vgg-bn-48|vgg-bn-64 --precision fp32|bf16 --threads 2 --repeats 5 --steps 5 --batch-size 128 [--optimizer adam|sgd-nesterov]
 """
 import contextlib
 import argparse
@@ -50,6 +51,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--model", choices=sorted(MODELS), default="cnn3")
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    parser.add_argument("--optimizer", choices=["adam", "sgd-nesterov"], default="adam")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -59,7 +61,8 @@ def main() -> None:
     # channels-last tensors, as PyTorch recommends for oneDNN on CPU.
     layout = torch.channels_last if bf16 else torch.contiguous_format
     model = MODELS[args.model]().to(memory_format=layout)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    optimizer = (torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True) if args.optimizer == "sgd-nesterov"
+                 else torch.optim.Adam(model.parameters(), lr=1e-3))
     loss_fn = nn.CrossEntropyLoss()
     xs = torch.rand(args.batch_size, 1, 28, 28).to(memory_format=layout)
     ys = torch.randint(0, 10, (args.batch_size,))
@@ -97,6 +100,7 @@ def main() -> None:
         "framework": f"PyTorch {torch.__version__}",
         "model": args.model,
         "precision": args.precision,
+        "optimizer": args.optimizer,
         "threads": torch.get_num_threads(),
         # With batch norm's running statistics, as TF.js counts parameters.
         "parameters": sum(p.numel() for p in model.parameters()) + sum(b.numel() for name, b in model.named_buffers() if not name.endswith("num_batches_tracked")),
