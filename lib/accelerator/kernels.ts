@@ -14,7 +14,7 @@ import {
   depthwiseConv2dNativeBackpropInput,
 } from "./wasm/convolution";
 import { cast, identity, matMulWithoutTransposeFlags, tile } from "./wasm/memory";
-import { BATCH_NORM_GRAD_KERNEL, BATCH_NORM_TRAIN_KERNEL, batchNormGrad, batchNormTrain, fusedBatchNorm } from "./wasm/normalization";
+import { BATCH_NORM_GRAD_KERNEL, BATCH_NORM_TRAIN_KERNEL, batchNormGrad, batchNormTrain, fusedBatchNorm, MOVING_AVERAGES_KERNEL, movingAverages } from "./wasm/normalization";
 import { ADAM_UPDATE_KERNEL, adamUpdate, MOMENTUM_UPDATE_KERNEL, momentumUpdate } from "./wasm/optimizer";
 import { RELU_BIAS_GRAD_KERNEL, RELU_GRAD_KERNEL, reluBiasGrad, reluGrad } from "./wasm/activation";
 import { maxPoolGrad } from "./wasm/pooling";
@@ -35,6 +35,7 @@ const MISSING_KERNELS: KernelOverride[] = [
   { kernelName: "DepthwiseConv2dNativeBackpropInput", kernelFunc: depthwiseConv2dNativeBackpropInput },
   { kernelName: ADAM_UPDATE_KERNEL, kernelFunc: adamUpdate },
   { kernelName: MOMENTUM_UPDATE_KERNEL, kernelFunc: momentumUpdate },
+  { kernelName: MOVING_AVERAGES_KERNEL, kernelFunc: movingAverages },
   // Batch norm, the conv layers' relu + bias gradient and dropout masks for lib/accelerator/layers.ts, in the project's wasm SIMD code where
   // scripts/build-wasm.sh built it.
   ...(simdKernelsBuilt()

@@ -30,7 +30,7 @@
  * (serialised as `Activation`) passes its output on: no relu pass of its own either way.
  */
 import { tf } from "./backend";
-import { BATCH_NORM_GRAD_KERNEL, BATCH_NORM_TRAIN_KERNEL, batchNormKernelsFit } from "./wasm/normalization";
+import { BATCH_NORM_GRAD_KERNEL, BATCH_NORM_TRAIN_KERNEL, batchNormKernelsFit, MOVING_AVERAGES_KERNEL } from "./wasm/normalization";
 import { RELU_BIAS_GRAD_KERNEL, RELU_GRAD_KERNEL, reluBiasGradFits } from "./wasm/activation";
 import { DROPOUT_MASK_KERNEL, type MaskDraw } from "./wasm/random";
 
@@ -244,12 +244,19 @@ export class FastBatchNorm extends StockBatchNorm {
     return tf.tidy(() => {
       const { y, mean, variance, reluApplied: withRelu } = trainingBatchNorm(input, this.gamma.read(), this.beta.read(), this.epsilon, this.reluAfter);
       if (withRelu) clippedByBatchNorm.add(y);
-      // The stock layer's moving-average update: v ← v − (v − value)·(1 − momentum).
-      for (const [variable, value] of [[this.movingMean, mean], [this.movingVariance, variance]] as const) {
-        tf.tidy(() => {
-          const original = variable.read();
-          variable.write(tf.sub(original, tf.mul(tf.sub(original, value), 1 - this.momentum)));
-        });
+      // The stock layer's moving-average update: v ← v − (v − value)·(1 − momentum), as one kernel where registered.
+      if (tf.getKernel(MOVING_AVERAGES_KERNEL, tf.getBackend())) {
+        const inputs = { movingMean: this.movingMean.read(), movingVariance: this.movingVariance.read(), mean, variance };
+        const [newMean, newVariance] = tf.engine().runKernel(MOVING_AVERAGES_KERNEL, inputs, { momentum: this.momentum } as never) as tf.Tensor[];
+        this.movingMean.write(newMean);
+        this.movingVariance.write(newVariance);
+      } else {
+        for (const [variable, value] of [[this.movingMean, mean], [this.movingVariance, variance]] as const) {
+          tf.tidy(() => {
+            const original = variable.read();
+            variable.write(tf.sub(original, tf.mul(tf.sub(original, value), 1 - this.momentum)));
+          });
+        }
       }
       tf.dispose([mean, variance]);
       return y;

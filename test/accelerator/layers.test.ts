@@ -5,6 +5,7 @@ import { FastActivation, FastBatchNorm, FastConv2D, FastDropout, fuseBatchNormRe
 import { seededRandom } from "../../lib/tooling/random";
 import { simdKernelsBuilt } from "../../lib/accelerator/wasm/simd";
 import { DROPOUT_MASK_KERNEL } from "../../lib/accelerator/wasm/random";
+import { MOVING_AVERAGES_KERNEL } from "../../lib/accelerator/wasm/normalization";
 import { nativeImplementations, oneDnnActive, useOneDnn, useOneDnnBatchNorm } from "../../lib/accelerator/native/onednn";
 import { onBackend } from "../helpers/tensors";
 import { buildModel, presetModel } from "../../lib/models/builder";
@@ -184,6 +185,7 @@ describe("FastBatchNorm matches the stock BatchNormalization in training", () =>
         const { kernelNames } = await tf.profile(() => tf.grad((input: tf.Tensor) => tf.sum(fast.apply(input, { training: true }) as tf.Tensor))(x));
         const simd = tf.getBackend() === "wasm" && channels % 4 === 0 && simdKernelsBuilt();
         assert.equal(kernelNames.includes("ProjectBatchNormTrain") && kernelNames.includes("ProjectBatchNormGrad"), simd, kernelNames.join(", "));
+        assert.equal(kernelNames.includes(MOVING_AVERAGES_KERNEL), tf.getBackend() === "wasm", `moving averages in one kernel on wasm: ${kernelNames.join(", ")}`);
         if (simd && native) {
           for (const kernel of ["ProjectBatchNormTrain", "ProjectBatchNormGrad"]) assert.match(nativeImplementations().get(kernel) ?? "none", /bnorm/, `${kernel} ran in oneDNN`);
         }
@@ -201,6 +203,24 @@ describe("FastBatchNorm matches the stock BatchNormalization in training", () =>
       }
     }
   }
+});
+
+describe("the moving-average kernel", () => {
+  it("equals the stock layer's three ops per statistic bit for bit", async () => {
+    await initBackend({ force: "wasm" });
+    const random = seededRandom(17);
+    const vector = () => tf.tensor1d(Float32Array.from({ length: 37 }, () => 4 * random() - 2));
+    const [movingMean, movingVariance, mean, variance] = [vector(), vector(), vector(), vector()];
+    const momentum = 0.99;
+    const [newMean, newVariance] = tf.engine().runKernel(MOVING_AVERAGES_KERNEL, { movingMean, movingVariance, mean, variance }, { momentum } as never) as tf.Tensor[];
+    const stock = (v: tf.Tensor, batch: tf.Tensor) => tf.sub(v, tf.mul(tf.sub(v, batch), 1 - momentum));
+    assert.deepEqual(newMean.dataSync(), stock(movingMean, mean).dataSync());
+    assert.deepEqual(newVariance.dataSync(), stock(movingVariance, variance).dataSync());
+    assert.notDeepEqual(newMean.dataSync(), movingMean.dataSync(), "the averages moved");
+    const other = tf.zeros([36]);
+    assert.throws(() => tf.engine().runKernel(MOVING_AVERAGES_KERNEL, { movingMean, movingVariance, mean: other, variance }, { momentum } as never), /shapes differ/);
+    tf.dispose([movingMean, movingVariance, mean, variance, newMean, newVariance, other]);
+  });
 });
 
 describe("batch norm with the relu after it fused (fuseBatchNormRelu)", () => {

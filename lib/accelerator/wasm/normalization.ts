@@ -12,6 +12,7 @@ import { heapOffset, simdKernels, simdKernelsBuilt } from "./simd";
 
 export const BATCH_NORM_TRAIN_KERNEL = "ProjectBatchNormTrain";
 export const BATCH_NORM_GRAD_KERNEL = "ProjectBatchNormGrad";
+export const MOVING_AVERAGES_KERNEL = "ProjectMovingAverages";
 
 export interface BatchNormAttrs {
   epsilon: number;
@@ -108,4 +109,29 @@ export function fusedBatchNorm(args: KernelArgs, original: KernelFunc): TensorIn
     backend.disposeData(coefficients.dataId);
   }
   return y;
+}
+
+/**
+ * Batch norm's moving mean and variance after a training step, both in one kernel: v − (v − batch)·(1 − momentum)
+ * per channel, each operation rounded to float32 as the stock layer's three kernels per statistic round it (so
+ * the result is theirs bit for bit). Inputs movingMean, movingVariance, mean, variance (one shape); outputs
+ * [movingMean′, movingVariance′]. The vectors are one per channel, so a plain loop does.
+ */
+export function movingAverages({ inputs, backend, attrs }: KernelArgs): TensorInfo[] {
+  const { movingMean, movingVariance, mean, variance } = inputs;
+  for (const t of [movingVariance, mean, variance]) {
+    if (t.shape.length !== movingMean.shape.length || t.shape.some((d, i) => d !== movingMean.shape[i])) {
+      throw new Error(`${MOVING_AVERAGES_KERNEL}: shapes differ (${movingMean.shape} vs ${t.shape}).`);
+    }
+  }
+  const f = Math.fround;
+  const rate = f(1 - (attrs as unknown as { momentum: number }).momentum);
+  const outputs = [movingMean, movingVariance].map((t) => backend.makeOutput([...t.shape], "float32"));
+  const [oldMean, oldVariance, batchMean, batchVariance, newMean, newVariance] = [movingMean, movingVariance, mean, variance, ...outputs].map(
+    (t) => backend.typedArrayFromHeap(t) as Float32Array,
+  );
+  for (const [old, batch, updated] of [[oldMean, batchMean, newMean], [oldVariance, batchVariance, newVariance]]) {
+    for (let i = 0; i < old.length; i++) updated[i] = old[i] - f(f(old[i] - batch[i]) * rate);
+  }
+  return outputs;
 }
