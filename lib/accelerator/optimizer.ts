@@ -29,6 +29,11 @@ function namedGradients(variableGradients: NamedGradients): NamedTensor[] {
     : Object.entries(variableGradients).map(([name, tensor]) => ({ name, tensor: tensor as tf.Tensor }));
 }
 
+/** An optimizer's state for a variable, zeros at first (not trainable), under the name TF.js saves it by. */
+function zeroState(originalName: string, value: tf.Variable): OptimizerVariable {
+  return { originalName, variable: tf.tidy(() => tf.zerosLike(value).variable(false)) };
+}
+
 /** Whether every gradient can go through `kernel` on the current backend (float32 only). */
 function fusedFor(kernel: string, gradients: NamedTensor[]): boolean {
   return tf.getKernel(kernel, tf.getBackend()) !== undefined && gradients.every((g) => g.tensor === null || g.tensor.dtype === "float32");
@@ -61,8 +66,8 @@ export class FastAdam extends tf.AdamOptimizer {
     };
     gradients.forEach(({ name, tensor: gradient }, i) => {
       const value = tf.engine().registeredVariables[name];
-      state.accumulatedFirstMoment[i] ??= { originalName: `${name}/m`, variable: tf.tidy(() => tf.zerosLike(value).variable(false)) };
-      state.accumulatedSecondMoment[i] ??= { originalName: `${name}/v`, variable: tf.tidy(() => tf.zerosLike(value).variable(false)) };
+      state.accumulatedFirstMoment[i] ??= zeroState(`${name}/m`, value);
+      state.accumulatedSecondMoment[i] ??= zeroState(`${name}/v`, value);
       if (gradient == null) return;
       const m = state.accumulatedFirstMoment[i].variable;
       const v = state.accumulatedSecondMoment[i].variable;
@@ -104,7 +109,7 @@ export class FastMomentum extends tf.MomentumOptimizer {
     const attrs: MomentumUpdateAttrs = { momentum: state.momentum, learningRate: this.learningRate, nesterov: state.useNesterov };
     gradients.forEach(({ name, tensor: gradient }, i) => {
       const value = tf.engine().registeredVariables[name];
-      state.accumulations[i] ??= { originalName: `${name}/momentum`, variable: tf.tidy(() => tf.zerosLike(value).variable(false)) };
+      state.accumulations[i] ??= zeroState(`${name}/momentum`, value);
       if (gradient == null) return;
       const accumulation = state.accumulations[i].variable;
       tf.tidy(() => {

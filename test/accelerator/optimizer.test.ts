@@ -66,6 +66,32 @@ async function sideBySide(steps: number, fastOptimizer = () => new FastAdam(0.01
   return result;
 }
 
+/**
+ * Trains three steps, saves and reloads the model, then trains the original and the reloaded copy two more steps
+ * each; `check` looks at the reloaded model before. Returns both models' final weights.
+ */
+async function continuedAfterReload(optimizer: tf.Optimizer, check: (loaded: tf.LayersModel) => void): Promise<[Float32Array[], Float32Array[]]> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), "fast-optimizer-"));
+  const x = tf.tensor4d(randomArray(8 * 6 * 6 * 2), [8, 6, 6, 2]);
+  const y = tf.tensor1d([0, 1, 2, 3, 3, 2, 1, 0]);
+  try {
+    const model = smallModel(optimizer);
+    await trainSteps(model, x, y, 3);
+    await saveModel(model, dir);
+    const loaded = await loadModel(dir);
+    check(loaded);
+    await trainSteps(model, x, y, 2);
+    await trainSteps(loaded, x, y, 2);
+    const weights: [Float32Array[], Float32Array[]] = [await weightValues(model), await weightValues(loaded)];
+    model.dispose();
+    loaded.dispose();
+    return weights;
+  } finally {
+    tf.dispose([x, y]);
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
 describe("FastAdam", () => {
   before(async () => {
     await initBackend({ force: "wasm" });
@@ -94,27 +120,12 @@ describe("FastAdam", () => {
   });
 
   it("saves as Adam and resumes: a reloaded model continues exactly like the uninterrupted one", async () => {
-    const dir = await mkdtemp(path.join(os.tmpdir(), "fast-adam-"));
-    const x = tf.tensor4d(randomArray(8 * 6 * 6 * 2), [8, 6, 6, 2]);
-    const y = tf.tensor1d([0, 1, 2, 3, 3, 2, 1, 0]);
-    try {
-      const model = smallModel(new FastAdam(0.01));
-      await trainSteps(model, x, y, 3);
-      await saveModel(model, dir);
-      const loaded = await loadModel(dir);
+    const [a, b] = await continuedAfterReload(new FastAdam(0.01), (loaded) => {
       assert.ok(loaded.optimizer instanceof FastAdam, `loaded optimizer: ${loaded.optimizer?.getClassName()}`);
       assert.equal(loaded.optimizer.getClassName(), "Adam");
       assert.equal(loaded.optimizer.iterations, 3);
-      await trainSteps(model, x, y, 2);
-      await trainSteps(loaded, x, y, 2);
-      const [a, b] = [await weightValues(model), await weightValues(loaded)];
-      a.forEach((w, i) => assert.ok(maxRelativeError(w, b[i]) < 1e-6, `weight ${i}`));
-      model.dispose();
-      loaded.dispose();
-    } finally {
-      tf.dispose([x, y]);
-      await rm(dir, { recursive: true, force: true });
-    }
+    });
+    a.forEach((w, i) => assert.ok(maxRelativeError(w, b[i]) < 1e-6, `weight ${i}`));
   });
 
   it("the kernel rejects operands of different shapes", () => {
@@ -185,28 +196,13 @@ describe("FastMomentum", () => {
   });
 
   it("saves as Momentum and resumes: a reloaded model continues exactly like the uninterrupted one", async () => {
-    const dir = await mkdtemp(path.join(os.tmpdir(), "fast-momentum-"));
-    const x = tf.tensor4d(randomArray(8 * 6 * 6 * 2), [8, 6, 6, 2]);
-    const y = tf.tensor1d([0, 1, 2, 3, 3, 2, 1, 0]);
-    try {
-      const model = smallModel(new FastMomentum(0.05, 0.9, true));
-      await trainSteps(model, x, y, 3);
-      await saveModel(model, dir);
-      const loaded = await loadModel(dir);
+    const [a, b] = await continuedAfterReload(new FastMomentum(0.05, 0.9, true), (loaded) => {
       assert.ok(loaded.optimizer instanceof FastMomentum, `loaded optimizer: ${loaded.optimizer?.getClassName()}`);
       assert.equal(loaded.optimizer.getClassName(), "Momentum");
       assert.deepEqual(loaded.optimizer.getConfig(), { learningRate: 0.05, momentum: 0.9, useNesterov: true });
       assert.equal(loaded.optimizer.iterations, 3);
-      await trainSteps(model, x, y, 2);
-      await trainSteps(loaded, x, y, 2);
-      const [a, b] = [await weightValues(model), await weightValues(loaded)];
-      a.forEach((w, i) => assert.deepEqual(w, b[i], `weight ${i}`));
-      model.dispose();
-      loaded.dispose();
-    } finally {
-      tf.dispose([x, y]);
-      await rm(dir, { recursive: true, force: true });
-    }
+    });
+    a.forEach((w, i) => assert.deepEqual(w, b[i], `weight ${i}`));
   });
 
   it("the kernel rejects operands of different shapes", () => {
