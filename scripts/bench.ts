@@ -13,6 +13,7 @@ import { promisify } from "node:util";
 import { performance } from "node:perf_hooks";
 import { describeBackend, initBackend, tf } from "../lib/accelerator";
 import { formatCount, parseCommandLine, positiveInt, runCommand, textTable, usageCheck, UsageError } from "../lib/tooling/cli";
+import { requireOneOf } from "../lib/tooling/checks";
 import { augmenter, STANDARD_AUGMENTATION } from "../lib/data/augment";
 import { buildModel, OPTIMIZERS, presetModel, type OptimizerName } from "../lib/models/builder";
 import { median, profileStep, type StepProfile } from "../lib/accelerator";
@@ -283,9 +284,8 @@ runCommand(USAGE, async () => {
   const { models, repeats, steps, batchSize, optimizer } = usageCheck(() => {
     const names = values.models.split(",").map((s) => s.trim()).filter(Boolean);
     names.forEach(presetModel);
-    if (!(OPTIMIZERS as readonly string[]).includes(values.optimizer)) throw new UsageError(`--optimizer must be one of ${OPTIMIZERS.join(", ")}, got ${values.optimizer}.`);
     return {
-      optimizer: values.optimizer as OptimizerName,
+      optimizer: requireOneOf(values.optimizer, OPTIMIZERS, "--optimizer"),
       models: names,
       repeats: positiveInt(values.repeats, "--repeats"),
       steps: positiveInt(values.steps, "--steps"),

@@ -11,7 +11,8 @@ import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { TTA_VIEWS } from "../lib/data/augment";
 import { describeBackend, initBackend, tf } from "../lib/accelerator";
-import { parseCommandLine, runCommand, textTable, UsageError } from "../lib/tooling/cli";
+import { parseCommandLine, runCommand, textTable, usageCheck, UsageError } from "../lib/tooling/cli";
+import { requireOneOf } from "../lib/tooling/checks";
 import { parseLabelCsv } from "../lib/data/csv";
 import { DATASET_NAMES, datasetSpec, loadDataset, type DatasetName } from "../lib/data/datasets";
 import { mostConfusedPairs } from "../lib/evaluation/error-analysis";
@@ -45,9 +46,7 @@ runCommand(USAGE, async () => {
   );
   if (Boolean(values.model) === Boolean(values.predictions)) throw new UsageError("Pass exactly one of --model DIR or --predictions FILE.csv.");
   if (values.tta && !values.model) throw new UsageError("--tta needs --model: it changes how the model predicts.");
-  if (values.dataset && !(DATASET_NAMES as readonly string[]).includes(values.dataset)) {
-    throw new UsageError(`--dataset must be one of ${DATASET_NAMES.join(", ")}, got "${values.dataset}".`);
-  }
+  const dataset = values.dataset === undefined ? undefined : usageCheck(() => requireOneOf(values.dataset!, DATASET_NAMES, "--dataset"));
   const batchSize = Number(values["batch-size"]);
   if (!Number.isInteger(batchSize) || batchSize < 1) throw new UsageError(`--batch-size must be a positive integer, got "${values["batch-size"]}".`);
   const log = (line: string) => process.stderr.write(line + "\n");
@@ -59,7 +58,7 @@ runCommand(USAGE, async () => {
   let modelExtras: Record<string, unknown> = {};
   if (values.predictions) {
     const file = path.resolve(values.predictions);
-    classNames = datasetSpec(values.dataset ?? "fashion").classNames;
+    classNames = datasetSpec(dataset ?? "fashion").classNames;
     const text = await readFile(file, "utf8").catch((error: NodeJS.ErrnoException) => {
       throw new Error(`Cannot read ${file}: ${error.code === "ENOENT" ? "no such file" : error.message}.`);
     });
@@ -67,7 +66,7 @@ runCommand(USAGE, async () => {
     source = { predictions: file };
   } else {
     const { modelDir, record } = await resolveModelDir(values.model!);
-    const datasetName = (values.dataset ?? record?.dataset.name ?? "fashion") as DatasetName;
+    const datasetName = (dataset ?? record?.dataset.name ?? "fashion") as DatasetName;
     const backend = await initBackend();
     log(`backend: ${describeBackend(backend)}`);
     const data = await loadDataset(datasetName);

@@ -9,7 +9,8 @@
  */
 import { readFile } from "node:fs/promises";
 import { initBackend, tf } from "../lib/accelerator";
-import { parseCommandLine, runCommand, textTable, UsageError } from "../lib/tooling/cli";
+import { parseCommandLine, runCommand, textTable, usageCheck, UsageError } from "../lib/tooling/cli";
+import { requireOneOf } from "../lib/tooling/checks";
 import { DATASET_NAMES, datasetSpec, readIdxFile } from "../lib/data/datasets";
 import { imageFileTo28x28 } from "../lib/data/images";
 import { argmaxRow } from "../lib/evaluation/metrics";
@@ -62,11 +63,9 @@ runCommand(USAGE, async () => {
   );
   if (!values.model) throw new UsageError("--model DIR is required.");
   if (positionals.length === 0) throw new UsageError("Name at least one image or IDX file to classify.");
-  if (values.dataset && !(DATASET_NAMES as readonly string[]).includes(values.dataset)) {
-    throw new UsageError(`--dataset must be one of ${DATASET_NAMES.join(", ")}, got "${values.dataset}".`);
-  }
+  const dataset = values.dataset === undefined ? undefined : usageCheck(() => requireOneOf(values.dataset!, DATASET_NAMES, "--dataset"));
   const { modelDir, record } = await resolveModelDir(values.model);
-  const classNames = datasetSpec(values.dataset ?? record?.dataset.name ?? "fashion").classNames;
+  const classNames = datasetSpec(dataset ?? record?.dataset.name ?? "fashion").classNames;
   await initBackend();
   const model = await loadModel(modelDir);
 

@@ -21,9 +21,10 @@ import { SingleBar } from "cli-progress";
 import { STANDARD_AUGMENTATION, validateAugmentConfig, type AugmentConfig } from "../lib/data/augment";
 import { describeBackend, initBackend } from "../lib/accelerator";
 import { parseCommandLine, runCommand, textTable, usageCheck, UsageError } from "../lib/tooling/cli";
-import { DATASET_NAMES, type DatasetName } from "../lib/data/datasets";
+import { requireOneOf } from "../lib/tooling/checks";
+import { DATASET_NAMES } from "../lib/data/datasets";
 import { MAX_LABEL_SMOOTHING, trainRun, type RunHooks } from "../lib/training/run";
-import { declaration, ensureExperiment, parseProfile, scheduleFor, SCHEDULES, type ScheduleName } from "../lib/training/declarations";
+import { declaration, ensureExperiment, parseProfile, scheduleFor, SCHEDULES } from "../lib/training/declarations";
 import { ENSEMBLE_FILE, ensureEnsemble } from "../lib/training/ensembles";
 import { describeScores, type RunRecord } from "../lib/training/records";
 import { checkAverageDecay } from "../lib/training/weight-average";
@@ -77,11 +78,6 @@ function fraction(value: string, flag: string, max: number): number {
   const n = Number(value);
   if (!(Number.isFinite(n) && n >= 0 && n <= max)) throw new Error(`${flag} must be a number in [0, ${max}], got "${value}".`);
   return n;
-}
-
-function oneOf<T extends string>(value: string, allowed: readonly T[], flag: string): T {
-  if (!(allowed as readonly string[]).includes(value)) throw new Error(`${flag} must be ${allowed.join(" or ")}, got "${value}".`);
-  return value as T;
 }
 
 function integer(value: string, flag: string): number {
@@ -170,25 +166,23 @@ runCommand(USAGE, async () => {
   if (values.profile !== undefined) throw new UsageError("--profile goes with --experiment.");
   if (!values.model) throw new UsageError("--model or --experiment is required.");
   const config = await modelConfig(values.model);
-  const dataset = values.dataset ?? "fashion";
-  if (!(DATASET_NAMES as readonly string[]).includes(dataset)) throw new UsageError(`--dataset must be one of ${DATASET_NAMES.join(", ")}, got "${dataset}".`);
+  const dataset = usageCheck(() => requireOneOf(values.dataset ?? "fashion", DATASET_NAMES, "--dataset"));
   const augment = await augmentationConfig(values.augment);
   const options = usageCheck(() => {
     const epochs = values.epochs ? positive(values.epochs, "--epochs") : values.quick ? 1 : 20;
     const validationFraction = Number(values.validation ?? "0.1");
     if (!(validationFraction >= 0 && validationFraction < 1)) throw new Error(`--validation must be 0 (no validation) or a fraction below 1, got "${values.validation}".`);
-    const schedule = values.schedule ?? "constant";
-    if (!(SCHEDULES as readonly string[]).includes(schedule)) throw new Error(`--schedule must be ${SCHEDULES.join(", ")}, got "${schedule}".`);
+    const schedule = requireOneOf(values.schedule ?? "constant", SCHEDULES, "--schedule");
     return {
       epochs,
       batchSize: positive(values["batch-size"] ?? "128", "--batch-size"),
       seed: integer(values.seed ?? "42", "--seed"),
       validationFraction,
-      schedule: scheduleFor(schedule as ScheduleName, positive(values.lr ?? "0.001", "--lr", false), epochs),
+      schedule: scheduleFor(schedule, positive(values.lr ?? "0.001", "--lr", false), epochs),
       patience: values.patience ? positive(values.patience, "--patience") : null,
       quick: values.quick,
       augment,
-      ...(values.optimizer === undefined ? {} : { optimizer: oneOf(values.optimizer, OPTIMIZERS, "--optimizer") }),
+      ...(values.optimizer === undefined ? {} : { optimizer: requireOneOf(values.optimizer, OPTIMIZERS, "--optimizer") }),
       ...(values["label-smoothing"] === undefined ? {} : { labelSmoothing: fraction(values["label-smoothing"], "--label-smoothing", MAX_LABEL_SMOOTHING) }),
       ...(values.tta ? { testTimeAugmentation: true } : {}),
       ...(values.ema === undefined ? {} : { ema: { decay: checkAverageDecay(Number(values.ema), "--ema") } }),
@@ -198,7 +192,7 @@ runCommand(USAGE, async () => {
   const outDir = path.resolve(values.out ?? path.join("runs", `${config.name}-seed${options.seed}`));
   const backend = await initBackend();
   log(`backend: ${describeBackend(backend)}`);
-  const record = await trainRun({ config, settings: options, outDir, dataset: dataset as DatasetName, resume: values.resume, hooks: progressHooks(log) });
+  const record = await trainRun({ config, settings: options, outDir, dataset, resume: values.resume, hooks: progressHooks(log) });
   printRecord(record, outDir, values.json);
 });
 

@@ -16,6 +16,7 @@ import os from "node:os";
 import path from "node:path";
 import { describeBackend, initBackend } from "../lib/accelerator";
 import { parseCommandLine, positiveInt, runCommand, shellCommand, textTable, usageCheck, UsageError } from "../lib/tooling/cli";
+import { requireOneOf } from "../lib/tooling/checks";
 import { loadDataset } from "../lib/data/datasets";
 import { writeJsonAtomic } from "../lib/models/persist";
 import { progressText } from "../lib/display/study-report";
@@ -36,10 +37,9 @@ import {
   trainArguments,
   trainingTrialRunner,
   tunableModelConfig,
+  STRATEGIES,
   validateStudy,
-  type Architecture,
   type SearchSpace,
-  type Strategy,
   type StudySpec,
   type TrialResult,
   type TrialRunner,
@@ -121,10 +121,8 @@ async function specFromOptions(values: Values, studyName: string | undefined): P
       })
     : DEFAULT_SPACE;
   return usageCheck(() => {
-    const strategy = (values.strategy ?? "random") as Strategy;
-    if (!["random", "grid", "halving"].includes(strategy)) throw new Error(`--strategy must be random, grid or halving, got "${values.strategy}".`);
-    const architecture = (values.architecture ?? "capstone") as Architecture;
-    if (!ARCHITECTURES.includes(architecture)) throw new Error(`--architecture must be one of ${ARCHITECTURES.join(", ")}, got "${values.architecture}".`);
+    const strategy = requireOneOf((values.strategy as string | undefined) ?? "random", STRATEGIES, "--strategy");
+    const architecture = requireOneOf((values.architecture as string | undefined) ?? "capstone", ARCHITECTURES, "--architecture");
     const seed = Number(values.seed ?? "42");
     if (!Number.isInteger(seed)) throw new Error(`--seed must be an integer, got "${values.seed}".`);
     const study: StudySpec = {

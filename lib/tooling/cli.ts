@@ -46,7 +46,6 @@ export function runCommand(usage: string, main: () => Promise<void>, argv: strin
   );
 }
 
-/** Right-aligned numbers with thousands separators, for tables people read. */
 /** A command-line flag's value as a positive integer (`fallback` when absent); anything else is an error. */
 export function positiveInt(value: string | undefined, flag: string, fallback?: number): number {
   if (value === undefined) {
@@ -58,6 +57,7 @@ export function positiveInt(value: string | undefined, flag: string, fallback?: 
   return n;
 }
 
+/** Right-aligned numbers with thousands separators, for tables people read. */
 export function formatCount(value: number): string {
   return value.toLocaleString("en-US");
 }

@@ -13,6 +13,7 @@ import { DATASET_NAMES, loadDataset, type Dataset, type DatasetName } from "../d
 import { ensureRun, MAX_LABEL_SMOOTHING, type RunHooks } from "./run";
 import { OPTIMIZERS, presetModel, PRESET_MODELS, type ModelConfig, type OptimizerName } from "../models/builder";
 import { PROJECT_ROOT } from "../tooling/paths";
+import { requireOneOf } from "../tooling/checks";
 import { readRecord, type RunRecord, type RunSettings } from "./records";
 import { checkStorageUrl, PostgresStudyStore } from "./postgres-store";
 import { checkAverageDecay } from "./weight-average";
@@ -358,8 +359,7 @@ export function planOf(profile: Profile, declarations = loadDeclarations()): Dec
 /** The profile notebooks run in: NOTEBOOK_MODE (quick, standard, extended; "full" is standard). */
 export function notebookProfile(mode: string | undefined = process.env.NOTEBOOK_MODE): Profile {
   if (mode === undefined || mode === "full") return "standard";
-  if (!(PROFILES as readonly string[]).includes(mode)) throw new Error(`NOTEBOOK_MODE must be one of ${PROFILES.join(", ")}, got "${mode}".`);
-  return mode as Profile;
+  return requireOneOf(mode, PROFILES, "NOTEBOOK_MODE");
 }
 
 /**
@@ -377,8 +377,7 @@ export function notebookStudyStorage(url: string | undefined = process.env.STUDY
 }
 
 export function parseProfile(value: string): Profile {
-  if (!(PROFILES as readonly string[]).includes(value)) throw new Error(`--profile must be one of ${PROFILES.join(", ")}, got "${value}".`);
-  return value as Profile;
+  return requireOneOf(value, PROFILES, "--profile");
 }
 
 // ---------------------------------------------------------------------------------------

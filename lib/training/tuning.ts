@@ -16,7 +16,7 @@ import { bestByValidation, rankByValidation } from "../evaluation/selection";
 import { convNet, type ModelConfig } from "../models/builder";
 import { canonicalJson, writeFileAtomic, writeJsonAtomic } from "../models/persist";
 import { seededRandom } from "../tooling/random";
-import { requirePositiveInt } from "../tooling/checks";
+import { requireOneOf, requirePositiveInt } from "../tooling/checks";
 
 // ---------------------------------------------------------------------------------------
 // Search space
@@ -280,7 +280,8 @@ export function halvingPlan(configs: number, minEpochs: number, maxEpochs: numbe
 // ---------------------------------------------------------------------------------------
 // Studies
 
-export type Strategy = "grid" | "random" | "halving";
+export const STRATEGIES = ["grid", "random", "halving"] as const;
+export type Strategy = (typeof STRATEGIES)[number];
 
 export interface StudySpec {
   name: string;
@@ -360,10 +361,8 @@ export function validateStudy(spec: StudySpec): void {
   const positive = (value: number | undefined, what: string) => {
     if (value !== undefined) requirePositiveInt(value, what);
   };
-  if (!["grid", "random", "halving"].includes(spec.strategy)) throw new Error(`strategy must be grid, random or halving, got "${spec.strategy}".`);
-  if (spec.architecture !== undefined && !ARCHITECTURES.includes(spec.architecture)) {
-    throw new Error(`architecture must be one of ${ARCHITECTURES.join(", ")}, got "${spec.architecture}".`);
-  }
+  requireOneOf(spec.strategy, STRATEGIES, "strategy");
+  if (spec.architecture !== undefined) requireOneOf(spec.architecture, ARCHITECTURES, "architecture");
   positive(spec.epochs, "epochs");
   positive(spec.trials, "trials");
   positive(spec.minEpochs, "minEpochs");

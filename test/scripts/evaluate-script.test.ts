@@ -56,6 +56,9 @@ describe("npm run evaluate", async () => {
     const ttaWithoutModel = await runScript("evaluate.ts", ["--predictions", csv, "--tta"]);
     assert.equal(ttaWithoutModel.code, 2);
     assert.match(ttaWithoutModel.stderr, /--tta needs --model/);
+    const unknownDataset = await runScript("evaluate.ts", ["--predictions", csv, "--dataset", "cifar"]);
+    assert.equal(unknownDataset.code, 2);
+    assert.match(unknownDataset.stderr, /--dataset must be one of fashion, mnist, got "cifar"/);
     const noModel = await runScript("evaluate.ts", ["--model", tempDir()]);
     assert.equal(noModel.code, 1);
     assert.match(noModel.stderr, /holds neither model\.json nor a run's model\/model\.json/);

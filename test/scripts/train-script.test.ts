@@ -92,7 +92,7 @@ describe("npm run train", async () => {
     const options = record(out).options;
     assert.deepEqual([options.optimizer, options.labelSmoothing, options.schedule], ["sgd-nesterov", 0.1, { kind: "warmupLinear", rate: 0.05, warmup: 0.15 }]);
     assert.ok(record(out).test!.accuracy > 0.5, `test accuracy ${record(out).test!.accuracy}`);
-    for (const [flag, value, message] of [["--optimizer", "rmsprop", /--optimizer must be adam or sgd-nesterov, got "rmsprop"/], ["--label-smoothing", "0.9", /--label-smoothing must be a number in \[0, 0\.5\], got "0\.9"/]] as const) {
+    for (const [flag, value, message] of [["--optimizer", "rmsprop", /--optimizer must be one of adam, sgd-nesterov, got "rmsprop"/], ["--label-smoothing", "0.9", /--label-smoothing must be a number in \[0, 0\.5\], got "0\.9"/], ["--schedule", "cosine", /--schedule must be one of constant, step, one-cycle, warmup-linear, warmup-cosine, got "cosine"/], ["--dataset", "cifar", /--dataset must be one of fashion, mnist, got "cifar"/]] as const) {
       const bad = await trainCommand(["--model", "ann", "--quick", flag, value]);
       assert.equal(bad.code, 2);
       assert.match(bad.stderr, message);

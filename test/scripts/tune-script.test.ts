@@ -122,7 +122,7 @@ describe("npm run tune", async () => {
 
   it("bad options are usage errors with a message", async () => {
     const cases: [string[], RegExp][] = [
-      [["--strategy", "bayes"], /--strategy must be random, grid or halving, got "bayes"/],
+      [["--strategy", "bayes"], /--strategy must be one of grid, random, halving, got "bayes"/],
       [["--budget", "5x"], /--budget must look like 90m \(minutes\) or 60ep \(epochs\), got "5x"/],
       [["--trials", "0"], /--trials must be a positive integer, got "0"/],
       [["--space", "/nonexistent.json"], /--space \/nonexistent\.json: no such file/],
