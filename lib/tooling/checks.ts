@@ -1,4 +1,4 @@
-/** Argument checks shared by the library (the command line's own live in lib/tooling/cli.ts). */
+/** Argument checks shared by the library and the scripts (turning flags' strings into values lives in lib/tooling/cli.ts). */
 
 /** Throws "`name` must be a positive integer, got `value`." unless `value` is one. */
 export function requirePositiveInt(value: number, name: string): void {
