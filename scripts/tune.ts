@@ -111,18 +111,42 @@ const format = (value: number | string | boolean) => (typeof value === "number" 
 /** The options that define a study; any of them given means "this study" rather than "join whichever exists". */
 const STUDY_OPTIONS = ["space", "strategy", "architecture", "trials", "epochs", "min-epochs", "eta", "budget", "seed", "quick"] as const;
 
-type Values = Record<string, string | boolean | undefined>;
+/** The command line's options, as parseArgs reads them. */
+const OPTIONS = {
+  space: { type: "string" },
+  strategy: { type: "string" },
+  architecture: { type: "string" },
+  trials: { type: "string" },
+  epochs: { type: "string" },
+  "min-epochs": { type: "string" },
+  eta: { type: "string" },
+  budget: { type: "string" },
+  study: { type: "string" },
+  seed: { type: "string" },
+  jobs: { type: "string" },
+  quick: { type: "boolean" },
+  json: { type: "boolean", default: false },
+  report: { type: "boolean", default: false },
+  experiment: { type: "string" },
+  profile: { type: "string" },
+  storage: { type: "string" },
+  worker: { type: "boolean", default: false },
+  "work-dir": { type: "string" },
+  "heartbeat-timeout": { type: "string" },
+  "reconnect-timeout": { type: "string" },
+} as const;
+type Values = ReturnType<typeof parseCommandLine<typeof OPTIONS>>["values"];
 
 async function specFromOptions(values: Values, studyName: string | undefined): Promise<StudySpec> {
-  const spaceFile = values.space as string | undefined;
+  const spaceFile = values.space;
   const space: SearchSpace = spaceFile
     ? await readSpace(spaceFile).catch((error: Error) => {
         throw new UsageError(`--space ${error.message}`);
       })
     : DEFAULT_SPACE;
   return usageCheck(() => {
-    const strategy = requireOneOf((values.strategy as string | undefined) ?? "random", STRATEGIES, "--strategy");
-    const architecture = requireOneOf((values.architecture as string | undefined) ?? "capstone", ARCHITECTURES, "--architecture");
+    const strategy = requireOneOf(values.strategy ?? "random", STRATEGIES, "--strategy");
+    const architecture = requireOneOf(values.architecture ?? "capstone", ARCHITECTURES, "--architecture");
     const seed = Number(values.seed ?? "42");
     if (!Number.isInteger(seed)) throw new Error(`--seed must be an integer, got "${values.seed}".`);
     const study: StudySpec = {
@@ -130,11 +154,11 @@ async function specFromOptions(values: Values, studyName: string | undefined): P
       space,
       strategy,
       seed,
-      trials: strategy === "grid" ? undefined : positiveInt(values.trials as string | undefined, "--trials", 12),
-      epochs: positiveInt(values.epochs as string | undefined, "--epochs", 3),
-      minEpochs: strategy === "halving" ? positiveInt(values["min-epochs"] as string | undefined, "--min-epochs", 1) : undefined,
-      eta: strategy === "halving" ? positiveInt(values.eta as string | undefined, "--eta", 3) : undefined,
-      budget: parseBudget(values.budget as string | undefined),
+      trials: strategy === "grid" ? undefined : positiveInt(values.trials, "--trials", 12),
+      epochs: positiveInt(values.epochs, "--epochs", 3),
+      minEpochs: strategy === "halving" ? positiveInt(values["min-epochs"], "--min-epochs", 1) : undefined,
+      eta: strategy === "halving" ? positiveInt(values.eta, "--eta", 3) : undefined,
+      budget: parseBudget(values.budget),
       // Left out for the default, so studies from before the option still resume.
       ...(architecture === "capstone" ? {} : { architecture }),
       validationFraction: 0.1,
@@ -158,8 +182,8 @@ async function declaredStudy(values: Values) {
   if (STUDY_OPTIONS.some((option) => values[option] !== undefined) || values.study !== undefined) {
     throw new UsageError("--experiment takes the study's options and name from its declaration; leave out --study, --strategy, --trials and the like.");
   }
-  const name = values.experiment as string;
-  const profile = usageCheck(() => parseProfile((values.profile as string | undefined) ?? "standard"));
+  const name = values.experiment;
+  const profile = usageCheck(() => parseProfile(values.profile ?? "standard"));
   const d = usageCheck(() => declaration(name, loadDeclarations()));
   if (d.kind !== "study") throw new UsageError(`--experiment ${name} is ${d.kind === "run" ? "a run" : "an ensemble"}, not a study; train it with npm run train -- --experiment ${name}.`);
   const spec = studySpecOf(d, profile, await readSpace(path.resolve(PROJECT_ROOT, d.space)));
@@ -190,15 +214,14 @@ async function saveChoice(dir: string, spec: StudySpec, best: TrialResult): Prom
 }
 
 /** --storage: a worker (or a report) of a study in PostgreSQL. */
-async function storageCommand(values: Values, log: (line: string) => void): Promise<void> {
-  const url = values.storage as string;
+async function storageCommand(url: string, values: Values, log: (line: string) => void): Promise<void> {
   if (values.jobs !== undefined) throw new UsageError("--jobs is for a study in files; with --storage start one worker per core (each with --worker), on as many machines as you like.");
   const declared = await declaredStudy(values);
   const given = STUDY_OPTIONS.some((option) => values[option] !== undefined);
-  const name = declared?.storedName ?? (values.study as string | undefined);
+  const name = declared?.storedName ?? values.study;
   if (!name) throw new UsageError("--storage needs --study NAME (or --experiment NAME): the study's name in the database.");
   const spec = declared?.spec ?? (given ? await specFromOptions(values, name) : undefined);
-  const seconds = (flag: string, fallback: number) => {
+  const seconds = (flag: "heartbeat-timeout" | "reconnect-timeout", fallback: number) => {
     const value = values[flag] === undefined ? fallback : Number(values[flag]);
     if (!(value > 0)) throw new UsageError(`--${flag} must be a positive number of seconds, got "${values[flag]}".`);
     return value;
@@ -222,7 +245,7 @@ async function storageCommand(values: Values, log: (line: string) => void): Prom
     log(`backend: ${describeBackend(backend)}`);
     const data = await loadDataset("fashion");
     const worker = workerName();
-    const workDir = path.resolve((values["work-dir"] as string | undefined) ?? declared?.dir ?? path.join("studies", name));
+    const workDir = path.resolve(values["work-dir"] ?? declared?.dir ?? path.join("studies", name));
     const runner = trainingTrialRunner(study.spec, data, {
       onEpochEnd: (epoch, record) => log(`    epoch ${epoch.epoch + 1}/${record.options.epochs}: ${describeValidation(epoch)} (${epoch.seconds.toFixed(1)} s)`),
     });
@@ -259,7 +282,7 @@ async function storageCommand(values: Values, log: (line: string) => void): Prom
 async function reportStored(stored: StoredStudy, store: PostgresStudyStore, values: Values): Promise<void> {
   const best = stored.best ?? (stored.trials.length > 0 ? studyBest(stored.trials) : undefined);
   // The choice's model config and retrain command, written where this machine can use them.
-  const command = best ? await saveChoice(path.resolve((values["work-dir"] as string | undefined) ?? path.join("studies", stored.name)), stored.spec, best) : undefined;
+  const command = best ? await saveChoice(path.resolve(values["work-dir"] ?? path.join("studies", stored.name)), stored.spec, best) : undefined;
   if (values.json) {
     process.stdout.write(JSON.stringify({ study: stored.name, storage: store.location, spec: stored.spec, finished: stored.finished, planned: stored.planned, running: stored.running, trials: stored.trials, best: best ?? null, trainCommand: command ?? null }, null, 2) + "\n");
     return;
@@ -270,35 +293,10 @@ async function reportStored(stored: StoredStudy, store: PostgresStudyStore, valu
 }
 
 runCommand(USAGE, async () => {
-  const { values } = parseCommandLine(
-    {
-      space: { type: "string" },
-      strategy: { type: "string" },
-      architecture: { type: "string" },
-      trials: { type: "string" },
-      epochs: { type: "string" },
-      "min-epochs": { type: "string" },
-      eta: { type: "string" },
-      budget: { type: "string" },
-      study: { type: "string" },
-      seed: { type: "string" },
-      jobs: { type: "string" },
-      quick: { type: "boolean" },
-      json: { type: "boolean", default: false },
-      report: { type: "boolean", default: false },
-      experiment: { type: "string" },
-      profile: { type: "string" },
-      storage: { type: "string" },
-      worker: { type: "boolean", default: false },
-      "work-dir": { type: "string" },
-      "heartbeat-timeout": { type: "string" },
-      "reconnect-timeout": { type: "string" },
-    },
-    process.argv.slice(2),
-  );
+  const { values } = parseCommandLine(OPTIONS, process.argv.slice(2));
   const log = (line: string) => process.stderr.write(line + "\n");
   if (values.storage !== undefined) {
-    await storageCommand(values, log);
+    await storageCommand(values.storage, values, log);
     return;
   }
   for (const flag of ["worker", "work-dir", "heartbeat-timeout", "reconnect-timeout"] as const) {
