@@ -1,0 +1,141 @@
+// What keeping activations in bf16 between a convolution and its batch norm could save on this CPU, measured on
+// oneDNN's primitives alone (no TF.js): a vgg-bn-style network's convolutions and batch norms (+ relu), in the bf16
+// steps the project runs today (convolutions read bf16 copies and write fp32; batch norm in fp32; every convolution
+// input and incoming gradient converted fp32 → bf16 once per step) against the same primitives reading and writing
+// bf16 throughout, as PyTorch's bf16 autocast runs them. Built and run by scripts/bench-bf16-chain.sh; prints a
+// table per layer and the totals per step (medians of repeats), so the gain is known before the fused op is built.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "oneapi/dnnl/dnnl.hpp"
+
+using namespace dnnl;
+using tag = memory::format_tag;
+using dt = memory::data_type;
+
+namespace {
+
+engine cpu(engine::kind::cpu, 0);
+stream queue(cpu);
+int repeats = 15;
+
+// The median of `repeats` timed calls after three untimed ones, in milliseconds.
+template <typename Work>
+double medianMs(Work work) {
+  std::vector<double> times;
+  for (int i = 0; i < 3 + repeats; i++) {
+    const auto start = std::chrono::steady_clock::now();
+    work();
+    queue.wait();
+    if (i >= 3) times.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
+  }
+  std::sort(times.begin(), times.end());
+  return times[times.size() / 2];
+}
+
+// A 'same' 3×3 convolution of a vgg-bn block and the batch norm after it.
+struct Layer {
+  memory::dim size, in, out;
+};
+
+struct Times {
+  double forward = 0, backwardData = 0, norm = 0, conversions = 0;
+  double total() const { return forward + backwardData + norm + conversions; }
+  void add(const Times& t) { forward += t.forward, backwardData += t.backwardData, norm += t.norm, conversions += t.conversions; }
+};
+
+// The implementations oneDNN picked (e.g. "forward brgconv:avx512_core_amx_bf16"), each printed once.
+std::vector<std::string> implementations;
+void picked(const std::string& name) {
+  if (std::find(implementations.begin(), implementations.end(), name) == implementations.end()) implementations.push_back(name);
+}
+
+// Convolution forward and input gradient with bf16 operands and outputs of type `output`.
+void convolution(const Layer& l, memory::dim batch, dt output, Times& t) {
+  const memory::dims src = {batch, l.in, l.size, l.size}, weights = {l.out, l.in, 3, 3}, dst = {batch, l.out, l.size, l.size};
+  convolution_forward::primitive_desc forward(
+      convolution_forward::desc(prop_kind::forward_training, algorithm::convolution_direct, memory::desc(src, dt::bf16, tag::nhwc),
+                                memory::desc(weights, dt::bf16, tag::any), memory::desc(dst, output, tag::nhwc), {1, 1}, {1, 1}, {1, 1}),
+      cpu);
+  memory x(forward.src_desc(), cpu), w(forward.weights_desc(), cpu), y(forward.dst_desc(), cpu);
+  convolution_forward conv(forward);
+  t.forward += medianMs([&] { conv.execute(queue, {{DNNL_ARG_SRC, x}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_DST, y}}); });
+  if (l.in > 1) picked(std::string("forward ") + forward.impl_info_str());
+  if (l.in == 1) return;  // a first layer's input gradient is never asked for
+  convolution_backward_data::primitive_desc backward(
+      convolution_backward_data::desc(algorithm::convolution_direct, memory::desc(src, output, tag::nhwc), memory::desc(weights, dt::bf16, tag::any),
+                                      memory::desc(dst, dt::bf16, tag::nhwc), {1, 1}, {1, 1}, {1, 1}),
+      cpu, forward);
+  memory dx(backward.diff_src_desc(), cpu), wb(backward.weights_desc(), cpu), dy(backward.diff_dst_desc(), cpu);
+  convolution_backward_data grad(backward);
+  t.backwardData += medianMs([&] { grad.execute(queue, {{DNNL_ARG_DIFF_DST, dy}, {DNNL_ARG_WEIGHTS, wb}, {DNNL_ARG_DIFF_SRC, dx}}); });
+  picked(std::string("input gradient ") + backward.impl_info_str());
+}
+
+// Batch norm + relu forward and backward over the convolution's output, in `type`.
+void norm(const Layer& l, memory::dim batch, dt type, Times& t) {
+  const memory::desc data({batch, l.out, l.size, l.size}, type, tag::nhwc), perChannel({l.out}, dt::f32, tag::x);
+  const auto flags = normalization_flags::use_scale | normalization_flags::use_shift | normalization_flags::fuse_norm_relu;
+  batch_normalization_forward::primitive_desc forward(batch_normalization_forward::desc(prop_kind::forward_training, data, 1e-3f, flags), cpu);
+  batch_normalization_backward::primitive_desc backward(batch_normalization_backward::desc(prop_kind::backward, data, data, 1e-3f, flags), cpu, forward);
+  memory x(data, cpu), y(data, cpu), dy(data, cpu), dx(data, cpu), workspace(forward.workspace_desc(), cpu);
+  memory gamma(perChannel, cpu), beta(perChannel, cpu), mean(perChannel, cpu), variance(perChannel, cpu), dGamma(perChannel, cpu), dBeta(perChannel, cpu);
+  picked(std::string("batch norm ") + (type == dt::bf16 ? "bf16 " : "fp32 ") + forward.impl_info_str() + " / " + backward.impl_info_str());
+  batch_normalization_forward apply(forward);
+  batch_normalization_backward grad(backward);
+  t.norm += medianMs([&] {
+    apply.execute(queue, {{DNNL_ARG_SRC, x}, {DNNL_ARG_SCALE, gamma}, {DNNL_ARG_SHIFT, beta}, {DNNL_ARG_DST, y}, {DNNL_ARG_MEAN, mean},
+                          {DNNL_ARG_VARIANCE, variance}, {DNNL_ARG_WORKSPACE, workspace}});
+    grad.execute(queue, {{DNNL_ARG_DIFF_DST, dy}, {DNNL_ARG_SRC, x}, {DNNL_ARG_MEAN, mean}, {DNNL_ARG_VARIANCE, variance}, {DNNL_ARG_SCALE, gamma},
+                         {DNNL_ARG_SHIFT, beta}, {DNNL_ARG_DIFF_SRC, dx}, {DNNL_ARG_DIFF_SCALE, dGamma}, {DNNL_ARG_DIFF_SHIFT, dBeta},
+                         {DNNL_ARG_WORKSPACE, workspace}});
+  });
+}
+
+// One fp32 → bf16 conversion of an NHWC tensor, as the addon makes of each convolution input and incoming gradient.
+double conversion(const memory::dims& dims) {
+  memory from(memory::desc(dims, dt::f32, tag::nhwc), cpu), to(memory::desc(dims, dt::bf16, tag::nhwc), cpu);
+  reorder convert(from, to);
+  return medianMs([&] { convert.execute(queue, from, to); });
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // bench_bf16_chain [width (32: vgg-bn)] [batch (128)] [repeats (15)]
+  const memory::dim width = argc > 1 ? std::atol(argv[1]) : 32, batch = argc > 2 ? std::atol(argv[2]) : 128;
+  if (argc > 3) repeats = std::atoi(argv[3]);
+  if (width < 1 || batch < 1 || repeats < 1) {
+    std::fprintf(stderr, "usage: bench_bf16_chain [width >= 1] [batch >= 1] [repeats >= 1]\n");
+    return 2;
+  }
+  const std::vector<Layer> layers = {{28, 1, width},         {28, width, width},         {14, width, 2 * width},
+                                     {14, 2 * width, 2 * width}, {7, 2 * width, 4 * width}, {7, 4 * width, 4 * width}};
+  std::printf("oneDNN %d.%d.%d, width %ld, batch %ld, medians of %d; ms per call\n", dnnl_version()->major, dnnl_version()->minor,
+              dnnl_version()->patch, long(width), long(batch), repeats);
+  std::printf("%-16s | %-27s | %-27s\n", "layer", "today: fwd, bwd-data, BN, conv.", "bf16 chain: fwd, bwd-data, BN");
+  Times today, chain;
+  for (const Layer& l : layers) {
+    Times t, c;
+    convolution(l, batch, dt::f32, t);
+    norm(l, batch, dt::f32, t);
+    // Today the convolution's input is converted (not the image: the first layer's is small) and so is its incoming gradient.
+    if (l.in > 1) t.conversions += conversion({batch, l.in, l.size, l.size});
+    t.conversions += conversion({batch, l.out, l.size, l.size});
+    convolution(l, batch, dt::bf16, c);
+    norm(l, batch, dt::bf16, c);
+    std::printf("%2ldx%-2ld %4ld->%-4ld | %6.2f %6.2f %6.2f %6.2f | %6.2f %6.2f %6.2f\n", long(l.size), long(l.size), long(l.in), long(l.out), t.forward,
+                t.backwardData, t.norm, t.conversions, c.forward, c.backwardData, c.norm);
+    today.add(t);
+    chain.add(c);
+  }
+  std::printf("%-16s | %6.2f %6.2f %6.2f %6.2f | %6.2f %6.2f %6.2f\n", "per step", today.forward, today.backwardData, today.norm, today.conversions,
+              chain.forward, chain.backwardData, chain.norm);
+  for (const std::string& name : implementations) std::printf("%s\n", name.c_str());
+  std::printf("today %.2f ms, bf16 chain %.2f ms per step: %.2f ms (%.0f%%) less in these primitives\n", today.total(), chain.total(),
+              today.total() - chain.total(), 100 * (today.total() - chain.total()) / today.total());
+}
