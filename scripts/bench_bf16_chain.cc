@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -37,6 +38,14 @@ double medianMs(Work work) {
   return times[times.size() / 2];
 }
 
+// A buffer for `desc` filled with bytes 0x3f: ~0.75 read as fp32 or as bf16, so no operand is a denormal or NaN that
+// could change a kernel's speed.
+memory filled(const memory::desc& desc) {
+  memory m(desc, cpu);
+  std::memset(m.get_data_handle(), 0x3f, desc.get_size());
+  return m;
+}
+
 // A 'same' 3×3 convolution of a vgg-bn block and the batch norm after it.
 struct Layer {
   memory::dim size, in, out;
@@ -61,7 +70,7 @@ void convolution(const Layer& l, memory::dim batch, dt output, Times& t) {
       convolution_forward::desc(prop_kind::forward_training, algorithm::convolution_direct, memory::desc(src, dt::bf16, tag::nhwc),
                                 memory::desc(weights, dt::bf16, tag::any), memory::desc(dst, output, tag::nhwc), {1, 1}, {1, 1}, {1, 1}),
       cpu);
-  memory x(forward.src_desc(), cpu), w(forward.weights_desc(), cpu), y(forward.dst_desc(), cpu);
+  memory x = filled(forward.src_desc()), w = filled(forward.weights_desc()), y = filled(forward.dst_desc());
   convolution_forward conv(forward);
   t.forward += medianMs([&] { conv.execute(queue, {{DNNL_ARG_SRC, x}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_DST, y}}); });
   if (l.in > 1) picked(std::string("forward ") + forward.impl_info_str());
@@ -70,7 +79,7 @@ void convolution(const Layer& l, memory::dim batch, dt output, Times& t) {
       convolution_backward_data::desc(algorithm::convolution_direct, memory::desc(src, output, tag::nhwc), memory::desc(weights, dt::bf16, tag::any),
                                       memory::desc(dst, dt::bf16, tag::nhwc), {1, 1}, {1, 1}, {1, 1}),
       cpu, forward);
-  memory dx(backward.diff_src_desc(), cpu), wb(backward.weights_desc(), cpu), dy(backward.diff_dst_desc(), cpu);
+  memory dx = filled(backward.diff_src_desc()), wb = filled(backward.weights_desc()), dy = filled(backward.diff_dst_desc());
   convolution_backward_data grad(backward);
   t.backwardData += medianMs([&] { grad.execute(queue, {{DNNL_ARG_DIFF_DST, dy}, {DNNL_ARG_WEIGHTS, wb}, {DNNL_ARG_DIFF_SRC, dx}}); });
   picked(std::string("input gradient ") + backward.impl_info_str());
@@ -82,8 +91,9 @@ void norm(const Layer& l, memory::dim batch, dt type, Times& t) {
   const auto flags = normalization_flags::use_scale | normalization_flags::use_shift | normalization_flags::fuse_norm_relu;
   batch_normalization_forward::primitive_desc forward(batch_normalization_forward::desc(prop_kind::forward_training, data, 1e-3f, flags), cpu);
   batch_normalization_backward::primitive_desc backward(batch_normalization_backward::desc(prop_kind::backward, data, data, 1e-3f, flags), cpu, forward);
-  memory x(data, cpu), y(data, cpu), dy(data, cpu), dx(data, cpu), workspace(forward.workspace_desc(), cpu);
-  memory gamma(perChannel, cpu), beta(perChannel, cpu), mean(perChannel, cpu), variance(perChannel, cpu), dGamma(perChannel, cpu), dBeta(perChannel, cpu);
+  memory x = filled(data), y = filled(data), dy = filled(data), dx = filled(data), workspace = filled(forward.workspace_desc());
+  memory gamma = filled(perChannel), beta = filled(perChannel), mean = filled(perChannel), variance = filled(perChannel), dGamma = filled(perChannel),
+         dBeta = filled(perChannel);
   picked(std::string("batch norm ") + (type == dt::bf16 ? "bf16 " : "fp32 ") + forward.impl_info_str() + " / " + backward.impl_info_str());
   batch_normalization_forward apply(forward);
   batch_normalization_backward grad(backward);
@@ -98,7 +108,7 @@ void norm(const Layer& l, memory::dim batch, dt type, Times& t) {
 
 // One fp32 → bf16 conversion of an NHWC tensor, as the addon makes of each convolution input and incoming gradient.
 double conversion(const memory::dims& dims) {
-  memory from(memory::desc(dims, dt::f32, tag::nhwc), cpu), to(memory::desc(dims, dt::bf16, tag::nhwc), cpu);
+  memory from = filled(memory::desc(dims, dt::f32, tag::nhwc)), to = filled(memory::desc(dims, dt::bf16, tag::nhwc));
   reorder convert(from, to);
   return medianMs([&] { convert.execute(queue, from, to); });
 }
