@@ -73,8 +73,8 @@ void convolution(const Layer& l, memory::dim batch, dt output, Times& t) {
   memory x = filled(forward.src_desc()), w = filled(forward.weights_desc()), y = filled(forward.dst_desc());
   convolution_forward conv(forward);
   t.forward += medianMs([&] { conv.execute(queue, {{DNNL_ARG_SRC, x}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_DST, y}}); });
-  if (l.in > 1) picked(std::string("forward ") + forward.impl_info_str());
-  if (l.in == 1) return;  // a first layer's input gradient is never asked for
+  if (l.in == 1) return;  // a first layer (one input channel): a special case for oneDNN, and no input gradient is asked for
+  picked(std::string("forward ") + forward.impl_info_str());
   convolution_backward_data::primitive_desc backward(
       convolution_backward_data::desc(algorithm::convolution_direct, memory::desc(src, output, tag::nhwc), memory::desc(weights, dt::bf16, tag::any),
                                       memory::desc(dst, dt::bf16, tag::nhwc), {1, 1}, {1, 1}, {1, 1}),
