@@ -22,7 +22,7 @@ async function bench(args: string[]): Promise<{ code: number; stdout: string; st
 }
 
 describe("scripts/bench-bf16-chain.sh", { skip: buildable ? false : "g++ or oneDNN's headers are not installed" }, () => {
-  it("times six layers both ways and sums them per step", async () => {
+  it("times six layers today, in bf16 throughout and as two fused designs, and sums them per step", async () => {
     const { code, stdout, stderr } = await bench(["8", "2", "1"]);
     assert.equal(code, 0, stderr);
     const rows = stdout.split("\n").filter((line) => /^\s*\d+x\d+\s+\d+->\d+\s+\|/.test(line));
@@ -31,12 +31,18 @@ describe("scripts/bench-bf16-chain.sh", { skip: buildable ? false : "g++ or oneD
     for (const row of rows) for (const cell of numbers(row)) for (const ms of cell) assert.ok(Number.isFinite(ms) && ms >= 0, row);
     const perStep = stdout.split("\n").find((line) => line.startsWith("per step"));
     assert.ok(perStep, stdout);
-    const [today, chain] = numbers(perStep);
-    const totals = /today ([\d.]+) ms, bf16 chain ([\d.]+) ms per step/.exec(stdout);
-    assert.ok(totals, stdout);
-    // The totals are the per-step columns summed (each printed to 0.01 ms).
-    assert.ok(Math.abs(Number(totals[1]) - today.reduce((a, b) => a + b, 0)) < 0.03, stdout);
-    assert.ok(Math.abs(Number(totals[2]) - chain.reduce((a, b) => a + b, 0)) < 0.03, stdout);
+    const [today, chain, [layerConversions, blockConversions]] = numbers(perStep);
+    const sum = (values: number[]) => values.reduce((a, b) => a + b, 0);
+    const total = (what: string) => Number(new RegExp(`^${what} ([\\d.]+) ms per step`, "m").exec(stdout)?.[1]);
+    // The totals are the per-step columns summed (each printed to 0.01 ms); the two ops run the chain's primitives.
+    assert.ok(Math.abs(total("bf16 chain \\(upper bound\\)") - sum(chain)) < 0.03, stdout);
+    assert.ok(Math.abs(total("op per layer") - sum(chain) - layerConversions) < 0.04, stdout);
+    assert.ok(Math.abs(total("op per block") - sum(chain) - blockConversions) < 0.04, stdout);
+    const todayTotals = [...stdout.matchAll(/less than today's ([\d.]+) ms/g)].map((match) => Number(match[1]));
+    assert.equal(todayTotals.length, 3, stdout);
+    for (const todayTotal of todayTotals) assert.ok(Math.abs(todayTotal - sum(today)) < 0.03, stdout);
+    // A block op converts at its edges only: a subset of the per-layer op's conversions, timed once.
+    assert.ok(blockConversions <= layerConversions, stdout);
   });
 
   it("refuses a width, batch or repeat count below 1", async () => {
