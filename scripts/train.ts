@@ -1,6 +1,6 @@
 /**
  * npm run train -- --experiment NAME [--profile quick|standard|extended] [--json]
- * npm run train -- --model NAME|config.json [--epochs N] [--batch-size N] [--seed N]
+ * npm run train -- --model NAME|config.json [--epochs N] [--batch-size N] [--seed N] [--split-seed N]
  *   [--lr RATE] [--schedule constant|step|one-cycle|warmup-linear|warmup-cosine] [--optimizer adam|sgd-nesterov]
  *   [--label-smoothing E] [--patience N] [--validation FRACTION]
  *   [--augment standard|FILE.json] [--tta] [--ema DECAY] [--bf16] [--dataset fashion|mnist] [--out DIR] [--quick] [--resume] [--json]
@@ -42,6 +42,7 @@ const USAGE = `Usage: npm run train -- --experiment NAME [--profile quick|standa
   --epochs N          default 20 (1 with --quick)
   --batch-size N      default 128
   --seed N            default 42 (split, shuffling)
+  --split-seed N      the validation split's seed, default --seed: replicates with other seeds on one split
   --lr RATE           peak learning rate, default 0.001
   --schedule KIND     constant (default), step (×0.5 every quarter of the epochs), one-cycle,
                       warmup-linear (set every step: up from 0 over 15% of the steps, then down to 0),
@@ -61,7 +62,7 @@ const USAGE = `Usage: npm run train -- --experiment NAME [--profile quick|standa
   --validation F      validation fraction of the training set, default 0.1; 0 trains on all of it
                       (no validation: the epochs are fixed, the last epoch's model is the run's)
   --dataset NAME      ${DATASET_NAMES.join(" or ")} (default fashion)
-  --out DIR           default runs/<model>-seed<seed>
+  --out DIR           default runs/<model>-seed<seed> (-split<split seed> with --split-seed)
   --quick             2,000 training / 500 validation images, 1 epoch (CI)
   --resume            continue a killed run in --out from its last finished epoch
   --json              print the run record as JSON at the end`;
@@ -127,6 +128,7 @@ runCommand(USAGE, async () => {
       epochs: { type: "string" },
       "batch-size": { type: "string" },
       seed: { type: "string" },
+      "split-seed": { type: "string" },
       lr: { type: "string" },
       schedule: { type: "string" },
       optimizer: { type: "string" },
@@ -147,7 +149,7 @@ runCommand(USAGE, async () => {
   );
   const log = (line: string) => process.stderr.write(line + "\n");
   if (values.experiment !== undefined) {
-    const recipeFlags = ["model", "epochs", "batch-size", "seed", "lr", "schedule", "optimizer", "label-smoothing", "patience", "augment", "tta", "ema", "bf16", "dataset", "validation", "out", "quick", "resume"] as const;
+    const recipeFlags = ["model", "epochs", "batch-size", "seed", "split-seed", "lr", "schedule", "optimizer", "label-smoothing", "patience", "augment", "tta", "ema", "bf16", "dataset", "validation", "out", "quick", "resume"] as const;
     const given = recipeFlags.filter((flag) => values[flag] !== undefined && values[flag] !== false);
     if (given.length > 0) throw new UsageError(`--experiment takes its model and recipe from experiments/${values.experiment}.json; leave out ${given.map((f) => `--${f}`).join(", ")}.`);
     const profile = usageCheck(() => parseProfile(values.profile ?? "standard"));
@@ -177,6 +179,7 @@ runCommand(USAGE, async () => {
       epochs,
       batchSize: positive(values["batch-size"] ?? "128", "--batch-size"),
       seed: integer(values.seed ?? "42", "--seed"),
+      ...(values["split-seed"] === undefined ? {} : { splitSeed: integer(values["split-seed"], "--split-seed") }),
       validationFraction,
       schedule: scheduleFor(schedule, positive(values.lr ?? "0.001", "--lr", false), epochs),
       patience: values.patience ? positive(values.patience, "--patience") : null,
@@ -189,7 +192,8 @@ runCommand(USAGE, async () => {
       ...(values.bf16 ? { precision: "bf16" as const } : {}),
     };
   });
-  const outDir = path.resolve(values.out ?? path.join("runs", `${config.name}-seed${options.seed}`));
+  const split = options.splitSeed === undefined ? "" : `-split${options.splitSeed}`;
+  const outDir = path.resolve(values.out ?? path.join("runs", `${config.name}-seed${options.seed}${split}`));
   const backend = await initBackend();
   log(`backend: ${describeBackend(backend)}`);
   const record = await trainRun({ config, settings: options, outDir, dataset, resume: values.resume, hooks: progressHooks(log) });

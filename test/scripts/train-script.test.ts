@@ -85,14 +85,16 @@ describe("npm run train", async () => {
     assert.match(invalid.stderr, /shift\.maxPixels must be a non-negative integer, got -1/);
   });
 
-  it("--optimizer sgd-nesterov --label-smoothing 0.1 --schedule warmup-linear trains and is recorded; bad values are usage errors", { skip }, async () => {
+  it("--optimizer sgd-nesterov --label-smoothing 0.1 --schedule warmup-linear --split-seed trains and is recorded; bad values are usage errors", { skip }, async () => {
     const out = path.join(tempDir(), "run");
-    const result = await trainCommand(["--model", "ann", "--quick", "--optimizer", "sgd-nesterov", "--label-smoothing", "0.1", "--schedule", "warmup-linear", "--lr", "0.05", "--out", out]);
+    const args = ["--optimizer", "sgd-nesterov", "--label-smoothing", "0.1", "--schedule", "warmup-linear", "--lr", "0.05", "--seed", "43", "--split-seed", "42"];
+    const result = await trainCommand(["--model", "ann", "--quick", ...args, "--out", out]);
     assert.equal(result.code, 0, result.stderr);
     const options = record(out).options;
     assert.deepEqual([options.optimizer, options.labelSmoothing, options.schedule], ["sgd-nesterov", 0.1, { kind: "warmupLinear", rate: 0.05, warmup: 0.15 }]);
+    assert.deepEqual([options.seed, options.splitSeed], [43, 42]);
     assert.ok(record(out).test!.accuracy > 0.5, `test accuracy ${record(out).test!.accuracy}`);
-    for (const [flag, value, message] of [["--optimizer", "rmsprop", /--optimizer must be one of adam, sgd-nesterov, got "rmsprop"/], ["--label-smoothing", "0.9", /--label-smoothing must be a number in \[0, 0\.5\], got "0\.9"/], ["--schedule", "cosine", /--schedule must be one of constant, step, one-cycle, warmup-linear, warmup-cosine, got "cosine"/], ["--dataset", "cifar", /--dataset must be one of fashion, mnist, got "cifar"/]] as const) {
+    for (const [flag, value, message] of [["--optimizer", "rmsprop", /--optimizer must be one of adam, sgd-nesterov, got "rmsprop"/], ["--label-smoothing", "0.9", /--label-smoothing must be a number in \[0, 0\.5\], got "0\.9"/], ["--schedule", "cosine", /--schedule must be one of constant, step, one-cycle, warmup-linear, warmup-cosine, got "cosine"/], ["--dataset", "cifar", /--dataset must be one of fashion, mnist, got "cifar"/], ["--split-seed", "1.5", /--split-seed must be an integer, got "1\.5"/]] as const) {
       const bad = await trainCommand(["--model", "ann", "--quick", flag, value]);
       assert.equal(bad.code, 2);
       assert.match(bad.stderr, message);
