@@ -28,12 +28,16 @@ namespace {
 engine cpu(engine::kind::cpu, 0);
 stream queue(cpu);
 int repeats = 15;
+// Written over before each timed call when timing with cold caches ("cold"): in a training step the other layers'
+// tensors pass through the caches between two calls of one primitive, so its operands come from memory.
+std::vector<char> evictor;
 
 // The median of `repeats` timed calls after three untimed ones, in milliseconds.
 template <typename Work>
 double medianMs(Work work) {
   std::vector<double> times;
   for (int i = 0; i < 3 + repeats; i++) {
+    for (size_t k = 0; k < evictor.size(); k += 64) evictor[k]++;
     const auto start = std::chrono::steady_clock::now();
     work();
     queue.wait();
@@ -122,17 +126,20 @@ double conversion(const memory::dims& dims, dt fromType = dt::f32, dt toType = d
 }  // namespace
 
 int main(int argc, char** argv) {
-  // bench_bf16_chain [width (32: vgg-bn)] [batch (128)] [repeats (15)]
+  // bench_bf16_chain [width (32: vgg-bn)] [batch (128)] [repeats (15)] [warm|cold (warm)]
   const memory::dim width = argc > 1 ? std::atol(argv[1]) : 32, batch = argc > 2 ? std::atol(argv[2]) : 128;
   if (argc > 3) repeats = std::atoi(argv[3]);
-  if (width < 1 || batch < 1 || repeats < 1) {
-    std::fprintf(stderr, "usage: bench_bf16_chain [width >= 1] [batch >= 1] [repeats >= 1]\n");
+  const std::string caches = argc > 4 ? argv[4] : "warm";
+  if (width < 1 || batch < 1 || repeats < 1 || (caches != "warm" && caches != "cold")) {
+    std::fprintf(stderr, "usage: bench_bf16_chain [width >= 1] [batch >= 1] [repeats >= 1] [warm|cold]\n");
     return 2;
   }
+  // 256 MB: well past the last-level cache of these machines.
+  if (caches == "cold") evictor.assign(size_t(256) << 20, 1);
   const std::vector<Layer> layers = {{28, 1, width},         {28, width, width},         {14, width, 2 * width},
                                      {14, 2 * width, 2 * width}, {7, 2 * width, 4 * width}, {7, 4 * width, 4 * width}};
-  std::printf("oneDNN %d.%d.%d, width %ld, batch %ld, medians of %d; ms per call\n", dnnl_version()->major, dnnl_version()->minor,
-              dnnl_version()->patch, long(width), long(batch), repeats);
+  std::printf("oneDNN %d.%d.%d, width %ld, batch %ld, medians of %d, %s caches; ms per call\n", dnnl_version()->major, dnnl_version()->minor,
+              dnnl_version()->patch, long(width), long(batch), repeats, caches.c_str());
   std::printf("%-16s | %-27s | %-20s | %-13s\n", "layer", "today: fwd, bwd-data, BN, conv.", "bf16 chain: fwd, bwd, BN", "conv.: layer, block op");
   Times today, chain, layerOp, blockOp;
   for (size_t i = 0; i < layers.size(); i++) {

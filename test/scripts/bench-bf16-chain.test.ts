@@ -22,9 +22,10 @@ async function bench(args: string[]): Promise<{ code: number; stdout: string; st
 }
 
 describe("scripts/bench-bf16-chain.sh", { skip: buildable ? false : "g++ or oneDNN's headers are not installed" }, () => {
-  it("times six layers today, in bf16 throughout and as two fused designs, and sums them per step", async () => {
-    const { code, stdout, stderr } = await bench(["8", "2", "1"]);
+  for (const caches of ["warm", "cold"]) it(`times six layers today, in bf16 throughout and as two fused designs, and sums them per step (${caches} caches)`, async () => {
+    const { code, stdout, stderr } = await bench(["8", "2", "1", caches]);
     assert.equal(code, 0, stderr);
+    assert.match(stdout, new RegExp(`medians of 1, ${caches} caches`));
     const rows = stdout.split("\n").filter((line) => /^\s*\d+x\d+\s+\d+->\d+\s+\|/.test(line));
     assert.deepEqual(rows.map((row) => row.split("|")[0].trim().replace(/\s+/g, " ")), ["28x28 1->8", "28x28 8->8", "14x14 8->16", "14x14 16->16", "7x7 16->32", "7x7 32->32"]);
     const numbers = (line: string) => line.split("|").slice(1).map((cell) => cell.trim().split(/\s+/).map(Number));
@@ -45,9 +46,11 @@ describe("scripts/bench-bf16-chain.sh", { skip: buildable ? false : "g++ or oneD
     assert.ok(blockConversions <= layerConversions, stdout);
   });
 
-  it("refuses a width, batch or repeat count below 1", async () => {
-    const { code, stderr } = await bench(["0"]);
-    assert.equal(code, 2);
-    assert.match(stderr, /usage: bench_bf16_chain/);
+  it("refuses a width, batch or repeat count below 1, and caches neither warm nor cold", async () => {
+    for (const args of [["0"], ["8", "2", "1", "tepid"]]) {
+      const { code, stderr } = await bench(args);
+      assert.equal(code, 2, args.join(" "));
+      assert.match(stderr, /usage: bench_bf16_chain .* \[warm\|cold\]/);
+    }
   });
 });
