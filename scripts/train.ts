@@ -192,7 +192,8 @@ runCommand(USAGE, async () => {
       ...(values.bf16 ? { precision: "bf16" as const } : {}),
     };
   });
-  const split = options.splitSeed === undefined ? "" : `-split${options.splitSeed}`;
+  // A split seed equal to the seed is the same run (runIdentity), so it gets the same folder.
+  const split = options.splitSeed === undefined || options.splitSeed === options.seed ? "" : `-split${options.splitSeed}`;
   const outDir = path.resolve(values.out ?? path.join("runs", `${config.name}-seed${options.seed}${split}`));
   const backend = await initBackend();
   log(`backend: ${describeBackend(backend)}`);
