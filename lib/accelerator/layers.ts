@@ -28,11 +28,18 @@
  * is one (ProjectReluGrad), with the same values. In a sequential model built or loaded here
  * (fuseBatchNormRelu) batch norm applies that relu itself while training, and FastActivation
  * (serialised as `Activation`) passes its output on: no relu pass of its own either way.
+ *
+ * A block of two convolution (no bias) + batch norm + relu layers, as vgg-bn's (fuseConvBnBlocks): where batch norm
+ * runs in oneDNN, a training step runs the six layers as one custom-gradient op over native kernels, and the five
+ * after the first convolution pass its output on. In bf16 steps the block keeps its activations and gradients in bf16
+ * inside (as PyTorch's autocast does), so only its input, output and incoming gradient convert between fp32 and bf16;
+ * in fp32 it gives the layers' values bit for bit.
  */
 import { tf } from "./backend";
 import { BATCH_NORM_GRAD_KERNEL, BATCH_NORM_TRAIN_KERNEL, batchNormKernelsFit, MOVING_AVERAGES_KERNEL } from "./wasm/normalization";
 import { RELU_BIAS_GRAD_KERNEL, RELU_GRAD_KERNEL, reluBiasGradFits } from "./wasm/activation";
 import { DROPOUT_MASK_KERNEL, type MaskDraw } from "./wasm/random";
+import { CONV_BN_BLOCK_GRAD_KERNEL, CONV_BN_BLOCK_KERNEL, convBnBlocksActive, type ConvBnBlockAttrs } from "./native/onednn";
 
 type DropoutArgs = Parameters<typeof tf.layers.dropout>[0];
 
@@ -239,28 +246,34 @@ export class FastBatchNorm extends StockBatchNorm {
 
   override call(inputs: tf.Tensor | tf.Tensor[], kwargs: Record<string, unknown>): tf.Tensor | tf.Tensor[] {
     const input = Array.isArray(inputs) ? inputs[0] : inputs;
+    const passed = passOnBlockOutput(input, kwargs);
+    if (passed) return passed;
     const lastAxis = this.axis === -1 || this.axis === input.rank - 1;
     if (kwargs.training !== true || !lastAxis || !this.center || !this.scale) return super.call(inputs, kwargs);
     return tf.tidy(() => {
       const { y, mean, variance, reluApplied: withRelu } = trainingBatchNorm(input, this.gamma.read(), this.beta.read(), this.epsilon, this.reluAfter);
       if (withRelu) clippedByBatchNorm.add(y);
-      // The stock layer's moving-average update: v ← v − (v − value)·(1 − momentum), as one kernel where registered.
-      if (tf.getKernel(MOVING_AVERAGES_KERNEL, tf.getBackend())) {
-        const inputs = { movingMean: this.movingMean.read(), movingVariance: this.movingVariance.read(), mean, variance };
-        const [newMean, newVariance] = tf.engine().runKernel(MOVING_AVERAGES_KERNEL, inputs, { momentum: this.momentum } as never) as tf.Tensor[];
-        this.movingMean.write(newMean);
-        this.movingVariance.write(newVariance);
-      } else {
-        for (const [variable, value] of [[this.movingMean, mean], [this.movingVariance, variance]] as const) {
-          tf.tidy(() => {
-            const original = variable.read();
-            variable.write(tf.sub(original, tf.mul(tf.sub(original, value), 1 - this.momentum)));
-          });
-        }
-      }
+      this.updateMovingAverages(mean, variance);
       tf.dispose([mean, variance]);
       return y;
     });
+  }
+
+  /** The stock layer's moving-average update from a batch's statistics: v ← v − (v − value)·(1 − momentum), as one kernel where registered. */
+  updateMovingAverages(mean: tf.Tensor, variance: tf.Tensor): void {
+    if (tf.getKernel(MOVING_AVERAGES_KERNEL, tf.getBackend())) {
+      const inputs = { movingMean: this.movingMean.read(), movingVariance: this.movingVariance.read(), mean, variance };
+      const [newMean, newVariance] = tf.engine().runKernel(MOVING_AVERAGES_KERNEL, inputs, { momentum: this.momentum } as never) as tf.Tensor[];
+      this.movingMean.write(newMean);
+      this.movingVariance.write(newVariance);
+      return;
+    }
+    for (const [variable, value] of [[this.movingMean, mean], [this.movingVariance, variance]] as const) {
+      tf.tidy(() => {
+        const original = variable.read();
+        variable.write(tf.sub(original, tf.mul(tf.sub(original, value), 1 - this.momentum)));
+      });
+    }
   }
 }
 
@@ -282,6 +295,8 @@ export class FastActivation extends StockActivation {
 
   override call(inputs: tf.Tensor | tf.Tensor[], kwargs: Record<string, unknown>): tf.Tensor | tf.Tensor[] {
     const input = Array.isArray(inputs) ? inputs[0] : inputs;
+    const passed = passOnBlockOutput(input, kwargs);
+    if (passed) return passed;
     // A clone, not the input itself: a layer's output must be its own tensor (Identity shares the data on wasm).
     if (this.activation.getClassName() === "relu" && clippedByBatchNorm.has(input)) return tf.clone(input);
     return super.call(inputs, kwargs);
@@ -402,8 +417,16 @@ function trainingConvBias(x: tf.Tensor, filter: tf.Tensor, bias: tf.Tensor, stri
 export class FastConv2D extends StockConv2D {
   static className = "Conv2D";
 
+  /** Set by fuseConvBnBlocks on a block's first convolution: the block's other layers. Not serialised. */
+  block?: ConvBnBlock;
+
   override call(inputs: tf.Tensor | tf.Tensor[], kwargs: Record<string, unknown>): tf.Tensor | tf.Tensor[] {
     const input = Array.isArray(inputs) ? inputs[0] : inputs;
+    const passed = passOnBlockOutput(input, kwargs);
+    if (passed) return passed;
+    if (kwargs.training === true && this.block && input.rank === 4 && input.dtype === "float32" && convBnBlocksActive()) {
+      return tf.tidy(() => trainingConvBnBlock(input, this, this.block!));
+    }
     const dilations = [this.dilationRate].flat();
     const activation = this.activation.getClassName();
     const plain = this.dataFormat === "channelsLast" && dilations.every((d) => d === 1) && input.rank === 4;
@@ -417,6 +440,102 @@ export class FastConv2D extends StockConv2D {
       return activation === "relu" ? tf.relu(output) : output;
     });
   }
+}
+
+/** A block's layers after its first convolution (fuseConvBnBlocks), and whether its input needs a gradient. */
+export interface ConvBnBlock {
+  norm1: FastBatchNorm;
+  conv2: FastConv2D;
+  norm2: FastBatchNorm;
+  /** False for a model's first block, whose input is the data: its gradient is never asked for, so it is not computed. */
+  inputGradient: boolean;
+}
+
+/** A block op's output (and its copies down the block) with the number of the block's layers still to pass it on. */
+const blockOutputs = new WeakMap<tf.Tensor, number>();
+
+/**
+ * In a training step, a layer inside a block that ran as one op (its first convolution computed the whole block) passes
+ * the block's output on: a clone, since a layer's output must be its own tensor (Identity shares the data on wasm).
+ */
+function passOnBlockOutput(input: tf.Tensor, kwargs: Record<string, unknown>): tf.Tensor | undefined {
+  const layersLeft = kwargs.training === true ? blockOutputs.get(input) : undefined;
+  if (!layersLeft) return undefined;
+  const output = tf.clone(input);
+  if (layersLeft > 1) blockOutputs.set(output, layersLeft - 1);
+  return output;
+}
+
+/**
+ * relu(bn2(conv2(relu(bn1(conv1(x)))))) for a training step, as one custom-gradient op over the native block kernels
+ * (lib/accelerator/native/onednn.ts, convBnBlock): gradients for the input (where asked for), both filters and both
+ * batch norms' γ and β, and both batch norms' moving averages updated as their layers do. In bf16 mode what stays inside
+ * the block is bf16, so only its input, output and incoming gradient convert.
+ */
+function trainingConvBnBlock(x: tf.Tensor, conv1: FastConv2D, block: ConvBnBlock): tf.Tensor {
+  const { norm1, conv2, norm2, inputGradient } = block;
+  const attrs: ConvBnBlockAttrs = {
+    strides1: conv1.strides, pad1: conv1.padding, strides2: conv2.strides, pad2: conv2.padding, epsilon1: norm1.epsilon, epsilon2: norm2.epsilon,
+    inputGradient,
+  };
+  let statistics: tf.Tensor[] = [];
+  const run = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const [input, filter1, gamma1, beta1, filter2, gamma2, beta2] = args as tf.Tensor[];
+    const save = args[7] as tf.GradSaveFunc;
+    const inputs = { x: input, filter1, gamma1, beta1, filter2, gamma2, beta2 };
+    const [y, ...rest] = tf.engine().runKernel(CONV_BN_BLOCK_KERNEL, inputs, attrs as never) as tf.Tensor[];
+    // Mean and variance are kept past the op's own tidy for the moving averages; the caller disposes them.
+    statistics = rest.slice(0, 4).map((t) => tf.keep(t));
+    save([input, filter1, gamma1, filter2, gamma2, ...statistics, ...rest.slice(4)]);
+    return {
+      value: y,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [xSaved, f1, g1, f2, g2, mean1, variance1, mean2, variance2, z1, a1, workspace1, z2, workspace2] = saved;
+        const gradInputs = { dy, x: xSaved, filter1: f1, gamma1: g1, filter2: f2, gamma2: g2, mean1, variance1, mean2, variance2, z1, a1, workspace1, z2, workspace2 };
+        const [dFilter1, dGamma1, dBeta1, dFilter2, dGamma2, dBeta2, dx] = tf.engine().runKernel(CONV_BN_BLOCK_GRAD_KERNEL, gradInputs, attrs as never) as tf.Tensor[];
+        return [dx ?? tf.zeros(xSaved.shape), dFilter1, dGamma1, dBeta1, dFilter2, dGamma2, dBeta2];
+      },
+    };
+  });
+  const y = run(x, conv1.kernel.read(), norm1.gamma.read(), norm1.beta.read(), conv2.kernel.read(), norm2.gamma.read(), norm2.beta.read());
+  norm1.updateMovingAverages(statistics[0], statistics[1]);
+  norm2.updateMovingAverages(statistics[2], statistics[3]);
+  tf.dispose(statistics);
+  // The block's five layers after conv1 pass it on.
+  blockOutputs.set(y, 5);
+  return y;
+}
+
+/** A convolution that can open or close a block: no bias, linear, channels last, undilated. */
+const blockConvolution = (layer: tf.layers.Layer | undefined): layer is FastConv2D =>
+  layer instanceof FastConv2D && layer.bias === null && layer.activation.getClassName() === "linear" && layer.dataFormat === "channelsLast" &&
+  [layer.dilationRate].flat().every((d) => d === 1);
+const blockNorm = (layer: tf.layers.Layer | undefined): layer is FastBatchNorm =>
+  layer instanceof FastBatchNorm && (layer.axis === -1 || layer.axis === 3) && layer.center && layer.scale;
+const blockRelu = (layer: tf.layers.Layer | undefined): boolean =>
+  layer instanceof FastActivation && layer.activation.getClassName() === "relu";
+
+/**
+ * Marks each run of six layers conv (no bias) → batch norm → relu → conv (no bias) → batch norm → relu in a sequential
+ * model (vgg-bn's blocks) as a block, so that training steps run it as one op where the native block kernels run
+ * (convBnBlocksActive); elsewhere, and outside training, the layers run as before. Needs a chain, so sequential models
+ * only. Returns the number of blocks.
+ */
+export function fuseConvBnBlocks(model: tf.LayersModel): number {
+  if (!(model instanceof tf.Sequential)) return 0;
+  const layers = model.layers;
+  let blocks = 0;
+  for (let i = 0; i + 5 < layers.length; i++) {
+    const [conv1, norm1, relu1, conv2, norm2, relu2] = layers.slice(i, i + 6);
+    if (blockConvolution(conv1) && blockNorm(norm1) && blockRelu(relu1) && blockConvolution(conv2) && blockNorm(norm2) && blockRelu(relu2)) {
+      // The model's first block reads the data (a sequential model's layers may start with its InputLayer).
+      const inputGradient = layers.slice(0, i).some((layer) => layer.getClassName() !== "InputLayer");
+      conv1.block = { norm1, conv2, norm2, inputGradient };
+      blocks++;
+      i += 5;
+    }
+  }
+  return blocks;
 }
 
 // Loaded models (a resumed run's checkpoint) get the fast layers too: same class names, so

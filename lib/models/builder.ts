@@ -3,7 +3,7 @@
  * scripts, notebooks and tuning all describe a network the same way.
  */
 import { tf } from "../accelerator";
-import { FastActivation, FastBatchNorm, FastConv2D, FastDropout, fuseBatchNormRelu } from "../accelerator";
+import { FastActivation, FastBatchNorm, FastConv2D, FastDropout, fuseBatchNormRelu, fuseConvBnBlocks } from "../accelerator";
 import { FastAdam, FastMomentum, l2Regularizer } from "../accelerator";
 
 export type Activation = "relu" | "softmax" | "linear";
@@ -231,6 +231,7 @@ export function buildModel(config: ModelConfig, options: CompileOptions = {}): t
   model.add(tf.layers.inputLayer({ inputShape: config.inputShape }));
   config.layers.forEach((layer, i) => model.add(buildLayer(layer, i, options.seed)));
   fuseBatchNormRelu(model);
+  fuseConvBnBlocks(model);
   const learningRate = options.learningRate ?? 1e-3;
   model.compile({
     optimizer: options.optimizer === "sgd-nesterov" ? new FastMomentum(learningRate, NESTEROV_MOMENTUM, true) : new FastAdam(learningRate),

@@ -1,13 +1,16 @@
 import { before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { initBackend, tf } from "../../lib/accelerator/backend";
-import { FastActivation, FastBatchNorm, FastConv2D, FastDropout, fuseBatchNormRelu, MaskGenerator } from "../../lib/accelerator/layers";
+import { FastActivation, FastBatchNorm, FastConv2D, FastDropout, fuseBatchNormRelu, fuseConvBnBlocks, MaskGenerator } from "../../lib/accelerator/layers";
 import { seededRandom } from "../../lib/tooling/random";
 import { simdKernelsBuilt } from "../../lib/accelerator/wasm/simd";
 import { DROPOUT_MASK_KERNEL } from "../../lib/accelerator/wasm/random";
 import { MOVING_AVERAGES_KERNEL } from "../../lib/accelerator/wasm/normalization";
-import { nativeImplementations, oneDnnActive, useOneDnn, useOneDnnBatchNorm } from "../../lib/accelerator/native/onednn";
-import { onBackend } from "../helpers/tensors";
+import {
+  bf16Unavailable, CONV_BN_BLOCK_GRAD_KERNEL, CONV_BN_BLOCK_KERNEL, inPrecision, nativeImplementations, oneDnnActive, useConvBnBlocks, useOneDnn,
+  useOneDnnBatchNorm,
+} from "../../lib/accelerator/native/onednn";
+import { maxRelativeError, onBackend } from "../helpers/tensors";
 import { buildModel, presetModel } from "../../lib/models/builder";
 
 describe("MaskGenerator", () => {
@@ -284,7 +287,8 @@ describe("batch norm with the relu after it fused (fuseBatchNormRelu)", () => {
       await initBackend({ force: "wasm" });
       if (!simdKernelsBuilt()) return t.skip("the project's SIMD kernels are not built");
       if (oneDnnNorm && !oneDnnActive()) return t.skip("lib/accelerator/native/onednn.node not built or not loading");
-      const previousNorm = useOneDnnBatchNorm(oneDnnNorm);
+      // The pairs, not the block op (which runs them in oneDNN either way).
+      const previousNorm = useOneDnnBatchNorm(oneDnnNorm), previousBlocks = useConvBnBlocks(false);
       try {
         const model = buildModel(presetModel("vgg-bn"), { seed: 3 });
         const pairs = model.layers.filter((l): l is FastBatchNorm => l instanceof FastBatchNorm && l.reluAfter);
@@ -306,6 +310,7 @@ describe("batch norm with the relu after it fused (fuseBatchNormRelu)", () => {
         model.dispose();
       } finally {
         useOneDnnBatchNorm(previousNorm);
+        useConvBnBlocks(previousBlocks);
       }
     });
   }
@@ -320,6 +325,99 @@ describe("batch norm with the relu after it fused (fuseBatchNormRelu)", () => {
     assert.equal(fuseBatchNormRelu(model), 1);
     assert.deepEqual(model.layers.map((l) => (l instanceof FastBatchNorm ? l.reluAfter : null)), [false, null, true, null, false]);
     assert.equal(FastActivation.className, "Activation");
+  });
+});
+
+describe("a block of two convolution + batch norm + relu layers as one op (fuseConvBnBlocks)", () => {
+  it("marks vgg-bn's three blocks, the first one without an input gradient, and nothing in other layouts", () => {
+    const blocks = (name: string) =>
+      buildModel(presetModel(name), { seed: 1 }).layers.flatMap((l) => (l instanceof FastConv2D && l.block ? [l.block.inputGradient] : []));
+    assert.deepEqual(blocks("vgg-bn"), [false, true, true]);
+    assert.deepEqual(blocks("vgg-bn-16"), [false, true, true]);
+    // Convolutions with a bias or a relu of their own, or one convolution per batch norm block: no blocks.
+    assert.deepEqual(blocks("cnn3"), []);
+    const single = tf.sequential();
+    single.add(new FastConv2D({ filters: 4, kernelSize: 3, useBias: false, padding: "same", inputShape: [6, 6, 2] }));
+    single.add(new FastBatchNorm({}));
+    single.add(new FastActivation({ activation: "relu" }));
+    single.add(new FastConv2D({ filters: 4, kernelSize: 3, useBias: true, padding: "same" }));
+    single.add(new FastBatchNorm({}));
+    single.add(new FastActivation({ activation: "relu" }));
+    assert.equal(fuseConvBnBlocks(single), 0, "the second convolution has a bias");
+  });
+
+  /** Loss, gradients of every trainable weight and the weights after one training step's forward pass (moving averages). */
+  function step(model: tf.LayersModel, x: tf.Tensor, labels: tf.Tensor, initial: tf.Tensor[]) {
+    model.setWeights(initial);
+    nativeImplementations().clear();
+    return tf.tidy(() => {
+      const { value, grads } = tf.variableGrads(() => tf.losses.softmaxCrossEntropy(labels, model.apply(x, { training: true }) as tf.Tensor) as tf.Scalar);
+      return {
+        loss: value.dataSync()[0],
+        gradients: Object.keys(grads).sort().map((name) => grads[name].dataSync().slice()),
+        weights: model.getWeights().map((w) => w.dataSync().slice()),
+        blockRan: nativeImplementations().has(CONV_BN_BLOCK_KERNEL) && nativeImplementations().has(CONV_BN_BLOCK_GRAD_KERNEL),
+      };
+    });
+  }
+
+  /** vgg-bn-16 (three blocks, the first over the image's one channel) with a batch of 8, and a step with blocks on or off. */
+  async function vggSteps(t: { skip: (why: string) => void }, run: (stepWith: (blocks: boolean) => ReturnType<typeof step>) => Promise<void>) {
+    await initBackend({ force: "wasm" });
+    if (!oneDnnActive()) return t.skip("lib/accelerator/native/onednn.node not built or not loading");
+    // The op runs where batch norm runs in oneDNN (by default on two or more threads): asked for here.
+    const previousNorm = useOneDnnBatchNorm(true), previousBlocks = useConvBnBlocks(true);
+    const model = buildModel(presetModel("vgg-bn-16"), { seed: 3 });
+    const random = seededRandom(11);
+    const x = tf.tensor4d(Float32Array.from({ length: 8 * 28 * 28 }, () => random()), [8, 28, 28, 1]);
+    const labels = tf.oneHot(tf.tensor1d([0, 1, 2, 3, 4, 5, 6, 7], "int32"), 10);
+    const initial = model.getWeights().map((w) => w.clone());
+    try {
+      await run((blocks) => {
+        useConvBnBlocks(blocks);
+        return step(model, x, labels, initial);
+      });
+    } finally {
+      useOneDnnBatchNorm(previousNorm);
+      useConvBnBlocks(previousBlocks);
+      tf.dispose([x, labels, ...initial]);
+      model.dispose();
+    }
+  }
+
+  it("in fp32 a training step gives the six layers' loss, gradients and moving averages bit for bit", async (t) => {
+    await vggSteps(t, async (stepWith) => {
+      await inPrecision("fp32", async () => {
+        const before = tf.memory().numTensors;
+        const [block, layers] = [stepWith(true), stepWith(false)];
+        assert.ok(block.blockRan, "the block kernels ran");
+        assert.ok(!layers.blockRan, "the layers ran one by one");
+        assert.equal(block.loss, layers.loss);
+        block.gradients.forEach((g, i) => assert.deepEqual(g, layers.gradients[i], `gradient ${i}`));
+        block.weights.forEach((w, i) => assert.deepEqual(w, layers.weights[i], `weight ${i} (moving averages included)`));
+        assert.equal(tf.memory().numTensors, before, "no tensor leaks");
+      });
+    });
+  });
+
+  it("in bf16 its gradients are as close to fp32's as the layers' bf16 steps are", async (t) => {
+    await vggSteps(t, async (stepWith) => {
+      const unavailable = bf16Unavailable();
+      if (unavailable) return t.skip(unavailable);
+      const reference = await inPrecision("fp32", async () => stepWith(false));
+      const [block, layers] = await inPrecision("bf16", async () => [stepWith(true), stepWith(false)]);
+      assert.ok(block.blockRan, "the block kernels ran");
+      // Batch norm's gradient subtracts the batch means of dy and dy·x̂ from dy, so rounding the operands to bf16 (8
+      // bits) leaves errors that are large relative to the small gradients of a freshly initialised network: the
+      // layers' bf16 steps (bf16 operands, fp32 batch norm) are already 2-40% off here. The block also keeps batch
+      // norm's inputs and gradients in bf16, as PyTorch's autocast does: its error may be at most 1.5x theirs on
+      // average over the gradients, and must be bf16-sized (not fp32's, which would mean that bf16 did not run).
+      const mean = (run: typeof block) => run.gradients.reduce((sum, g, i) => sum + maxRelativeError(g, reference.gradients[i]), 0) / run.gradients.length;
+      const [blockError, layersError] = [mean(block), mean(layers)];
+      assert.ok(blockError <= 1.5 * layersError, `block ${blockError.toExponential(2)} against the layers' ${layersError.toExponential(2)}`);
+      assert.ok(blockError > 1e-3, `bf16-sized errors (${blockError.toExponential(2)})`);
+      assert.ok(Math.abs(block.loss - reference.loss) < 0.01 * Math.abs(reference.loss), `loss ${block.loss} against ${reference.loss}`);
+    });
   });
 });
 

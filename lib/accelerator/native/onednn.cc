@@ -501,6 +501,233 @@ void BatchNormBackward(const FunctionCallbackInfo<Value>& args) {
   });
 }
 
+// ---- Blocks of two convolution + batch norm + relu layers ---------------------------------------
+//
+// A vgg-bn block (conv → batch norm + relu → conv → batch norm + relu, convolutions without bias) as one op each way,
+// for ConvBnBlock training steps (lib/accelerator/layers.ts). In bf16 mode the block keeps what stays inside it in bf16,
+// as PyTorch's autocast does: the convolutions write bf16, batch norm reads and writes bf16 (its statistics, γ and β
+// stay fp32), so only the block's edges convert (its input, keyed like a product's operand; an fp32 copy of its output
+// for TF.js; the incoming gradient). The activations the backward pass reads (both convolutions' outputs, the middle
+// activation, batch norm's two relu workspaces) are tensors the caller keeps between the passes (blockSavedBytes says
+// how large). In fp32 mode the same primitives run in fp32, with no conversion at all.
+// A reorder of rvalues (dnnl::reorder::execute takes lvalue references).
+void convert(const dnnl::reorder& reorder, memory from, memory to) { reorder.execute(stream(), from, to); }
+
+struct BlockEntry {
+  Geometry g1, g2;
+  memory::desc x, middle, out, y;  // x and y fp32; middle (z1, a1) and out (z2) in the operand type
+  memory::desc perChannel1, perChannel2, workspace1, workspace2;
+  dnnl::convolution_forward conv1, conv2;
+  memory weights1, weights2;  // the forward passes' weights, in their layouts
+  dnnl::reorder toWeights1, toWeights2;
+  dnnl::batch_normalization_forward norm1, norm2;
+  Operand input;           // bf16 mode: x
+  memory normOut;          // bf16 mode: the second batch norm's output, before its fp32 copy y
+  dnnl::reorder toOutput;  // bf16 → fp32
+  Operand gradient;        // bf16 mode: dy
+  dnnl::batch_normalization_backward normGrad1, normGrad2;
+  memory unusedShift1, unusedShift2;
+  memory dz2, da1, dz1;  // the gradients inside the block, in the operand type
+  dnnl::convolution_backward_weights filterGrad1, filterGrad2;
+  memory dWeights1, dWeights2;  // fp32, in the primitives' layouts
+  dnnl::reorder fromDWeights1, fromDWeights2;
+  dnnl::convolution_backward_data inputGrad1, inputGrad2;
+  memory dataWeights1, dataWeights2;
+  dnnl::reorder toDataWeights1, toDataWeights2;
+  // A first layer's filter gradient (one input channel) by the addon's loops, as backwardWeights' caller does it
+  // (oneDNN's kernel for that shape is ~4x slower): dz1 in fp32 for them.
+  bool firstLayerLoops = false;
+  memory dz1Fp32;
+  dnnl::reorder dz1ToFp32;
+  std::string impl;
+};
+std::map<std::string, BlockEntry> blocks;
+
+BlockEntry makeBlock(const Geometry& g1, const Geometry& g2, float epsilon1, float epsilon2) {
+  if (g2.batch != g1.batch || g2.channels != g1.filters || g2.height != g1.outHeight || g2.width != g1.outWidth)
+    throw std::invalid_argument("the block's second convolution must read the first one's output");
+  BlockEntry b;
+  b.g1 = g1, b.g2 = g2;
+  const dt type = operand();
+  const auto forward = dnnl::prop_kind::forward_training;
+  const auto direct = dnnl::algorithm::convolution_direct;
+  b.x = plain(g1.src(), tag::nhwc), b.y = plain(g2.dst(), tag::nhwc);
+  b.middle = memory::desc(g1.dst(), type, tag::nhwc), b.out = memory::desc(g2.dst(), type, tag::nhwc);
+  b.perChannel1 = plain({g1.filters}, tag::x), b.perChannel2 = plain({g2.filters}, tag::x);
+  auto convolution = [&](const Geometry& g, const memory::desc& src, const memory::desc& dst) {
+    return dnnl::convolution_forward::primitive_desc(
+        dnnl::convolution_forward::desc(forward, direct, src, any(g.weights()), dst, g.strides(), g.dilates(), g.padL(), g.padR()), engine());
+  };
+  auto f1 = convolution(g1, operandNhwc(g1.src()), b.middle), f2 = convolution(g2, b.middle, b.out);
+  b.conv1 = dnnl::convolution_forward(f1), b.conv2 = dnnl::convolution_forward(f2);
+  b.weights1 = memory(f1.weights_desc(), engine()), b.weights2 = memory(f2.weights_desc(), engine());
+  b.toWeights1 = dnnl::reorder(memory(plain(g1.weights(), tag::hwio), engine(), nullptr), b.weights1);
+  b.toWeights2 = dnnl::reorder(memory(plain(g2.weights(), tag::hwio), engine(), nullptr), b.weights2);
+  const auto flags = dnnl::normalization_flags::use_scale | dnnl::normalization_flags::use_shift | dnnl::normalization_flags::fuse_norm_relu;
+  auto normalisation = [&](const memory::desc& data, float epsilon) {
+    dnnl::batch_normalization_forward::primitive_desc pd(dnnl::batch_normalization_forward::desc(forward, data, epsilon, flags), engine());
+    dnnl::batch_normalization_backward::primitive_desc grad(
+        dnnl::batch_normalization_backward::desc(dnnl::prop_kind::backward, data, data, epsilon, flags), engine(), pd);
+    return std::make_pair(pd, grad);
+  };
+  auto [n1, nb1] = normalisation(b.middle, epsilon1);
+  auto [n2, nb2] = normalisation(b.out, epsilon2);
+  b.norm1 = dnnl::batch_normalization_forward(n1), b.norm2 = dnnl::batch_normalization_forward(n2);
+  b.normGrad1 = dnnl::batch_normalization_backward(nb1), b.normGrad2 = dnnl::batch_normalization_backward(nb2);
+  b.workspace1 = n1.workspace_desc(), b.workspace2 = n2.workspace_desc();
+  b.unusedShift1 = memory(b.perChannel1, engine()), b.unusedShift2 = memory(b.perChannel2, engine());
+  b.input = Operand::of(b.x);
+  b.gradient = Operand::of(b.y);
+  if (bf16) {
+    b.normOut = memory(b.out, engine());
+    b.toOutput = dnnl::reorder(b.normOut, memory(b.y, engine(), nullptr));
+  }
+  b.dz2 = memory(b.out, engine()), b.da1 = memory(b.middle, engine()), b.dz1 = memory(b.middle, engine());
+  auto filterGradient = [&](const Geometry& g, const memory::desc& src, const memory::desc& dst, const dnnl::convolution_forward::primitive_desc& hint) {
+    return dnnl::convolution_backward_weights::primitive_desc(
+        dnnl::convolution_backward_weights::desc(direct, src, memory::desc(g.weights(), dt::f32, tag::any), dst, g.strides(), g.dilates(), g.padL(),
+                                                 g.padR()),
+        engine(), hint);
+  };
+  auto w1 = filterGradient(g1, operandNhwc(g1.src()), b.middle, f1), w2 = filterGradient(g2, b.middle, b.out, f2);
+  b.filterGrad1 = dnnl::convolution_backward_weights(w1), b.filterGrad2 = dnnl::convolution_backward_weights(w2);
+  b.dWeights1 = memory(w1.diff_weights_desc(), engine()), b.dWeights2 = memory(w2.diff_weights_desc(), engine());
+  b.fromDWeights1 = dnnl::reorder(b.dWeights1, memory(plain(g1.weights(), tag::hwio), engine(), nullptr));
+  b.fromDWeights2 = dnnl::reorder(b.dWeights2, memory(plain(g2.weights(), tag::hwio), engine(), nullptr));
+  auto inputGradient = [&](const Geometry& g, const memory::desc& diffSrc, const memory::desc& diffDst, const dnnl::convolution_forward::primitive_desc& hint) {
+    return dnnl::convolution_backward_data::primitive_desc(
+        dnnl::convolution_backward_data::desc(direct, diffSrc, any(g.weights()), diffDst, g.strides(), g.dilates(), g.padL(), g.padR()), engine(), hint);
+  };
+  auto d2 = inputGradient(g2, b.middle, b.out, f2);
+  b.inputGrad2 = dnnl::convolution_backward_data(d2);
+  b.dataWeights2 = memory(d2.weights_desc(), engine());
+  b.toDataWeights2 = dnnl::reorder(memory(plain(g2.weights(), tag::hwio), engine(), nullptr), b.dataWeights2);
+  // A first layer (one input channel) gives no input gradient: its input is the data.
+  if (g1.channels > 1) {
+    auto d1 = inputGradient(g1, b.x, b.middle, f1);
+    b.inputGrad1 = dnnl::convolution_backward_data(d1);
+    b.dataWeights1 = memory(d1.weights_desc(), engine());
+    b.toDataWeights1 = dnnl::reorder(memory(plain(g1.weights(), tag::hwio), engine(), nullptr), b.dataWeights1);
+  }
+  b.firstLayerLoops = g1.channels == 1 && g1.kh == 3 && g1.kw == 3 && g1.dilationH == 1 && g1.dilationW == 1 && pooling::supported() &&
+                      g1.filters % firstlayer::CHANNEL_BLOCK == 0;
+  if (b.firstLayerLoops && bf16) {
+    b.dz1Fp32 = memory(plain(g1.dst(), tag::nhwc), engine());
+    b.dz1ToFp32 = dnnl::reorder(b.dz1, b.dz1Fp32);
+  }
+  b.impl = std::string(f1.impl_info_str()) + ", " + n1.impl_info_str() + (bf16 ? " (bf16 inside)" : " (fp32)");
+  return b;
+}
+
+BlockEntry& block(const FunctionCallbackInfo<Value>& args) {
+  Geometry g1 = geometry(args[1]), g2 = geometry(args[2]);
+  const float epsilon1 = number(args, 3), epsilon2 = number(args, 4);
+  std::ostringstream name;
+  name << key("block1", g1, 0) << ';' << key("block2", g2, 0) << ';' << epsilon1 << ',' << epsilon2;
+  auto found = blocks.find(name.str());
+  if (found == blocks.end()) found = blocks.emplace(name.str(), makeBlock(g1, g2, epsilon1, epsilon2)).first;
+  return found->second;
+}
+
+// Byte offsets into the heap from a Float64Array argument of `count` numbers (−1: absent).
+std::vector<double> offsets(Local<Value> value, size_t count) {
+  if (!value->IsFloat64Array() || value.As<v8::Float64Array>()->Length() != count)
+    throw std::invalid_argument("the block's tensors must be a Float64Array of " + std::to_string(count) + " offsets");
+  std::vector<double> d(count);
+  value.As<v8::Float64Array>()->CopyContents(d.data(), count * sizeof(double));
+  return d;
+}
+
+// blockSavedBytes(buffer, geometry1, geometry2, epsilon1, epsilon2) → bytes of [z1, a1, workspace1, z2, workspace2] in the
+// current mode: the tensors the caller keeps from the forward pass for the backward pass.
+void BlockSavedBytes(const FunctionCallbackInfo<Value>& args) {
+  guarded(args, [&] {
+    BlockEntry& b = block(args);
+    Isolate* isolate = args.GetIsolate();
+    Local<v8::Array> bytes = v8::Array::New(isolate, 5);
+    const size_t sizes[] = {b.middle.get_size(), b.middle.get_size(), b.workspace1.get_size(), b.out.get_size(), b.workspace2.get_size()};
+    for (uint32_t i = 0; i < 5; i++) bytes->Set(isolate->GetCurrentContext(), i, v8::Number::New(isolate, double(sizes[i]))).Check();
+    args.GetReturnValue().Set(bytes);
+  });
+}
+
+// blockForward(buffer, geometry1, geometry2, epsilon1, epsilon2,
+//              Float64Array [x, filter1, gamma1, beta1, filter2, gamma2, beta2, y, mean1, variance1, mean2, variance2,
+//                            z1, a1, workspace1, z2, workspace2], x's key) → implementation names
+void BlockForward(const FunctionCallbackInfo<Value>& args) {
+  guarded(args, [&] {
+    char* heap = heapBase(args[0]);
+    BlockEntry& b = block(args);
+    const std::vector<double> at = offsets(args[5], 17);
+    auto tensor = [&](int i, const memory::desc& d) { return memory(d, engine(), heap + static_cast<size_t>(at[i])); };
+    memory z1 = tensor(12, b.middle), a1 = tensor(13, b.middle), z2 = tensor(15, b.out), y = tensor(7, b.y);
+    convert(b.toWeights1, tensor(1, plain(b.g1.weights(), tag::hwio)), b.weights1);
+    convert(b.toWeights2, tensor(4, plain(b.g2.weights(), tag::hwio)), b.weights2);
+    b.conv1.execute(stream(), {{DNNL_ARG_SRC, b.input.from(tensor(0, b.x), heap, keyAt(args, 6))}, {DNNL_ARG_WEIGHTS, b.weights1}, {DNNL_ARG_DST, z1}});
+    b.norm1.execute(stream(), {{DNNL_ARG_SRC, z1}, {DNNL_ARG_SCALE, tensor(2, b.perChannel1)}, {DNNL_ARG_SHIFT, tensor(3, b.perChannel1)},
+                               {DNNL_ARG_DST, a1}, {DNNL_ARG_MEAN, tensor(8, b.perChannel1)}, {DNNL_ARG_VARIANCE, tensor(9, b.perChannel1)},
+                               {DNNL_ARG_WORKSPACE, tensor(14, b.workspace1)}});
+    b.conv2.execute(stream(), {{DNNL_ARG_SRC, a1}, {DNNL_ARG_WEIGHTS, b.weights2}, {DNNL_ARG_DST, z2}});
+    b.norm2.execute(stream(), {{DNNL_ARG_SRC, z2}, {DNNL_ARG_SCALE, tensor(5, b.perChannel2)}, {DNNL_ARG_SHIFT, tensor(6, b.perChannel2)},
+                               {DNNL_ARG_DST, bf16 ? b.normOut : y}, {DNNL_ARG_MEAN, tensor(10, b.perChannel2)},
+                               {DNNL_ARG_VARIANCE, tensor(11, b.perChannel2)}, {DNNL_ARG_WORKSPACE, tensor(16, b.workspace2)}});
+    if (bf16) convert(b.toOutput, b.normOut, y);
+    stream().wait();
+    setImpl(args, b.impl);
+  });
+}
+
+// blockBackward(buffer, geometry1, geometry2, epsilon1, epsilon2,
+//               Float64Array [dy, x, filter1, gamma1, filter2, gamma2, mean1, variance1, mean2, variance2, z1, a1, workspace1, z2,
+//                             workspace2, dx (−1: not asked for), dfilter1, dgamma1, dbeta1, dfilter2, dgamma2, dbeta2], x's key)
+// → implementation names
+void BlockBackward(const FunctionCallbackInfo<Value>& args) {
+  guarded(args, [&] {
+    char* heap = heapBase(args[0]);
+    BlockEntry& b = block(args);
+    const std::vector<double> at = offsets(args[5], 22);
+    auto tensor = [&](int i, const memory::desc& d) { return memory(d, engine(), heap + static_cast<size_t>(at[i])); };
+    memory z1 = tensor(10, b.middle), a1 = tensor(11, b.middle), z2 = tensor(13, b.out);
+    auto normGradient = [&](dnnl::batch_normalization_backward& op, const memory& dy, const memory& src, int mean, int gamma,
+                            const memory::desc& perChannel, const memory& unusedShift, int workspace, const memory::desc& workspaceDesc,
+                            const memory& dx, int dGamma) {
+      op.execute(stream(), {{DNNL_ARG_DIFF_DST, dy}, {DNNL_ARG_SRC, src}, {DNNL_ARG_MEAN, tensor(mean, perChannel)},
+                            {DNNL_ARG_VARIANCE, tensor(mean + 1, perChannel)}, {DNNL_ARG_SCALE, tensor(gamma, perChannel)},
+                            {DNNL_ARG_SHIFT, unusedShift}, {DNNL_ARG_WORKSPACE, tensor(workspace, workspaceDesc)}, {DNNL_ARG_DIFF_SRC, dx},
+                            {DNNL_ARG_DIFF_SCALE, tensor(dGamma, perChannel)}, {DNNL_ARG_DIFF_SHIFT, tensor(dGamma + 1, perChannel)}});
+    };
+    // The second layer: batch norm's gradient from the block's incoming gradient, then the convolution's two.
+    normGradient(b.normGrad2, b.gradient.from(tensor(0, b.y), heap, 0), z2, 8, 5, b.perChannel2, b.unusedShift2, 14, b.workspace2, b.dz2, 20);
+    b.filterGrad2.execute(stream(), {{DNNL_ARG_SRC, a1}, {DNNL_ARG_DIFF_DST, b.dz2}, {DNNL_ARG_DIFF_WEIGHTS, b.dWeights2}});
+    convert(b.fromDWeights2, b.dWeights2, tensor(19, plain(b.g2.weights(), tag::hwio)));
+    convert(b.toDataWeights2, tensor(4, plain(b.g2.weights(), tag::hwio)), b.dataWeights2);
+    b.inputGrad2.execute(stream(), {{DNNL_ARG_DIFF_DST, b.dz2}, {DNNL_ARG_WEIGHTS, b.dataWeights2}, {DNNL_ARG_DIFF_SRC, b.da1}});
+    // The first layer.
+    normGradient(b.normGrad1, b.da1, z1, 6, 3, b.perChannel1, b.unusedShift1, 12, b.workspace1, b.dz1, 17);
+    float* dFilter1 = reinterpret_cast<float*>(heap + static_cast<size_t>(at[16]));
+    if (b.firstLayerLoops) {
+      if (bf16) convert(b.dz1ToFp32, b.dz1, b.dz1Fp32);
+      stream().wait();
+      const Geometry& g = b.g1;
+      const firstlayer::Geometry loops{g.batch, g.height, g.width, g.filters, g.outHeight, g.outWidth, g.strideH, g.strideW, g.top, g.left};
+      const memory& dz1 = bf16 ? b.dz1Fp32 : b.dz1;
+      firstlayer::filterGradient(loops, reinterpret_cast<const float*>(heap + static_cast<size_t>(at[1])), static_cast<const float*>(dz1.get_data_handle()),
+                                 dFilter1);
+    } else {
+      b.filterGrad1.execute(stream(), {{DNNL_ARG_SRC, b.input.from(tensor(1, b.x), heap, keyAt(args, 6))}, {DNNL_ARG_DIFF_DST, b.dz1},
+                                       {DNNL_ARG_DIFF_WEIGHTS, b.dWeights1}});
+      convert(b.fromDWeights1, b.dWeights1, memory(plain(b.g1.weights(), tag::hwio), engine(), dFilter1));
+    }
+    if (at[15] >= 0) {
+      if (!b.inputGrad1) throw std::invalid_argument("a block over one input channel gives no input gradient");
+      convert(b.toDataWeights1, tensor(2, plain(b.g1.weights(), tag::hwio)), b.dataWeights1);
+      b.inputGrad1.execute(stream(), {{DNNL_ARG_DIFF_DST, b.dz1}, {DNNL_ARG_WEIGHTS, b.dataWeights1}, {DNNL_ARG_DIFF_SRC, tensor(15, b.x)}});
+    }
+    stream().wait();
+    setImpl(args, b.impl);
+  });
+}
+
 // ---- Max pooling on OpenMP's threads (pooling.h) ---------------------------------------------
 
 float* floatsAt(char* heap, const FunctionCallbackInfo<Value>& args, int index) {
@@ -603,6 +830,9 @@ void Initialize(Local<v8::Object> exports) {
   NODE_SET_METHOD(exports, "batchNormForward", BatchNormForward);
   NODE_SET_METHOD(exports, "batchNormBackward", BatchNormBackward);
   NODE_SET_METHOD(exports, "batchNormWorkspaceBytes", BatchNormWorkspaceBytes);
+  NODE_SET_METHOD(exports, "blockForward", BlockForward);
+  NODE_SET_METHOD(exports, "blockBackward", BlockBackward);
+  NODE_SET_METHOD(exports, "blockSavedBytes", BlockSavedBytes);
   NODE_SET_METHOD(exports, "maxPool", MaxPool);
   NODE_SET_METHOD(exports, "loopsSupported", LoopsSupported);
   NODE_SET_METHOD(exports, "firstLayerFilterGrad", FirstLayerFilterGrad);

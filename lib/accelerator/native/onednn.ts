@@ -62,6 +62,15 @@ interface OneDnnAddon {
   // A first layer's filter gradient (first_layer.h); geometry [batch, height, width, channels, outHeight, outWidth,
   // strideHeight, strideWidth, padTop, padLeft].
   firstLayerFilterGrad(buffer: ArrayBufferLike, geometry: Float64Array, x: number, dy: number, dw: number): void;
+  // A block of two convolution + batch norm + relu layers (see convBnBlock): geometries of its two convolutions, the
+  // epsilons of its two batch norms, and its tensors' offsets in the order onednn.cc lists them.
+  blockSavedBytes(buffer: ArrayBufferLike, geometry1: Float64Array, geometry2: Float64Array, epsilon1: number, epsilon2: number): number[];
+  blockForward(
+    buffer: ArrayBufferLike, geometry1: Float64Array, geometry2: Float64Array, epsilon1: number, epsilon2: number, tensors: Float64Array, xKey: number,
+  ): string;
+  blockBackward(
+    buffer: ArrayBufferLike, geometry1: Float64Array, geometry2: Float64Array, epsilon1: number, epsilon2: number, tensors: Float64Array, xKey: number,
+  ): string;
 }
 
 let addon: OneDnnAddon | null = null;
@@ -456,4 +465,102 @@ export function maxPoolGrad(args: KernelArgs, original: KernelFunc): TensorInfo 
   addon!.maxPoolGrad(buffer(backend), geometry, at(input), at(dy), at(dx));
   implementations.set("MaxPoolGrad", "addon, OpenMP");
   return dx;
+}
+
+/**
+ * `TFJS_CONV_BN_BLOCKS=0` trains a block of two convolution + batch norm + relu layers as its six layers, not as one op
+ * (convBnBlock); by default the op runs wherever batch norm runs in oneDNN.
+ */
+export const CONV_BN_BLOCKS_ENV_VAR = "TFJS_CONV_BN_BLOCKS";
+let convBnBlocks = process.env[CONV_BN_BLOCKS_ENV_VAR] !== "0";
+
+/** Turns the block op on or off in this process (default: on unless CONV_BN_BLOCKS_ENV_VAR is 0); returns the previous setting. */
+export function useConvBnBlocks(on: boolean): boolean {
+  const previous = convBnBlocks;
+  convBnBlocks = on;
+  return previous;
+}
+
+/** Whether a training step runs a block of two convolution + batch norm + relu layers as one op now (convBnBlock). */
+export const convBnBlocksActive = (): boolean => convBnBlocks && oneDnnBatchNorm() && typeof addon?.blockForward === "function";
+
+/** The kernels of a block of two convolution + batch norm + relu layers, registered where the addon loads. */
+export const CONV_BN_BLOCK_KERNEL = "ProjectConvBnBlock";
+export const CONV_BN_BLOCK_GRAD_KERNEL = "ProjectConvBnBlockGrad";
+
+/** The attributes of both block kernels: each convolution's strides and padding, each batch norm's epsilon. */
+export interface ConvBnBlockAttrs {
+  strides1: [number, number];
+  pad1: "same" | "valid";
+  strides2: [number, number];
+  pad2: "same" | "valid";
+  epsilon1: number;
+  epsilon2: number;
+  /** Whether the gradient kernel computes the block input's gradient (not for a model's first block: its input is the data). */
+  inputGradient: boolean;
+}
+
+/** The geometries of a block's two convolutions (no dilation), as the addon reads them. */
+function blockGeometries(xShape: number[], filter1Shape: number[], filter2Shape: number[], attrs: ConvBnBlockAttrs) {
+  const first = convInfo(xShape, filter1Shape, { strides: attrs.strides1, pad: attrs.pad1 });
+  const second = convInfo(first.outShape, filter2Shape, { strides: attrs.strides2, pad: attrs.pad2 });
+  return { first, second, geometry1: geometry(first), geometry2: geometry(second) };
+}
+
+/**
+ * ProjectConvBnBlock: y = relu(bn2(conv2(relu(bn1(conv1(x)))))) in training mode, the convolutions without bias, as one
+ * native call (onednn.cc, "Blocks of two convolution + batch norm + relu layers"). Inputs x, filter1, gamma1, beta1,
+ * filter2, gamma2, beta2; outputs [y, mean1, variance1, mean2, variance2] (variances biased) and what the gradient
+ * kernel reads: [z1, a1, workspace1, z2, workspace2], in the native precision (bf16 values, two per float32 element,
+ * in bf16 mode). The caller keeps those tensors as they are between the two kernels.
+ */
+export function convBnBlock(args: KernelArgs): TensorInfo[] {
+  const { inputs, backend } = args;
+  const attrs = args.attrs as unknown as ConvBnBlockAttrs;
+  const { x, filter1, gamma1, beta1, filter2, gamma2, beta2 } = inputs;
+  if (!convBnBlocksActive()) throw new Error(`${CONV_BN_BLOCK_KERNEL}: the block op does not run here (convBnBlocksActive() is false)`);
+  const { second, geometry1, geometry2 } = blockGeometries(x.shape, filter1.shape, filter2.shape, attrs);
+  const saved = addon!.blockSavedBytes(buffer(backend), geometry1, geometry2, attrs.epsilon1, attrs.epsilon2);
+  const outputs = [
+    backend.makeOutput([...second.outShape], "float32"),
+    ...[filter1, filter1, filter2, filter2].map((f) => backend.makeOutput([f.shape[3]], "float32")),
+    // Bytes as float32s, rounded up.
+    ...saved.map((bytes) => backend.makeOutput([Math.ceil(bytes / 4)], "float32")),
+  ];
+  const [y, mean1, variance1, mean2, variance2, z1, a1, workspace1, z2, workspace2] = outputs;
+  const at = (t: TensorInfo) => heapOffset(backend, t);
+  const tensors = [x, filter1, gamma1, beta1, filter2, gamma2, beta2, y, mean1, variance1, mean2, variance2, z1, a1, workspace1, z2, workspace2];
+  implementations.set(CONV_BN_BLOCK_KERNEL, addon!.blockForward(
+    buffer(backend), geometry1, geometry2, attrs.epsilon1, attrs.epsilon2, Float64Array.from(tensors.map(at)), conversionKey(x),
+  ));
+  return outputs;
+}
+
+/**
+ * ProjectConvBnBlockGrad: inputs dy, x, filter1, gamma1, filter2, gamma2, mean1, variance1, mean2, variance2 and the
+ * forward kernel's z1, a1, workspace1, z2, workspace2; outputs [dfilter1, dgamma1, dbeta1, dfilter2, dgamma2, dbeta2]
+ * and, with attrs.inputGradient, dx.
+ */
+export function convBnBlockGrad(args: KernelArgs): TensorInfo[] {
+  const { inputs, backend } = args;
+  const attrs = args.attrs as unknown as ConvBnBlockAttrs;
+  const { dy, x, filter1, gamma1, filter2, gamma2, mean1, variance1, mean2, variance2, z1, a1, workspace1, z2, workspace2 } = inputs;
+  if (!convBnBlocksActive()) throw new Error(`${CONV_BN_BLOCK_GRAD_KERNEL}: the block op does not run here (convBnBlocksActive() is false)`);
+  const { geometry1, geometry2 } = blockGeometries(x.shape, filter1.shape, filter2.shape, attrs);
+  const perChannel = (f: TensorInfo) => backend.makeOutput([f.shape[3]], "float32");
+  const outputs = [
+    backend.makeOutput([...filter1.shape], "float32"), perChannel(filter1), perChannel(filter1),
+    backend.makeOutput([...filter2.shape], "float32"), perChannel(filter2), perChannel(filter2),
+    ...(attrs.inputGradient ? [backend.makeOutput([...x.shape], "float32")] : []),
+  ];
+  const [dFilter1, dGamma1, dBeta1, dFilter2, dGamma2, dBeta2, dx] = outputs;
+  const at = (t: TensorInfo | undefined) => (t ? heapOffset(backend, t) : -1);
+  const tensors = [
+    dy, x, filter1, gamma1, filter2, gamma2, mean1, variance1, mean2, variance2, z1, a1, workspace1, z2, workspace2,
+    dx, dFilter1, dGamma1, dBeta1, dFilter2, dGamma2, dBeta2,
+  ];
+  implementations.set(CONV_BN_BLOCK_GRAD_KERNEL, addon!.blockBackward(
+    buffer(backend), geometry1, geometry2, attrs.epsilon1, attrs.epsilon2, Float64Array.from(tensors.map(at)), conversionKey(x),
+  ));
+  return outputs;
 }
