@@ -1,5 +1,5 @@
 /**
- * npm run bench -- [--json] [--models cnn3,ann] [--repeats N] [--steps N] [--batch-size N] [--optimizer adam|sgd-nesterov] [--torch] [--profile]
+ * npm run bench -- [--json] [--models cnn3,ann] [--repeats N] [--steps N] [--batch-size N] [--optimizer adam|sgd-nesterov] [--torch] [--profile] [--compare-wasm] [--compare-blocks] [--bf16]
  *
  * Training and inference throughput (images/s) of reference models on the running backend:
  * each figure is the median of several timed repeats after a warm-up. A benchmark, not a
@@ -17,9 +17,9 @@ import { requireOneOf } from "../lib/tooling/checks";
 import { augmenter, STANDARD_AUGMENTATION } from "../lib/data/augment";
 import { buildModel, OPTIMIZERS, presetModel, type OptimizerName } from "../lib/models/builder";
 import { median, profileStep, type StepProfile } from "../lib/accelerator";
-import { bf16Unavailable, inPrecision, oneDnnActive, useOneDnn } from "../lib/accelerator";
+import { bf16Unavailable, convBnBlocksActive, inPrecision, oneDnnActive, useConvBnBlocks, useOneDnn } from "../lib/accelerator";
 
-const USAGE = `Usage: npm run bench -- [--json] [--models cnn3,ann,cnn3-bn] [--repeats N] [--steps N] [--batch-size N] [--optimizer adam|sgd-nesterov] [--torch] [--profile] [--compare-wasm] [--bf16]
+const USAGE = `Usage: npm run bench -- [--json] [--models cnn3,ann,cnn3-bn] [--repeats N] [--steps N] [--batch-size N] [--optimizer adam|sgd-nesterov] [--torch] [--profile] [--compare-wasm] [--compare-blocks] [--bf16]
 
   --models LIST     comma-separated model names (default cnn3,ann,cnn3-bn; cnn3 is the capstone CNN)
   --repeats N       timed repeats per figure; the median is reported (default 5)
@@ -38,6 +38,9 @@ const USAGE = `Usage: npm run bench -- [--json] [--models cnn3,ann,cnn3-bn] [--r
   --compare-wasm    also time each model on the wasm kernels alone (oneDNN's native convolutions and
                     matrix products off; the wasm module on one thread, as it runs beside oneDNN),
                     alternating with the default in the same repeats
+  --compare-blocks  also time each model's training steps with its blocks of two convolution + batch norm + relu
+                    layers (vgg-bn's) run layer by layer, not as one op (in bf16 too with --bf16), alternating with
+                    the default in the same repeats
   --bf16            also time each model with bf16 products (oneDNN, fp32 accumulation; where the
                     CPU has AVX512-BF16 or AMX-BF16), alternating with fp32 in the same repeats;
                     --profile then profiles the bf16 step
@@ -61,6 +64,15 @@ interface ModelBench {
   wasmOnly?: Variant;
   /** With --bf16: the same model with bf16 products, timed in the same repeats. */
   bf16?: Variant;
+  /** With --compare-blocks: training images/s with the block op off (layer by layer), fp32 and with --bf16 bf16, in the same repeats. */
+  layerByLayer?: { trainImagesPerSec: number; trainRepeats: number[]; bf16?: { trainImagesPerSec: number; trainRepeats: number[] } };
+}
+
+/** The variants of each model timed beside its default training steps. */
+interface BenchVariants {
+  compareWasm: boolean;
+  bf16: boolean;
+  compareBlocks: boolean;
 }
 
 interface Variant {
@@ -113,6 +125,16 @@ async function onWasmOnly<T>(measure: () => Promise<T>): Promise<T> {
   }
 }
 
+/** Runs `measure` with blocks of convolution + batch norm + relu layers run layer by layer (the block op off). */
+async function layerByLayer<T>(measure: () => Promise<T>): Promise<T> {
+  const previous = useConvBnBlocks(false);
+  try {
+    return await measure();
+  } finally {
+    useConvBnBlocks(previous);
+  }
+}
+
 /** A variant's repeats and medians. */
 const variant = (train: number[], infer: number[]): Variant => ({ trainImagesPerSec: median(train), inferImagesPerSec: median(infer), trainRepeats: train, inferRepeats: infer });
 
@@ -122,8 +144,7 @@ async function benchModel(
   steps: number,
   batchSize: number,
   profile: boolean,
-  compareWasm: boolean,
-  bf16: boolean,
+  { compareWasm, bf16, compareBlocks }: BenchVariants,
   optimizer: OptimizerName,
   log: (s: string) => void,
   beforeRepeat?: () => Promise<void>,
@@ -135,6 +156,10 @@ async function benchModel(
   await inferOnce();
   if (compareWasm) await onWasmOnly(async () => (await trainOnce(false), await inferOnce()));
   if (bf16) await inPrecision("bf16", async () => (await trainOnce(false), await inferOnce()));
+  if (compareBlocks) await layerByLayer(() => trainOnce(false));
+  if (compareBlocks && bf16) await inPrecision("bf16", () => layerByLayer(() => trainOnce(false)));
+  const layersTrain: number[] = [];
+  const layersBf16Train: number[] = [];
   const trainRepeats: number[] = [];
   const trainAugmentedRepeats: number[] = [];
   const inferRepeats: number[] = [];
@@ -160,11 +185,20 @@ async function benchModel(
       bf16Train.push(await inPrecision("bf16", () => trainOnce(false)));
       bf16Infer.push(await inPrecision("bf16", inferOnce));
     }
+    if (compareBlocks) {
+      await layerByLayer(timers.step);
+      layersTrain.push(await layerByLayer(() => trainOnce(false)));
+      if (bf16) {
+        await inPrecision("bf16", () => layerByLayer(timers.step));
+        layersBf16Train.push(await inPrecision("bf16", () => layerByLayer(() => trainOnce(false))));
+      }
+    }
     log(
       `  ${name} repeat ${r + 1}/${repeats}: train ${trainRepeats[r].toFixed(0)} img/s, with augmentation ${trainAugmentedRepeats[r].toFixed(0)}, ` +
         `infer ${inferRepeats[r].toFixed(0)} img/s` +
         (compareWasm ? `; wasm kernels alone: train ${wasmTrain[r].toFixed(0)}, infer ${wasmInfer[r].toFixed(0)} img/s` : "") +
-        (bf16 ? `; bf16: train ${bf16Train[r].toFixed(0)}, infer ${bf16Infer[r].toFixed(0)} img/s` : ""),
+        (bf16 ? `; bf16: train ${bf16Train[r].toFixed(0)}, infer ${bf16Infer[r].toFixed(0)} img/s` : "") +
+        (compareBlocks ? `; layer by layer: train ${layersTrain[r].toFixed(0)}${bf16 ? `, bf16 ${layersBf16Train[r].toFixed(0)}` : ""} img/s` : ""),
     );
   }
   const result: ModelBench = {
@@ -180,6 +214,10 @@ async function benchModel(
   };
   if (compareWasm) result.wasmOnly = variant(wasmTrain, wasmInfer);
   if (bf16) result.bf16 = variant(bf16Train, bf16Infer);
+  if (compareBlocks) {
+    const timed = (repeats: number[]) => ({ trainImagesPerSec: median(repeats), trainRepeats: repeats });
+    result.layerByLayer = { ...timed(layersTrain), ...(bf16 ? { bf16: timed(layersBf16Train) } : {}) };
+  }
   if (profile) {
     log(`  ${name}: profiling ${repeats} ${bf16 ? "bf16 " : ""}training steps ...`);
     result.profile = await (bf16 ? inPrecision("bf16", () => timers.profile(repeats)) : timers.profile(repeats));
@@ -277,6 +315,7 @@ runCommand(USAGE, async () => {
       torch: { type: "boolean", default: false },
       profile: { type: "boolean", default: false },
       "compare-wasm": { type: "boolean", default: false },
+      "compare-blocks": { type: "boolean", default: false },
       bf16: { type: "boolean", default: false },
     },
     process.argv.slice(2),
@@ -318,12 +357,16 @@ runCommand(USAGE, async () => {
   const withBf16 = values.bf16;
   const noBf16 = bf16Unavailable();
   if (withBf16 && noBf16) throw new Error(`--bf16: ${noBf16}.`);
+  const compareBlocks = values["compare-blocks"];
+  if (compareBlocks && !convBnBlocksActive()) {
+    throw new Error("--compare-blocks: the block op does not run here (it needs oneDNN's batch norm: the native addon on two or more threads, or TFJS_ONEDNN_BATCH_NORM=1).");
+  }
   const results: ModelBench[] = [];
   for (const name of models) {
     const paired = torchModels.includes(name);
     if (paired) log(`  ${name}: each repeat after PyTorch's (${torchPrecisions.join(" and ")}, ${threads} threads)`);
     const beforeRepeat = paired ? torchRepeat(name) : undefined;
-    results.push(await benchModel(name, repeats, steps, batchSize, values.profile, compareWasm, withBf16, optimizer, log, beforeRepeat));
+    results.push(await benchModel(name, repeats, steps, batchSize, values.profile, { compareWasm, bf16: withBf16, compareBlocks }, optimizer, log, beforeRepeat));
   }
   const augmentation = { pipeline: STANDARD_AUGMENTATION, ...(await benchAugmentation(repeats, steps, batchSize)) };
 
@@ -379,7 +422,10 @@ runCommand(USAGE, async () => {
         `median of ${repeats} repeats of ${steps} batches after a warm-up.`,
       "",
       textTable(
-        ["model", "parameters", "train img/s", "train+augment img/s", "infer img/s", ...(compareWasm ? ["wasm alone: train", "infer"] : []), ...(withBf16 ? ["bf16: train", "infer"] : [])],
+        [
+          "model", "parameters", "train img/s", "train+augment img/s", "infer img/s", ...(compareWasm ? ["wasm alone: train", "infer"] : []),
+          ...(withBf16 ? ["bf16: train", "infer"] : []), ...(compareBlocks ? ["layer by layer: train", ...(withBf16 ? ["bf16"] : [])] : []),
+        ],
         results.map((r) => [
           r.model, formatCount(r.parameters), r.trainImagesPerSec.toFixed(0),
           `${r.trainAugmentedImagesPerSec.toFixed(0)} (${(r.trainAugmentedImagesPerSec / r.trainImagesPerSec).toFixed(2)}×)`, r.inferImagesPerSec.toFixed(0),
@@ -393,6 +439,14 @@ runCommand(USAGE, async () => {
             ? [
                 `${r.bf16.trainImagesPerSec.toFixed(0)} (${(r.bf16.trainImagesPerSec / r.trainImagesPerSec).toFixed(2)}× fp32)`,
                 `${r.bf16.inferImagesPerSec.toFixed(0)} (${(r.bf16.inferImagesPerSec / r.inferImagesPerSec).toFixed(2)}×)`,
+              ]
+            : []),
+          ...(r.layerByLayer
+            ? [
+                `${r.layerByLayer.trainImagesPerSec.toFixed(0)} (the block op ${(r.trainImagesPerSec / r.layerByLayer.trainImagesPerSec).toFixed(2)}×)`,
+                ...(r.layerByLayer.bf16 && r.bf16
+                  ? [`${r.layerByLayer.bf16.trainImagesPerSec.toFixed(0)} (${(r.bf16.trainImagesPerSec / r.layerByLayer.bf16.trainImagesPerSec).toFixed(2)}×)`]
+                  : []),
               ]
             : []),
         ]),
