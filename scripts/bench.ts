@@ -172,27 +172,42 @@ async function benchModel(
     // Each timed training repeat follows one untimed step in its own precision, as PyTorch's timed steps follow
     // its warm-up in theirs: after the other process, or after steps in the other precision, the first step
     // pays for cold caches, sleeping threads and conversions set up again (~10-15% on a bf16 step after fp32).
-    await timers.step();
-    trainRepeats.push(await trainOnce(false));
-    trainAugmentedRepeats.push(await trainOnce(true));
-    inferRepeats.push(await inferOnce());
+    // The variants run in one order on even repeats and in the reverse one on odd repeats: whatever runs first after
+    // PyTorch's repeat or a variant with other kernels (threads asleep, caches cold) is not always the same one.
+    const variants: (() => Promise<void>)[] = [
+      async () => {
+        await timers.step();
+        trainRepeats.push(await trainOnce(false));
+        trainAugmentedRepeats.push(await trainOnce(true));
+        inferRepeats.push(await inferOnce());
+      },
+    ];
     if (compareWasm) {
-      wasmTrain.push(await onWasmOnly(() => trainOnce(false)));
-      wasmInfer.push(await onWasmOnly(inferOnce));
+      variants.push(async () => {
+        wasmTrain.push(await onWasmOnly(() => trainOnce(false)));
+        wasmInfer.push(await onWasmOnly(inferOnce));
+      });
     }
     if (bf16) {
-      await inPrecision("bf16", timers.step);
-      bf16Train.push(await inPrecision("bf16", () => trainOnce(false)));
-      bf16Infer.push(await inPrecision("bf16", inferOnce));
+      variants.push(async () => {
+        await inPrecision("bf16", timers.step);
+        bf16Train.push(await inPrecision("bf16", () => trainOnce(false)));
+        bf16Infer.push(await inPrecision("bf16", inferOnce));
+      });
     }
     if (compareBlocks) {
-      await layerByLayer(timers.step);
-      layersTrain.push(await layerByLayer(() => trainOnce(false)));
+      variants.push(async () => {
+        await layerByLayer(timers.step);
+        layersTrain.push(await layerByLayer(() => trainOnce(false)));
+      });
       if (bf16) {
-        await inPrecision("bf16", () => layerByLayer(timers.step));
-        layersBf16Train.push(await inPrecision("bf16", () => layerByLayer(() => trainOnce(false))));
+        variants.push(async () => {
+          await inPrecision("bf16", () => layerByLayer(timers.step));
+          layersBf16Train.push(await inPrecision("bf16", () => layerByLayer(() => trainOnce(false))));
+        });
       }
     }
+    for (const measure of r % 2 === 0 ? variants : [...variants].reverse()) await measure();
     log(
       `  ${name} repeat ${r + 1}/${repeats}: train ${trainRepeats[r].toFixed(0)} img/s, with augmentation ${trainAugmentedRepeats[r].toFixed(0)}, ` +
         `infer ${inferRepeats[r].toFixed(0)} img/s` +
