@@ -115,25 +115,20 @@ function stepTimers(model: tf.LayersModel, batchSize: number, steps: number) {
   };
 }
 
-/** Runs `measure` on the wasm kernels alone (oneDNN's native ones off). */
-async function onWasmOnly<T>(measure: () => Promise<T>): Promise<T> {
-  const previous = useOneDnn(false);
+/** Runs `measure` with a setting (useOneDnn, useConvBnBlocks) turned `on` or off, then restores it. */
+async function withSetting<T>(use: (on: boolean) => boolean, on: boolean, measure: () => Promise<T>): Promise<T> {
+  const previous = use(on);
   try {
     return await measure();
   } finally {
-    useOneDnn(previous);
+    use(previous);
   }
 }
 
+/** Runs `measure` on the wasm kernels alone (oneDNN's native ones off). */
+const onWasmOnly = <T>(measure: () => Promise<T>) => withSetting(useOneDnn, false, measure);
 /** Runs `measure` with blocks of convolution + batch norm + relu layers run layer by layer (the block op off). */
-async function layerByLayer<T>(measure: () => Promise<T>): Promise<T> {
-  const previous = useConvBnBlocks(false);
-  try {
-    return await measure();
-  } finally {
-    useConvBnBlocks(previous);
-  }
-}
+const layerByLayer = <T>(measure: () => Promise<T>) => withSetting(useConvBnBlocks, false, measure);
 
 /** A variant's repeats and medians. */
 const variant = (train: number[], infer: number[]): Variant => ({ trainImagesPerSec: median(train), inferImagesPerSec: median(infer), trainRepeats: train, inferRepeats: infer });

@@ -8,7 +8,7 @@
 import os from "node:os";
 import * as tf from "@tensorflow/tfjs";
 import { registerNativeConvolutions, registerWasmKernels } from "./kernels";
-import { bf16Unavailable, loadOneDnn, nativePoolingActive, oneDnnBatchNorm, oneDnnIsa } from "./native/onednn";
+import { bf16Unavailable, convBnBlocksActive, loadOneDnn, nativePoolingActive, oneDnnBatchNorm, oneDnnIsa } from "./native/onednn";
 import { simdKernelsBuilt } from "./wasm/simd";
 import { registerThreadedWasmBackend } from "./threads";
 
@@ -42,6 +42,8 @@ export interface BackendInfo {
   oneDnnBatchNorm?: boolean;
   /** With oneDNN: whether max pooling over disjoint windows runs on its OpenMP threads (by default on more than one thread). */
   nativePooling?: boolean;
+  /** With oneDNN: whether blocks of two convolution + batch norm + relu layers train as one op (where batch norm runs in oneDNN; TFJS_CONV_BN_BLOCKS=0: no). */
+  convBnBlocks?: boolean;
   /** With oneDNN: whether recipes that ask for bf16 products get them here (null), or why not. */
   bf16Unavailable?: string | null;
   /** Anything else worth knowing, e.g. why wasm runs on fewer threads than asked for. */
@@ -109,7 +111,8 @@ async function chooseBackend(force: BackendName | undefined): Promise<BackendInf
       const threads = oneDnn ? wasmThreads : threadsOf(name);
       return {
         name, forced: force !== undefined, skipped, registeredKernels, threads, oneDnn,
-        oneDnnBatchNorm: oneDnn ? oneDnnBatchNorm() : undefined, nativePooling: oneDnn ? nativePoolingActive() : undefined, bf16Unavailable: oneDnn ? (bf16Unavailable() ?? null) : undefined, notes,
+        oneDnnBatchNorm: oneDnn ? oneDnnBatchNorm() : undefined, nativePooling: oneDnn ? nativePoolingActive() : undefined,
+        convBnBlocks: oneDnn ? convBnBlocksActive() : undefined, bf16Unavailable: oneDnn ? (bf16Unavailable() ?? null) : undefined, notes,
       };
     }
     if (force) {
@@ -180,7 +183,8 @@ export function describeBackend(info: BackendInfo): string {
   const threaded = info.threads !== null && info.threads > 1;
   const products = info.oneDnnBatchNorm ? "convolutions, matrix products and batch norm" : "convolutions and matrix products";
   const pooling = info.nativePooling ? ", max pooling on its threads" : "";
-  const native = info.oneDnn ? `, ${products} by oneDNN (native)${pooling}${bf16}${threaded ? ", the other ops on one thread" : ""}` : "";
+  const blocks = info.convBnBlocks ? ", conv + batch norm blocks as one op" : "";
+  const native = info.oneDnn ? `, ${products} by oneDNN (native)${pooling}${blocks}${bf16}${threaded ? ", the other ops on one thread" : ""}` : "";
   const parts = [info.name + threads + native + (info.forced ? ` (forced by ${BACKEND_ENV_VAR})` : "")];
   for (const s of info.skipped) parts.push(`skipped ${s.name}: ${s.reason}`);
   parts.push(...info.notes);

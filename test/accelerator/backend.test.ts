@@ -93,7 +93,14 @@ describe("backend selection", () => {
       if (!result.info.oneDnn) continue;
       assert.equal(result.info.oneDnnBatchNorm, asked === "1");
       assert.equal(result.info.description.includes("and batch norm by oneDNN"), asked === "1", result.info.description);
+      // The block op runs where batch norm runs in oneDNN.
+      assert.equal(result.info.convBnBlocks, asked === "1");
+      assert.equal(result.info.description.includes("conv + batch norm blocks as one op"), asked === "1", result.info.description);
     }
+    // TFJS_CONV_BN_BLOCKS=0 runs the blocks layer by layer.
+    const layerByLayer = await initIn("wasm", { TFJS_WASM_THREADS: "2", TFJS_CONV_BN_BLOCKS: "0" });
+    assert.ok(layerByLayer.ok, layerByLayer.ok ? "" : layerByLayer.message);
+    if (layerByLayer.info.oneDnn) assert.equal(layerByLayer.info.convBnBlocks, false);
     const withoutOneDnn = await initIn("wasm", { TFJS_WASM_THREADS: "2", TFJS_ONEDNN: "0" });
     assert.ok(withoutOneDnn.ok, withoutOneDnn.ok ? "" : withoutOneDnn.message);
     assert.equal(withoutOneDnn.info.oneDnn, false);
@@ -135,8 +142,8 @@ describe("backend selection", () => {
       skipped: [{ name: "tensorflow", reason: "not installed" }],
     });
     assert.equal(line, "wasm, 1 thread; skipped tensorflow: not installed");
-    const native = describeBackend({ name: "wasm", forced: false, threads: 2, registeredKernels: [], oneDnn: true, oneDnnBatchNorm: true, nativePooling: true, notes: [], skipped: [] });
-    assert.equal(native, "wasm, 2 threads, convolutions, matrix products and batch norm by oneDNN (native), max pooling on its threads, the other ops on one thread");
+    const native = describeBackend({ name: "wasm", forced: false, threads: 2, registeredKernels: [], oneDnn: true, oneDnnBatchNorm: true, nativePooling: true, convBnBlocks: true, notes: [], skipped: [] });
+    assert.equal(native, "wasm, 2 threads, convolutions, matrix products and batch norm by oneDNN (native), max pooling on its threads, conv + batch norm blocks as one op, the other ops on one thread");
     const oneThread = describeBackend({ name: "wasm", forced: false, threads: 1, registeredKernels: [], oneDnn: true, notes: [], skipped: [] });
     assert.equal(oneThread, "wasm, 1 thread, convolutions and matrix products by oneDNN (native)");
     const bf16 = describeBackend({ name: "wasm", forced: false, threads: 2, registeredKernels: [], oneDnn: true, oneDnnBatchNorm: true, bf16Unavailable: null, notes: [], skipped: [] });
