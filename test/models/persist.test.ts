@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { initBackend, tf } from "../../lib/accelerator";
-import { FastBatchNorm, FastDropout } from "../../lib/accelerator";
+import { FastBatchNorm, FastConv2D, FastDropout } from "../../lib/accelerator";
 import { buildModel, presetModel } from "../../lib/models/builder";
 import { loadModel, saveModel, writeJsonAtomic } from "../../lib/models/persist";
 import { tempDir } from "../helpers/idx";
@@ -48,6 +48,25 @@ describe("persistence", () => {
     assert.deepEqual([...(loaded.predict(x) as tf.Tensor).dataSync()], [...(model.predict(x) as tf.Tensor).dataSync()]);
     // A loaded model (a resumed run) trains with the fast layers as well.
     assert.ok(loaded.layers.some((l) => l instanceof FastBatchNorm) && loaded.layers.some((l) => l instanceof FastDropout));
+    model.dispose();
+    loaded.dispose();
+  });
+
+  it("vgg-bn's blocks come back after save → load, and a further training step equals the original's", async () => {
+    const model = buildModel(presetModel("vgg-bn-16"), { optimizer: "sgd-nesterov", learningRate: 0.05 });
+    const x = tf.randomUniform([8, 28, 28, 1], 0, 1, "float32", 7);
+    const y = tf.tensor1d([0, 1, 2, 3, 4, 5, 6, 7]);
+    await model.trainOnBatch(x, y);
+    const dir = path.join(tempDir(), "model");
+    await saveModel(model, dir);
+    const loaded = await loadModel(dir);
+    const blocks = (m: tf.LayersModel) => m.layers.flatMap((l) => (l instanceof FastConv2D && l.block ? [l.block.inputGradient] : []));
+    assert.deepEqual(blocks(loaded), [false, true, true], "a resumed run trains its blocks as the original does");
+    await model.trainOnBatch(x, y);
+    await loaded.trainOnBatch(x, y);
+    const [a, b] = [(model.predict(x) as tf.Tensor).dataSync(), (loaded.predict(x) as tf.Tensor).dataSync()];
+    a.forEach((v, i) => assert.ok(Math.abs(v - b[i]) < 1e-5, `prediction ${i}: ${v} against ${b[i]}`));
+    tf.dispose([x, y]);
     model.dispose();
     loaded.dispose();
   });
