@@ -424,7 +424,9 @@ export class FastConv2D extends StockConv2D {
     const input = Array.isArray(inputs) ? inputs[0] : inputs;
     const passed = passOnBlockOutput(input, kwargs);
     if (passed) return passed;
-    if (kwargs.training === true && this.block && input.rank === 4 && input.dtype === "float32" && convBnBlocksActive()) {
+    // The block kernels are registered on wasm only (where the addon loads): another backend trains layer by layer.
+    const blockKernel = tf.getKernel(CONV_BN_BLOCK_KERNEL, tf.getBackend()) !== undefined;
+    if (kwargs.training === true && this.block && input.rank === 4 && input.dtype === "float32" && blockKernel && convBnBlocksActive()) {
       return tf.tidy(() => trainingConvBnBlock(input, this, this.block!));
     }
     const dilations = [this.dilationRate].flat();

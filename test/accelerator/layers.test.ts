@@ -400,6 +400,29 @@ describe("a block of two convolution + batch norm + relu layers as one op (fuseC
     });
   });
 
+  it("on a backend without the block kernels (cpu) a training step runs layer by layer", async (t) => {
+    await initBackend({ force: "wasm" });
+    if (!oneDnnActive()) return t.skip("lib/accelerator/native/onednn.node not built or not loading");
+    const previousNorm = useOneDnnBatchNorm(true), previousBlocks = useConvBnBlocks(true);
+    try {
+      await onBackend("cpu", async () => {
+        const model = tf.sequential();
+        model.add(new FastConv2D({ filters: 4, kernelSize: 3, useBias: false, padding: "same", inputShape: [6, 6, 2] }));
+        for (const layer of [new FastBatchNorm({}), new FastActivation({ activation: "relu" }), new FastConv2D({ filters: 4, kernelSize: 3, useBias: false, padding: "same" }),
+          new FastBatchNorm({}), new FastActivation({ activation: "relu" })]) model.add(layer);
+        assert.equal(fuseConvBnBlocks(model), 1);
+        const x = tf.randomUniform([3, 6, 6, 2], -1, 1, "float32", 5);
+        const { value, grads } = tf.variableGrads(() => tf.sum(model.apply(x, { training: true }) as tf.Tensor) as tf.Scalar);
+        assert.ok(Number.isFinite(value.dataSync()[0]) && Object.keys(grads).length === 6, "a step with six gradients");
+        tf.dispose([x, value, ...Object.values(grads)]);
+        model.dispose();
+      });
+    } finally {
+      useOneDnnBatchNorm(previousNorm);
+      useConvBnBlocks(previousBlocks);
+    }
+  });
+
   it("in bf16 its gradients are as close to fp32's as the layers' bf16 steps are", async (t) => {
     await vggSteps(t, async (stepWith) => {
       const unavailable = bf16Unavailable();
