@@ -54,6 +54,17 @@ export function kernelFlops(name: string, inputShapes: number[][], outputShapes:
       const [h, w, channels] = inputShapes[1];
       return 2 * product(inputShapes[0]) * h * w * channels;
     }
+    case "ProjectConvBnBlock": {
+      // Inputs x, filter1, γ1, β1, filter2, …; output y: both convolutions.
+      const [first, second] = blockConvolutionFlops(out, inputShapes[1], inputShapes[4]);
+      return first + second;
+    }
+    case "ProjectConvBnBlockGrad": {
+      // Inputs dy, x, filter1, γ1, filter2, …: both filter gradients, the second convolution's input gradient and, with
+      // a seventh output (dx), the first's.
+      const [first, second] = blockConvolutionFlops(inputShapes[0], inputShapes[2], inputShapes[4]);
+      return 2 * second + first * (outputShapes.length > 6 ? 2 : 1);
+    }
     case "MatMul":
     case "BatchMatMul":
     case "_FusedMatMul": {
@@ -66,6 +77,18 @@ export function kernelFlops(name: string, inputShapes: number[][], outputShapes:
     default:
       return null;
   }
+}
+
+/**
+ * Multiply-adds ×2 of a block's two convolutions (lib/accelerator/layers.ts, ConvBnBlock) from its output [n, h, w, c2]
+ * and filters [kh, kw, in, c1], [kh, kw, c1, c2], for blocks whose second convolution keeps the size (stride 1, 'same',
+ * as vgg-bn's).
+ */
+function blockConvolutionFlops(out: number[], filter1: number[], filter2: number[]): [number, number] {
+  const pixels = product(out.slice(0, 3));
+  const [h1, w1, in1, c1] = filter1;
+  const [h2, w2] = filter2;
+  return [2 * pixels * c1 * h1 * w1 * in1, 2 * product(out) * h2 * w2 * c1];
 }
 
 /**

@@ -21,6 +21,15 @@ describe("kernelFlops", () => {
 
   it("is null for kernels without a count", () => {
     assert.equal(kernelFlops("Relu", [[4, 4]], [[4, 4]]), null);
+    // A block: 3×3 convolutions 1 → 8 and 8 → 8 over 2×5×5 pixels ('same'); its gradient has both filter gradients, the
+    // second's input gradient and, with a seventh output (dx), the first's.
+    const [first, second] = [2 * 2 * 5 * 5 * 8 * 9 * 1, 2 * 2 * 5 * 5 * 8 * 9 * 8];
+    const block = [[2, 5, 5, 1], [3, 3, 1, 8], [8], [8], [3, 3, 8, 8], [8], [8]];
+    assert.equal(kernelFlops("ProjectConvBnBlock", block, [[2, 5, 5, 8], [8], [8], [8], [8]]), first + second);
+    const grad = [[2, 5, 5, 8], [2, 5, 5, 1], [3, 3, 1, 8], [8], [3, 3, 8, 8], [8]];
+    const gradients = [[3, 3, 1, 8], [8], [8], [3, 3, 8, 8], [8], [8]];
+    assert.equal(kernelFlops("ProjectConvBnBlockGrad", grad, gradients), first + 2 * second);
+    assert.equal(kernelFlops("ProjectConvBnBlockGrad", grad, [...gradients, [2, 5, 5, 1]]), 2 * first + 2 * second);
   });
 });
 
