@@ -425,8 +425,9 @@ export class FastConv2D extends StockConv2D {
     const passed = passOnBlockOutput(input, kwargs);
     if (passed) return passed;
     // The block kernels are registered on wasm only (where the addon loads): another backend trains layer by layer.
-    const blockKernel = tf.getKernel(CONV_BN_BLOCK_KERNEL, tf.getBackend()) !== undefined;
-    if (kwargs.training === true && this.block && input.rank === 4 && input.dtype === "float32" && blockKernel && convBnBlocksActive()) {
+    // Checked only for a block's first convolution in training: every other convolution call skips the lookups.
+    if (this.block && kwargs.training === true && input.rank === 4 && input.dtype === "float32" && convBnBlocksActive() &&
+        tf.getKernel(CONV_BN_BLOCK_KERNEL, tf.getBackend()) !== undefined) {
       return tf.tidy(() => trainingConvBnBlock(input, this, this.block!));
     }
     const dilations = [this.dilationRate].flat();
