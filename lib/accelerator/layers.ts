@@ -29,11 +29,12 @@
  * (fuseBatchNormRelu) batch norm applies that relu itself while training, and FastActivation
  * (serialised as `Activation`) passes its output on: no relu pass of its own either way.
  *
- * A block of two convolution (no bias) + batch norm + relu layers, as vgg-bn's (fuseConvBnBlocks): where batch norm
- * runs in oneDNN, a training step runs the six layers as one custom-gradient op over native kernels, and the five
- * after the first convolution pass its output on. In bf16 steps the block keeps its activations and gradients in bf16
- * inside (as PyTorch's autocast does), so only its input, output and incoming gradient convert between fp32 and bf16;
- * in fp32 it gives the layers' values bit for bit.
+ * A block of two convolution (no bias) + batch norm + relu layers, as vgg-bn's (fuseConvBnBlocks), with the max pool
+ * after it if there is one: where batch norm runs in oneDNN, a training step runs those layers as one custom-gradient op
+ * over native kernels, and the ones after the first convolution pass its output on (FastMaxPooling2D too, serialised
+ * as `MaxPooling2D`). In bf16 steps the block keeps its activations and gradients in bf16 inside (as PyTorch's autocast
+ * does), so only its input, (pooled) output and incoming gradient convert between fp32 and bf16; in fp32 it gives the
+ * layers' values bit for bit.
  */
 import { tf } from "./backend";
 import { BATCH_NORM_GRAD_KERNEL, BATCH_NORM_TRAIN_KERNEL, batchNormKernelsFit, MOVING_AVERAGES_KERNEL } from "./wasm/normalization";
@@ -450,6 +451,8 @@ export interface ConvBnBlock {
   norm1: FastBatchNorm;
   conv2: FastConv2D;
   norm2: FastBatchNorm;
+  /** The window of the max pool right after the block, which the op runs too (disjoint windows tiling its output); else null. */
+  pool: [number, number] | null;
   /** False for a model's first block, whose input is the data: its gradient is never asked for, so it is not computed. */
   inputGradient: boolean;
 }
@@ -470,16 +473,17 @@ function passOnBlockOutput(input: tf.Tensor, kwargs: Record<string, unknown>): t
 }
 
 /**
- * relu(bn2(conv2(relu(bn1(conv1(x)))))) for a training step, as one custom-gradient op over the native block kernels
- * (lib/accelerator/native/onednn.ts, convBnBlock): gradients for the input (where asked for), both filters and both
- * batch norms' γ and β, and both batch norms' moving averages updated as their layers do. In bf16 mode what stays inside
- * the block is bf16, so only its input, output and incoming gradient convert.
+ * relu(bn2(conv2(relu(bn1(conv1(x)))))), max pooled where the block has its pool, for a training step, as one
+ * custom-gradient op over the native block kernels (lib/accelerator/native/onednn.ts, convBnBlock): gradients for the
+ * input (where asked for), both filters and both batch norms' γ and β, and both batch norms' moving averages updated as
+ * their layers do. In bf16 mode what stays inside the block is bf16, so only its input, output and incoming gradient
+ * convert.
  */
 function trainingConvBnBlock(x: tf.Tensor, conv1: FastConv2D, block: ConvBnBlock): tf.Tensor {
-  const { norm1, conv2, norm2, inputGradient } = block;
+  const { norm1, conv2, norm2, pool, inputGradient } = block;
   const attrs: ConvBnBlockAttrs = {
     strides1: conv1.strides, pad1: conv1.padding, strides2: conv2.strides, pad2: conv2.padding, epsilon1: norm1.epsilon, epsilon2: norm2.epsilon,
-    inputGradient,
+    inputGradient, pool,
   };
   let statistics: tf.Tensor[] = [];
   const run = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
@@ -493,8 +497,11 @@ function trainingConvBnBlock(x: tf.Tensor, conv1: FastConv2D, block: ConvBnBlock
     return {
       value: y,
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-        const [xSaved, f1, g1, f2, g2, mean1, variance1, mean2, variance2, z1, a1, workspace1, z2, workspace2] = saved;
-        const gradInputs = { dy, x: xSaved, filter1: f1, gamma1: g1, filter2: f2, gamma2: g2, mean1, variance1, mean2, variance2, z1, a1, workspace1, z2, workspace2 };
+        const [xSaved, f1, g1, f2, g2, mean1, variance1, mean2, variance2, z1, a1, workspace1, z2, workspace2, poolWorkspace] = saved;
+        const gradInputs = {
+          dy, x: xSaved, filter1: f1, gamma1: g1, filter2: f2, gamma2: g2, mean1, variance1, mean2, variance2, z1, a1, workspace1, z2, workspace2,
+          ...(poolWorkspace ? { poolWorkspace } : {}),
+        };
         const [dFilter1, dGamma1, dBeta1, dFilter2, dGamma2, dBeta2, dx] = tf.engine().runKernel(CONV_BN_BLOCK_GRAD_KERNEL, gradInputs, attrs as never) as tf.Tensor[];
         return [dx ?? tf.zeros(xSaved.shape), dFilter1, dGamma1, dBeta1, dFilter2, dGamma2, dBeta2];
       },
@@ -504,8 +511,8 @@ function trainingConvBnBlock(x: tf.Tensor, conv1: FastConv2D, block: ConvBnBlock
   norm1.updateMovingAverages(statistics[0], statistics[1]);
   norm2.updateMovingAverages(statistics[2], statistics[3]);
   tf.dispose(statistics);
-  // The block's five layers after conv1 pass it on.
-  blockOutputs.set(y, 5);
+  // The block's layers after conv1 (five, or six with the pool) pass it on.
+  blockOutputs.set(y, pool ? 6 : 5);
   return y;
 }
 
@@ -518,11 +525,20 @@ const blockNorm = (layer: tf.layers.Layer | undefined): layer is FastBatchNorm =
 const blockRelu = (layer: tf.layers.Layer | undefined): boolean =>
   layer instanceof FastActivation && layer.activation.getClassName() === "relu";
 
+/** A max pool the block op can run too: disjoint windows that tile the block's output, channels last; its window, else null. */
+function blockPool(layer: tf.layers.Layer | undefined, blockOutput: tf.Shape): [number, number] | null {
+  if (!(layer instanceof FastMaxPooling2D) || layer.padding !== "valid" || layer.dataFormat !== "channelsLast") return null;
+  const [height, width] = layer.poolSize;
+  const tiles = layer.strides[0] === height && layer.strides[1] === width && blockOutput.length === 4 &&
+    (blockOutput[1] ?? 0) % height === 0 && (blockOutput[2] ?? 0) % width === 0;
+  return tiles ? [height, width] : null;
+}
+
 /**
  * Marks each run of six layers conv (no bias) → batch norm → relu → conv (no bias) → batch norm → relu in a sequential
- * model (vgg-bn's blocks) as a block, so that training steps run it as one op where the native block kernels run
- * (convBnBlocksActive); elsewhere, and outside training, the layers run as before. Needs a chain, so sequential models
- * only. Returns the number of blocks.
+ * model (vgg-bn's blocks) as a block, with the max pool after it where it tiles the block's output (blockPool), so that
+ * training steps run it as one op where the native block kernels run (convBnBlocksActive); elsewhere, and outside
+ * training, the layers run as before. Needs a chain, so sequential models only. Returns the number of blocks.
  */
 export function fuseConvBnBlocks(model: tf.LayersModel): number {
   if (!(model instanceof tf.Sequential)) return 0;
@@ -533,12 +549,37 @@ export function fuseConvBnBlocks(model: tf.LayersModel): number {
     if (blockConvolution(conv1) && blockNorm(norm1) && blockRelu(relu1) && blockConvolution(conv2) && blockNorm(norm2) && blockRelu(relu2)) {
       // The model's first block reads the data (a sequential model's layers may start with its InputLayer).
       const inputGradient = layers.slice(0, i).some((layer) => layer.getClassName() !== "InputLayer");
-      conv1.block = { norm1, conv2, norm2, inputGradient };
+      const pool = blockPool(layers[i + 6], relu2.outputShape as tf.Shape);
+      conv1.block = { norm1, conv2, norm2, pool, inputGradient };
       blocks++;
-      i += 5;
+      i += pool ? 6 : 5;
     }
   }
   return blocks;
+}
+
+type MaxPooling2DArgs = Parameters<typeof tf.layers.maxPooling2d>[0];
+
+interface MaxPooling2DLayer extends tf.layers.Layer {
+  poolSize: [number, number];
+  strides: [number, number];
+  padding: "valid" | "same" | "causal";
+  dataFormat: "channelsFirst" | "channelsLast";
+}
+
+const StockMaxPooling2D = tf.layers.maxPooling2d({ poolSize: 2 }).constructor as new (args: MaxPooling2DArgs) => MaxPooling2DLayer;
+
+/**
+ * TF.js's MaxPooling2D, except that in a training step where the block before it ran as one op with this pool inside
+ * (fuseConvBnBlocks), it passes the block's (already pooled) output on. It serialises as `MaxPooling2D`.
+ */
+export class FastMaxPooling2D extends StockMaxPooling2D {
+  static className = "MaxPooling2D";
+
+  override call(inputs: tf.Tensor | tf.Tensor[], kwargs: Record<string, unknown>): tf.Tensor | tf.Tensor[] {
+    const passed = passOnBlockOutput(Array.isArray(inputs) ? inputs[0] : inputs, kwargs);
+    return passed ?? super.call(inputs, kwargs);
+  }
 }
 
 // Loaded models (a resumed run's checkpoint) get the fast layers too: same class names, so
@@ -549,3 +590,4 @@ tf.serialization.registerClass(FastDropout as unknown as Registrable);
 tf.serialization.registerClass(FastBatchNorm as unknown as Registrable);
 tf.serialization.registerClass(FastActivation as unknown as Registrable);
 tf.serialization.registerClass(FastConv2D as unknown as Registrable);
+tf.serialization.registerClass(FastMaxPooling2D as unknown as Registrable);

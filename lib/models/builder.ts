@@ -3,7 +3,7 @@
  * scripts, notebooks and tuning all describe a network the same way.
  */
 import { tf } from "../accelerator";
-import { FastActivation, FastBatchNorm, FastConv2D, FastDropout, fuseBatchNormRelu, fuseConvBnBlocks } from "../accelerator";
+import { FastActivation, FastBatchNorm, FastConv2D, FastDropout, FastMaxPooling2D, fuseBatchNormRelu, fuseConvBnBlocks } from "../accelerator";
 import { FastAdam, FastMomentum, l2Regularizer } from "../accelerator";
 
 export type Activation = "relu" | "softmax" | "linear";
@@ -185,7 +185,7 @@ function buildLayer(layer: LayerConfig, index: number, seed: number | undefined)
         kernelRegularizer: layer.l2 ? l2Regularizer(layer.l2) : undefined,
       });
     case "maxPool2d":
-      return tf.layers.maxPooling2d({ name, poolSize: layer.poolSize });
+      return new FastMaxPooling2D({ name, poolSize: layer.poolSize });
     case "dropout":
       return new FastDropout({ name, rate: layer.rate, seed: layerSeed });
     case "flatten":

@@ -1,7 +1,7 @@
 import { before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { initBackend, tf } from "../../lib/accelerator/backend";
-import { FastActivation, FastBatchNorm, FastConv2D, FastDropout, fuseBatchNormRelu, fuseConvBnBlocks, MaskGenerator } from "../../lib/accelerator/layers";
+import { FastActivation, FastBatchNorm, FastConv2D, FastDropout, FastMaxPooling2D, fuseBatchNormRelu, fuseConvBnBlocks, MaskGenerator } from "../../lib/accelerator/layers";
 import { seededRandom } from "../../lib/tooling/random";
 import { simdKernelsBuilt } from "../../lib/accelerator/wasm/simd";
 import { DROPOUT_MASK_KERNEL } from "../../lib/accelerator/wasm/random";
@@ -329,11 +329,12 @@ describe("batch norm with the relu after it fused (fuseBatchNormRelu)", () => {
 });
 
 describe("a block of two convolution + batch norm + relu layers as one op (fuseConvBnBlocks)", () => {
-  it("marks vgg-bn's three blocks, the first one without an input gradient, and nothing in other layouts", () => {
+  it("marks vgg-bn's three blocks with their pools, the first one without an input gradient, and nothing in other layouts", () => {
     const blocks = (name: string) =>
-      buildModel(presetModel(name), { seed: 1 }).layers.flatMap((l) => (l instanceof FastConv2D && l.block ? [l.block.inputGradient] : []));
-    assert.deepEqual(blocks("vgg-bn"), [false, true, true]);
-    assert.deepEqual(blocks("vgg-bn-16"), [false, true, true]);
+      buildModel(presetModel(name), { seed: 1 }).layers.flatMap((l) => (l instanceof FastConv2D && l.block ? [[l.block.inputGradient, l.block.pool]] : []));
+    const vgg = [[false, [2, 2]], [true, [2, 2]], [true, [7, 7]]];
+    assert.deepEqual(blocks("vgg-bn"), vgg);
+    assert.deepEqual(blocks("vgg-bn-16"), vgg);
     // Convolutions with a bias or a relu of their own, or one convolution per batch norm block: no blocks.
     assert.deepEqual(blocks("cnn3"), []);
     const single = tf.sequential();
@@ -344,6 +345,27 @@ describe("a block of two convolution + batch norm + relu layers as one op (fuseC
     single.add(new FastBatchNorm({}));
     single.add(new FastActivation({ activation: "relu" }));
     assert.equal(fuseConvBnBlocks(single), 0, "the second convolution has a bias");
+    // A pool whose windows do not tile the block's output (7×7 by 2×2) stays a layer of its own.
+    const untiled = tf.sequential();
+    untiled.add(new FastConv2D({ filters: 4, kernelSize: 3, useBias: false, padding: "same", inputShape: [7, 7, 2] }));
+    for (const layer of [new FastBatchNorm({}), new FastActivation({ activation: "relu" }), new FastConv2D({ filters: 4, kernelSize: 3, useBias: false, padding: "same" }),
+      new FastBatchNorm({}), new FastActivation({ activation: "relu" }), new FastMaxPooling2D({ poolSize: 2 })]) untiled.add(layer);
+    assert.equal(fuseConvBnBlocks(untiled), 1);
+    assert.equal((untiled.layers[0] as FastConv2D).block?.pool, null);
+  });
+
+  it("FastMaxPooling2D serialises exactly like the stock MaxPooling2D, and pools as it does outside a block", () => {
+    const [fast, stock] = [new FastMaxPooling2D({ poolSize: 2, name: "p" }), tf.layers.maxPooling2d({ poolSize: 2, name: "p" })];
+    assert.equal(fast.getClassName(), "MaxPooling2D");
+    assert.deepEqual(fast.getConfig(), stock.getConfig());
+    const x = tf.randomUniform([2, 6, 6, 3], -1, 1, "float32", 9);
+    for (const training of [false, true]) {
+      const [a, b] = [fast.apply(x, { training }) as tf.Tensor, stock.apply(x, { training }) as tf.Tensor];
+      assert.deepEqual(a.shape, [2, 3, 3, 3]);
+      assert.deepEqual(a.dataSync(), b.dataSync());
+      tf.dispose([a, b]);
+    }
+    x.dispose();
   });
 
   /** Loss, gradients of every trainable weight and the weights after one training step's forward pass (moving averages). */
@@ -357,12 +379,16 @@ describe("a block of two convolution + batch norm + relu layers as one op (fuseC
         gradients: Object.keys(grads).sort().map((name) => grads[name].dataSync().slice()),
         weights: model.getWeights().map((w) => w.dataSync().slice()),
         blockRan: nativeImplementations().has(CONV_BN_BLOCK_KERNEL) && nativeImplementations().has(CONV_BN_BLOCK_GRAD_KERNEL),
+        blockImplementation: nativeImplementations().get(CONV_BN_BLOCK_KERNEL) ?? "",
       };
     });
   }
 
-  /** vgg-bn-16 (three blocks, the first over the image's one channel) with a batch of 8, and a step with blocks on or off. */
-  async function vggSteps(t: { skip: (why: string) => void }, run: (stepWith: (blocks: boolean) => ReturnType<typeof step>) => Promise<void>) {
+  /**
+   * vgg-bn-16 (three blocks, the first over the image's one channel) with a batch of 8, and a step with blocks on or off,
+   * and with the pools after them inside the op (as fuseConvBnBlocks marks them) or run as their layers.
+   */
+  async function vggSteps(t: { skip: (why: string) => void }, run: (stepWith: (blocks: boolean, pools?: boolean) => ReturnType<typeof step>) => Promise<void>) {
     await initBackend({ force: "wasm" });
     if (!oneDnnActive()) return t.skip("lib/accelerator/native/onednn.node not built or not loading");
     // The op runs where batch norm runs in oneDNN (by default on two or more threads): asked for here.
@@ -372,9 +398,12 @@ describe("a block of two convolution + batch norm + relu layers as one op (fuseC
     const x = tf.tensor4d(Float32Array.from({ length: 8 * 28 * 28 }, () => random()), [8, 28, 28, 1]);
     const labels = tf.oneHot(tf.tensor1d([0, 1, 2, 3, 4, 5, 6, 7], "int32"), 10);
     const initial = model.getWeights().map((w) => w.clone());
+    const blocks = model.layers.flatMap((l) => (l instanceof FastConv2D && l.block ? [l.block] : []));
+    const pools = blocks.map((b) => b.pool);
     try {
-      await run((blocks) => {
-        useConvBnBlocks(blocks);
+      await run((on, withPools = true) => {
+        useConvBnBlocks(on);
+        blocks.forEach((b, i) => (b.pool = withPools ? pools[i] : null));
         return step(model, x, labels, initial);
       });
     } finally {
@@ -391,6 +420,7 @@ describe("a block of two convolution + batch norm + relu layers as one op (fuseC
         const before = tf.memory().numTensors;
         const [block, layers] = [stepWith(true), stepWith(false)];
         assert.ok(block.blockRan, "the block kernels ran");
+        assert.match(block.blockImplementation, /pooled/, "with the pools inside");
         assert.ok(!layers.blockRan, "the layers ran one by one");
         assert.equal(block.loss, layers.loss);
         block.gradients.forEach((g, i) => assert.deepEqual(g, layers.gradients[i], `gradient ${i}`));
@@ -428,8 +458,13 @@ describe("a block of two convolution + batch norm + relu layers as one op (fuseC
       const unavailable = bf16Unavailable();
       if (unavailable) return t.skip(unavailable);
       const reference = await inPrecision("fp32", async () => stepWith(false));
-      const [block, layers] = await inPrecision("bf16", async () => [stepWith(true), stepWith(false)]);
+      const [block, layers, unpooled] = await inPrecision("bf16", async () => [stepWith(true), stepWith(false), stepWith(true, false)]);
       assert.ok(block.blockRan, "the block kernels ran");
+      // The pools inside the op take the max of the same bf16 values, and route each gradient to the same input.
+      assert.match(block.blockImplementation, /pooled/);
+      assert.doesNotMatch(unpooled.blockImplementation, /pooled/);
+      assert.equal(block.loss, unpooled.loss);
+      block.gradients.forEach((g, i) => assert.deepEqual(g, unpooled.gradients[i], `gradient ${i}, pools inside the op or not`));
       // Batch norm's gradient subtracts the batch means of dy and dy·x̂ from dy, so rounding the operands to bf16 (8
       // bits) leaves errors that are large relative to the small gradients of a freshly initialised network: the
       // layers' bf16 steps (bf16 operands, fp32 batch norm) are already 2-40% off here. The block also keeps batch

@@ -60,8 +60,8 @@ describe("persistence", () => {
     const dir = path.join(tempDir(), "model");
     await saveModel(model, dir);
     const loaded = await loadModel(dir);
-    const blocks = (m: tf.LayersModel) => m.layers.flatMap((l) => (l instanceof FastConv2D && l.block ? [l.block.inputGradient] : []));
-    assert.deepEqual(blocks(loaded), [false, true, true], "a resumed run trains its blocks as the original does");
+    const blocks = (m: tf.LayersModel) => m.layers.flatMap((l) => (l instanceof FastConv2D && l.block ? [[l.block.inputGradient, l.block.pool]] : []));
+    assert.deepEqual(blocks(loaded), [[false, [2, 2]], [true, [2, 2]], [true, [7, 7]]], "a resumed run trains its blocks (pools included) as the original does");
     await model.trainOnBatch(x, y);
     await loaded.trainOnBatch(x, y);
     const [a, b] = [(model.predict(x) as tf.Tensor).dataSync(), (loaded.predict(x) as tf.Tensor).dataSync()];

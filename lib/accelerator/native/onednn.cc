@@ -510,6 +510,9 @@ void BatchNormBackward(const FunctionCallbackInfo<Value>& args) {
 // for TF.js; the incoming gradient). The activations the backward pass reads (both convolutions' outputs, the middle
 // activation, batch norm's two relu workspaces) are tensors the caller keeps between the passes (blockSavedBytes says
 // how large). In fp32 mode the same primitives run in fp32, with no conversion at all.
+// A max pool over disjoint windows right after the block (vgg-bn's) can run inside the op too: the block's output is then
+// the pooled one, so the fp32 copy and the incoming gradient are a pool's window smaller, and the pool reads and writes
+// the operand type; its workspace (which input was each window's maximum) is one more tensor the caller keeps.
 // A reorder of rvalues (dnnl::reorder::execute takes lvalue references).
 void convert(const dnnl::reorder& reorder, memory from, memory to) { reorder.execute(stream(), from, to); }
 
@@ -539,19 +542,31 @@ struct BlockEntry {
   bool firstLayerLoops = false;
   memory dz1Fp32;
   dnnl::reorder dz1ToFp32;
+  // The max pool inside the op (pooled): the second batch norm's output (normOut) is its input; pooledOut its output in
+  // bf16 mode, before the fp32 copy y; da2 its input gradient.
+  bool pooled = false;
+  memory::desc poolWorkspace;
+  dnnl::pooling_forward pool;
+  dnnl::pooling_backward poolGrad;
+  memory pooledOut, da2;
   std::string impl;
 };
 std::map<std::string, BlockEntry> blocks;
 
-BlockEntry makeBlock(const Geometry& g1, const Geometry& g2, float epsilon1, float epsilon2) {
+BlockEntry makeBlock(const Geometry& g1, const Geometry& g2, float epsilon1, float epsilon2, memory::dim poolHeight, memory::dim poolWidth) {
   if (g2.batch != g1.batch || g2.channels != g1.filters || g2.height != g1.outHeight || g2.width != g1.outWidth)
     throw std::invalid_argument("the block's second convolution must read the first one's output");
+  if (poolHeight < 0 || poolWidth < 0 || (poolHeight == 0) != (poolWidth == 0) ||
+      (poolHeight > 0 && (g2.outHeight % poolHeight != 0 || g2.outWidth % poolWidth != 0)))
+    throw std::invalid_argument("the block's max pool must tile its output with disjoint windows (or be 0 × 0: none)");
   BlockEntry b;
   b.g1 = g1, b.g2 = g2;
+  b.pooled = poolHeight > 0;
   const dt type = operand();
   const auto forward = dnnl::prop_kind::forward_training;
   const auto direct = dnnl::algorithm::convolution_direct;
-  b.x = plain(g1.src(), tag::nhwc), b.y = plain(g2.dst(), tag::nhwc);
+  const memory::dims pooledDims = b.pooled ? memory::dims{g2.batch, g2.filters, g2.outHeight / poolHeight, g2.outWidth / poolWidth} : g2.dst();
+  b.x = plain(g1.src(), tag::nhwc), b.y = plain(pooledDims, tag::nhwc);
   b.middle = memory::desc(g1.dst(), type, tag::nhwc), b.out = memory::desc(g2.dst(), type, tag::nhwc);
   b.perChannel1 = plain({g1.filters}, tag::x), b.perChannel2 = plain({g2.filters}, tag::x);
   auto convolution = [&](const Geometry& g, const memory::desc& src, const memory::desc& dst) {
@@ -578,10 +593,20 @@ BlockEntry makeBlock(const Geometry& g1, const Geometry& g2, float epsilon1, flo
   b.unusedShift1 = memory(b.perChannel1, engine()), b.unusedShift2 = memory(b.perChannel2, engine());
   b.input = Operand::of(b.x);
   b.gradient = Operand::of(b.y);
-  if (bf16) {
-    b.normOut = memory(b.out, engine());
-    b.toOutput = dnnl::reorder(b.normOut, memory(b.y, engine(), nullptr));
+  if (bf16 || b.pooled) b.normOut = memory(b.out, engine());
+  if (b.pooled) {
+    const memory::dims window{poolHeight, poolWidth}, noPadding{0, 0};
+    const memory::desc pooledDesc(pooledDims, type, tag::nhwc);
+    dnnl::pooling_forward::primitive_desc p(
+        dnnl::pooling_forward::desc(forward, dnnl::algorithm::pooling_max, b.out, pooledDesc, window, window, noPadding, noPadding), engine());
+    dnnl::pooling_backward::primitive_desc pb(
+        dnnl::pooling_backward::desc(dnnl::algorithm::pooling_max, b.out, pooledDesc, window, window, noPadding, noPadding), engine(), p);
+    b.pool = dnnl::pooling_forward(p), b.poolGrad = dnnl::pooling_backward(pb);
+    b.poolWorkspace = p.workspace_desc();
+    b.da2 = memory(b.out, engine());
+    if (bf16) b.pooledOut = memory(pooledDesc, engine());
   }
+  if (bf16) b.toOutput = dnnl::reorder(b.pooled ? b.pooledOut : b.normOut, memory(b.y, engine(), nullptr));
   b.dz2 = memory(b.out, engine()), b.da1 = memory(b.middle, engine()), b.dz1 = memory(b.middle, engine());
   auto filterGradient = [&](const Geometry& g, const memory::desc& src, const memory::desc& dst, const dnnl::convolution_forward::primitive_desc& hint) {
     return dnnl::convolution_backward_weights::primitive_desc(
@@ -615,17 +640,19 @@ BlockEntry makeBlock(const Geometry& g1, const Geometry& g2, float epsilon1, flo
     b.dz1Fp32 = memory(plain(g1.dst(), tag::nhwc), engine());
     b.dz1ToFp32 = dnnl::reorder(b.dz1, b.dz1Fp32);
   }
-  b.impl = std::string(f1.impl_info_str()) + ", " + n1.impl_info_str() + (bf16 ? " (bf16 inside)" : " (fp32)");
+  b.impl = std::string(f1.impl_info_str()) + ", " + n1.impl_info_str() + (b.pooled ? ", pooled" : "") + (bf16 ? " (bf16 inside)" : " (fp32)");
   return b;
 }
 
+// The block of arguments 1–6: its convolutions' geometries, its batch norms' epsilons, its max pool's window (0 × 0: none).
 BlockEntry& block(const FunctionCallbackInfo<Value>& args) {
   Geometry g1 = geometry(args[1]), g2 = geometry(args[2]);
   const float epsilon1 = number(args, 3), epsilon2 = number(args, 4);
+  const auto poolHeight = memory::dim(number(args, 5)), poolWidth = memory::dim(number(args, 6));
   std::ostringstream name;
-  name << key("block1", g1, 0) << ';' << key("block2", g2, 0) << ';' << epsilon1 << ',' << epsilon2;
+  name << key("block1", g1, 0) << ';' << key("block2", g2, 0) << ';' << epsilon1 << ',' << epsilon2 << ';' << poolHeight << 'x' << poolWidth;
   auto found = blocks.find(name.str());
-  if (found == blocks.end()) found = blocks.emplace(name.str(), makeBlock(g1, g2, epsilon1, epsilon2)).first;
+  if (found == blocks.end()) found = blocks.emplace(name.str(), makeBlock(g1, g2, epsilon1, epsilon2, poolHeight, poolWidth)).first;
   return found->second;
 }
 
@@ -638,54 +665,61 @@ std::vector<double> offsets(Local<Value> value, size_t count) {
   return d;
 }
 
-// blockSavedBytes(buffer, geometry1, geometry2, epsilon1, epsilon2) → bytes of [z1, a1, workspace1, z2, workspace2] in the
-// current mode: the tensors the caller keeps from the forward pass for the backward pass.
+// blockSavedBytes(buffer, geometry1, geometry2, epsilon1, epsilon2, poolHeight, poolWidth) → bytes of [z1, a1, workspace1, z2,
+// workspace2, pool's workspace (0 without a pool)] in the current mode: the tensors the caller keeps from the forward pass for the
+// backward pass.
 void BlockSavedBytes(const FunctionCallbackInfo<Value>& args) {
   guarded(args, [&] {
     BlockEntry& b = block(args);
     Isolate* isolate = args.GetIsolate();
-    Local<v8::Array> bytes = v8::Array::New(isolate, 5);
-    const size_t sizes[] = {b.middle.get_size(), b.middle.get_size(), b.workspace1.get_size(), b.out.get_size(), b.workspace2.get_size()};
-    for (uint32_t i = 0; i < 5; i++) bytes->Set(isolate->GetCurrentContext(), i, v8::Number::New(isolate, double(sizes[i]))).Check();
+    const size_t sizes[] = {b.middle.get_size(), b.middle.get_size(), b.workspace1.get_size(), b.out.get_size(), b.workspace2.get_size(),
+                            b.pooled ? b.poolWorkspace.get_size() : 0};
+    Local<v8::Array> bytes = v8::Array::New(isolate, 6);
+    for (uint32_t i = 0; i < 6; i++) bytes->Set(isolate->GetCurrentContext(), i, v8::Number::New(isolate, double(sizes[i]))).Check();
     args.GetReturnValue().Set(bytes);
   });
 }
 
-// blockForward(buffer, geometry1, geometry2, epsilon1, epsilon2,
+// blockForward(buffer, geometry1, geometry2, epsilon1, epsilon2, poolHeight, poolWidth,
 //              Float64Array [x, filter1, gamma1, beta1, filter2, gamma2, beta2, y, mean1, variance1, mean2, variance2,
-//                            z1, a1, workspace1, z2, workspace2], x's key) → implementation names
+//                            z1, a1, workspace1, z2, workspace2, pool's workspace (−1: no pool)], x's key) → implementation names
 void BlockForward(const FunctionCallbackInfo<Value>& args) {
   guarded(args, [&] {
     char* heap = heapBase(args[0]);
     BlockEntry& b = block(args);
-    const std::vector<double> at = offsets(args[5], 17);
+    const std::vector<double> at = offsets(args[7], 18);
+    if (b.pooled != (at[17] >= 0)) throw std::invalid_argument("a pooled block needs its pool's workspace, and only a pooled one");
     auto tensor = [&](int i, const memory::desc& d) { return memory(d, engine(), heap + static_cast<size_t>(at[i])); };
     memory z1 = tensor(12, b.middle), a1 = tensor(13, b.middle), z2 = tensor(15, b.out), y = tensor(7, b.y);
     convert(b.toWeights1, tensor(1, plain(b.g1.weights(), tag::hwio)), b.weights1);
     convert(b.toWeights2, tensor(4, plain(b.g2.weights(), tag::hwio)), b.weights2);
-    b.conv1.execute(stream(), {{DNNL_ARG_SRC, b.input.from(tensor(0, b.x), heap, keyAt(args, 6))}, {DNNL_ARG_WEIGHTS, b.weights1}, {DNNL_ARG_DST, z1}});
+    b.conv1.execute(stream(), {{DNNL_ARG_SRC, b.input.from(tensor(0, b.x), heap, keyAt(args, 8))}, {DNNL_ARG_WEIGHTS, b.weights1}, {DNNL_ARG_DST, z1}});
     b.norm1.execute(stream(), {{DNNL_ARG_SRC, z1}, {DNNL_ARG_SCALE, tensor(2, b.perChannel1)}, {DNNL_ARG_SHIFT, tensor(3, b.perChannel1)},
                                {DNNL_ARG_DST, a1}, {DNNL_ARG_MEAN, tensor(8, b.perChannel1)}, {DNNL_ARG_VARIANCE, tensor(9, b.perChannel1)},
                                {DNNL_ARG_WORKSPACE, tensor(14, b.workspace1)}});
     b.conv2.execute(stream(), {{DNNL_ARG_SRC, a1}, {DNNL_ARG_WEIGHTS, b.weights2}, {DNNL_ARG_DST, z2}});
     b.norm2.execute(stream(), {{DNNL_ARG_SRC, z2}, {DNNL_ARG_SCALE, tensor(5, b.perChannel2)}, {DNNL_ARG_SHIFT, tensor(6, b.perChannel2)},
-                               {DNNL_ARG_DST, bf16 ? b.normOut : y}, {DNNL_ARG_MEAN, tensor(10, b.perChannel2)},
+                               {DNNL_ARG_DST, b.normOut ? b.normOut : y}, {DNNL_ARG_MEAN, tensor(10, b.perChannel2)},
                                {DNNL_ARG_VARIANCE, tensor(11, b.perChannel2)}, {DNNL_ARG_WORKSPACE, tensor(16, b.workspace2)}});
-    if (bf16) convert(b.toOutput, b.normOut, y);
+    if (b.pooled)
+      b.pool.execute(stream(), {{DNNL_ARG_SRC, b.normOut}, {DNNL_ARG_DST, bf16 ? b.pooledOut : y}, {DNNL_ARG_WORKSPACE, tensor(17, b.poolWorkspace)}});
+    if (bf16) convert(b.toOutput, b.pooled ? b.pooledOut : b.normOut, y);
     stream().wait();
     setImpl(args, b.impl);
   });
 }
 
-// blockBackward(buffer, geometry1, geometry2, epsilon1, epsilon2,
+// blockBackward(buffer, geometry1, geometry2, epsilon1, epsilon2, poolHeight, poolWidth,
 //               Float64Array [dy, x, filter1, gamma1, filter2, gamma2, mean1, variance1, mean2, variance2, z1, a1, workspace1, z2,
-//                             workspace2, dx (−1: not asked for), dfilter1, dgamma1, dbeta1, dfilter2, dgamma2, dbeta2], x's key)
+//                             workspace2, dx (−1: not asked for), dfilter1, dgamma1, dbeta1, dfilter2, dgamma2, dbeta2,
+//                             pool's workspace (−1: no pool)], x's key)
 // → implementation names
 void BlockBackward(const FunctionCallbackInfo<Value>& args) {
   guarded(args, [&] {
     char* heap = heapBase(args[0]);
     BlockEntry& b = block(args);
-    const std::vector<double> at = offsets(args[5], 22);
+    const std::vector<double> at = offsets(args[7], 23);
+    if (b.pooled != (at[22] >= 0)) throw std::invalid_argument("a pooled block needs its pool's workspace, and only a pooled one");
     auto tensor = [&](int i, const memory::desc& d) { return memory(d, engine(), heap + static_cast<size_t>(at[i])); };
     memory z1 = tensor(10, b.middle), a1 = tensor(11, b.middle), z2 = tensor(13, b.out);
     auto normGradient = [&](dnnl::batch_normalization_backward& op, const memory& dy, const memory& src, int mean, int gamma,
@@ -696,8 +730,13 @@ void BlockBackward(const FunctionCallbackInfo<Value>& args) {
                             {DNNL_ARG_SHIFT, unusedShift}, {DNNL_ARG_WORKSPACE, tensor(workspace, workspaceDesc)}, {DNNL_ARG_DIFF_SRC, dx},
                             {DNNL_ARG_DIFF_SCALE, tensor(dGamma, perChannel)}, {DNNL_ARG_DIFF_SHIFT, tensor(dGamma + 1, perChannel)}});
     };
-    // The second layer: batch norm's gradient from the block's incoming gradient, then the convolution's two.
-    normGradient(b.normGrad2, b.gradient.from(tensor(0, b.y), heap, 0), z2, 8, 5, b.perChannel2, b.unusedShift2, 14, b.workspace2, b.dz2, 20);
+    // The pool's gradient (where the op pools), then the second layer: batch norm's gradient, then the convolution's two.
+    memory dy = b.gradient.from(tensor(0, b.y), heap, 0);
+    if (b.pooled) {
+      b.poolGrad.execute(stream(), {{DNNL_ARG_DIFF_DST, dy}, {DNNL_ARG_WORKSPACE, tensor(22, b.poolWorkspace)}, {DNNL_ARG_DIFF_SRC, b.da2}});
+      dy = b.da2;
+    }
+    normGradient(b.normGrad2, dy, z2, 8, 5, b.perChannel2, b.unusedShift2, 14, b.workspace2, b.dz2, 20);
     b.filterGrad2.execute(stream(), {{DNNL_ARG_SRC, a1}, {DNNL_ARG_DIFF_DST, b.dz2}, {DNNL_ARG_DIFF_WEIGHTS, b.dWeights2}});
     convert(b.fromDWeights2, b.dWeights2, tensor(19, plain(b.g2.weights(), tag::hwio)));
     convert(b.toDataWeights2, tensor(4, plain(b.g2.weights(), tag::hwio)), b.dataWeights2);
@@ -714,7 +753,7 @@ void BlockBackward(const FunctionCallbackInfo<Value>& args) {
       firstlayer::filterGradient(loops, reinterpret_cast<const float*>(heap + static_cast<size_t>(at[1])), static_cast<const float*>(dz1.get_data_handle()),
                                  dFilter1);
     } else {
-      b.filterGrad1.execute(stream(), {{DNNL_ARG_SRC, b.input.from(tensor(1, b.x), heap, keyAt(args, 6))}, {DNNL_ARG_DIFF_DST, b.dz1},
+      b.filterGrad1.execute(stream(), {{DNNL_ARG_SRC, b.input.from(tensor(1, b.x), heap, keyAt(args, 8))}, {DNNL_ARG_DIFF_DST, b.dz1},
                                        {DNNL_ARG_DIFF_WEIGHTS, b.dWeights1}});
       convert(b.fromDWeights1, b.dWeights1, memory(plain(b.g1.weights(), tag::hwio), engine(), dFilter1));
     }

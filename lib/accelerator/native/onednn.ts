@@ -63,15 +63,14 @@ interface OneDnnAddon {
   // strideHeight, strideWidth, padTop, padLeft].
   firstLayerFilterGrad(buffer: ArrayBufferLike, geometry: Float64Array, x: number, dy: number, dw: number): void;
   // A block of two convolution + batch norm + relu layers (see convBnBlock): geometries of its two convolutions, the
-  // epsilons of its two batch norms, and its tensors' offsets in the order onednn.cc lists them.
-  blockSavedBytes(buffer: ArrayBufferLike, geometry1: Float64Array, geometry2: Float64Array, epsilon1: number, epsilon2: number): number[];
-  blockForward(
-    buffer: ArrayBufferLike, geometry1: Float64Array, geometry2: Float64Array, epsilon1: number, epsilon2: number, tensors: Float64Array, xKey: number,
-  ): string;
-  blockBackward(
-    buffer: ArrayBufferLike, geometry1: Float64Array, geometry2: Float64Array, epsilon1: number, epsilon2: number, tensors: Float64Array, xKey: number,
-  ): string;
+  // epsilons of its two batch norms, the window of the max pool after it (0 × 0: none), and its tensors' offsets in the
+  // order onednn.cc lists them.
+  blockSavedBytes(buffer: ArrayBufferLike, ...block: BlockArgs): number[];
+  blockForward(buffer: ArrayBufferLike, ...args: [...block: BlockArgs, tensors: Float64Array, xKey: number]): string;
+  blockBackward(buffer: ArrayBufferLike, ...args: [...block: BlockArgs, tensors: Float64Array, xKey: number]): string;
 }
+
+type BlockArgs = [geometry1: Float64Array, geometry2: Float64Array, epsilon1: number, epsilon2: number, poolHeight: number, poolWidth: number];
 
 let addon: OneDnnAddon | null = null;
 // Batch norm by oneDNN by default only where it has more than one thread: on one thread its kernels
@@ -488,7 +487,10 @@ export const convBnBlocksActive = (): boolean => convBnBlocks && oneDnnBatchNorm
 export const CONV_BN_BLOCK_KERNEL = "ProjectConvBnBlock";
 export const CONV_BN_BLOCK_GRAD_KERNEL = "ProjectConvBnBlockGrad";
 
-/** The attributes of both block kernels: each convolution's strides and padding, each batch norm's epsilon. */
+/**
+ * The attributes of both block kernels: each convolution's strides and padding, each batch norm's epsilon, and the
+ * window of the max pool after the block if the op runs it too (disjoint windows that tile the block's output).
+ */
 export interface ConvBnBlockAttrs {
   strides1: [number, number];
   pad1: "same" | "valid";
@@ -498,55 +500,65 @@ export interface ConvBnBlockAttrs {
   epsilon2: number;
   /** Whether the gradient kernel computes the block input's gradient (not for a model's first block: its input is the data). */
   inputGradient: boolean;
-}
-
-/** The geometries of a block's two convolutions (no dilation), as the addon reads them. */
-function blockGeometries(xShape: number[], filter1Shape: number[], filter2Shape: number[], attrs: ConvBnBlockAttrs) {
-  const first = convInfo(xShape, filter1Shape, { strides: attrs.strides1, pad: attrs.pad1 });
-  const second = convInfo(first.outShape, filter2Shape, { strides: attrs.strides2, pad: attrs.pad2 });
-  return { first, second, geometry1: geometry(first), geometry2: geometry(second) };
+  pool: [number, number] | null;
 }
 
 /**
- * ProjectConvBnBlock: y = relu(bn2(conv2(relu(bn1(conv1(x)))))) in training mode, the convolutions without bias, as one
- * native call (onednn.cc, "Blocks of two convolution + batch norm + relu layers"). Inputs x, filter1, gamma1, beta1,
- * filter2, gamma2, beta2; outputs [y, mean1, variance1, mean2, variance2] (variances biased) and what the gradient
- * kernel reads: [z1, a1, workspace1, z2, workspace2], in the native precision (bf16 values, two per float32 element,
- * in bf16 mode). The caller keeps those tensors as they are between the two kernels.
+ * The addon's arguments that name a block: its convolutions' geometries (no dilation), epsilons and pool; and its output's
+ * shape. Not the heap's buffer: allocating the outputs can grow the heap, so each call reads it afresh.
+ */
+function blockArgs(xShape: number[], filter1Shape: number[], filter2Shape: number[], attrs: ConvBnBlockAttrs) {
+  const first = convInfo(xShape, filter1Shape, { strides: attrs.strides1, pad: attrs.pad1 });
+  const second = convInfo(first.outShape, filter2Shape, { strides: attrs.strides2, pad: attrs.pad2 });
+  const [poolHeight, poolWidth] = attrs.pool ?? [0, 0];
+  const [batch, height, width, channels] = second.outShape;
+  const outShape = attrs.pool ? [batch, height / poolHeight, width / poolWidth, channels] : [...second.outShape];
+  if (!outShape.every(Number.isInteger)) throw new Error(`a block's ${poolHeight}×${poolWidth} pool does not tile its ${height}×${width} output`);
+  const args: BlockArgs = [geometry(first), geometry(second), attrs.epsilon1, attrs.epsilon2, poolHeight, poolWidth];
+  return { args, outShape };
+}
+
+/**
+ * ProjectConvBnBlock: y = relu(bn2(conv2(relu(bn1(conv1(x)))))) in training mode, the convolutions without bias, max
+ * pooled where attrs.pool says, as one native call (onednn.cc, "Blocks of two convolution + batch norm + relu layers").
+ * Inputs x, filter1, gamma1, beta1, filter2, gamma2, beta2; outputs [y, mean1, variance1, mean2, variance2] (variances
+ * biased) and what the gradient kernel reads: [z1, a1, workspace1, z2, workspace2] and, pooled, the pool's workspace, in
+ * the native precision (bf16 values, two per float32 element, in bf16 mode). The caller keeps those tensors as they are
+ * between the two kernels.
  */
 export function convBnBlock(args: KernelArgs): TensorInfo[] {
   const { inputs, backend } = args;
   const attrs = args.attrs as unknown as ConvBnBlockAttrs;
   const { x, filter1, gamma1, beta1, filter2, gamma2, beta2 } = inputs;
   if (!convBnBlocksActive()) throw new Error(`${CONV_BN_BLOCK_KERNEL}: the block op does not run here (convBnBlocksActive() is false)`);
-  const { second, geometry1, geometry2 } = blockGeometries(x.shape, filter1.shape, filter2.shape, attrs);
-  const saved = addon!.blockSavedBytes(buffer(backend), geometry1, geometry2, attrs.epsilon1, attrs.epsilon2);
+  const { args: block, outShape } = blockArgs(x.shape, filter1.shape, filter2.shape, attrs);
+  // The pool's workspace is saved only where the op pools.
+  const saved = addon!.blockSavedBytes(buffer(backend), ...block).slice(0, attrs.pool ? 6 : 5);
   const outputs = [
-    backend.makeOutput([...second.outShape], "float32"),
+    backend.makeOutput(outShape, "float32"),
     ...[filter1, filter1, filter2, filter2].map((f) => backend.makeOutput([f.shape[3]], "float32")),
     // Bytes as float32s, rounded up.
     ...saved.map((bytes) => backend.makeOutput([Math.ceil(bytes / 4)], "float32")),
   ];
-  const [y, mean1, variance1, mean2, variance2, z1, a1, workspace1, z2, workspace2] = outputs;
-  const at = (t: TensorInfo) => heapOffset(backend, t);
-  const tensors = [x, filter1, gamma1, beta1, filter2, gamma2, beta2, y, mean1, variance1, mean2, variance2, z1, a1, workspace1, z2, workspace2];
-  implementations.set(CONV_BN_BLOCK_KERNEL, addon!.blockForward(
-    buffer(backend), geometry1, geometry2, attrs.epsilon1, attrs.epsilon2, Float64Array.from(tensors.map(at)), conversionKey(x),
-  ));
+  const [y, mean1, variance1, mean2, variance2, z1, a1, workspace1, z2, workspace2, poolWorkspace] = outputs;
+  const at = (t: TensorInfo | undefined) => (t ? heapOffset(backend, t) : -1);
+  const tensors = [x, filter1, gamma1, beta1, filter2, gamma2, beta2, y, mean1, variance1, mean2, variance2, z1, a1, workspace1, z2, workspace2, poolWorkspace];
+  implementations.set(CONV_BN_BLOCK_KERNEL, addon!.blockForward(buffer(backend), ...block, Float64Array.from(tensors.map(at)), conversionKey(x)));
   return outputs;
 }
 
 /**
  * ProjectConvBnBlockGrad: inputs dy, x, filter1, gamma1, filter2, gamma2, mean1, variance1, mean2, variance2 and the
- * forward kernel's z1, a1, workspace1, z2, workspace2; outputs [dfilter1, dgamma1, dbeta1, dfilter2, dgamma2, dbeta2]
+ * forward kernel's z1, a1, workspace1, z2, workspace2 (and poolWorkspace, pooled); outputs [dfilter1, dgamma1, dbeta1, dfilter2, dgamma2, dbeta2]
  * and, with attrs.inputGradient, dx.
  */
 export function convBnBlockGrad(args: KernelArgs): TensorInfo[] {
   const { inputs, backend } = args;
   const attrs = args.attrs as unknown as ConvBnBlockAttrs;
-  const { dy, x, filter1, gamma1, filter2, gamma2, mean1, variance1, mean2, variance2, z1, a1, workspace1, z2, workspace2 } = inputs;
+  const { dy, x, filter1, gamma1, filter2, gamma2, mean1, variance1, mean2, variance2, z1, a1, workspace1, z2, workspace2, poolWorkspace } = inputs;
   if (!convBnBlocksActive()) throw new Error(`${CONV_BN_BLOCK_GRAD_KERNEL}: the block op does not run here (convBnBlocksActive() is false)`);
-  const { geometry1, geometry2 } = blockGeometries(x.shape, filter1.shape, filter2.shape, attrs);
+  if (!attrs.pool !== !poolWorkspace) throw new Error(`${CONV_BN_BLOCK_GRAD_KERNEL}: a pooled block needs its pool's workspace, and only a pooled one`);
+  const { args: block } = blockArgs(x.shape, filter1.shape, filter2.shape, attrs);
   const perChannel = (f: TensorInfo) => backend.makeOutput([f.shape[3]], "float32");
   const outputs = [
     backend.makeOutput([...filter1.shape], "float32"), perChannel(filter1), perChannel(filter1),
@@ -557,10 +569,8 @@ export function convBnBlockGrad(args: KernelArgs): TensorInfo[] {
   const at = (t: TensorInfo | undefined) => (t ? heapOffset(backend, t) : -1);
   const tensors = [
     dy, x, filter1, gamma1, filter2, gamma2, mean1, variance1, mean2, variance2, z1, a1, workspace1, z2, workspace2,
-    dx, dFilter1, dGamma1, dBeta1, dFilter2, dGamma2, dBeta2,
+    dx, dFilter1, dGamma1, dBeta1, dFilter2, dGamma2, dBeta2, poolWorkspace,
   ];
-  implementations.set(CONV_BN_BLOCK_GRAD_KERNEL, addon!.blockBackward(
-    buffer(backend), geometry1, geometry2, attrs.epsilon1, attrs.epsilon2, Float64Array.from(tensors.map(at)), conversionKey(x),
-  ));
+  implementations.set(CONV_BN_BLOCK_GRAD_KERNEL, addon!.blockBackward(buffer(backend), ...block, Float64Array.from(tensors.map(at)), conversionKey(x)));
   return outputs;
 }
