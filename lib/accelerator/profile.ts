@@ -55,14 +55,14 @@ export function kernelFlops(name: string, inputShapes: number[][], outputShapes:
       return 2 * product(inputShapes[0]) * h * w * channels;
     }
     case "ProjectConvBnBlock": {
-      // Inputs x, filter1, γ1, β1, filter2, …; output y: both convolutions.
-      const [first, second] = blockConvolutionFlops(out, inputShapes[1], inputShapes[4]);
+      // Inputs x, filter1, γ1, β1, filter2, …: both convolutions.
+      const [first, second] = blockConvolutionFlops(inputShapes[0], inputShapes[1], inputShapes[4]);
       return first + second;
     }
     case "ProjectConvBnBlockGrad": {
       // Inputs dy, x, filter1, γ1, filter2, …: both filter gradients, the second convolution's input gradient and, with
       // a seventh output (dx), the first's.
-      const [first, second] = blockConvolutionFlops(inputShapes[0], inputShapes[2], inputShapes[4]);
+      const [first, second] = blockConvolutionFlops(inputShapes[1], inputShapes[2], inputShapes[4]);
       return 2 * second + first * (outputShapes.length > 6 ? 2 : 1);
     }
     case "MatMul":
@@ -80,15 +80,15 @@ export function kernelFlops(name: string, inputShapes: number[][], outputShapes:
 }
 
 /**
- * Multiply-adds ×2 of a block's two convolutions (lib/accelerator/layers.ts, ConvBnBlock) from its output [n, h, w, c2]
- * and filters [kh, kw, in, c1], [kh, kw, c1, c2], for blocks whose second convolution keeps the size (stride 1, 'same',
- * as vgg-bn's).
+ * Multiply-adds ×2 of a block's two convolutions (lib/accelerator/layers.ts, ConvBnBlock) from its input [n, h, w, in]
+ * and filters [kh, kw, in, c1], [kh, kw, c1, c2], for blocks whose convolutions keep the size (stride 1, 'same', as
+ * vgg-bn's); not from its output, which the pool inside the op may have made smaller.
  */
-function blockConvolutionFlops(out: number[], filter1: number[], filter2: number[]): [number, number] {
-  const pixels = product(out.slice(0, 3));
+function blockConvolutionFlops(x: number[], filter1: number[], filter2: number[]): [number, number] {
+  const pixels = product(x.slice(0, 3));
   const [h1, w1, in1, c1] = filter1;
-  const [h2, w2] = filter2;
-  return [2 * pixels * c1 * h1 * w1 * in1, 2 * product(out) * h2 * w2 * c1];
+  const [h2, w2, , c2] = filter2;
+  return [2 * pixels * c1 * h1 * w1 * in1, 2 * pixels * c2 * h2 * w2 * c1];
 }
 
 /**

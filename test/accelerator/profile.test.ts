@@ -30,6 +30,9 @@ describe("kernelFlops", () => {
     const gradients = [[3, 3, 1, 8], [8], [8], [3, 3, 8, 8], [8], [8]];
     assert.equal(kernelFlops("ProjectConvBnBlockGrad", grad, gradients), first + 2 * second);
     assert.equal(kernelFlops("ProjectConvBnBlockGrad", grad, [...gradients, [2, 5, 5, 1]]), 2 * first + 2 * second);
+    // With a 5×5 pool inside the op, its output and incoming gradient are [2, 1, 1, 8]: the same convolutions.
+    assert.equal(kernelFlops("ProjectConvBnBlock", block, [[2, 1, 1, 8], [8], [8], [8], [8]]), first + second);
+    assert.equal(kernelFlops("ProjectConvBnBlockGrad", [[2, 1, 1, 8], ...grad.slice(1)], gradients), first + 2 * second);
   });
 });
 
