@@ -18,7 +18,7 @@ export {
   type BackendName,
   type BackendInfo,
 } from "./accelerator/backend";
-export { FastActivation, FastBatchNorm, FastConv2D, FastDropout, FastMaxPooling2D, fuseBatchNormRelu, fuseConvBnBlocks, MaskGenerator } from "./accelerator/layers";
+export { FastActivation, FastBatchNorm, FastConv2D, FastDropout, FastMaxPooling2D, fuseBatchNormRelu, fuseConvBnBlocks, fuseConvReluPools, MaskGenerator } from "./accelerator/layers";
 export { FastAdam, FastMomentum } from "./accelerator/optimizer";
 export { FastL1L2, l2Regularizer } from "./accelerator/regularizers";
 export { profileStep, kernelFlops, isGradientWrapper, median, type StepProfile, type KernelTime } from "./accelerator/profile";

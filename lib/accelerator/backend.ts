@@ -42,7 +42,7 @@ export interface BackendInfo {
   oneDnnBatchNorm?: boolean;
   /** With oneDNN: whether max pooling over disjoint windows runs on its OpenMP threads (by default on more than one thread). */
   nativePooling?: boolean;
-  /** With oneDNN: whether blocks of two convolution + batch norm + relu layers train as one op (where batch norm runs in oneDNN; TFJS_CONV_BN_BLOCKS=0: no). */
+  /** With oneDNN: whether blocks of two convolution + batch norm + relu layers, and convolutions + relu with their max pool, train as one op (where batch norm runs in oneDNN; TFJS_CONV_BN_BLOCKS=0: no). */
   convBnBlocks?: boolean;
   /** With oneDNN: whether recipes that ask for bf16 products get them here (null), or why not. */
   bf16Unavailable?: string | null;
@@ -183,7 +183,7 @@ export function describeBackend(info: BackendInfo): string {
   const threaded = info.threads !== null && info.threads > 1;
   const products = info.oneDnnBatchNorm ? "convolutions, matrix products and batch norm" : "convolutions and matrix products";
   const pooling = info.nativePooling ? ", max pooling on its threads" : "";
-  const blocks = info.convBnBlocks ? ", conv + batch norm blocks as one op" : "";
+  const blocks = info.convBnBlocks ? ", conv + batch norm and conv + pool blocks as one op" : "";
   const native = info.oneDnn ? `, ${products} by oneDNN (native)${pooling}${blocks}${bf16}${threaded ? ", the other ops on one thread" : ""}` : "";
   const parts = [info.name + threads + native + (info.forced ? ` (forced by ${BACKEND_ENV_VAR})` : "")];
   for (const s of info.skipped) parts.push(`skipped ${s.name}: ${s.reason}`);

@@ -127,8 +127,11 @@ export function registerNativeConvolutions(threads: number): string | undefined 
     wrapKernel(kernelName, kernelFunc);
     nativeByUs.add(kernelName);
   }
-  // The block op's kernels (lib/accelerator/layers.ts, ConvBnBlock): the project's own, with no wasm kernel behind them.
-  for (const [kernelName, kernelFunc] of [[oneDnn.CONV_BN_BLOCK_KERNEL, oneDnn.convBnBlock], [oneDnn.CONV_BN_BLOCK_GRAD_KERNEL, oneDnn.convBnBlockGrad]] as const) {
+  // The block ops' kernels (lib/accelerator/layers.ts, ConvBnBlock and ConvReluPool): the project's own, with no wasm kernel behind them.
+  for (const [kernelName, kernelFunc] of [
+    [oneDnn.CONV_BN_BLOCK_KERNEL, oneDnn.convBnBlock], [oneDnn.CONV_BN_BLOCK_GRAD_KERNEL, oneDnn.convBnBlockGrad],
+    [oneDnn.CONV_RELU_POOL_KERNEL, oneDnn.convReluPool], [oneDnn.CONV_RELU_POOL_GRAD_KERNEL, oneDnn.convReluPoolGrad],
+  ] as const) {
     if (nativeByUs.has(kernelName) || tf.getKernel(kernelName, BACKEND)) continue;
     tf.registerKernel({ kernelName, backendName: BACKEND, kernelFunc: kernelFunc as unknown as KernelFunc });
     nativeByUs.add(kernelName);

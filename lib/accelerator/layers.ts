@@ -34,13 +34,17 @@
  * over native kernels, and the ones after the first convolution pass its output on (FastMaxPooling2D too, serialised
  * as `MaxPooling2D`). In bf16 steps the block keeps its activations and gradients in bf16 inside (as PyTorch's autocast
  * does), so only its input, (pooled) output and incoming gradient convert between fp32 and bf16; in fp32 it gives the
- * layers' values bit for bit.
+ * layers' values bit for bit. Likewise a convolution with bias + relu and the max pool after it (cnn3's first two;
+ * fuseConvReluPools) trains as one op whose activation stays in bf16 inside.
  */
 import { tf } from "./backend";
 import { BATCH_NORM_GRAD_KERNEL, BATCH_NORM_TRAIN_KERNEL, batchNormKernelsFit, MOVING_AVERAGES_KERNEL } from "./wasm/normalization";
 import { RELU_BIAS_GRAD_KERNEL, RELU_GRAD_KERNEL, reluBiasGradFits } from "./wasm/activation";
 import { DROPOUT_MASK_KERNEL, type MaskDraw } from "./wasm/random";
-import { CONV_BN_BLOCK_GRAD_KERNEL, CONV_BN_BLOCK_KERNEL, convBnBlocksActive, type ConvBnBlockAttrs } from "./native/onednn";
+import {
+  CONV_BN_BLOCK_GRAD_KERNEL, CONV_BN_BLOCK_KERNEL, CONV_RELU_POOL_GRAD_KERNEL, CONV_RELU_POOL_KERNEL, convBnBlocksActive, type ConvBnBlockAttrs,
+  type ConvReluPoolAttrs,
+} from "./native/onednn";
 
 type DropoutArgs = Parameters<typeof tf.layers.dropout>[0];
 
@@ -420,6 +424,8 @@ export class FastConv2D extends StockConv2D {
 
   /** Set by fuseConvBnBlocks on a block's first convolution: the block's other layers. Not serialised. */
   block?: ConvBnBlock;
+  /** Set by fuseConvReluPools on a convolution with bias + relu followed by a max pool: the op's pool. Not serialised. */
+  reluPool?: ConvReluPool;
 
   override call(inputs: tf.Tensor | tf.Tensor[], kwargs: Record<string, unknown>): tf.Tensor | tf.Tensor[] {
     const input = Array.isArray(inputs) ? inputs[0] : inputs;
@@ -430,6 +436,10 @@ export class FastConv2D extends StockConv2D {
     if (this.block && kwargs.training === true && input.rank === 4 && input.dtype === "float32" && convBnBlocksActive() &&
         tf.getKernel(CONV_BN_BLOCK_KERNEL, tf.getBackend()) !== undefined) {
       return tf.tidy(() => trainingConvBnBlock(input, this, this.block!));
+    }
+    if (this.reluPool && kwargs.training === true && input.rank === 4 && input.dtype === "float32" && convBnBlocksActive() &&
+        tf.getKernel(CONV_RELU_POOL_KERNEL, tf.getBackend()) !== undefined) {
+      return tf.tidy(() => trainingConvReluPool(input, this, this.reluPool!));
     }
     const dilations = [this.dilationRate].flat();
     const activation = this.activation.getClassName();
@@ -516,6 +526,41 @@ function trainingConvBnBlock(x: tf.Tensor, conv1: FastConv2D, block: ConvBnBlock
   return y;
 }
 
+/** A convolution with bias + relu and the max pool after it as one op (fuseConvReluPools): the pool's window, and whether the input needs a gradient. */
+export interface ConvReluPool {
+  pool: [number, number];
+  /** False for a model's first layer, whose input is the data. */
+  inputGradient: boolean;
+}
+
+/**
+ * maxPool(relu(conv(x) + b)) for a training step, as one custom-gradient op over native kernels (lib/accelerator/native/
+ * onednn.ts, convReluPool): gradients for the input (where asked for), the filter and the bias. In bf16 mode the
+ * activation between the convolution and the pool is bf16, so only the input, the pooled output and its gradient convert.
+ */
+function trainingConvReluPool(x: tf.Tensor, conv: FastConv2D, { pool, inputGradient }: ConvReluPool): tf.Tensor {
+  const attrs: ConvReluPoolAttrs = { strides: conv.strides, pad: conv.padding, pool, inputGradient };
+  const run = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const [input, filter, bias] = args as tf.Tensor[];
+    const save = args[3] as tf.GradSaveFunc;
+    const [y, activation, poolWorkspace] = tf.engine().runKernel(CONV_RELU_POOL_KERNEL, { x: input, filter, bias }, attrs as never) as tf.Tensor[];
+    save([input, filter, activation, poolWorkspace]);
+    return {
+      value: y,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [xSaved, filterSaved, activationSaved, workspace] = saved;
+        const gradInputs = { dy, x: xSaved, filter: filterSaved, activation: activationSaved, poolWorkspace: workspace };
+        const [dFilter, dBias, dx] = tf.engine().runKernel(CONV_RELU_POOL_GRAD_KERNEL, gradInputs, attrs as never) as tf.Tensor[];
+        return [dx ?? tf.zeros(xSaved.shape), dFilter, dBias];
+      },
+    };
+  });
+  const y = run(x, conv.kernel.read(), conv.bias!.read());
+  // The pool layer after the convolution passes it on.
+  blockOutputs.set(y, 1);
+  return y;
+}
+
 /** A convolution that can open or close a block: no bias, linear, channels last, undilated. */
 const blockConvolution = (layer: tf.layers.Layer | undefined): layer is FastConv2D =>
   layer instanceof FastConv2D && layer.bias === null && layer.activation.getClassName() === "linear" && layer.dataFormat === "channelsLast" &&
@@ -580,6 +625,30 @@ export class FastMaxPooling2D extends StockMaxPooling2D {
     const passed = passOnBlockOutput(Array.isArray(inputs) ? inputs[0] : inputs, kwargs);
     return passed ?? super.call(inputs, kwargs);
   }
+}
+
+/**
+ * Marks each convolution with bias + relu (channels last, undilated, outside a block) that a max pool with disjoint
+ * windows follows in a sequential model (cnn3's first two) as one op with that pool, so that training steps run both as
+ * one custom-gradient op where the native kernels run (convBnBlocksActive; TFJS_CONV_BN_BLOCKS=0 turns it off too).
+ * Returns the number of convolutions marked.
+ */
+export function fuseConvReluPools(model: tf.LayersModel): number {
+  if (!(model instanceof tf.Sequential)) return 0;
+  let marked = 0;
+  model.layers.forEach((conv, i) => {
+    const pool = model.layers[i + 1];
+    if (!(conv instanceof FastConv2D) || conv.block || conv.bias === null || conv.activation.getClassName() !== "relu") return;
+    if (conv.dataFormat !== "channelsLast" || ![conv.dilationRate].flat().every((d) => d === 1)) return;
+    if (!(pool instanceof FastMaxPooling2D) || pool.padding !== "valid" || pool.dataFormat !== "channelsLast") return;
+    const [height, width] = pool.poolSize;
+    const [, outHeight, outWidth] = conv.outputShape as tf.Shape;
+    if (pool.strides[0] !== height || pool.strides[1] !== width || (outHeight ?? 0) < height || (outWidth ?? 0) < width) return;
+    const inputGradient = model.layers.slice(0, i).some((layer) => layer.getClassName() !== "InputLayer");
+    conv.reluPool = { pool: [height, width], inputGradient };
+    marked++;
+  });
+  return marked;
 }
 
 // Loaded models (a resumed run's checkpoint) get the fast layers too: same class names, so

@@ -65,6 +65,16 @@ export function kernelFlops(name: string, inputShapes: number[][], outputShapes:
       const [first, second] = blockConvolutionFlops(inputShapes[1], inputShapes[2], inputShapes[4]);
       return 2 * second + first * (outputShapes.length > 6 ? 2 : 1);
     }
+    case "ProjectConvReluPool":
+    case "ProjectConvReluPoolGrad": {
+      // Forward: inputs x, filter, bias; outputs y (pooled), the activation [n, h, w, ·] (the convolution's output), … .
+      // Gradient: inputs dy, x, filter, activation, …: the filter gradient and, with a third output (dx), the input's.
+      const forward = name === "ProjectConvReluPool";
+      const [h, w, channels, filters] = inputShapes[forward ? 1 : 2];
+      const [n, outHeight, outWidth] = forward ? outputShapes[1] : inputShapes[3];
+      const convolution = 2 * n * outHeight * outWidth * filters * h * w * channels;
+      return forward ? convolution : convolution * (outputShapes.length > 2 ? 2 : 1);
+    }
     case "MatMul":
     case "BatchMatMul":
     case "_FusedMatMul": {

@@ -3,7 +3,7 @@
  * scripts, notebooks and tuning all describe a network the same way.
  */
 import { tf } from "../accelerator";
-import { FastActivation, FastBatchNorm, FastConv2D, FastDropout, FastMaxPooling2D, fuseBatchNormRelu, fuseConvBnBlocks } from "../accelerator";
+import { FastActivation, FastBatchNorm, FastConv2D, FastDropout, FastMaxPooling2D, fuseBatchNormRelu, fuseConvBnBlocks, fuseConvReluPools } from "../accelerator";
 import { FastAdam, FastMomentum, l2Regularizer } from "../accelerator";
 
 export type Activation = "relu" | "softmax" | "linear";
@@ -232,6 +232,7 @@ export function buildModel(config: ModelConfig, options: CompileOptions = {}): t
   config.layers.forEach((layer, i) => model.add(buildLayer(layer, i, options.seed)));
   fuseBatchNormRelu(model);
   fuseConvBnBlocks(model);
+  fuseConvReluPools(model);
   const learningRate = options.learningRate ?? 1e-3;
   model.compile({
     optimizer: options.optimizer === "sgd-nesterov" ? new FastMomentum(learningRate, NESTEROV_MOMENTUM, true) : new FastAdam(learningRate),

@@ -11,7 +11,7 @@
 import { existsSync } from "node:fs";
 import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { fuseBatchNormRelu, fuseConvBnBlocks, tf } from "../accelerator";
+import { fuseBatchNormRelu, fuseConvBnBlocks, fuseConvReluPools, tf } from "../accelerator";
 
 export const MODEL_FILE = "model.json";
 export const WEIGHTS_FILE = "weights.bin";
@@ -120,5 +120,6 @@ export async function loadModel(dir: string): Promise<tf.LayersModel> {
   // A resumed run trains as a freshly built one does.
   fuseBatchNormRelu(model);
   fuseConvBnBlocks(model);
+  fuseConvReluPools(model);
   return model;
 }

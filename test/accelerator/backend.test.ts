@@ -95,7 +95,7 @@ describe("backend selection", () => {
       assert.equal(result.info.description.includes("and batch norm by oneDNN"), asked === "1", result.info.description);
       // The block op runs where batch norm runs in oneDNN.
       assert.equal(result.info.convBnBlocks, asked === "1");
-      assert.equal(result.info.description.includes("conv + batch norm blocks as one op"), asked === "1", result.info.description);
+      assert.equal(result.info.description.includes("conv + batch norm and conv + pool blocks as one op"), asked === "1", result.info.description);
     }
     // TFJS_CONV_BN_BLOCKS=0 runs the blocks layer by layer.
     const layerByLayer = await initIn("wasm", { TFJS_WASM_THREADS: "2", TFJS_CONV_BN_BLOCKS: "0" });
@@ -143,7 +143,7 @@ describe("backend selection", () => {
     });
     assert.equal(line, "wasm, 1 thread; skipped tensorflow: not installed");
     const native = describeBackend({ name: "wasm", forced: false, threads: 2, registeredKernels: [], oneDnn: true, oneDnnBatchNorm: true, nativePooling: true, convBnBlocks: true, notes: [], skipped: [] });
-    assert.equal(native, "wasm, 2 threads, convolutions, matrix products and batch norm by oneDNN (native), max pooling on its threads, conv + batch norm blocks as one op, the other ops on one thread");
+    assert.equal(native, "wasm, 2 threads, convolutions, matrix products and batch norm by oneDNN (native), max pooling on its threads, conv + batch norm and conv + pool blocks as one op, the other ops on one thread");
     const oneThread = describeBackend({ name: "wasm", forced: false, threads: 1, registeredKernels: [], oneDnn: true, notes: [], skipped: [] });
     assert.equal(oneThread, "wasm, 1 thread, convolutions and matrix products by oneDNN (native)");
     const bf16 = describeBackend({ name: "wasm", forced: false, threads: 2, registeredKernels: [], oneDnn: true, oneDnnBatchNorm: true, bf16Unavailable: null, notes: [], skipped: [] });

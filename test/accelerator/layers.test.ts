@@ -1,13 +1,13 @@
 import { before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { initBackend, tf } from "../../lib/accelerator/backend";
-import { FastActivation, FastBatchNorm, FastConv2D, FastDropout, FastMaxPooling2D, fuseBatchNormRelu, fuseConvBnBlocks, MaskGenerator } from "../../lib/accelerator/layers";
+import { FastActivation, FastBatchNorm, FastConv2D, FastDropout, FastMaxPooling2D, fuseBatchNormRelu, fuseConvBnBlocks, fuseConvReluPools, MaskGenerator } from "../../lib/accelerator/layers";
 import { seededRandom } from "../../lib/tooling/random";
 import { simdKernelsBuilt } from "../../lib/accelerator/wasm/simd";
 import { DROPOUT_MASK_KERNEL } from "../../lib/accelerator/wasm/random";
 import { MOVING_AVERAGES_KERNEL } from "../../lib/accelerator/wasm/normalization";
 import {
-  bf16Unavailable, CONV_BN_BLOCK_GRAD_KERNEL, CONV_BN_BLOCK_KERNEL, inPrecision, nativeImplementations, oneDnnActive, useConvBnBlocks, useOneDnn,
+  bf16Unavailable, CONV_BN_BLOCK_GRAD_KERNEL, CONV_BN_BLOCK_KERNEL, CONV_RELU_POOL_GRAD_KERNEL, CONV_RELU_POOL_KERNEL, inPrecision, nativeImplementations, oneDnnActive, useConvBnBlocks, useOneDnn,
   useOneDnnBatchNorm,
 } from "../../lib/accelerator/native/onednn";
 import { maxRelativeError, onBackend } from "../helpers/tensors";
@@ -475,6 +475,95 @@ describe("a block of two convolution + batch norm + relu layers as one op (fuseC
       assert.ok(blockError <= 1.5 * layersError, `block ${blockError.toExponential(2)} against the layers' ${layersError.toExponential(2)}`);
       assert.ok(blockError > 1e-3, `bf16-sized errors (${blockError.toExponential(2)})`);
       assert.ok(Math.abs(block.loss - reference.loss) < 0.01 * Math.abs(reference.loss), `loss ${block.loss} against ${reference.loss}`);
+    });
+  });
+});
+
+describe("a convolution with bias + relu and its max pool as one op (fuseConvReluPools)", () => {
+  it("marks cnn3's first two convolutions (the first without an input gradient), and nothing in vgg-bn or without a pool", () => {
+    const marked = (model: tf.LayersModel) => model.layers.flatMap((l) => (l instanceof FastConv2D && l.reluPool ? [[l.reluPool.inputGradient, l.reluPool.pool]] : []));
+    assert.deepEqual(marked(buildModel(presetModel("cnn3"), { seed: 1 })), [[false, [2, 2]], [true, [2, 2]]]);
+    assert.deepEqual(marked(buildModel(presetModel("vgg-bn-16"), { seed: 1 })), []);
+    const linear = tf.sequential();
+    linear.add(new FastConv2D({ filters: 4, kernelSize: 3, activation: "linear", inputShape: [6, 6, 2] }));
+    linear.add(new FastMaxPooling2D({ poolSize: 2 }));
+    assert.equal(fuseConvReluPools(linear), 0, "a linear convolution");
+  });
+
+  /** conv 3×3 (bias, relu) → 2×2 pool → conv → 2×2 pool (11 → 5: a row and a column left out) → dense 10, no dropout. */
+  function network(firstFilters: number): tf.Sequential {
+    const model = tf.sequential();
+    model.add(new FastConv2D({ filters: firstFilters, kernelSize: 3, activation: "relu", inputShape: [28, 28, 1], kernelInitializer: tf.initializers.glorotUniform({ seed: 1 }) }));
+    model.add(new FastMaxPooling2D({ poolSize: 2 }));
+    model.add(new FastConv2D({ filters: 16, kernelSize: 3, activation: "relu", kernelInitializer: tf.initializers.glorotUniform({ seed: 2 }), biasInitializer: "randomNormal" }));
+    model.add(new FastMaxPooling2D({ poolSize: 2 }));
+    model.add(tf.layers.flatten());
+    model.add(tf.layers.dense({ units: 10, kernelInitializer: tf.initializers.glorotUniform({ seed: 3 }) }));
+    return model;
+  }
+
+  /** The loss and gradients of one step, with the op on or off, in a precision. */
+  async function steps(t: { skip: (why: string) => void }, firstFilters: number, run: (stepWith: (op: boolean) => { loss: number; gradients: Float32Array[]; opRan: boolean }) => Promise<void>) {
+    await initBackend({ force: "wasm" });
+    if (!oneDnnActive()) return t.skip("lib/accelerator/native/onednn.node not built or not loading");
+    const previousNorm = useOneDnnBatchNorm(true), previousBlocks = useConvBnBlocks(true);
+    const model = network(firstFilters);
+    assert.equal(fuseConvReluPools(model), 2);
+    const random = seededRandom(5);
+    const x = tf.tensor4d(Float32Array.from({ length: 8 * 28 * 28 }, () => random()), [8, 28, 28, 1]);
+    const labels = tf.oneHot(tf.tensor1d([0, 1, 2, 3, 4, 5, 6, 7], "int32"), 10);
+    try {
+      await run((op) => {
+        useConvBnBlocks(op);
+        nativeImplementations().clear();
+        return tf.tidy(() => {
+          const { value, grads } = tf.variableGrads(() => tf.losses.softmaxCrossEntropy(labels, model.apply(x, { training: true }) as tf.Tensor) as tf.Scalar);
+          return {
+            loss: value.dataSync()[0],
+            gradients: Object.keys(grads).sort().map((name) => grads[name].dataSync().slice() as Float32Array),
+            opRan: nativeImplementations().has(CONV_RELU_POOL_KERNEL) && nativeImplementations().has(CONV_RELU_POOL_GRAD_KERNEL),
+          };
+        });
+      });
+    } finally {
+      useOneDnnBatchNorm(previousNorm);
+      useConvBnBlocks(previousBlocks);
+      tf.dispose([x, labels]);
+      model.dispose();
+    }
+  }
+
+  // 8 first-layer filters: its filter gradient by the addon's loops and its bias gradient by a reduction; 4: by oneDNN.
+  for (const firstFilters of [8, 4]) {
+    it(`in fp32 a training step gives the layers' loss and gradients (${firstFilters} first-layer filters)`, async (t) => {
+      await steps(t, firstFilters, async (stepWith) => {
+        await inPrecision("fp32", async () => {
+          const before = tf.memory().numTensors;
+          const [op, layers] = [stepWith(true), stepWith(false)];
+          assert.ok(op.opRan && !layers.opRan, "the op ran, then the layers one by one");
+          // The bias gradients sum in another order than the layers' SIMD pass: fp32 rounding apart.
+          assert.ok(Math.abs(op.loss - layers.loss) <= 1e-6 * Math.abs(layers.loss), `loss ${op.loss} against ${layers.loss}`);
+          op.gradients.forEach((g, i) => assert.ok(maxRelativeError(g, layers.gradients[i]) < 1e-5, `gradient ${i}: ${maxRelativeError(g, layers.gradients[i])}`));
+          assert.equal(tf.memory().numTensors, before, "no tensor leaks");
+        });
+      });
+    });
+  }
+
+  it("in bf16 its gradients are as close to fp32's as the layers' bf16 steps are", async (t) => {
+    await steps(t, 8, async (stepWith) => {
+      const unavailable = bf16Unavailable();
+      if (unavailable) return t.skip(unavailable);
+      const reference = await inPrecision("fp32", async () => stepWith(false));
+      const [op, layers] = await inPrecision("bf16", async () => [stepWith(true), stepWith(false)]);
+      assert.ok(op.opRan, "the op ran");
+      // The op keeps the activation between convolution and pool in bf16 (the layers write it in fp32): its error may be
+      // at most 1.5x theirs on average over the gradients, and must be bf16-sized (not fp32's: bf16 ran).
+      const mean = (run: typeof op) => run.gradients.reduce((sum, g, i) => sum + maxRelativeError(g, reference.gradients[i]), 0) / run.gradients.length;
+      const [opError, layersError] = [mean(op), mean(layers)];
+      assert.ok(opError <= 1.5 * layersError, `op ${opError.toExponential(2)} against the layers' ${layersError.toExponential(2)}`);
+      assert.ok(opError > 1e-4, `bf16-sized errors (${opError.toExponential(2)})`);
+      assert.ok(Math.abs(op.loss - reference.loss) < 0.01 * Math.abs(reference.loss), `loss ${op.loss} against ${reference.loss}`);
     });
   });
 });

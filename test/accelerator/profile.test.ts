@@ -33,6 +33,12 @@ describe("kernelFlops", () => {
     // With a 5×5 pool inside the op, its output and incoming gradient are [2, 1, 1, 8]: the same convolutions.
     assert.equal(kernelFlops("ProjectConvBnBlock", block, [[2, 1, 1, 8], [8], [8], [8], [8]]), first + second);
     assert.equal(kernelFlops("ProjectConvBnBlockGrad", [[2, 1, 1, 8], ...grad.slice(1)], gradients), first + 2 * second);
+    // A 3×3 convolution 4 → 8 over 2×5×5 output pixels with its 2×2 pool: the activation [2, 5, 5, ·] gives the pixels.
+    const convolution = 2 * 2 * 5 * 5 * 8 * 9 * 4;
+    assert.equal(kernelFlops("ProjectConvReluPool", [[2, 7, 7, 4], [3, 3, 4, 8], [8]], [[2, 2, 2, 8], [2, 5, 5, 4], [50]]), convolution);
+    const poolGrad = [[2, 2, 2, 8], [2, 7, 7, 4], [3, 3, 4, 8], [2, 5, 5, 4], [50]];
+    assert.equal(kernelFlops("ProjectConvReluPoolGrad", poolGrad, [[3, 3, 4, 8], [8]]), convolution);
+    assert.equal(kernelFlops("ProjectConvReluPoolGrad", poolGrad, [[3, 3, 4, 8], [8], [2, 7, 7, 4]]), 2 * convolution);
   });
 });
 

@@ -52,6 +52,17 @@ describe("persistence", () => {
     loaded.dispose();
   });
 
+  it("cnn3's convolution + pool ops come back after save → load", async () => {
+    const model = buildModel(presetModel("cnn3"));
+    const dir = path.join(tempDir(), "model");
+    await saveModel(model, dir);
+    const loaded = await loadModel(dir);
+    const marked = (m: tf.LayersModel) => m.layers.flatMap((l) => (l instanceof FastConv2D && l.reluPool ? [[l.reluPool.inputGradient, l.reluPool.pool]] : []));
+    assert.deepEqual(marked(loaded), [[false, [2, 2]], [true, [2, 2]]], "a resumed run trains them as the original does");
+    model.dispose();
+    loaded.dispose();
+  });
+
   it("vgg-bn's blocks come back after save → load, and a further training step equals the original's", async () => {
     const model = buildModel(presetModel("vgg-bn-16"), { optimizer: "sgd-nesterov", learningRate: 0.05 });
     const x = tf.randomUniform([8, 28, 28, 1], 0, 1, "float32", 7);

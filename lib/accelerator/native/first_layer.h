@@ -13,8 +13,9 @@ struct Geometry {
 };
 // Channels come in vectors of this many (the callers keep other counts elsewhere).
 constexpr int64_t CHANNEL_BLOCK = 8;
-// dw = Σ over images and output pixels of x's 3×3 neighbourhood times dy; each image summed in float32, images in
-// float64, in an order that depends only on the geometry and the thread count.
-void filterGradient(const Geometry& g, const float* x, const float* dy, float* dw);
+// dw = Σ over images and output pixels of x's 3×3 neighbourhood times dy, and, where db is given, db = Σ dy per channel
+// (a bias's gradient, in the same pass); each image summed in float32, images in float64, in an order that depends only
+// on the geometry and the thread count.
+void filterGradient(const Geometry& g, const float* x, const float* dy, float* dw, float* db = nullptr);
 
 }  // namespace firstlayer

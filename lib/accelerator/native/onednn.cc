@@ -767,6 +767,190 @@ void BlockBackward(const FunctionCallbackInfo<Value>& args) {
   });
 }
 
+// ---- A convolution with bias + relu and the max pool after it ------------------------------------
+//
+// cnn3's first two layers (conv with bias and relu → max pool) as one op each way, for training steps (ConvReluPool in
+// lib/accelerator/layers.ts): the convolution writes relu(conv(x) + b) in the operand type, the pool reads it there, so
+// in bf16 mode only the op's input, its pooled output (an fp32 copy for TF.js) and the incoming gradient convert. The
+// backward pass runs the pool's gradient, relu's (from its output), and the convolution's filter and bias gradients and,
+// where asked for, its input gradient. The caller keeps the relu output and the pool's workspace between the passes.
+// The pool's windows are disjoint and inside the convolution's output (floor, as TF.js's 'valid' pooling).
+struct ConvPoolEntry {
+  Geometry g;
+  memory::desc x, activation, y;  // x and y fp32 (y pooled); activation: relu(conv(x) + b) in the operand type
+  memory::desc poolWorkspace;
+  dnnl::convolution_forward conv;
+  memory weights;
+  dnnl::reorder toWeights;
+  dnnl::pooling_forward pool;
+  dnnl::pooling_backward poolGrad;
+  Operand input, gradient;  // bf16 mode: x, dy
+  memory pooledOut;         // bf16 mode: the pool's output before its fp32 copy y
+  dnnl::reorder toOutput;
+  dnnl::eltwise_backward reluGrad;
+  memory dActivation, dz;  // in the operand type
+  dnnl::convolution_backward_weights filterGrad;  // with the bias gradient
+  memory dWeights;
+  dnnl::reorder fromDWeights;
+  dnnl::convolution_backward_data inputGrad;
+  memory dataWeights;
+  dnnl::reorder toDataWeights;
+  // A first layer's filter and bias gradients by the addon's loops (as in BlockEntry): dz in fp32 for them.
+  bool firstLayerLoops = false;
+  memory dzFp32;
+  dnnl::reorder dzToFp32;
+  std::string impl;
+};
+std::map<std::string, ConvPoolEntry> convPools;
+
+ConvPoolEntry makeConvPool(const Geometry& g, memory::dim poolHeight, memory::dim poolWidth) {
+  if (poolHeight < 1 || poolWidth < 1 || poolHeight > g.outHeight || poolWidth > g.outWidth)
+    throw std::invalid_argument("the op's max pool needs a window inside the convolution's output");
+  ConvPoolEntry c;
+  c.g = g;
+  const dt type = operand();
+  const auto direct = dnnl::algorithm::convolution_direct;
+  const memory::dims pooledDims{g.batch, g.filters, g.outHeight / poolHeight, g.outWidth / poolWidth};
+  c.x = plain(g.src(), tag::nhwc), c.y = plain(pooledDims, tag::nhwc), c.activation = memory::desc(g.dst(), type, tag::nhwc);
+  const memory::desc bias = plain({g.filters}, tag::x);
+  dnnl::primitive_attr withRelu;
+  dnnl::post_ops ops;
+  ops.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
+  withRelu.set_post_ops(ops);
+  dnnl::convolution_forward::primitive_desc f(
+      dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, direct, operandNhwc(g.src()), any(g.weights()), bias, c.activation,
+                                      g.strides(), g.dilates(), g.padL(), g.padR()),
+      withRelu, engine());
+  c.conv = dnnl::convolution_forward(f);
+  c.weights = memory(f.weights_desc(), engine());
+  c.toWeights = dnnl::reorder(memory(plain(g.weights(), tag::hwio), engine(), nullptr), c.weights);
+  // Windows from the top left; a remainder of rows or columns (floor) is left out (oneDNN's sizes check divides down).
+  const memory::dims window{poolHeight, poolWidth}, noPadding{0, 0};
+  const memory::desc pooledDesc(pooledDims, type, tag::nhwc);
+  dnnl::pooling_forward::primitive_desc p(
+      dnnl::pooling_forward::desc(dnnl::prop_kind::forward_training, dnnl::algorithm::pooling_max, c.activation, pooledDesc, window, window,
+                                  noPadding, noPadding),
+      engine());
+  dnnl::pooling_backward::primitive_desc pb(
+      dnnl::pooling_backward::desc(dnnl::algorithm::pooling_max, c.activation, pooledDesc, window, window, noPadding, noPadding), engine(), p);
+  c.pool = dnnl::pooling_forward(p), c.poolGrad = dnnl::pooling_backward(pb);
+  c.poolWorkspace = p.workspace_desc();
+  c.input = Operand::of(c.x), c.gradient = Operand::of(c.y);
+  if (bf16) {
+    c.pooledOut = memory(pooledDesc, engine());
+    c.toOutput = dnnl::reorder(c.pooledOut, memory(c.y, engine(), nullptr));
+  }
+  const auto reluUsingOutput = dnnl::algorithm::eltwise_relu_use_dst_for_bwd;
+  dnnl::eltwise_forward::primitive_desc reluHint(
+      dnnl::eltwise_forward::desc(dnnl::prop_kind::forward_training, reluUsingOutput, c.activation, 0.f, 0.f), engine());
+  c.reluGrad = dnnl::eltwise_backward(
+      dnnl::eltwise_backward::primitive_desc(dnnl::eltwise_backward::desc(reluUsingOutput, c.activation, c.activation, 0.f, 0.f), engine(), reluHint));
+  c.dActivation = memory(c.activation, engine()), c.dz = memory(c.activation, engine());
+  dnnl::convolution_backward_weights::primitive_desc w(
+      dnnl::convolution_backward_weights::desc(direct, operandNhwc(g.src()), memory::desc(g.weights(), dt::f32, tag::any), bias, c.activation,
+                                               g.strides(), g.dilates(), g.padL(), g.padR()),
+      engine(), f);
+  c.filterGrad = dnnl::convolution_backward_weights(w);
+  c.dWeights = memory(w.diff_weights_desc(), engine());
+  c.fromDWeights = dnnl::reorder(c.dWeights, memory(plain(g.weights(), tag::hwio), engine(), nullptr));
+  if (g.channels > 1) {
+    dnnl::convolution_backward_data::primitive_desc d(
+        dnnl::convolution_backward_data::desc(direct, c.x, any(g.weights()), c.activation, g.strides(), g.dilates(), g.padL(), g.padR()), engine(), f);
+    c.inputGrad = dnnl::convolution_backward_data(d);
+    c.dataWeights = memory(d.weights_desc(), engine());
+    c.toDataWeights = dnnl::reorder(memory(plain(g.weights(), tag::hwio), engine(), nullptr), c.dataWeights);
+  }
+  c.firstLayerLoops = g.channels == 1 && g.kh == 3 && g.kw == 3 && g.dilationH == 1 && g.dilationW == 1 && pooling::supported() &&
+                      g.filters % firstlayer::CHANNEL_BLOCK == 0;
+  if (c.firstLayerLoops && bf16) {
+    c.dzFp32 = memory(plain(g.dst(), tag::nhwc), engine());
+    c.dzToFp32 = dnnl::reorder(c.dz, c.dzFp32);
+  }
+  c.impl = std::string(f.impl_info_str()) + ", " + p.impl_info_str() + (bf16 ? " (bf16 inside)" : " (fp32)");
+  return c;
+}
+
+// The op of arguments 1–3: its convolution's geometry and its max pool's window.
+ConvPoolEntry& convPool(const FunctionCallbackInfo<Value>& args) {
+  Geometry g = geometry(args[1]);
+  const auto poolHeight = memory::dim(number(args, 2)), poolWidth = memory::dim(number(args, 3));
+  std::ostringstream name;
+  name << key("conv-pool", g, 0) << ';' << poolHeight << 'x' << poolWidth;
+  auto found = convPools.find(name.str());
+  if (found == convPools.end()) found = convPools.emplace(name.str(), makeConvPool(g, poolHeight, poolWidth)).first;
+  return found->second;
+}
+
+// convPoolSavedBytes(buffer, geometry, poolHeight, poolWidth) → bytes of [activation, pool's workspace] in the current mode:
+// the tensors the caller keeps from the forward pass for the backward pass.
+void ConvPoolSavedBytes(const FunctionCallbackInfo<Value>& args) {
+  guarded(args, [&] {
+    ConvPoolEntry& c = convPool(args);
+    Isolate* isolate = args.GetIsolate();
+    Local<v8::Array> bytes = v8::Array::New(isolate, 2);
+    bytes->Set(isolate->GetCurrentContext(), 0, v8::Number::New(isolate, double(c.activation.get_size()))).Check();
+    bytes->Set(isolate->GetCurrentContext(), 1, v8::Number::New(isolate, double(c.poolWorkspace.get_size()))).Check();
+    args.GetReturnValue().Set(bytes);
+  });
+}
+
+// convPoolForward(buffer, geometry, poolHeight, poolWidth, Float64Array [x, filter, bias, y, activation, pool's workspace], x's key)
+// → implementation names
+void ConvPoolForward(const FunctionCallbackInfo<Value>& args) {
+  guarded(args, [&] {
+    char* heap = heapBase(args[0]);
+    ConvPoolEntry& c = convPool(args);
+    const std::vector<double> at = offsets(args[4], 6);
+    auto tensor = [&](int i, const memory::desc& d) { return memory(d, engine(), heap + static_cast<size_t>(at[i])); };
+    memory activation = tensor(4, c.activation);
+    convert(c.toWeights, tensor(1, plain(c.g.weights(), tag::hwio)), c.weights);
+    c.conv.execute(stream(), {{DNNL_ARG_SRC, c.input.from(tensor(0, c.x), heap, keyAt(args, 5))}, {DNNL_ARG_WEIGHTS, c.weights},
+                              {DNNL_ARG_BIAS, tensor(2, plain({c.g.filters}, tag::x))}, {DNNL_ARG_DST, activation}});
+    c.pool.execute(stream(), {{DNNL_ARG_SRC, activation}, {DNNL_ARG_DST, bf16 ? c.pooledOut : tensor(3, c.y)},
+                              {DNNL_ARG_WORKSPACE, tensor(5, c.poolWorkspace)}});
+    if (bf16) convert(c.toOutput, c.pooledOut, tensor(3, c.y));
+    stream().wait();
+    setImpl(args, c.impl);
+  });
+}
+
+// convPoolBackward(buffer, geometry, poolHeight, poolWidth,
+//                  Float64Array [dy, x, filter, activation, pool's workspace, dx (−1: not asked for), dfilter, dbias], x's key)
+// → implementation names
+void ConvPoolBackward(const FunctionCallbackInfo<Value>& args) {
+  guarded(args, [&] {
+    char* heap = heapBase(args[0]);
+    ConvPoolEntry& c = convPool(args);
+    const std::vector<double> at = offsets(args[4], 8);
+    auto tensor = [&](int i, const memory::desc& d) { return memory(d, engine(), heap + static_cast<size_t>(at[i])); };
+    const Geometry& g = c.g;
+    c.poolGrad.execute(stream(), {{DNNL_ARG_DIFF_DST, c.gradient.from(tensor(0, c.y), heap, 0)}, {DNNL_ARG_WORKSPACE, tensor(4, c.poolWorkspace)},
+                                  {DNNL_ARG_DIFF_SRC, c.dActivation}});
+    c.reluGrad.execute(stream(), {{DNNL_ARG_DST, tensor(3, c.activation)}, {DNNL_ARG_DIFF_DST, c.dActivation}, {DNNL_ARG_DIFF_SRC, c.dz}});
+    float* dFilter = reinterpret_cast<float*>(heap + static_cast<size_t>(at[6]));
+    const memory dBias = tensor(7, plain({g.filters}, tag::x));
+    if (c.firstLayerLoops) {
+      if (bf16) convert(c.dzToFp32, c.dz, c.dzFp32);
+      stream().wait();
+      const memory& dz = bf16 ? c.dzFp32 : c.dz;
+      const firstlayer::Geometry loops{g.batch, g.height, g.width, g.filters, g.outHeight, g.outWidth, g.strideH, g.strideW, g.top, g.left};
+      firstlayer::filterGradient(loops, reinterpret_cast<const float*>(heap + static_cast<size_t>(at[1])), static_cast<const float*>(dz.get_data_handle()),
+                                 dFilter, static_cast<float*>(dBias.get_data_handle()));
+    } else {
+      c.filterGrad.execute(stream(), {{DNNL_ARG_SRC, c.input.from(tensor(1, c.x), heap, keyAt(args, 5))}, {DNNL_ARG_DIFF_DST, c.dz},
+                                      {DNNL_ARG_DIFF_WEIGHTS, c.dWeights}, {DNNL_ARG_DIFF_BIAS, dBias}});
+      convert(c.fromDWeights, c.dWeights, memory(plain(g.weights(), tag::hwio), engine(), dFilter));
+    }
+    if (at[5] >= 0) {
+      if (!c.inputGrad) throw std::invalid_argument("a convolution over one input channel gives no input gradient here");
+      convert(c.toDataWeights, tensor(2, plain(g.weights(), tag::hwio)), c.dataWeights);
+      c.inputGrad.execute(stream(), {{DNNL_ARG_DIFF_DST, c.dz}, {DNNL_ARG_WEIGHTS, c.dataWeights}, {DNNL_ARG_DIFF_SRC, tensor(5, c.x)}});
+    }
+    stream().wait();
+    setImpl(args, c.impl);
+  });
+}
+
 // ---- Max pooling on OpenMP's threads (pooling.h) ---------------------------------------------
 
 float* floatsAt(char* heap, const FunctionCallbackInfo<Value>& args, int index) {
@@ -872,6 +1056,9 @@ void Initialize(Local<v8::Object> exports) {
   NODE_SET_METHOD(exports, "blockForward", BlockForward);
   NODE_SET_METHOD(exports, "blockBackward", BlockBackward);
   NODE_SET_METHOD(exports, "blockSavedBytes", BlockSavedBytes);
+  NODE_SET_METHOD(exports, "convPoolForward", ConvPoolForward);
+  NODE_SET_METHOD(exports, "convPoolBackward", ConvPoolBackward);
+  NODE_SET_METHOD(exports, "convPoolSavedBytes", ConvPoolSavedBytes);
   NODE_SET_METHOD(exports, "maxPool", MaxPool);
   NODE_SET_METHOD(exports, "loopsSupported", LoopsSupported);
   NODE_SET_METHOD(exports, "firstLayerFilterGrad", FirstLayerFilterGrad);

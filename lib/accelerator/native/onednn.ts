@@ -68,6 +68,11 @@ interface OneDnnAddon {
   blockSavedBytes(buffer: ArrayBufferLike, ...block: BlockArgs): number[];
   blockForward(buffer: ArrayBufferLike, ...args: [...block: BlockArgs, tensors: Float64Array, xKey: number]): string;
   blockBackward(buffer: ArrayBufferLike, ...args: [...block: BlockArgs, tensors: Float64Array, xKey: number]): string;
+  // A convolution with bias + relu and the max pool after it (see convReluPool): the convolution's geometry, the pool's
+  // window, and the tensors' offsets in the order onednn.cc lists them.
+  convPoolSavedBytes(buffer: ArrayBufferLike, geometry: Float64Array, poolHeight: number, poolWidth: number): number[];
+  convPoolForward(buffer: ArrayBufferLike, geometry: Float64Array, poolHeight: number, poolWidth: number, tensors: Float64Array, xKey: number): string;
+  convPoolBackward(buffer: ArrayBufferLike, geometry: Float64Array, poolHeight: number, poolWidth: number, tensors: Float64Array, xKey: number): string;
 }
 
 type BlockArgs = [geometry1: Float64Array, geometry2: Float64Array, epsilon1: number, epsilon2: number, poolHeight: number, poolWidth: number];
@@ -467,20 +472,21 @@ export function maxPoolGrad(args: KernelArgs, original: KernelFunc): TensorInfo 
 }
 
 /**
- * `TFJS_CONV_BN_BLOCKS=0` trains a block of two convolution + batch norm + relu layers as its six layers, not as one op
- * (convBnBlock); by default the op runs wherever batch norm runs in oneDNN.
+ * `TFJS_CONV_BN_BLOCKS=0` trains a block of two convolution + batch norm + relu layers as its six layers, and a
+ * convolution with bias + relu and its max pool as two, not as one op each (convBnBlock, convReluPool); by default the
+ * ops run wherever batch norm runs in oneDNN (two or more threads, where pooling runs on oneDNN's threads too).
  */
 export const CONV_BN_BLOCKS_ENV_VAR = "TFJS_CONV_BN_BLOCKS";
 let convBnBlocks = process.env[CONV_BN_BLOCKS_ENV_VAR] !== "0";
 
-/** Turns the block op on or off in this process (default: on unless CONV_BN_BLOCKS_ENV_VAR is 0); returns the previous setting. */
+/** Turns the block ops on or off in this process (default: on unless CONV_BN_BLOCKS_ENV_VAR is 0); returns the previous setting. */
 export function useConvBnBlocks(on: boolean): boolean {
   const previous = convBnBlocks;
   convBnBlocks = on;
   return previous;
 }
 
-/** Whether a training step runs a block of two convolution + batch norm + relu layers as one op now (convBnBlock). */
+/** Whether a training step runs a block (two convolution + batch norm + relu layers; a convolution + relu + pool) as one op now. */
 export const convBnBlocksActive = (): boolean => convBnBlocks && oneDnnBatchNorm() && typeof addon?.blockForward === "function";
 
 /** The kernels of a block of two convolution + batch norm + relu layers, registered where the addon loads. */
@@ -572,5 +578,76 @@ export function convBnBlockGrad(args: KernelArgs): TensorInfo[] {
     dx, dFilter1, dGamma1, dBeta1, dFilter2, dGamma2, dBeta2, poolWorkspace,
   ];
   implementations.set(CONV_BN_BLOCK_GRAD_KERNEL, addon!.blockBackward(buffer(backend), ...block, Float64Array.from(tensors.map(at)), conversionKey(x)));
+  return outputs;
+}
+
+/** The kernels of a convolution with bias + relu and the max pool after it, registered where the addon loads. */
+export const CONV_RELU_POOL_KERNEL = "ProjectConvReluPool";
+export const CONV_RELU_POOL_GRAD_KERNEL = "ProjectConvReluPoolGrad";
+
+/** The attributes of both kernels: the convolution's strides and padding, the pool's window (strides = window, 'valid'). */
+export interface ConvReluPoolAttrs {
+  strides: [number, number];
+  pad: "same" | "valid";
+  pool: [number, number];
+  /** Whether the gradient kernel computes the input's gradient (not for a model's first layer: its input is the data). */
+  inputGradient: boolean;
+}
+
+/** The convolution's geometry (no dilation) and the pooled output's shape (floor, as TF.js's 'valid' pooling). */
+function convPoolShapes(xShape: number[], filterShape: number[], attrs: ConvReluPoolAttrs) {
+  const info = convInfo(xShape, filterShape, { strides: attrs.strides, pad: attrs.pad });
+  const [batch, height, width, channels] = info.outShape;
+  const [poolHeight, poolWidth] = attrs.pool;
+  const outShape = [batch, Math.floor(height / poolHeight), Math.floor(width / poolWidth), channels];
+  if (outShape[1] < 1 || outShape[2] < 1) throw new Error(`a ${poolHeight}×${poolWidth} pool does not fit a ${height}×${width} convolution output`);
+  return { geometry: geometry(info), outShape, convShape: info.outShape };
+}
+
+/**
+ * ProjectConvReluPool: y = maxPool(relu(conv(x) + bias)) in training mode, as one native call (onednn.cc, "A convolution
+ * with bias + relu and the max pool after it"). Inputs x, filter, bias; outputs [y] and what the gradient kernel reads:
+ * [activation, poolWorkspace], in the native precision (bf16 values, two per float32 element, in bf16 mode). The
+ * activation's shape is the convolution output's [batch, height, width] and its bytes per pixel as float32s, so that a
+ * profile can count the convolution's multiply-adds in either precision.
+ */
+export function convReluPool(args: KernelArgs): TensorInfo[] {
+  const { inputs, backend } = args;
+  const attrs = args.attrs as unknown as ConvReluPoolAttrs;
+  const { x, filter, bias } = inputs;
+  if (!convBnBlocksActive()) throw new Error(`${CONV_RELU_POOL_KERNEL}: the op does not run here (convBnBlocksActive() is false)`);
+  const { geometry: g, outShape, convShape } = convPoolShapes(x.shape, filter.shape, attrs);
+  const [activationBytes, workspaceBytes] = addon!.convPoolSavedBytes(buffer(backend), g, ...attrs.pool);
+  // Bytes as float32s, rounded up.
+  const pixels = convShape[0] * convShape[1] * convShape[2];
+  const outputs = [
+    backend.makeOutput(outShape, "float32"),
+    backend.makeOutput([...convShape.slice(0, 3), Math.ceil(activationBytes / pixels / 4)], "float32"),
+    backend.makeOutput([Math.ceil(workspaceBytes / 4)], "float32"),
+  ];
+  const at = (t: TensorInfo) => heapOffset(backend, t);
+  const tensors = [x, filter, bias, ...outputs];
+  implementations.set(CONV_RELU_POOL_KERNEL, addon!.convPoolForward(buffer(backend), g, ...attrs.pool, Float64Array.from(tensors.map(at)), conversionKey(x)));
+  return outputs;
+}
+
+/**
+ * ProjectConvReluPoolGrad: inputs dy, x, filter and the forward kernel's activation and poolWorkspace; outputs
+ * [dfilter, dbias] and, with attrs.inputGradient, dx.
+ */
+export function convReluPoolGrad(args: KernelArgs): TensorInfo[] {
+  const { inputs, backend } = args;
+  const attrs = args.attrs as unknown as ConvReluPoolAttrs;
+  const { dy, x, filter, activation, poolWorkspace } = inputs;
+  if (!convBnBlocksActive()) throw new Error(`${CONV_RELU_POOL_GRAD_KERNEL}: the op does not run here (convBnBlocksActive() is false)`);
+  const { geometry: g } = convPoolShapes(x.shape, filter.shape, attrs);
+  const outputs = [
+    backend.makeOutput([...filter.shape], "float32"), backend.makeOutput([filter.shape[3]], "float32"),
+    ...(attrs.inputGradient ? [backend.makeOutput([...x.shape], "float32")] : []),
+  ];
+  const [dFilter, dBias, dx] = outputs;
+  const at = (t: TensorInfo | undefined) => (t ? heapOffset(backend, t) : -1);
+  const tensors = [dy, x, filter, activation, poolWorkspace, dx, dFilter, dBias];
+  implementations.set(CONV_RELU_POOL_GRAD_KERNEL, addon!.convPoolBackward(buffer(backend), g, ...attrs.pool, Float64Array.from(tensors.map(at)), conversionKey(x)));
   return outputs;
 }
