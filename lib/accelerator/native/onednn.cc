@@ -516,6 +516,33 @@ void BatchNormBackward(const FunctionCallbackInfo<Value>& args) {
 // A reorder of rvalues (dnnl::reorder::execute takes lvalue references).
 void convert(const dnnl::reorder& reorder, memory from, memory to) { reorder.execute(stream(), from, to); }
 
+// A max pool over disjoint windows from the top left (a remainder of rows or columns left out: oneDNN's size check
+// divides down, as TF.js's 'valid' pooling), for training: both primitives and the workspace the backward pass reads.
+struct MaxPoolOps {
+  dnnl::pooling_forward forward;
+  dnnl::pooling_backward backward;
+  memory::desc workspace;
+  std::string impl;
+};
+MaxPoolOps maxPoolOps(const memory::desc& src, const memory::desc& dst, memory::dim poolHeight, memory::dim poolWidth) {
+  const memory::dims window{poolHeight, poolWidth}, noPadding{0, 0};
+  const auto max = dnnl::algorithm::pooling_max;
+  dnnl::pooling_forward::primitive_desc f(
+      dnnl::pooling_forward::desc(dnnl::prop_kind::forward_training, max, src, dst, window, window, noPadding, noPadding), engine());
+  dnnl::pooling_backward::primitive_desc b(dnnl::pooling_backward::desc(max, src, dst, window, window, noPadding, noPadding), engine(), f);
+  return {dnnl::pooling_forward(f), dnnl::pooling_backward(b), f.workspace_desc(), f.impl_info_str()};
+}
+
+// Whether a convolution's filter gradient runs in the addon's loops (first_layer.h: 3×3 over one input channel, filters
+// in eights, undilated; oneDNN's kernel for that shape is ~4x slower), and the loops' geometry.
+bool firstLayerLoopsFit(const Geometry& g) {
+  return g.channels == 1 && g.kh == 3 && g.kw == 3 && g.dilationH == 1 && g.dilationW == 1 && pooling::supported() &&
+         g.filters % firstlayer::CHANNEL_BLOCK == 0;
+}
+firstlayer::Geometry loopsGeometry(const Geometry& g) {
+  return {g.batch, g.height, g.width, g.filters, g.outHeight, g.outWidth, g.strideH, g.strideW, g.top, g.left};
+}
+
 struct BlockEntry {
   Geometry g1, g2;
   memory::desc x, middle, out, y;  // x and y fp32; middle (z1, a1) and out (z2) in the operand type
@@ -545,9 +572,7 @@ struct BlockEntry {
   // The max pool inside the op (pooled): the second batch norm's output (normOut) is its input; pooledOut its output in
   // bf16 mode, before the fp32 copy y; da2 its input gradient.
   bool pooled = false;
-  memory::desc poolWorkspace;
-  dnnl::pooling_forward pool;
-  dnnl::pooling_backward poolGrad;
+  MaxPoolOps pool;
   memory pooledOut, da2;
   std::string impl;
 };
@@ -595,14 +620,8 @@ BlockEntry makeBlock(const Geometry& g1, const Geometry& g2, float epsilon1, flo
   b.gradient = Operand::of(b.y);
   if (bf16 || b.pooled) b.normOut = memory(b.out, engine());
   if (b.pooled) {
-    const memory::dims window{poolHeight, poolWidth}, noPadding{0, 0};
     const memory::desc pooledDesc(pooledDims, type, tag::nhwc);
-    dnnl::pooling_forward::primitive_desc p(
-        dnnl::pooling_forward::desc(forward, dnnl::algorithm::pooling_max, b.out, pooledDesc, window, window, noPadding, noPadding), engine());
-    dnnl::pooling_backward::primitive_desc pb(
-        dnnl::pooling_backward::desc(dnnl::algorithm::pooling_max, b.out, pooledDesc, window, window, noPadding, noPadding), engine(), p);
-    b.pool = dnnl::pooling_forward(p), b.poolGrad = dnnl::pooling_backward(pb);
-    b.poolWorkspace = p.workspace_desc();
+    b.pool = maxPoolOps(b.out, pooledDesc, poolHeight, poolWidth);
     b.da2 = memory(b.out, engine());
     if (bf16) b.pooledOut = memory(pooledDesc, engine());
   }
@@ -634,8 +653,7 @@ BlockEntry makeBlock(const Geometry& g1, const Geometry& g2, float epsilon1, flo
     b.dataWeights1 = memory(d1.weights_desc(), engine());
     b.toDataWeights1 = dnnl::reorder(memory(plain(g1.weights(), tag::hwio), engine(), nullptr), b.dataWeights1);
   }
-  b.firstLayerLoops = g1.channels == 1 && g1.kh == 3 && g1.kw == 3 && g1.dilationH == 1 && g1.dilationW == 1 && pooling::supported() &&
-                      g1.filters % firstlayer::CHANNEL_BLOCK == 0;
+  b.firstLayerLoops = firstLayerLoopsFit(g1);
   if (b.firstLayerLoops && bf16) {
     b.dz1Fp32 = memory(plain(g1.dst(), tag::nhwc), engine());
     b.dz1ToFp32 = dnnl::reorder(b.dz1, b.dz1Fp32);
@@ -673,7 +691,7 @@ void BlockSavedBytes(const FunctionCallbackInfo<Value>& args) {
     BlockEntry& b = block(args);
     Isolate* isolate = args.GetIsolate();
     const size_t sizes[] = {b.middle.get_size(), b.middle.get_size(), b.workspace1.get_size(), b.out.get_size(), b.workspace2.get_size(),
-                            b.pooled ? b.poolWorkspace.get_size() : 0};
+                            b.pooled ? b.pool.workspace.get_size() : 0};
     Local<v8::Array> bytes = v8::Array::New(isolate, 6);
     for (uint32_t i = 0; i < 6; i++) bytes->Set(isolate->GetCurrentContext(), i, v8::Number::New(isolate, double(sizes[i]))).Check();
     args.GetReturnValue().Set(bytes);
@@ -702,7 +720,7 @@ void BlockForward(const FunctionCallbackInfo<Value>& args) {
                                {DNNL_ARG_DST, b.normOut ? b.normOut : y}, {DNNL_ARG_MEAN, tensor(10, b.perChannel2)},
                                {DNNL_ARG_VARIANCE, tensor(11, b.perChannel2)}, {DNNL_ARG_WORKSPACE, tensor(16, b.workspace2)}});
     if (b.pooled)
-      b.pool.execute(stream(), {{DNNL_ARG_SRC, b.normOut}, {DNNL_ARG_DST, bf16 ? b.pooledOut : y}, {DNNL_ARG_WORKSPACE, tensor(17, b.poolWorkspace)}});
+      b.pool.forward.execute(stream(), {{DNNL_ARG_SRC, b.normOut}, {DNNL_ARG_DST, bf16 ? b.pooledOut : y}, {DNNL_ARG_WORKSPACE, tensor(17, b.pool.workspace)}});
     if (bf16) convert(b.toOutput, b.pooled ? b.pooledOut : b.normOut, y);
     stream().wait();
     setImpl(args, b.impl);
@@ -733,7 +751,7 @@ void BlockBackward(const FunctionCallbackInfo<Value>& args) {
     // The pool's gradient (where the op pools), then the second layer: batch norm's gradient, then the convolution's two.
     memory dy = b.gradient.from(tensor(0, b.y), heap, 0);
     if (b.pooled) {
-      b.poolGrad.execute(stream(), {{DNNL_ARG_DIFF_DST, dy}, {DNNL_ARG_WORKSPACE, tensor(22, b.poolWorkspace)}, {DNNL_ARG_DIFF_SRC, b.da2}});
+      b.pool.backward.execute(stream(), {{DNNL_ARG_DIFF_DST, dy}, {DNNL_ARG_WORKSPACE, tensor(22, b.pool.workspace)}, {DNNL_ARG_DIFF_SRC, b.da2}});
       dy = b.da2;
     }
     normGradient(b.normGrad2, dy, z2, 8, 5, b.perChannel2, b.unusedShift2, 14, b.workspace2, b.dz2, 20);
@@ -747,10 +765,8 @@ void BlockBackward(const FunctionCallbackInfo<Value>& args) {
     if (b.firstLayerLoops) {
       if (bf16) convert(b.dz1ToFp32, b.dz1, b.dz1Fp32);
       stream().wait();
-      const Geometry& g = b.g1;
-      const firstlayer::Geometry loops{g.batch, g.height, g.width, g.filters, g.outHeight, g.outWidth, g.strideH, g.strideW, g.top, g.left};
       const memory& dz1 = bf16 ? b.dz1Fp32 : b.dz1;
-      firstlayer::filterGradient(loops, reinterpret_cast<const float*>(heap + static_cast<size_t>(at[1])), static_cast<const float*>(dz1.get_data_handle()),
+      firstlayer::filterGradient(loopsGeometry(b.g1), reinterpret_cast<const float*>(heap + static_cast<size_t>(at[1])), static_cast<const float*>(dz1.get_data_handle()),
                                  dFilter1);
     } else {
       b.filterGrad1.execute(stream(), {{DNNL_ARG_SRC, b.input.from(tensor(1, b.x), heap, keyAt(args, 8))}, {DNNL_ARG_DIFF_DST, b.dz1},
@@ -778,12 +794,10 @@ void BlockBackward(const FunctionCallbackInfo<Value>& args) {
 struct ConvPoolEntry {
   Geometry g;
   memory::desc x, activation, y;  // x and y fp32 (y pooled); activation: relu(conv(x) + b) in the operand type
-  memory::desc poolWorkspace;
   dnnl::convolution_forward conv;
   memory weights;
   dnnl::reorder toWeights;
-  dnnl::pooling_forward pool;
-  dnnl::pooling_backward poolGrad;
+  MaxPoolOps pool;
   Operand input, gradient;  // bf16 mode: x, dy
   memory pooledOut;         // bf16 mode: the pool's output before its fp32 copy y
   dnnl::reorder toOutput;
@@ -824,17 +838,8 @@ ConvPoolEntry makeConvPool(const Geometry& g, memory::dim poolHeight, memory::di
   c.conv = dnnl::convolution_forward(f);
   c.weights = memory(f.weights_desc(), engine());
   c.toWeights = dnnl::reorder(memory(plain(g.weights(), tag::hwio), engine(), nullptr), c.weights);
-  // Windows from the top left; a remainder of rows or columns (floor) is left out (oneDNN's sizes check divides down).
-  const memory::dims window{poolHeight, poolWidth}, noPadding{0, 0};
   const memory::desc pooledDesc(pooledDims, type, tag::nhwc);
-  dnnl::pooling_forward::primitive_desc p(
-      dnnl::pooling_forward::desc(dnnl::prop_kind::forward_training, dnnl::algorithm::pooling_max, c.activation, pooledDesc, window, window,
-                                  noPadding, noPadding),
-      engine());
-  dnnl::pooling_backward::primitive_desc pb(
-      dnnl::pooling_backward::desc(dnnl::algorithm::pooling_max, c.activation, pooledDesc, window, window, noPadding, noPadding), engine(), p);
-  c.pool = dnnl::pooling_forward(p), c.poolGrad = dnnl::pooling_backward(pb);
-  c.poolWorkspace = p.workspace_desc();
+  c.pool = maxPoolOps(c.activation, pooledDesc, poolHeight, poolWidth);
   c.input = Operand::of(c.x), c.gradient = Operand::of(c.y);
   if (bf16) {
     c.pooledOut = memory(pooledDesc, engine());
@@ -860,13 +865,12 @@ ConvPoolEntry makeConvPool(const Geometry& g, memory::dim poolHeight, memory::di
     c.dataWeights = memory(d.weights_desc(), engine());
     c.toDataWeights = dnnl::reorder(memory(plain(g.weights(), tag::hwio), engine(), nullptr), c.dataWeights);
   }
-  c.firstLayerLoops = g.channels == 1 && g.kh == 3 && g.kw == 3 && g.dilationH == 1 && g.dilationW == 1 && pooling::supported() &&
-                      g.filters % firstlayer::CHANNEL_BLOCK == 0;
+  c.firstLayerLoops = firstLayerLoopsFit(g);
   if (c.firstLayerLoops && bf16) {
     c.dzFp32 = memory(plain(g.dst(), tag::nhwc), engine());
     c.dzToFp32 = dnnl::reorder(c.dz, c.dzFp32);
   }
-  c.impl = std::string(f.impl_info_str()) + ", " + p.impl_info_str() + (bf16 ? " (bf16 inside)" : " (fp32)");
+  c.impl = std::string(f.impl_info_str()) + ", " + c.pool.impl + (bf16 ? " (bf16 inside)" : " (fp32)");
   return c;
 }
 
@@ -889,7 +893,7 @@ void ConvPoolSavedBytes(const FunctionCallbackInfo<Value>& args) {
     Isolate* isolate = args.GetIsolate();
     Local<v8::Array> bytes = v8::Array::New(isolate, 2);
     bytes->Set(isolate->GetCurrentContext(), 0, v8::Number::New(isolate, double(c.activation.get_size()))).Check();
-    bytes->Set(isolate->GetCurrentContext(), 1, v8::Number::New(isolate, double(c.poolWorkspace.get_size()))).Check();
+    bytes->Set(isolate->GetCurrentContext(), 1, v8::Number::New(isolate, double(c.pool.workspace.get_size()))).Check();
     args.GetReturnValue().Set(bytes);
   });
 }
@@ -906,8 +910,8 @@ void ConvPoolForward(const FunctionCallbackInfo<Value>& args) {
     convert(c.toWeights, tensor(1, plain(c.g.weights(), tag::hwio)), c.weights);
     c.conv.execute(stream(), {{DNNL_ARG_SRC, c.input.from(tensor(0, c.x), heap, keyAt(args, 5))}, {DNNL_ARG_WEIGHTS, c.weights},
                               {DNNL_ARG_BIAS, tensor(2, plain({c.g.filters}, tag::x))}, {DNNL_ARG_DST, activation}});
-    c.pool.execute(stream(), {{DNNL_ARG_SRC, activation}, {DNNL_ARG_DST, bf16 ? c.pooledOut : tensor(3, c.y)},
-                              {DNNL_ARG_WORKSPACE, tensor(5, c.poolWorkspace)}});
+    c.pool.forward.execute(stream(), {{DNNL_ARG_SRC, activation}, {DNNL_ARG_DST, bf16 ? c.pooledOut : tensor(3, c.y)},
+                                      {DNNL_ARG_WORKSPACE, tensor(5, c.pool.workspace)}});
     if (bf16) convert(c.toOutput, c.pooledOut, tensor(3, c.y));
     stream().wait();
     setImpl(args, c.impl);
@@ -924,8 +928,8 @@ void ConvPoolBackward(const FunctionCallbackInfo<Value>& args) {
     const std::vector<double> at = offsets(args[4], 8);
     auto tensor = [&](int i, const memory::desc& d) { return memory(d, engine(), heap + static_cast<size_t>(at[i])); };
     const Geometry& g = c.g;
-    c.poolGrad.execute(stream(), {{DNNL_ARG_DIFF_DST, c.gradient.from(tensor(0, c.y), heap, 0)}, {DNNL_ARG_WORKSPACE, tensor(4, c.poolWorkspace)},
-                                  {DNNL_ARG_DIFF_SRC, c.dActivation}});
+    c.pool.backward.execute(stream(), {{DNNL_ARG_DIFF_DST, c.gradient.from(tensor(0, c.y), heap, 0)}, {DNNL_ARG_WORKSPACE, tensor(4, c.pool.workspace)},
+                                       {DNNL_ARG_DIFF_SRC, c.dActivation}});
     c.reluGrad.execute(stream(), {{DNNL_ARG_DST, tensor(3, c.activation)}, {DNNL_ARG_DIFF_DST, c.dActivation}, {DNNL_ARG_DIFF_SRC, c.dz}});
     float* dFilter = reinterpret_cast<float*>(heap + static_cast<size_t>(at[6]));
     const memory dBias = tensor(7, plain({g.filters}, tag::x));
@@ -933,8 +937,7 @@ void ConvPoolBackward(const FunctionCallbackInfo<Value>& args) {
       if (bf16) convert(c.dzToFp32, c.dz, c.dzFp32);
       stream().wait();
       const memory& dz = bf16 ? c.dzFp32 : c.dz;
-      const firstlayer::Geometry loops{g.batch, g.height, g.width, g.filters, g.outHeight, g.outWidth, g.strideH, g.strideW, g.top, g.left};
-      firstlayer::filterGradient(loops, reinterpret_cast<const float*>(heap + static_cast<size_t>(at[1])), static_cast<const float*>(dz.get_data_handle()),
+      firstlayer::filterGradient(loopsGeometry(g), reinterpret_cast<const float*>(heap + static_cast<size_t>(at[1])), static_cast<const float*>(dz.get_data_handle()),
                                  dFilter, static_cast<float*>(dBias.get_data_handle()));
     } else {
       c.filterGrad.execute(stream(), {{DNNL_ARG_SRC, c.input.from(tensor(1, c.x), heap, keyAt(args, 5))}, {DNNL_ARG_DIFF_DST, c.dz},

@@ -487,7 +487,8 @@ export function useConvBnBlocks(on: boolean): boolean {
 }
 
 /** Whether a training step runs a block (two convolution + batch norm + relu layers; a convolution + relu + pool) as one op now. */
-export const convBnBlocksActive = (): boolean => convBnBlocks && oneDnnBatchNorm() && typeof addon?.blockForward === "function";
+export const convBnBlocksActive = (): boolean =>
+  convBnBlocks && oneDnnBatchNorm() && typeof addon?.blockForward === "function" && typeof addon.convPoolForward === "function";
 
 /** The kernels of a block of two convolution + batch norm + relu layers, registered where the addon loads. */
 export const CONV_BN_BLOCK_KERNEL = "ProjectConvBnBlock";
