@@ -38,9 +38,9 @@ const USAGE = `Usage: npm run bench -- [--json] [--models cnn3,ann,cnn3-bn] [--r
   --compare-wasm    also time each model on the wasm kernels alone (oneDNN's native convolutions and
                     matrix products off; the wasm module on one thread, as it runs beside oneDNN),
                     alternating with the default in the same repeats
-  --compare-blocks  also time each model's training steps with its blocks of two convolution + batch norm + relu
-                    layers (vgg-bn's) run layer by layer, not as one op (in bf16 too with --bf16), alternating with
-                    the default in the same repeats
+  --compare-blocks  also time each model's training steps with its block ops (two convolution + batch norm + relu
+                    layers and their pool, vgg-bn's; a convolution + relu and its pool, cnn3's) run layer by layer
+                    (in bf16 too with --bf16), alternating with the default in the same repeats
   --bf16            also time each model with bf16 products (oneDNN, fp32 accumulation; where the
                     CPU has AVX512-BF16 or AMX-BF16), alternating with fp32 in the same repeats;
                     --profile then profiles the bf16 step
@@ -127,7 +127,7 @@ async function withSetting<T>(use: (on: boolean) => boolean, on: boolean, measur
 
 /** Runs `measure` on the wasm kernels alone (oneDNN's native ones off). */
 const onWasmOnly = <T>(measure: () => Promise<T>) => withSetting(useOneDnn, false, measure);
-/** Runs `measure` with blocks of convolution + batch norm + relu layers run layer by layer (the block op off). */
+/** Runs `measure` with the block ops' layers run one by one (the block ops off). */
 const layerByLayer = <T>(measure: () => Promise<T>) => withSetting(useConvBnBlocks, false, measure);
 
 /** A variant's repeats and medians. */
