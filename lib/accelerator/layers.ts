@@ -615,8 +615,8 @@ interface MaxPooling2DLayer extends tf.layers.Layer {
 const StockMaxPooling2D = tf.layers.maxPooling2d({ poolSize: 2 }).constructor as new (args: MaxPooling2DArgs) => MaxPooling2DLayer;
 
 /**
- * TF.js's MaxPooling2D, except that in a training step where the block before it ran as one op with this pool inside
- * (fuseConvBnBlocks), it passes the block's (already pooled) output on. It serialises as `MaxPooling2D`.
+ * TF.js's MaxPooling2D, except that in a training step where the layers before it ran as one op with this pool inside
+ * (fuseConvBnBlocks, fuseConvReluPools), it passes the op's (already pooled) output on. It serialises as `MaxPooling2D`.
  */
 export class FastMaxPooling2D extends StockMaxPooling2D {
   static className = "MaxPooling2D";

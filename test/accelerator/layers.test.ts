@@ -430,7 +430,7 @@ describe("a block of two convolution + batch norm + relu layers as one op (fuseC
     });
   });
 
-  it("on a backend without the block kernels (cpu) a training step runs layer by layer", async (t) => {
+  it("on a backend without the block kernels (cpu) a training step runs layer by layer (both block ops)", async (t) => {
     await initBackend({ force: "wasm" });
     if (!oneDnnActive()) return t.skip("lib/accelerator/native/onednn.node not built or not loading");
     const previousNorm = useOneDnnBatchNorm(true), previousBlocks = useConvBnBlocks(true);
@@ -446,6 +446,16 @@ describe("a block of two convolution + batch norm + relu layers as one op (fuseC
         assert.ok(Number.isFinite(value.dataSync()[0]) && Object.keys(grads).length === 6, "a step with six gradients");
         tf.dispose([x, value, ...Object.values(grads)]);
         model.dispose();
+        // Likewise a convolution + relu and its pool (fuseConvReluPools).
+        const pooled = tf.sequential();
+        pooled.add(new FastConv2D({ filters: 4, kernelSize: 3, activation: "relu", inputShape: [6, 6, 2] }));
+        pooled.add(new FastMaxPooling2D({ poolSize: 2 }));
+        assert.equal(fuseConvReluPools(pooled), 1);
+        const input = tf.randomUniform([3, 6, 6, 2], -1, 1, "float32", 6);
+        const step = tf.variableGrads(() => tf.sum(pooled.apply(input, { training: true }) as tf.Tensor) as tf.Scalar);
+        assert.ok(Number.isFinite(step.value.dataSync()[0]) && Object.keys(step.grads).length === 2, "a step with two gradients");
+        tf.dispose([input, step.value, ...Object.values(step.grads)]);
+        pooled.dispose();
       });
     } finally {
       useOneDnnBatchNorm(previousNorm);
