@@ -179,6 +179,7 @@ async function benchModel(
     ];
     if (compareWasm) {
       variants.push(async () => {
+        await onWasmOnly(timers.step);
         wasmTrain.push(await onWasmOnly(() => trainOnce(false)));
         wasmInfer.push(await onWasmOnly(inferOnce));
       });
