@@ -505,7 +505,7 @@ describe("a convolution with bias + relu and its max pool as one op (fuseConvRel
     const model = tf.sequential();
     model.add(new FastConv2D({ filters: firstFilters, kernelSize: 3, activation: "relu", inputShape: [28, 28, 1], kernelInitializer: tf.initializers.glorotUniform({ seed: 1 }) }));
     model.add(new FastMaxPooling2D({ poolSize: 2 }));
-    model.add(new FastConv2D({ filters: 16, kernelSize: 3, activation: "relu", kernelInitializer: tf.initializers.glorotUniform({ seed: 2 }), biasInitializer: "randomNormal" }));
+    model.add(new FastConv2D({ filters: 16, kernelSize: 3, activation: "relu", kernelInitializer: tf.initializers.glorotUniform({ seed: 2 }), biasInitializer: tf.initializers.randomNormal({ seed: 4 }) }));
     model.add(new FastMaxPooling2D({ poolSize: 2 }));
     model.add(tf.layers.flatten());
     model.add(tf.layers.dense({ units: 10, kernelInitializer: tf.initializers.glorotUniform({ seed: 3 }) }));
@@ -513,13 +513,16 @@ describe("a convolution with bias + relu and its max pool as one op (fuseConvRel
   }
 
   /** The loss and gradients of one step, with the op on or off, in a precision. */
-  async function steps(t: { skip: (why: string) => void }, firstFilters: number, run: (stepWith: (op: boolean) => { loss: number; gradients: Float32Array[]; opRan: boolean }) => Promise<void>) {
+  async function steps(
+    t: { skip: (why: string) => void }, firstFilters: number, run: (stepWith: (op: boolean) => { loss: number; gradients: Float32Array[]; opRan: boolean }) => Promise<void>,
+    batchSeed = 5,
+  ) {
     await initBackend({ force: "wasm" });
     if (!oneDnnActive()) return t.skip("lib/accelerator/native/onednn.node not built or not loading");
     const previousNorm = useOneDnnBatchNorm(true), previousBlocks = useConvBnBlocks(true);
     const model = network(firstFilters);
     assert.equal(fuseConvReluPools(model), 2);
-    const random = seededRandom(5);
+    const random = seededRandom(batchSeed);
     const x = tf.tensor4d(Float32Array.from({ length: 8 * 28 * 28 }, () => random()), [8, 28, 28, 1]);
     const labels = tf.oneHot(tf.tensor1d([0, 1, 2, 3, 4, 5, 6, 7], "int32"), 10);
     try {
@@ -561,20 +564,30 @@ describe("a convolution with bias + relu and its max pool as one op (fuseConvRel
   }
 
   it("in bf16 its gradients are as close to fp32's as the layers' bf16 steps are", async (t) => {
-    await steps(t, 8, async (stepWith) => {
-      const unavailable = bf16Unavailable();
-      if (unavailable) return t.skip(unavailable);
-      const reference = await inPrecision("fp32", async () => stepWith(false));
-      const [op, layers] = await inPrecision("bf16", async () => [stepWith(true), stepWith(false)]);
-      assert.ok(op.opRan, "the op ran");
-      // The op keeps the activation between convolution and pool in bf16 (the layers write it in fp32): its error may be
-      // at most 1.5x theirs on average over the gradients, and must be bf16-sized (not fp32's: bf16 ran).
-      const mean = (run: typeof op) => run.gradients.reduce((sum, g, i) => sum + maxRelativeError(g, reference.gradients[i]), 0) / run.gradients.length;
-      const [opError, layersError] = [mean(op), mean(layers)];
-      assert.ok(opError <= 1.5 * layersError, `op ${opError.toExponential(2)} against the layers' ${layersError.toExponential(2)}`);
-      assert.ok(opError > 1e-4, `bf16-sized errors (${opError.toExponential(2)})`);
-      assert.ok(Math.abs(op.loss - reference.loss) < 0.01 * Math.abs(reference.loss), `loss ${op.loss} against ${reference.loss}`);
-    });
+    const unavailable = bf16Unavailable();
+    if (unavailable) return t.skip(unavailable);
+    // The op also rounds the activation between convolution and pool to bf16 (the layers keep it fp32). Measured as
+    // ‖g − g_fp32‖ / ‖g_fp32‖ averaged over the gradients and four batches (one batch's ratio swings 0.8-1.6x with the
+    // data): at most 1.5x the layers' bf16 error, and bf16-sized (not fp32's: bf16 ran).
+    const relative = (g: Float32Array, reference: Float32Array) => {
+      let difference = 0, size = 0;
+      g.forEach((v, i) => ((difference += (v - reference[i]) ** 2), (size += reference[i] ** 2)));
+      return Math.sqrt(difference / size);
+    };
+    let [opError, layersError] = [0, 0];
+    for (const batchSeed of [5, 6, 7, 8]) {
+      await steps(t, 8, async (stepWith) => {
+        const reference = await inPrecision("fp32", async () => stepWith(false));
+        const [op, layers] = await inPrecision("bf16", async () => [stepWith(true), stepWith(false)]);
+        assert.ok(op.opRan, "the op ran");
+        const mean = (run: typeof op) => run.gradients.reduce((sum, g, i) => sum + relative(g, reference.gradients[i]), 0) / run.gradients.length;
+        opError += mean(op) / 4;
+        layersError += mean(layers) / 4;
+        assert.ok(Math.abs(op.loss - reference.loss) < 0.01 * Math.abs(reference.loss), `loss ${op.loss} against ${reference.loss}`);
+      }, batchSeed);
+    }
+    assert.ok(opError <= 1.5 * layersError, `op ${opError.toExponential(2)} against the layers' ${layersError.toExponential(2)}`);
+    assert.ok(opError > 1e-4, `bf16-sized errors (${opError.toExponential(2)})`);
   });
 });
 
