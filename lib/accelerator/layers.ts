@@ -431,16 +431,12 @@ export class FastConv2D extends StockConv2D {
     const input = Array.isArray(inputs) ? inputs[0] : inputs;
     const passed = passOnBlockOutput(input, kwargs);
     if (passed) return passed;
-    // The block kernels are registered on wasm only (where the addon loads): another backend trains layer by layer.
-    // Checked only for a block's first convolution in training: every other convolution call skips the lookups.
-    if (this.block && kwargs.training === true && input.rank === 4 && input.dtype === "float32" && convBnBlocksActive() &&
-        tf.getKernel(CONV_BN_BLOCK_KERNEL, tf.getBackend()) !== undefined) {
-      return tf.tidy(() => trainingConvBnBlock(input, this, this.block!));
-    }
-    if (this.reluPool && kwargs.training === true && input.rank === 4 && input.dtype === "float32" && convBnBlocksActive() &&
-        tf.getKernel(CONV_RELU_POOL_KERNEL, tf.getBackend()) !== undefined) {
-      return tf.tidy(() => trainingConvReluPool(input, this, this.reluPool!));
-    }
+    // The block ops' kernels are registered on wasm only (where the addon loads): another backend trains layer by
+    // layer. Checked only for a convolution that opens an op, in training: every other call skips the lookups.
+    const opRuns = (kernel: string) =>
+      kwargs.training === true && input.rank === 4 && input.dtype === "float32" && convBnBlocksActive() && tf.getKernel(kernel, tf.getBackend()) !== undefined;
+    if (this.block && opRuns(CONV_BN_BLOCK_KERNEL)) return tf.tidy(() => trainingConvBnBlock(input, this, this.block!));
+    if (this.reluPool && opRuns(CONV_RELU_POOL_KERNEL)) return tf.tidy(() => trainingConvReluPool(input, this, this.reluPool!));
     const dilations = [this.dilationRate].flat();
     const activation = this.activation.getClassName();
     const plain = this.dataFormat === "channelsLast" && dilations.every((d) => d === 1) && input.rank === 4;
