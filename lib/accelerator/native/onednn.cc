@@ -558,7 +558,7 @@ struct BlockEntry {
   dnnl::batch_normalization_backward normGrad1, normGrad2;
   memory unusedShift1, unusedShift2;
   memory dz2, da1, dz1;  // the gradients inside the block, in the operand type
-  dnnl::convolution_backward_weights filterGrad1, filterGrad2;
+  dnnl::convolution_backward_weights filterGrad1, filterGrad2;  // filterGrad1 not built where the first-layer loops run
   memory dWeights1, dWeights2;  // fp32, in the primitives' layouts
   dnnl::reorder fromDWeights1, fromDWeights2;
   dnnl::convolution_backward_data inputGrad1, inputGrad2;
@@ -633,10 +633,16 @@ BlockEntry makeBlock(const Geometry& g1, const Geometry& g2, float epsilon1, flo
                                                  g.padR()),
         engine(), hint);
   };
-  auto w1 = filterGradient(g1, operandNhwc(g1.src()), b.middle, f1), w2 = filterGradient(g2, b.middle, b.out, f2);
-  b.filterGrad1 = dnnl::convolution_backward_weights(w1), b.filterGrad2 = dnnl::convolution_backward_weights(w2);
-  b.dWeights1 = memory(w1.diff_weights_desc(), engine()), b.dWeights2 = memory(w2.diff_weights_desc(), engine());
-  b.fromDWeights1 = dnnl::reorder(b.dWeights1, memory(plain(g1.weights(), tag::hwio), engine(), nullptr));
+  b.firstLayerLoops = firstLayerLoopsFit(g1);
+  if (!b.firstLayerLoops) {
+    auto w1 = filterGradient(g1, operandNhwc(g1.src()), b.middle, f1);
+    b.filterGrad1 = dnnl::convolution_backward_weights(w1);
+    b.dWeights1 = memory(w1.diff_weights_desc(), engine());
+    b.fromDWeights1 = dnnl::reorder(b.dWeights1, memory(plain(g1.weights(), tag::hwio), engine(), nullptr));
+  }
+  auto w2 = filterGradient(g2, b.middle, b.out, f2);
+  b.filterGrad2 = dnnl::convolution_backward_weights(w2);
+  b.dWeights2 = memory(w2.diff_weights_desc(), engine());
   b.fromDWeights2 = dnnl::reorder(b.dWeights2, memory(plain(g2.weights(), tag::hwio), engine(), nullptr));
   auto inputGradient = [&](const Geometry& g, const memory::desc& diffSrc, const memory::desc& diffDst, const dnnl::convolution_forward::primitive_desc& hint) {
     return dnnl::convolution_backward_data::primitive_desc(
@@ -653,7 +659,6 @@ BlockEntry makeBlock(const Geometry& g1, const Geometry& g2, float epsilon1, flo
     b.dataWeights1 = memory(d1.weights_desc(), engine());
     b.toDataWeights1 = dnnl::reorder(memory(plain(g1.weights(), tag::hwio), engine(), nullptr), b.dataWeights1);
   }
-  b.firstLayerLoops = firstLayerLoopsFit(g1);
   if (b.firstLayerLoops && bf16) {
     b.dz1Fp32 = memory(plain(g1.dst(), tag::nhwc), engine());
     b.dz1ToFp32 = dnnl::reorder(b.dz1, b.dz1Fp32);
@@ -674,14 +679,21 @@ BlockEntry& block(const FunctionCallbackInfo<Value>& args) {
   return found->second;
 }
 
-// Byte offsets into the heap from a Float64Array argument of `count` numbers (−1: absent).
-std::vector<double> offsets(Local<Value> value, size_t count) {
-  if (!value->IsFloat64Array() || value.As<v8::Float64Array>()->Length() != count)
-    throw std::invalid_argument("the block's tensors must be a Float64Array of " + std::to_string(count) + " offsets");
-  std::vector<double> d(count);
-  value.As<v8::Float64Array>()->CopyContents(d.data(), count * sizeof(double));
-  return d;
-}
+// A call's tensors in the wasm heap: argument 0 is the heap, argument `index` a Float64Array of `count` byte offsets
+// into it (−1: absent).
+struct HeapTensors {
+  char* heap;
+  std::vector<double> at;
+  HeapTensors(const FunctionCallbackInfo<Value>& args, int index, size_t count) : heap(heapBase(args[0])), at(count) {
+    Local<Value> value = args[index];
+    if (!value->IsFloat64Array() || value.As<v8::Float64Array>()->Length() != count)
+      throw std::invalid_argument("the op's tensors must be a Float64Array of " + std::to_string(count) + " offsets");
+    value.As<v8::Float64Array>()->CopyContents(at.data(), count * sizeof(double));
+  }
+  bool present(int i) const { return at[i] >= 0; }
+  char* data(int i) const { return heap + static_cast<size_t>(at[i]); }
+  memory operator()(int i, const memory::desc& d) const { return memory(d, engine(), data(i)); }
+};
 
 // blockSavedBytes(buffer, geometry1, geometry2, epsilon1, epsilon2, poolHeight, poolWidth) → bytes of [z1, a1, workspace1, z2,
 // workspace2, pool's workspace (0 without a pool)] in the current mode: the tensors the caller keeps from the forward pass for the
@@ -703,11 +715,10 @@ void BlockSavedBytes(const FunctionCallbackInfo<Value>& args) {
 //                            z1, a1, workspace1, z2, workspace2, pool's workspace (−1: no pool)], x's key) → implementation names
 void BlockForward(const FunctionCallbackInfo<Value>& args) {
   guarded(args, [&] {
-    char* heap = heapBase(args[0]);
     BlockEntry& b = block(args);
-    const std::vector<double> at = offsets(args[7], 18);
-    if (b.pooled != (at[17] >= 0)) throw std::invalid_argument("a pooled block needs its pool's workspace, and only a pooled one");
-    auto tensor = [&](int i, const memory::desc& d) { return memory(d, engine(), heap + static_cast<size_t>(at[i])); };
+    const HeapTensors tensor(args, 7, 18);
+    char* heap = tensor.heap;
+    if (b.pooled != tensor.present(17)) throw std::invalid_argument("a pooled block needs its pool's workspace, and only a pooled one");
     memory z1 = tensor(12, b.middle), a1 = tensor(13, b.middle), z2 = tensor(15, b.out), y = tensor(7, b.y);
     convert(b.toWeights1, tensor(1, plain(b.g1.weights(), tag::hwio)), b.weights1);
     convert(b.toWeights2, tensor(4, plain(b.g2.weights(), tag::hwio)), b.weights2);
@@ -734,11 +745,10 @@ void BlockForward(const FunctionCallbackInfo<Value>& args) {
 // → implementation names
 void BlockBackward(const FunctionCallbackInfo<Value>& args) {
   guarded(args, [&] {
-    char* heap = heapBase(args[0]);
     BlockEntry& b = block(args);
-    const std::vector<double> at = offsets(args[7], 23);
-    if (b.pooled != (at[22] >= 0)) throw std::invalid_argument("a pooled block needs its pool's workspace, and only a pooled one");
-    auto tensor = [&](int i, const memory::desc& d) { return memory(d, engine(), heap + static_cast<size_t>(at[i])); };
+    const HeapTensors tensor(args, 7, 23);
+    char* heap = tensor.heap;
+    if (b.pooled != tensor.present(22)) throw std::invalid_argument("a pooled block needs its pool's workspace, and only a pooled one");
     memory z1 = tensor(10, b.middle), a1 = tensor(11, b.middle), z2 = tensor(13, b.out);
     auto normGradient = [&](dnnl::batch_normalization_backward& op, const memory& dy, const memory& src, int mean, int gamma,
                             const memory::desc& perChannel, const memory& unusedShift, int workspace, const memory::desc& workspaceDesc,
@@ -761,19 +771,19 @@ void BlockBackward(const FunctionCallbackInfo<Value>& args) {
     b.inputGrad2.execute(stream(), {{DNNL_ARG_DIFF_DST, b.dz2}, {DNNL_ARG_WEIGHTS, b.dataWeights2}, {DNNL_ARG_DIFF_SRC, b.da1}});
     // The first layer.
     normGradient(b.normGrad1, b.da1, z1, 6, 3, b.perChannel1, b.unusedShift1, 12, b.workspace1, b.dz1, 17);
-    float* dFilter1 = reinterpret_cast<float*>(heap + static_cast<size_t>(at[16]));
+    float* dFilter1 = reinterpret_cast<float*>(tensor.data(16));
     if (b.firstLayerLoops) {
       if (bf16) convert(b.dz1ToFp32, b.dz1, b.dz1Fp32);
       stream().wait();
       const memory& dz1 = bf16 ? b.dz1Fp32 : b.dz1;
-      firstlayer::filterGradient(loopsGeometry(b.g1), reinterpret_cast<const float*>(heap + static_cast<size_t>(at[1])), static_cast<const float*>(dz1.get_data_handle()),
+      firstlayer::filterGradient(loopsGeometry(b.g1), reinterpret_cast<const float*>(tensor.data(1)), static_cast<const float*>(dz1.get_data_handle()),
                                  dFilter1);
     } else {
       b.filterGrad1.execute(stream(), {{DNNL_ARG_SRC, b.input.from(tensor(1, b.x), heap, keyAt(args, 8))}, {DNNL_ARG_DIFF_DST, b.dz1},
                                        {DNNL_ARG_DIFF_WEIGHTS, b.dWeights1}});
       convert(b.fromDWeights1, b.dWeights1, memory(plain(b.g1.weights(), tag::hwio), engine(), dFilter1));
     }
-    if (at[15] >= 0) {
+    if (tensor.present(15)) {
       if (!b.inputGrad1) throw std::invalid_argument("a block over one input channel gives no input gradient");
       convert(b.toDataWeights1, tensor(2, plain(b.g1.weights(), tag::hwio)), b.dataWeights1);
       b.inputGrad1.execute(stream(), {{DNNL_ARG_DIFF_DST, b.dz1}, {DNNL_ARG_WEIGHTS, b.dataWeights1}, {DNNL_ARG_DIFF_SRC, tensor(15, b.x)}});
@@ -802,8 +812,8 @@ struct ConvPoolEntry {
   memory pooledOut;         // bf16 mode: the pool's output before its fp32 copy y
   dnnl::reorder toOutput;
   dnnl::eltwise_backward reluGrad;
-  memory dActivation, dz;  // in the operand type
-  dnnl::convolution_backward_weights filterGrad;  // with the bias gradient
+  memory dz;  // in the operand type: the pool's input gradient, then relu's in place
+  dnnl::convolution_backward_weights filterGrad;  // with the bias gradient; not built where the loops run
   memory dWeights;
   dnnl::reorder fromDWeights;
   dnnl::convolution_backward_data inputGrad;
@@ -850,14 +860,17 @@ ConvPoolEntry makeConvPool(const Geometry& g, memory::dim poolHeight, memory::di
       dnnl::eltwise_forward::desc(dnnl::prop_kind::forward_training, reluUsingOutput, c.activation, 0.f, 0.f), engine());
   c.reluGrad = dnnl::eltwise_backward(
       dnnl::eltwise_backward::primitive_desc(dnnl::eltwise_backward::desc(reluUsingOutput, c.activation, c.activation, 0.f, 0.f), engine(), reluHint));
-  c.dActivation = memory(c.activation, engine()), c.dz = memory(c.activation, engine());
-  dnnl::convolution_backward_weights::primitive_desc w(
-      dnnl::convolution_backward_weights::desc(direct, operandNhwc(g.src()), memory::desc(g.weights(), dt::f32, tag::any), bias, c.activation,
-                                               g.strides(), g.dilates(), g.padL(), g.padR()),
-      engine(), f);
-  c.filterGrad = dnnl::convolution_backward_weights(w);
-  c.dWeights = memory(w.diff_weights_desc(), engine());
-  c.fromDWeights = dnnl::reorder(c.dWeights, memory(plain(g.weights(), tag::hwio), engine(), nullptr));
+  c.dz = memory(c.activation, engine());
+  c.firstLayerLoops = firstLayerLoopsFit(g);
+  if (!c.firstLayerLoops) {
+    dnnl::convolution_backward_weights::primitive_desc w(
+        dnnl::convolution_backward_weights::desc(direct, operandNhwc(g.src()), memory::desc(g.weights(), dt::f32, tag::any), bias, c.activation,
+                                                 g.strides(), g.dilates(), g.padL(), g.padR()),
+        engine(), f);
+    c.filterGrad = dnnl::convolution_backward_weights(w);
+    c.dWeights = memory(w.diff_weights_desc(), engine());
+    c.fromDWeights = dnnl::reorder(c.dWeights, memory(plain(g.weights(), tag::hwio), engine(), nullptr));
+  }
   if (g.channels > 1) {
     dnnl::convolution_backward_data::primitive_desc d(
         dnnl::convolution_backward_data::desc(direct, c.x, any(g.weights()), c.activation, g.strides(), g.dilates(), g.padL(), g.padR()), engine(), f);
@@ -865,7 +878,6 @@ ConvPoolEntry makeConvPool(const Geometry& g, memory::dim poolHeight, memory::di
     c.dataWeights = memory(d.weights_desc(), engine());
     c.toDataWeights = dnnl::reorder(memory(plain(g.weights(), tag::hwio), engine(), nullptr), c.dataWeights);
   }
-  c.firstLayerLoops = firstLayerLoopsFit(g);
   if (c.firstLayerLoops && bf16) {
     c.dzFp32 = memory(plain(g.dst(), tag::nhwc), engine());
     c.dzToFp32 = dnnl::reorder(c.dz, c.dzFp32);
@@ -902,10 +914,9 @@ void ConvPoolSavedBytes(const FunctionCallbackInfo<Value>& args) {
 // → implementation names
 void ConvPoolForward(const FunctionCallbackInfo<Value>& args) {
   guarded(args, [&] {
-    char* heap = heapBase(args[0]);
     ConvPoolEntry& c = convPool(args);
-    const std::vector<double> at = offsets(args[4], 6);
-    auto tensor = [&](int i, const memory::desc& d) { return memory(d, engine(), heap + static_cast<size_t>(at[i])); };
+    const HeapTensors tensor(args, 4, 6);
+    char* heap = tensor.heap;
     memory activation = tensor(4, c.activation);
     convert(c.toWeights, tensor(1, plain(c.g.weights(), tag::hwio)), c.weights);
     c.conv.execute(stream(), {{DNNL_ARG_SRC, c.input.from(tensor(0, c.x), heap, keyAt(args, 5))}, {DNNL_ARG_WEIGHTS, c.weights},
@@ -923,28 +934,27 @@ void ConvPoolForward(const FunctionCallbackInfo<Value>& args) {
 // → implementation names
 void ConvPoolBackward(const FunctionCallbackInfo<Value>& args) {
   guarded(args, [&] {
-    char* heap = heapBase(args[0]);
     ConvPoolEntry& c = convPool(args);
-    const std::vector<double> at = offsets(args[4], 8);
-    auto tensor = [&](int i, const memory::desc& d) { return memory(d, engine(), heap + static_cast<size_t>(at[i])); };
+    const HeapTensors tensor(args, 4, 8);
+    char* heap = tensor.heap;
     const Geometry& g = c.g;
     c.pool.backward.execute(stream(), {{DNNL_ARG_DIFF_DST, c.gradient.from(tensor(0, c.y), heap, 0)}, {DNNL_ARG_WORKSPACE, tensor(4, c.pool.workspace)},
-                                       {DNNL_ARG_DIFF_SRC, c.dActivation}});
-    c.reluGrad.execute(stream(), {{DNNL_ARG_DST, tensor(3, c.activation)}, {DNNL_ARG_DIFF_DST, c.dActivation}, {DNNL_ARG_DIFF_SRC, c.dz}});
-    float* dFilter = reinterpret_cast<float*>(heap + static_cast<size_t>(at[6]));
+                                       {DNNL_ARG_DIFF_SRC, c.dz}});
+    c.reluGrad.execute(stream(), {{DNNL_ARG_DST, tensor(3, c.activation)}, {DNNL_ARG_DIFF_DST, c.dz}, {DNNL_ARG_DIFF_SRC, c.dz}});
+    float* dFilter = reinterpret_cast<float*>(tensor.data(6));
     const memory dBias = tensor(7, plain({g.filters}, tag::x));
     if (c.firstLayerLoops) {
       if (bf16) convert(c.dzToFp32, c.dz, c.dzFp32);
       stream().wait();
       const memory& dz = bf16 ? c.dzFp32 : c.dz;
-      firstlayer::filterGradient(loopsGeometry(g), reinterpret_cast<const float*>(heap + static_cast<size_t>(at[1])), static_cast<const float*>(dz.get_data_handle()),
+      firstlayer::filterGradient(loopsGeometry(g), reinterpret_cast<const float*>(tensor.data(1)), static_cast<const float*>(dz.get_data_handle()),
                                  dFilter, static_cast<float*>(dBias.get_data_handle()));
     } else {
       c.filterGrad.execute(stream(), {{DNNL_ARG_SRC, c.input.from(tensor(1, c.x), heap, keyAt(args, 5))}, {DNNL_ARG_DIFF_DST, c.dz},
                                       {DNNL_ARG_DIFF_WEIGHTS, c.dWeights}, {DNNL_ARG_DIFF_BIAS, dBias}});
       convert(c.fromDWeights, c.dWeights, memory(plain(g.weights(), tag::hwio), engine(), dFilter));
     }
-    if (at[5] >= 0) {
+    if (tensor.present(5)) {
       if (!c.inputGrad) throw std::invalid_argument("a convolution over one input channel gives no input gradient here");
       convert(c.toDataWeights, tensor(2, plain(g.weights(), tag::hwio)), c.dataWeights);
       c.inputGrad.execute(stream(), {{DNNL_ARG_DIFF_DST, c.dz}, {DNNL_ARG_WEIGHTS, c.dataWeights}, {DNNL_ARG_DIFF_SRC, tensor(5, c.x)}});
