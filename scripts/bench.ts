@@ -370,7 +370,7 @@ runCommand(USAGE, async () => {
   if (withBf16 && noBf16) throw new Error(`--bf16: ${noBf16}.`);
   const compareBlocks = values["compare-blocks"];
   if (compareBlocks && !convBnBlocksActive()) {
-    throw new Error("--compare-blocks: the block op does not run here (it needs oneDNN's batch norm: the native addon on two or more threads, or TFJS_ONEDNN_BATCH_NORM=1).");
+    throw new Error("--compare-blocks: the block op does not run here (it needs the native addon, with batch norm in oneDNN: not TFJS_ONEDNN_BATCH_NORM=0).");
   }
   const results: ModelBench[] = [];
   for (const name of models) {

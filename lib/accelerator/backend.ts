@@ -38,7 +38,7 @@ export interface BackendInfo {
   threads: number | null;
   /** wasm: whether convolutions and matrix products run natively through oneDNN (lib/wasm/onednn.ts). */
   oneDnn: boolean;
-  /** With oneDNN: whether it also runs training-mode batch norm (by default on more than one thread). */
+  /** With oneDNN: whether it also runs training-mode batch norm (by default yes; TFJS_ONEDNN_BATCH_NORM=0: no). */
   oneDnnBatchNorm?: boolean;
   /** With oneDNN: whether max pooling over disjoint windows runs on its OpenMP threads (by default on more than one thread). */
   nativePooling?: boolean;

@@ -71,9 +71,10 @@ describe("backend selection", () => {
       // With oneDNN the threads are its own and the wasm module stays single-threaded; without it, the wasm pool's.
       assert.equal(result.info.wasmPoolThreads, result.info.oneDnn ? 1 : threads);
       assert.equal(result.info.description.includes("the other ops on one thread"), result.info.oneDnn && threads > 1, result.info.description);
-      // Batch norm by oneDNN by default only on more than one thread (on one, the SIMD kernels were faster).
-      assert.equal(result.info.oneDnnBatchNorm, result.info.oneDnn ? threads > 1 : undefined);
-      assert.equal(result.info.description.includes("and batch norm by oneDNN"), result.info.oneDnn && threads > 1, result.info.description);
+      // Batch norm by oneDNN by default on any number of threads, and with it the block ops.
+      assert.equal(result.info.oneDnnBatchNorm, result.info.oneDnn ? true : undefined);
+      assert.equal(result.info.description.includes("and batch norm by oneDNN"), result.info.oneDnn, result.info.description);
+      assert.equal(result.info.convBnBlocks, result.info.oneDnn ? true : undefined);
       // Likewise max pooling on oneDNN's threads (its loops are built for AVX2).
       const pooling = result.info.oneDnn && threads > 1 && CPU_HAS_AVX2;
       assert.equal(result.info.nativePooling, result.info.oneDnn ? pooling : undefined);

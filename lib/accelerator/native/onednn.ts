@@ -16,8 +16,8 @@ import { heapOffset, wasmMemory } from "../wasm/simd";
 
 export const ONEDNN_ENV_VAR = "TFJS_ONEDNN";
 /**
- * `TFJS_ONEDNN_BATCH_NORM=0` keeps training-mode batch norm in the SIMD kernels, `=1` moves it to oneDNN even on
- * one thread; by default oneDNN runs it where it has more than one thread.
+ * `TFJS_ONEDNN_BATCH_NORM=0` keeps training-mode batch norm in the SIMD kernels (and with it the block ops, which run
+ * their batch norms in oneDNN); by default oneDNN runs it, on any number of threads.
  */
 export const ONEDNN_BATCH_NORM_ENV_VAR = "TFJS_ONEDNN_BATCH_NORM";
 /**
@@ -78,8 +78,9 @@ interface OneDnnAddon {
 type BlockArgs = [geometry1: Float64Array, geometry2: Float64Array, epsilon1: number, epsilon2: number, poolHeight: number, poolWidth: number];
 
 let addon: OneDnnAddon | null = null;
-// Batch norm by oneDNN by default only where it has more than one thread: on one thread its kernels
-// took longer inside a training step than the project's SIMD ones (docs/backend.md, 2026-12-02).
+// Batch norm by oneDNN by default on any number of threads: on one thread too it now trains faster than the SIMD
+// kernels (1.04-1.06x on cnn-bn3's steps), and it lets the block ops run (1.07-1.18x on vgg-bn and cnn3; docs/backend.md,
+// 2026-12-07).
 let nativeBatchNorm = false;
 // Likewise max pooling: on one thread the addon's loops gain little over the wasm module's kernels.
 let nativePooling = false;
@@ -114,7 +115,7 @@ export function loadOneDnn(threads: number): string | undefined {
     addon = require(ONEDNN_ADDON) as OneDnnAddon;
     const asked = process.env[ONEDNN_BATCH_NORM_ENV_VAR];
     const threaded = Number(process.env.OMP_NUM_THREADS) > 1;
-    nativeBatchNorm = asked === "0" || asked === "1" ? asked === "1" : threaded;
+    nativeBatchNorm = asked !== "0";
     const pooling = process.env[NATIVE_POOLING_ENV_VAR];
     nativePooling = addon.loopsSupported() && (pooling === "0" || pooling === "1" ? pooling === "1" : threaded);
     nativeFirstLayer = addon.loopsSupported();
@@ -342,7 +343,7 @@ export function matMul(args: KernelArgs, original: KernelFunc): TensorInfo {
 
 /**
  * Turns training-mode batch norm by oneDNN on or off in this process (default: ONEDNN_BATCH_NORM_ENV_VAR,
- * else on where oneDNN has more than one thread). Returns the previous setting.
+ * else on). Returns the previous setting.
  */
 export function useOneDnnBatchNorm(on: boolean): boolean {
   const previous = nativeBatchNorm;
@@ -474,7 +475,7 @@ export function maxPoolGrad(args: KernelArgs, original: KernelFunc): TensorInfo 
 /**
  * `TFJS_CONV_BN_BLOCKS=0` trains a block of two convolution + batch norm + relu layers as its six layers, and a
  * convolution with bias + relu and its max pool as two, not as one op each (convBnBlock, convReluPool); by default the
- * ops run wherever batch norm runs in oneDNN (two or more threads, where pooling runs on oneDNN's threads too).
+ * ops run wherever batch norm runs in oneDNN (by default wherever the addon loads).
  */
 export const CONV_BN_BLOCKS_ENV_VAR = "TFJS_CONV_BN_BLOCKS";
 let convBnBlocks = process.env[CONV_BN_BLOCKS_ENV_VAR] !== "0";
