@@ -79,10 +79,11 @@ type BlockArgs = [geometry1: Float64Array, geometry2: Float64Array, epsilon1: nu
 
 let addon: OneDnnAddon | null = null;
 // Batch norm by oneDNN by default on any number of threads: on one thread too it now trains faster than the SIMD
-// kernels (1.04-1.06x on cnn-bn3's steps), and it lets the block ops run (1.07-1.18x on vgg-bn and cnn3; docs/backend.md,
+// kernels (1.03-1.06x on cnn-bn3's steps), and it lets the block ops run (1.07-1.18x on vgg-bn and cnn3; docs/backend.md,
 // 2026-12-07).
 let nativeBatchNorm = false;
-// Likewise max pooling: on one thread the addon's loops gain little over the wasm module's kernels.
+// Max pooling in the addon's loops by default only on more than one thread: on one they gain nothing over the wasm
+// module's kernels (0.98x on cnn-bn3's steps, 2026-12-07).
 let nativePooling = false;
 // A first layer's filter gradient in the addon's loops on any thread count: faster than the SIMD kernel on one too.
 let nativeFirstLayer = false;
