@@ -1,16 +1,17 @@
 /**
  * Makes one declaration of a plan in its own process, for `npm run plan -- --jobs N` (not a
- * command for people). Arguments: NAME PROFILE; the parent sets TFJS_WASM_THREADS to the job's
+ * command for people). Arguments: NAME PROFILE, or --measure PROFILE NAME... to time those
+ * declarations' networks (the plan's estimate); the parent sets TFJS_WASM_THREADS to the job's
  * share of the cores. Progress and the final summary go to the parent over the IPC channel,
  * which is also the worker's lifeline: when the parent dies, however, the worker stops (the
  * last finished epoch is committed; the next plan resumes from there).
  */
 import { initBackend } from "../lib/accelerator";
 import { parseProfile } from "../lib/training/declarations";
-import { makeItem, type ItemEvent } from "../lib/training/plan";
+import { makeItem, measureItemCosts, planItems, type ItemEvent } from "../lib/training/plan";
 
 /** Messages to the parent. */
-export type PlanItemMessage = { event: ItemEvent } | { summary: string };
+export type PlanItemMessage = { event: ItemEvent } | { summary: string } | { secondsPerImage: number[] };
 
 process.on("disconnect", () => {
   process.stderr.write("the plan's process is gone; stopping\n");
@@ -18,14 +19,27 @@ process.on("disconnect", () => {
 });
 
 async function main(): Promise<void> {
-  const [name, profileName] = process.argv.slice(2);
-  if (!name || !profileName || !process.send) throw new Error("usage: plan-item.ts NAME PROFILE (started by npm run plan --jobs)");
+  const args = process.argv.slice(2);
+  const measure = args[0] === "--measure";
+  const [name, profileName] = measure ? [args[2], args[1]] : args;
+  if (!name || !profileName || !process.send) throw new Error("usage: plan-item.ts NAME PROFILE | --measure PROFILE NAME... (started by npm run plan --jobs)");
   const send = (message: PlanItemMessage) =>
     new Promise<void>((resolve, reject) => process.send!(message, undefined, {}, (error) => (error ? reject(error) : resolve())));
   await initBackend();
+  if (measure) {
+    const names = args.slice(2);
+    const all = await planItems(parseProfile(profileName));
+    const items = names.map((n) => all.find((item) => item.declaration.name === n) ?? missing(n));
+    await send({ secondsPerImage: await measureItemCosts(items) });
+    return;
+  }
   const summary = await makeItem(name, { profile: parseProfile(profileName) }, (event) => void send({ event }));
   // Exit only once the summary is out: process.exit would drop a message still queued.
   await send({ summary });
+}
+
+function missing(name: string): never {
+  throw new Error(`${name} is not a declaration of this profile`);
 }
 
 main().then(

@@ -11,7 +11,7 @@ import { describeBackend, initBackend } from "../lib/accelerator";
 import { parseCommandLine, positiveInt, runCommand, textTable, usageCheck } from "../lib/tooling/cli";
 import { readCurrentEnsemble } from "../lib/training/ensembles";
 import { parseProfile, planOf, type Profile } from "../lib/training/declarations";
-import { formatDuration, makePlan, planItems, type ItemRunner } from "../lib/training/plan";
+import { formatDuration, makePlan, planItems, type CostMeasurer, type ItemRunner } from "../lib/training/plan";
 import { describeExit, runWorker } from "../lib/tooling/workers";
 import type { PlanItemMessage } from "./plan-item";
 
@@ -39,11 +39,30 @@ function processRunner(profile: Profile): ItemRunner {
       onMessage: (message) => {
         const m = message as PlanItemMessage;
         if ("event" in m) onEvent(m.event);
-        else summary = m.summary;
+        else if ("summary" in m) summary = m.summary;
       },
     });
     if (exit.code === 0 && summary !== undefined) return summary;
     throw new Error(`its process failed (${describeExit(exit)})`);
+  };
+}
+
+/** Times the items' networks in one worker process with a job's `threads` wasm threads. */
+function processMeasurer(profile: Profile): CostMeasurer {
+  return async (items, threads) => {
+    let secondsPerImage: number[] | undefined;
+    const exit = await runWorker({
+      script: "scripts/plan-item.ts",
+      args: ["--measure", profile, ...items.map((item) => item.declaration.name)],
+      threads,
+      stdout: "stderr",
+      onMessage: (message) => {
+        const m = message as PlanItemMessage;
+        if ("secondsPerImage" in m) secondsPerImage = m.secondsPerImage;
+      },
+    });
+    if (exit.code === 0 && secondsPerImage?.length === items.length) return secondsPerImage;
+    throw new Error(`timing the networks failed (${describeExit(exit)})`);
   };
 }
 
@@ -74,7 +93,9 @@ runCommand(USAGE, async () => {
   }
   const backend = await initBackend();
   log(`backend: ${describeBackend(backend)}`);
-  const outcome = await makePlan({ profile, log, jobs, runner: jobs > 1 ? processRunner(profile) : undefined });
+  const outcome = await makePlan({
+    profile, log, jobs, runner: jobs > 1 ? processRunner(profile) : undefined, measurer: jobs > 1 ? processMeasurer(profile) : undefined,
+  });
   if (values.json) process.stdout.write(JSON.stringify({ profile, jobs, ...outcome }, null, 2) + "\n");
   else log(`plan (${profile}) done in ${formatDuration(outcome.seconds)}; trained: ${outcome.trained.join(", ") || "nothing (all finished)"}`);
 });

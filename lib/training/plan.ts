@@ -119,25 +119,75 @@ export function formatDuration(seconds: number): string {
 }
 
 /**
- * The plan's clock: estimated seconds per item, corrected as work finishes by how fast the
- * finished part went against its estimate.
+ * Wall seconds a schedule takes: each item (its seconds left in `seconds`) on one of `jobs`
+ * slots, the `running` ones first, then the next of `order` whose dependencies are made as soon
+ * as a slot frees, as `makePlan` starts them. Items in neither list count as made.
+ */
+export function scheduleSeconds(seconds: number[], order: number[], jobs: number, dependsOn: number[][], running: number[] = []): number {
+  const waiting = order.filter((k) => !running.includes(k));
+  const unmade = new Set([...running, ...waiting]);
+  const slots = running.map((k) => ({ item: k, end: seconds[k] }));
+  let now = 0;
+  for (;;) {
+    while (slots.length < jobs) {
+      const next = waiting.findIndex((k) => dependsOn[k].every((d) => !unmade.has(d)));
+      if (next < 0) break;
+      const item = waiting.splice(next, 1)[0];
+      slots.push({ item, end: now + seconds[item] });
+    }
+    if (slots.length === 0) return now;
+    now = Math.min(...slots.map((s) => s.end));
+    for (const slot of slots.filter((s) => s.end === now)) {
+      unmade.delete(slot.item);
+      slots.splice(slots.indexOf(slot), 1);
+    }
+  }
+}
+
+/** How the plan starts its items: the order it takes them in, on how many jobs, and what each waits for. */
+export interface PlanSchedule {
+  order: number[];
+  jobs: number;
+  dependsOn: number[][];
+}
+
+/**
+ * The plan's clock: each item's estimated seconds (at its job's threads), scheduled as the plan
+ * starts them, and corrected as epochs finish by how fast they went against their estimates.
  */
 export class PlanClock {
+  private readonly doneEstimates: number[];
   private doneEstimate = 0;
   private doneActual = 0;
-  constructor(private readonly estimates: number[]) {}
+  private readonly running = new Set<number>();
+  private readonly finished = new Set<number>();
 
-  /** An epoch of item `index` took `actualSeconds` where `estimateSeconds` was expected. */
-  record(estimateSeconds: number, actualSeconds: number): void {
+  constructor(private readonly estimates: number[], private readonly schedule: PlanSchedule) {
+    this.doneEstimates = estimates.map(() => 0);
+  }
+
+  started(k: number): void {
+    this.running.add(k);
+  }
+
+  finish(k: number): void {
+    this.running.delete(k);
+    this.finished.add(k);
+  }
+
+  /** An epoch of item `k` took `actualSeconds` where `estimateSeconds` was expected. */
+  record(k: number, estimateSeconds: number, actualSeconds: number): void {
+    this.doneEstimates[k] += estimateSeconds;
     this.doneEstimate += estimateSeconds;
     this.doneActual += actualSeconds;
   }
 
-  /** Seconds left: what the estimates leave, scaled by actual/estimated so far. */
+  /** Wall seconds left: the estimates' remainders, scaled by actual/estimated so far, as the plan schedules them. */
   remaining(): number {
-    const total = this.estimates.reduce((a, b) => a + b, 0);
     const ratio = this.doneEstimate > 0 ? this.doneActual / this.doneEstimate : 1;
-    return Math.max(0, total - this.doneEstimate) * ratio;
+    const left = this.estimates.map((e, k) => (this.finished.has(k) ? 0 : Math.max(0, e - this.doneEstimates[k]) * ratio));
+    const order = this.schedule.order.filter((k) => !this.finished.has(k));
+    return scheduleSeconds(left, order, this.schedule.jobs, this.schedule.dependsOn, [...this.running]);
   }
 }
 
@@ -195,7 +245,15 @@ export interface PlanOptions {
   cores?: number;
   /** Makes an item; default: in this process (`makeItem`). */
   runner?: ItemRunner;
+  /**
+   * Measures the seconds per training image of each item's network on `threads` threads, the
+   * jobs' share; default: in this process, whose threads are right for one job only.
+   */
+  measurer?: CostMeasurer;
 }
+
+/** Seconds per training image of each item's network (one per item) on `threads` threads. */
+export type CostMeasurer = (items: PlanItem[], threads: number) => Promise<number[]>;
 
 /**
  * Makes every declaration of the profile that is not finished; finished ones are read back.
@@ -208,26 +266,33 @@ export async function makePlan(options: PlanOptions): Promise<{ trained: string[
   const jobs = options.jobs ?? 1;
   requirePositiveInt(jobs, "jobs");
   if (jobs > 1 && !options.runner) throw new Error("A plan with more than one job needs a runner that makes each item in its own process.");
+  if (jobs > 1 && !options.measurer && options.secondsPerImage === undefined) {
+    throw new Error("A plan with more than one job needs a measurer that times the networks on a job's share of the threads.");
+  }
   const declarations = options.context?.declarations ?? loadDeclarations();
   const root = options.context?.root;
   const items = await planItems(profile, declarations, root);
   const pending = items.filter((i) => i.epochsLeft > 0);
-  const estimates = await estimateItems(items, options.secondsPerImage);
-  const clock = new PlanClock(estimates);
   const cores = options.cores ?? availableParallelism();
   const threads = Math.max(1, Math.floor(cores / jobs));
-  log(
-    `plan (${profile}): ${items.length} declarations, ${items.length - pending.length} finished, ${pending.length} to make ` +
-      `(${pending.reduce((s, i) => s + i.epochsLeft, 0)} epochs); estimated ${formatDuration(clock.remaining())} for one job` +
-      (jobs > 1 ? `; ${jobs} jobs of ${threads} thread${threads > 1 ? "s" : ""} each` : ""),
-  );
-  for (const [k, item] of items.entries()) if (item.epochsLeft === 0) log(`[${k + 1}/${items.length}] ${item.declaration.name}: finished, read back`);
+  const jobsText = `${jobs} job${jobs > 1 ? "s" : ""} of ${threads} thread${threads > 1 ? "s" : ""}`;
+  if (pending.length > 0 && options.secondsPerImage === undefined) log(`plan (${profile}): timing ${pending.length} declarations' networks on ${jobsText} ...`);
+  const measured =
+    options.secondsPerImage !== undefined ? pending.map(() => options.secondsPerImage!) : await (options.measurer ?? measureItemCosts)(pending, threads);
+  const estimates = items.map((item) => (item.epochsLeft > 0 ? itemSeconds(item, measured[pending.indexOf(item)]) : 0));
 
   // An item's priority: its own estimate plus those of the items waiting for it.
   const priority = (k: number) =>
     estimates[k] + items.reduce((sum, other, j) => sum + (dependenciesOf(other.declaration).includes(items[k].declaration.name) ? estimates[j] : 0), 0);
   const waiting = items.map((_, k) => k).filter((k) => items[k].epochsLeft > 0);
   if (jobs > 1) waiting.sort((a, b) => priority(b) - priority(a));
+  const dependsOn = items.map((item) => dependenciesOf(item.declaration).map((name) => items.findIndex((other) => other.declaration.name === name)));
+  const clock = new PlanClock(estimates, { order: [...waiting], jobs, dependsOn });
+  log(
+    `plan (${profile}): ${items.length} declarations, ${items.length - pending.length} finished, ${pending.length} to make ` +
+      `(${pending.reduce((s, i) => s + i.epochsLeft, 0)} epochs); estimated ${formatDuration(clock.remaining())} on ${jobsText}`,
+  );
+  for (const [k, item] of items.entries()) if (item.epochsLeft === 0) log(`[${k + 1}/${items.length}] ${item.declaration.name}: finished, read back`);
   const unfinished = new Set(waiting.map((k) => items[k].declaration.name));
   const ready = (k: number) => dependenciesOf(items[k].declaration).every((name) => !unfinished.has(name));
   const runner: ItemRunner = options.runner ?? ((item, _threads, onEvent) => makeItem(item.declaration.name, { ...options.context, declarations, profile }, onEvent));
@@ -242,10 +307,10 @@ export async function makePlan(options: PlanOptions): Promise<{ trained: string[
     const head = `[${k + 1}/${items.length}] ${d.name}`;
     const perEpoch = estimates[k] / item.epochsLeft;
     log(`${head}: ${d.title} (${item.epochsLeft} of ${item.epochsTotal} epochs to train, ~${formatDuration(estimates[k])})`);
+    clock.started(k);
     const onEvent = (event: ItemEvent) => {
       if (event.kind === "epoch") {
-        // While k items train at once, an epoch's wall time is shared by k epochs' progress.
-        clock.record(perEpoch, event.seconds / Math.max(1, running.size));
+        clock.record(k, perEpoch, event.seconds);
         const what = d.kind === "study" ? "trial epoch" : "epoch";
         log(`${head}: ${what} ${event.epoch + 1}/${event.epochs} ${event.validation} (${event.seconds.toFixed(1)} s) · plan ETA ${formatDuration(clock.remaining())}`);
       } else {
@@ -255,6 +320,7 @@ export async function makePlan(options: PlanOptions): Promise<{ trained: string[
     const work = runner(item, threads, onEvent).then(
       (summary) => {
         log(`${head}: done, ${summary}`);
+        clock.finish(k);
         trained.push(d.name);
         unfinished.delete(d.name);
       },
@@ -278,14 +344,14 @@ export async function makePlan(options: PlanOptions): Promise<{ trained: string[
   return { trained, seconds: (performance.now() - started) / 1000 };
 }
 
-/** Each item's estimated seconds (0 when finished): its epochs left at the measured cost of its network. */
-async function estimateItems(items: PlanItem[], secondsPerImage: number | undefined): Promise<number[]> {
+/** Seconds per training image of each item's network, measured once per network on this process's threads. */
+export async function measureItemCosts(items: PlanItem[]): Promise<number[]> {
   const costs = new Map<string, number>();
   const keyOf = (item: PlanItem) => JSON.stringify([item.network.layers, item.batchSize, item.precision]);
-  for (const item of items.filter((i) => i.epochsLeft > 0)) {
-    if (!costs.has(keyOf(item))) costs.set(keyOf(item), secondsPerImage ?? (await measureSecondsPerImage(item.network, item.batchSize, item.precision)));
+  for (const item of items) {
+    if (!costs.has(keyOf(item))) costs.set(keyOf(item), await measureSecondsPerImage(item.network, item.batchSize, item.precision));
   }
-  return items.map((item) => (item.epochsLeft > 0 ? itemSeconds(item, costs.get(keyOf(item)) ?? 0) : 0));
+  return items.map((item) => costs.get(keyOf(item))!);
 }
 
 /** Ensembles last: their members are made now; each is scored from the saved models (read back when current). */

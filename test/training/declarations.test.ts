@@ -19,7 +19,7 @@ import { runIdentity, runProbabilities, runSplit } from "../../lib/training/run"
 import { accuracy, argmaxRows } from "../../lib/evaluation/metrics";
 import { stratifiedSplit, subset, toImageTensor } from "../../lib/data/preprocess";
 import { PROJECT_ROOT } from "../../lib/tooling/paths";
-import { makePlan, planItems, PlanClock, type ItemRunner } from "../../lib/training/plan";
+import { makePlan, measureItemCosts, planItems, PlanClock, scheduleSeconds, type CostMeasurer, type ItemRunner } from "../../lib/training/plan";
 import { budgetCells, budgetRows, PYTORCH_ANCHORS, resultRows } from "../../lib/evaluation/results";
 import { readRecord } from "../../lib/training/records";
 import { PRESET_MODELS } from "../../lib/models/builder";
@@ -388,7 +388,15 @@ describe("makePlan on a tiny profile", () => {
     };
     const lines: string[] = [];
     const base = { profile: "standard" as const, secondsPerImage: 1e-4, context: { declarations, root }, jobs: 2, cores: 2 };
-    const outcome = await makePlan({ ...base, runner, log: (line) => lines.push(line) });
+    // The networks are timed on a job's share of the cores, each distinct one once.
+    const timed: { names: string[]; threads: number }[] = [];
+    const measurer: CostMeasurer = async (items, threads) => {
+      timed.push({ names: items.map((item) => item.declaration.name), threads });
+      return measureItemCosts(items);
+    };
+    const outcome = await makePlan({ ...base, secondsPerImage: undefined, measurer, runner, log: (line) => lines.push(line) });
+    assert.deepEqual(timed, [{ names: ["a", "b", "s", "t"], threads: 1 }]);
+    assert.match(lines[1], /^plan \(standard\): 4 declarations, 0 finished, 4 to make \(\d+ epochs\); estimated .+ on 2 jobs of 1 thread$/);
     assert.equal(events[0], "start s on 1", "the study that t waits for goes first, on half the cores");
     assert.ok(events.indexOf("start t on 1") > events.indexOf("end s"), "t starts after s is made");
     assert.equal(most, 2);
@@ -404,13 +412,39 @@ describe("makePlan on a tiny profile", () => {
     await assert.rejects(makePlan({ ...base, runner: failing, log: () => {} }), /^Error: s: out of memory$/);
     assert.ok(!started.includes("t"), "nothing waiting for the failed study starts");
     await assert.rejects(makePlan({ ...base, runner: undefined, log: () => {} }), /more than one job needs a runner/);
+    await assert.rejects(makePlan({ ...base, secondsPerImage: undefined, runner, log: () => {} }), /more than one job needs a measurer/);
   });
 
-  it("the clock scales what is left by how fast the finished part went", () => {
-    const clock = new PlanClock([100, 300]);
-    assert.equal(clock.remaining(), 400);
-    clock.record(50, 100); // twice as slow as estimated
-    assert.equal(clock.remaining(), 700);
+  it("the clock scales what is left by how fast the finished part went, as the plan schedules it", () => {
+    const oneJob = new PlanClock([100, 300], { order: [0, 1], jobs: 1, dependsOn: [[], []] });
+    assert.equal(oneJob.remaining(), 400);
+    oneJob.started(0);
+    oneJob.record(0, 50, 100); // twice as slow as estimated
+    assert.equal(oneJob.remaining(), 700);
+
+    const twoJobs = new PlanClock([100, 300], { order: [1, 0], jobs: 2, dependsOn: [[], []] });
+    assert.equal(twoJobs.remaining(), 300, "side by side, the longer item is the plan");
+    twoJobs.started(1);
+    twoJobs.started(0);
+    twoJobs.record(1, 100, 150); // 1.5 times as slow
+    assert.equal(twoJobs.remaining(), 300);
+    twoJobs.finish(0);
+    assert.equal(twoJobs.remaining(), 300, "a finished item counts nothing");
+  });
+
+  it("schedules items on jobs as the plan starts them: the next ready one in order as a job frees", () => {
+    // s 20 s, b 30 s, t 15 s waits for s, a 10 s. Two jobs, in priority order s, b, t, a:
+    // s 0-20 and b 0-30; t starts at 20 (s made) and ends at 35; a starts at 30 and ends at 40.
+    const seconds = [10, 30, 20, 15];
+    const dependsOn = [[], [], [], [2]];
+    assert.equal(scheduleSeconds(seconds, [2, 1, 3, 0], 2, dependsOn), 40);
+    // In the order a, b, s, t, t waits for s (a 0-10, b 0-30, s 10-30, t 30-45).
+    assert.equal(scheduleSeconds(seconds, [0, 1, 2, 3], 2, dependsOn), 45);
+    assert.equal(scheduleSeconds(seconds, [0, 1, 2, 3], 1, dependsOn), 75, "one job: the sum");
+    assert.equal(scheduleSeconds(seconds, [3, 0], 2, dependsOn), 15, "items outside the lists count as made");
+    // b already runs with 5 s left; s and t follow on the other job: s 0-20, t 20-35.
+    assert.equal(scheduleSeconds([0, 5, 20, 15], [2, 3], 2, dependsOn, [1]), 35);
+    assert.equal(scheduleSeconds([], [], 2, []), 0);
   });
 });
 
