@@ -153,10 +153,12 @@ export interface PlanSchedule {
 
 /**
  * The plan's clock: each item's estimated seconds (at its job's threads), scheduled as the plan
- * starts them, and corrected as epochs finish by how fast they went against their estimates.
+ * starts them, and corrected as epochs finish: an item that has trained by its own pace so far,
+ * the others by the pace of everything trained so far.
  */
 export class PlanClock {
   private readonly doneEstimates: number[];
+  private readonly doneActuals: number[];
   private doneEstimate = 0;
   private doneActual = 0;
   private readonly running = new Set<number>();
@@ -164,6 +166,7 @@ export class PlanClock {
 
   constructor(private readonly estimates: number[], private readonly schedule: PlanSchedule) {
     this.doneEstimates = estimates.map(() => 0);
+    this.doneActuals = estimates.map(() => 0);
   }
 
   started(k: number): void {
@@ -178,14 +181,16 @@ export class PlanClock {
   /** An epoch of item `k` took `actualSeconds` where `estimateSeconds` was expected. */
   record(k: number, estimateSeconds: number, actualSeconds: number): void {
     this.doneEstimates[k] += estimateSeconds;
+    this.doneActuals[k] += actualSeconds;
     this.doneEstimate += estimateSeconds;
     this.doneActual += actualSeconds;
   }
 
   /** Wall seconds left: the estimates' remainders, scaled by actual/estimated so far, as the plan schedules them. */
   remaining(): number {
-    const ratio = this.doneEstimate > 0 ? this.doneActual / this.doneEstimate : 1;
-    const left = this.estimates.map((e, k) => (this.finished.has(k) ? 0 : Math.max(0, e - this.doneEstimates[k]) * ratio));
+    const overall = this.doneEstimate > 0 ? this.doneActual / this.doneEstimate : 1;
+    const pace = (k: number) => (this.doneEstimates[k] > 0 ? this.doneActuals[k] / this.doneEstimates[k] : overall);
+    const left = this.estimates.map((e, k) => (this.finished.has(k) ? 0 : Math.max(0, e - this.doneEstimates[k]) * pace(k)));
     const order = this.schedule.order.filter((k) => !this.finished.has(k));
     return scheduleSeconds(left, order, this.schedule.jobs, this.schedule.dependsOn, [...this.running]);
   }

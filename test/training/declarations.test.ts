@@ -422,14 +422,20 @@ describe("makePlan on a tiny profile", () => {
     oneJob.record(0, 50, 100); // twice as slow as estimated
     assert.equal(oneJob.remaining(), 700);
 
-    const twoJobs = new PlanClock([100, 300], { order: [1, 0], jobs: 2, dependsOn: [[], []] });
-    assert.equal(twoJobs.remaining(), 300, "side by side, the longer item is the plan");
+    const twoJobs = new PlanClock([100, 300, 60], { order: [1, 0, 2], jobs: 2, dependsOn: [[], [], []] });
+    assert.equal(twoJobs.remaining(), 300, "side by side, the longer item is the plan (0 then 2 on the other job: 160)");
     twoJobs.started(1);
     twoJobs.started(0);
     twoJobs.record(1, 100, 150); // 1.5 times as slow
-    assert.equal(twoJobs.remaining(), 300);
+    assert.equal(twoJobs.remaining(), 300, "1's 200 s left at its own pace, 300; 0 then 2 at the overall pace, 150 + 90");
+    twoJobs.record(0, 50, 50); // 0 as estimated: overall 200 / 150
+    assert.equal(twoJobs.remaining(), 300, "1 alone sets the end: 200 × 1.5");
+    twoJobs.record(0, 50, 50);
     twoJobs.finish(0);
-    assert.equal(twoJobs.remaining(), 300, "a finished item counts nothing");
+    twoJobs.started(2);
+    assert.equal(twoJobs.remaining(), 300, "a finished item counts nothing; 2 at the overall pace: 60 × 250 / 200 = 75");
+    twoJobs.record(1, 200, 100); // 1 catches up and has nothing left
+    assert.equal(twoJobs.remaining(), 60 * 350 / 400, "2 at the overall pace is now the end");
   });
 
   it("schedules items on jobs as the plan starts them: the next ready one in order as a job frees", () => {
