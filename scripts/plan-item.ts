@@ -21,19 +21,18 @@ process.on("disconnect", () => {
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
   const measure = args[0] === "--measure";
-  const [name, profileName] = measure ? [args[2], args[1]] : args;
-  if (!name || !profileName || !process.send) throw new Error("usage: plan-item.ts NAME PROFILE | --measure PROFILE NAME... (started by npm run plan --jobs)");
+  const [profileName, ...names] = measure ? args.slice(1) : [args[1], ...args.slice(0, 1)];
+  if (!profileName || names.length === 0 || !process.send) throw new Error("usage: plan-item.ts NAME PROFILE | --measure PROFILE NAME... (started by npm run plan --jobs)");
   const send = (message: PlanItemMessage) =>
     new Promise<void>((resolve, reject) => process.send!(message, undefined, {}, (error) => (error ? reject(error) : resolve())));
   await initBackend();
   if (measure) {
-    const names = args.slice(2);
     const all = await planItems(parseProfile(profileName));
     const items = names.map((n) => all.find((item) => item.declaration.name === n) ?? missing(n));
     await send({ secondsPerImage: await measureItemCosts(items) });
     return;
   }
-  const summary = await makeItem(name, { profile: parseProfile(profileName) }, (event) => void send({ event }));
+  const summary = await makeItem(names[0], { profile: parseProfile(profileName) }, (event) => void send({ event }));
   // Exit only once the summary is out: process.exit would drop a message still queued.
   await send({ summary });
 }

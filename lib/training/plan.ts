@@ -159,8 +159,6 @@ export interface PlanSchedule {
 export class PlanClock {
   private readonly doneEstimates: number[];
   private readonly doneActuals: number[];
-  private doneEstimate = 0;
-  private doneActual = 0;
   private readonly running = new Set<number>();
   private readonly finished = new Set<number>();
 
@@ -182,13 +180,12 @@ export class PlanClock {
   record(k: number, estimateSeconds: number, actualSeconds: number): void {
     this.doneEstimates[k] += estimateSeconds;
     this.doneActuals[k] += actualSeconds;
-    this.doneEstimate += estimateSeconds;
-    this.doneActual += actualSeconds;
   }
 
   /** Wall seconds left: the estimates' remainders, scaled by actual/estimated so far, as the plan schedules them. */
   remaining(): number {
-    const overall = this.doneEstimate > 0 ? this.doneActual / this.doneEstimate : 1;
+    const sum = (values: number[]) => values.reduce((a, b) => a + b, 0);
+    const overall = sum(this.doneEstimates) > 0 ? sum(this.doneActuals) / sum(this.doneEstimates) : 1;
     const pace = (k: number) => (this.doneEstimates[k] > 0 ? this.doneActuals[k] / this.doneEstimates[k] : overall);
     const left = this.estimates.map((e, k) => (this.finished.has(k) ? 0 : Math.max(0, e - this.doneEstimates[k]) * pace(k)));
     const order = this.schedule.order.filter((k) => !this.finished.has(k));
