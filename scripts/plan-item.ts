@@ -8,10 +8,10 @@
  */
 import { initBackend } from "../lib/accelerator";
 import { parseProfile } from "../lib/training/declarations";
-import { makeItem, measureItemCosts, planItems, type ItemEvent } from "../lib/training/plan";
+import { makeItem, measureItemCosts, planItems, type ItemEvent, type NetworkCost } from "../lib/training/plan";
 
 /** Messages to the parent. */
-export type PlanItemMessage = { event: ItemEvent } | { summary: string } | { secondsPerImage: number[] };
+export type PlanItemMessage = { event: ItemEvent } | { summary: string } | { costs: NetworkCost[] };
 
 process.on("disconnect", () => {
   process.stderr.write("the plan's process is gone; stopping\n");
@@ -29,7 +29,7 @@ async function main(): Promise<void> {
   if (measure) {
     const all = await planItems(parseProfile(profileName));
     const items = names.map((n) => all.find((item) => item.declaration.name === n) ?? missing(n));
-    await send({ secondsPerImage: await measureItemCosts(items) });
+    await send({ costs: await measureItemCosts(items) });
     return;
   }
   const summary = await makeItem(names[0], { profile: parseProfile(profileName) }, (event) => void send({ event }));

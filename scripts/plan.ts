@@ -11,7 +11,7 @@ import { describeBackend, initBackend } from "../lib/accelerator";
 import { parseCommandLine, positiveInt, runCommand, textTable, usageCheck } from "../lib/tooling/cli";
 import { readCurrentEnsemble } from "../lib/training/ensembles";
 import { parseProfile, planOf, type Profile } from "../lib/training/declarations";
-import { formatDuration, makePlan, planItems, type CostMeasurer, type ItemRunner } from "../lib/training/plan";
+import { formatDuration, makePlan, planItems, type CostMeasurer, type ItemRunner, type NetworkCost } from "../lib/training/plan";
 import { describeExit, runWorker } from "../lib/tooling/workers";
 import type { PlanItemMessage } from "./plan-item";
 
@@ -50,7 +50,7 @@ function processRunner(profile: Profile): ItemRunner {
 /** Times the items' networks in one worker process with a job's `threads` wasm threads. */
 function processMeasurer(profile: Profile): CostMeasurer {
   return async (items, threads) => {
-    let secondsPerImage: number[] | undefined;
+    let costs: NetworkCost[] | undefined;
     const exit = await runWorker({
       script: "scripts/plan-item.ts",
       args: ["--measure", profile, ...items.map((item) => item.declaration.name)],
@@ -58,10 +58,10 @@ function processMeasurer(profile: Profile): CostMeasurer {
       stdout: "stderr",
       onMessage: (message) => {
         const m = message as PlanItemMessage;
-        if ("secondsPerImage" in m) secondsPerImage = m.secondsPerImage;
+        if ("costs" in m) costs = m.costs;
       },
     });
-    if (exit.code === 0 && secondsPerImage?.length === items.length) return secondsPerImage;
+    if (exit.code === 0 && costs?.length === items.length) return costs;
     throw new Error(`timing the networks failed (${describeExit(exit)})`);
   };
 }

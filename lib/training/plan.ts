@@ -25,7 +25,8 @@ import { buildModel, presetModel, type ModelConfig } from "../models/builder";
 import { ensureEnsemble } from "./ensembles";
 import { describeScores, readRecord } from "./records";
 import { halvingPlan, readTrials, TUNABLE_DEFAULTS, tunableModelConfig, withDefaults, type Architecture } from "./tuning";
-import { QUICK_TRAIN_IMAGES } from "./run";
+import { QUICK_TRAIN_IMAGES, QUICK_VALIDATION_IMAGES } from "./run";
+import { TTA_VIEWS } from "../data/augment";
 import { describeValidation } from "./loop";
 import { requirePositiveInt } from "../tooling/checks";
 
@@ -36,6 +37,9 @@ export interface PlanItem {
   epochsLeft: number;
   epochsTotal: number;
   imagesPerEpoch: number;
+  /** Images validated after each epoch, and predicted once at the end (the test split, times its TTA views; a study: 0). */
+  validationImages: number;
+  testImages: number;
   batchSize: number;
   /** The network whose step time stands for the item's cost (a study: its layout at default widths). */
   network: ModelConfig;
@@ -43,10 +47,9 @@ export interface PlanItem {
   precision: Precision;
 }
 
-/** Fashion-MNIST's and MNIST's official training split, before the validation part is taken out. */
+/** Fashion-MNIST's and MNIST's official training split, before the validation part is taken out, and test split. */
 const TRAINING_IMAGES = 60_000;
-/** Validation after each epoch: forward passes over a tenth as many images, about a third of a training step each. */
-const VALIDATION_OVERHEAD = 0.1 / 3;
+const TEST_IMAGES = 10_000;
 
 /** The network that stands for a declaration's cost, before any study has chosen. */
 function costNetwork(d: RunDeclaration | StudyDeclaration, declarations: Map<string, Declaration>): { network: ModelConfig; batchSize: number } {
@@ -68,47 +71,66 @@ export async function planItems(profile: Profile, declarations = loadDeclaration
     if (d.kind === "ensemble") continue;
     const { network, batchSize } = costNetwork(d, declarations);
     const quick = profile === "quick";
-    const imagesPerEpoch = quick ? QUICK_TRAIN_IMAGES : Math.round(TRAINING_IMAGES * (1 - (d.kind === "run" ? d.recipe.validationFraction : d.validationFraction)));
+    const fraction = d.kind === "run" ? d.recipe.validationFraction : d.validationFraction;
+    const imagesPerEpoch = quick ? QUICK_TRAIN_IMAGES : Math.round(TRAINING_IMAGES * (1 - fraction));
+    const validationImages = fraction === 0 ? 0 : quick ? QUICK_VALIDATION_IMAGES : Math.round(TRAINING_IMAGES * fraction);
+    const shared = { imagesPerEpoch, validationImages, batchSize, network };
     if (d.kind === "run") {
       const epochsTotal = quick ? 1 : d.recipe.epochs;
       const record = await readRecord(runDir(d.name, profile, root));
       const done = record?.status === "finished" ? epochsTotal : record?.history.length ?? 0;
-      items.push({ declaration: d, epochsTotal, epochsLeft: Math.max(0, epochsTotal - done), imagesPerEpoch, batchSize, network, precision: d.recipe.precision ?? "fp32" });
+      const testImages = TEST_IMAGES * (d.recipe.testTimeAugmentation ? TTA_VIEWS.length : 1);
+      items.push({ declaration: d, epochsTotal, epochsLeft: Math.max(0, epochsTotal - done), ...shared, testImages, precision: d.recipe.precision ?? "fp32" });
     } else {
       const shape = quick ? d.quick ?? { trials: 3, minEpochs: 1, epochs: 2 } : d;
       const rungs = halvingPlan(shape.trials, shape.minEpochs, shape.epochs, d.eta);
       const epochsTotal = rungs.reduce((sum, r) => sum + r.configs * r.epochs, 0);
       const dir = studyDir(d.name, profile, root);
       const done = existsSync(dir) ? (await readTrials(dir)).reduce((sum, t) => sum + t.epochs, 0) : 0;
-      items.push({ declaration: d, epochsTotal, epochsLeft: Math.max(0, epochsTotal - done), imagesPerEpoch, batchSize, network, precision: "fp32" });
+      items.push({ declaration: d, epochsTotal, epochsLeft: Math.max(0, epochsTotal - done), ...shared, testImages: 0, precision: "fp32" });
     }
   }
   return items;
 }
 
+/** A network's measured seconds per image: a training step's (in the item's precision) and a prediction's (fp32, as validation and test run). */
+export interface NetworkCost {
+  train: number;
+  predict: number;
+}
+
 /**
- * Seconds per training image of a network, measured: a few steps on random data after a
- * warm-up (the first steps compile kernels and allocate). Validation adds its forward passes.
+ * A network's cost per image, measured: a few training steps and predictions of one batch of
+ * random images after a warm-up (the first calls compile kernels and allocate).
  */
-export async function measureSecondsPerImage(network: ModelConfig, batchSize: number, precision: Precision = "fp32", steps = 3): Promise<number> {
+export async function measureNetworkCost(network: ModelConfig, batchSize: number, precision: Precision = "fp32", steps = 3): Promise<NetworkCost> {
   const model = buildModel(network, { seed: 1 });
   const x = tf.randomUniform([batchSize, ...network.inputShape]);
   const y = tf.tensor1d(Array.from({ length: batchSize }, (_, i) => i % 10), "float32");
+  const perImage = async (call: () => Promise<unknown>) => {
+    for (let i = 0; i < 2; i++) await call();
+    const started = performance.now();
+    for (let i = 0; i < steps; i++) await call();
+    return (performance.now() - started) / 1000 / steps / batchSize;
+  };
   try {
-    return await inPrecision(precision, async () => {
-      for (let i = 0; i < 2; i++) await model.trainOnBatch(x, y);
-      const started = performance.now();
-      for (let i = 0; i < steps; i++) await model.trainOnBatch(x, y);
-      return (performance.now() - started) / 1000 / steps / batchSize;
+    const train = await inPrecision(precision, () => perImage(() => model.trainOnBatch(x, y)));
+    const predict = await perImage(async () => {
+      const p = model.predict(x) as tf.Tensor;
+      await p.data();
+      p.dispose();
     });
+    return { train, predict };
   } finally {
     tf.dispose([x, y]);
     model.dispose();
   }
 }
 
-/** Seconds an item still needs, at a measured cost per training image. */
-export const itemSeconds = (item: PlanItem, secondsPerImage: number) => item.epochsLeft * item.imagesPerEpoch * secondsPerImage * (1 + VALIDATION_OVERHEAD);
+/** An item's estimated seconds per epoch (training and validation) and for its end (the test split's predictions). */
+export function itemEstimate(item: PlanItem, cost: NetworkCost): { perEpoch: number; final: number } {
+  return { perEpoch: item.imagesPerEpoch * cost.train + item.validationImages * cost.predict, final: item.testImages * cost.predict };
+}
 
 export function formatDuration(seconds: number): string {
   if (!Number.isFinite(seconds)) return "?";
@@ -153,43 +175,54 @@ export interface PlanSchedule {
 
 /**
  * The plan's clock: each item's estimated seconds (at its job's threads), scheduled as the plan
- * starts them, and corrected as epochs finish: an item that has trained by its own pace so far,
- * the others by the pace of everything trained so far.
+ * starts them, and corrected by the wall time between an item's epochs (training, validation
+ * and commit): an item that has a pace goes on at it, the others at the pace of all so far. An
+ * item's first epoch after its start counts as done but sets no pace: it also loaded the data
+ * and compiled the kernels.
  */
 export class PlanClock {
-  private readonly doneEstimates: number[];
-  private readonly doneActuals: number[];
-  private readonly running = new Set<number>();
+  private readonly done: number[];
+  private readonly pacedEstimates: number[];
+  private readonly pacedActuals: number[];
+  /** Each running item's last start or epoch, and whether that was its start. */
+  private readonly last = new Map<number, { at: number; start: boolean }>();
   private readonly finished = new Set<number>();
 
   constructor(private readonly estimates: number[], private readonly schedule: PlanSchedule) {
-    this.doneEstimates = estimates.map(() => 0);
-    this.doneActuals = estimates.map(() => 0);
+    this.done = estimates.map(() => 0);
+    this.pacedEstimates = estimates.map(() => 0);
+    this.pacedActuals = estimates.map(() => 0);
   }
 
-  started(k: number): void {
-    this.running.add(k);
+  /** Item `k` starts at `now` (seconds on any one clock). */
+  started(k: number, now: number): void {
+    this.last.set(k, { at: now, start: true });
+  }
+
+  /** An epoch of item `k`, estimated at `estimateSeconds`, ended at `now`. */
+  epochEnded(k: number, estimateSeconds: number, now: number): void {
+    this.done[k] += estimateSeconds;
+    const last = this.last.get(k);
+    if (last && !last.start) {
+      this.pacedEstimates[k] += estimateSeconds;
+      this.pacedActuals[k] += now - last.at;
+    }
+    this.last.set(k, { at: now, start: false });
   }
 
   finish(k: number): void {
-    this.running.delete(k);
+    this.last.delete(k);
     this.finished.add(k);
   }
 
-  /** An epoch of item `k` took `actualSeconds` where `estimateSeconds` was expected. */
-  record(k: number, estimateSeconds: number, actualSeconds: number): void {
-    this.doneEstimates[k] += estimateSeconds;
-    this.doneActuals[k] += actualSeconds;
-  }
-
-  /** Wall seconds left: the estimates' remainders, scaled by actual/estimated so far, as the plan schedules them. */
+  /** Wall seconds left: the estimates' remainders at each item's pace, as the plan schedules them. */
   remaining(): number {
     const sum = (values: number[]) => values.reduce((a, b) => a + b, 0);
-    const overall = sum(this.doneEstimates) > 0 ? sum(this.doneActuals) / sum(this.doneEstimates) : 1;
-    const pace = (k: number) => (this.doneEstimates[k] > 0 ? this.doneActuals[k] / this.doneEstimates[k] : overall);
-    const left = this.estimates.map((e, k) => (this.finished.has(k) ? 0 : Math.max(0, e - this.doneEstimates[k]) * pace(k)));
+    const overall = sum(this.pacedEstimates) > 0 ? sum(this.pacedActuals) / sum(this.pacedEstimates) : 1;
+    const pace = (k: number) => (this.pacedEstimates[k] > 0 ? this.pacedActuals[k] / this.pacedEstimates[k] : overall);
+    const left = this.estimates.map((e, k) => (this.finished.has(k) ? 0 : Math.max(0, e - this.done[k]) * pace(k)));
     const order = this.schedule.order.filter((k) => !this.finished.has(k));
-    return scheduleSeconds(left, order, this.schedule.jobs, this.schedule.dependsOn, [...this.running]);
+    return scheduleSeconds(left, order, this.schedule.jobs, this.schedule.dependsOn, [...this.last.keys()]);
   }
 }
 
@@ -236,7 +269,7 @@ export interface PlanOptions {
   profile: Profile;
   log: (line: string) => void;
   context?: Omit<ExperimentContext, "profile" | "hooks" | "train">;
-  /** Skip the step-time measurement (tests): every image costs this many seconds. */
+  /** Skip the measurement (tests): every image, trained or predicted, costs this many seconds. */
   secondsPerImage?: number;
   /**
    * Items made at once (default 1). More than one needs a `runner` that makes each item in its
@@ -248,14 +281,14 @@ export interface PlanOptions {
   /** Makes an item; default: in this process (`makeItem`). */
   runner?: ItemRunner;
   /**
-   * Measures the seconds per training image of each item's network on `threads` threads, the
-   * jobs' share; default: in this process, whose threads are right for one job only.
+   * Measures the cost of each item's network on `threads` threads, the jobs' share; default: in
+   * this process, whose threads are right for one job only.
    */
   measurer?: CostMeasurer;
 }
 
-/** Seconds per training image of each item's network (one per item) on `threads` threads. */
-export type CostMeasurer = (items: PlanItem[], threads: number) => Promise<number[]>;
+/** The cost of each item's network (one per item) on `threads` threads. */
+export type CostMeasurer = (items: PlanItem[], threads: number) => Promise<NetworkCost[]>;
 
 /**
  * Makes every declaration of the profile that is not finished; finished ones are read back.
@@ -279,9 +312,10 @@ export async function makePlan(options: PlanOptions): Promise<{ trained: string[
   const threads = Math.max(1, Math.floor(cores / jobs));
   const jobsText = `${jobs} job${jobs > 1 ? "s" : ""} of ${threads} thread${threads > 1 ? "s" : ""}`;
   if (pending.length > 0 && options.secondsPerImage === undefined) log(`plan (${profile}): timing ${pending.length} declarations' networks on ${jobsText} ...`);
-  const measured =
-    options.secondsPerImage !== undefined ? pending.map(() => options.secondsPerImage!) : await (options.measurer ?? measureItemCosts)(pending, threads);
-  const estimates = items.map((item) => (item.epochsLeft > 0 ? itemSeconds(item, measured[pending.indexOf(item)]) : 0));
+  const fixed = options.secondsPerImage;
+  const costs = fixed !== undefined ? pending.map(() => ({ train: fixed, predict: fixed })) : await (options.measurer ?? measureItemCosts)(pending, threads);
+  const perItem = items.map((item) => (item.epochsLeft > 0 ? itemEstimate(item, costs[pending.indexOf(item)]) : { perEpoch: 0, final: 0 }));
+  const estimates = items.map((item, k) => item.epochsLeft * perItem[k].perEpoch + perItem[k].final);
 
   // An item's priority: its own estimate plus those of the items waiting for it.
   const priority = (k: number) =>
@@ -307,12 +341,11 @@ export async function makePlan(options: PlanOptions): Promise<{ trained: string[
     const item = items[k];
     const d = item.declaration;
     const head = `[${k + 1}/${items.length}] ${d.name}`;
-    const perEpoch = estimates[k] / item.epochsLeft;
     log(`${head}: ${d.title} (${item.epochsLeft} of ${item.epochsTotal} epochs to train, ~${formatDuration(estimates[k])})`);
-    clock.started(k);
+    clock.started(k, performance.now() / 1000);
     const onEvent = (event: ItemEvent) => {
       if (event.kind === "epoch") {
-        clock.record(k, perEpoch, event.seconds);
+        clock.epochEnded(k, perItem[k].perEpoch, performance.now() / 1000);
         const what = d.kind === "study" ? "trial epoch" : "epoch";
         log(`${head}: ${what} ${event.epoch + 1}/${event.epochs} ${event.validation} (${event.seconds.toFixed(1)} s) · plan ETA ${formatDuration(clock.remaining())}`);
       } else {
@@ -346,12 +379,12 @@ export async function makePlan(options: PlanOptions): Promise<{ trained: string[
   return { trained, seconds: (performance.now() - started) / 1000 };
 }
 
-/** Seconds per training image of each item's network, measured once per network on this process's threads. */
-export async function measureItemCosts(items: PlanItem[]): Promise<number[]> {
-  const costs = new Map<string, number>();
+/** The cost of each item's network, measured once per network on this process's threads. */
+export async function measureItemCosts(items: PlanItem[]): Promise<NetworkCost[]> {
+  const costs = new Map<string, NetworkCost>();
   const keyOf = (item: PlanItem) => JSON.stringify([item.network.layers, item.batchSize, item.precision]);
   for (const item of items) {
-    if (!costs.has(keyOf(item))) costs.set(keyOf(item), await measureSecondsPerImage(item.network, item.batchSize, item.precision));
+    if (!costs.has(keyOf(item))) costs.set(keyOf(item), await measureNetworkCost(item.network, item.batchSize, item.precision));
   }
   return items.map((item) => costs.get(keyOf(item))!);
 }

@@ -5,32 +5,34 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { runWorker } from "../../lib/tooling/workers";
+import type { NetworkCost } from "../../lib/training/plan";
 import type { PlanItemMessage } from "../../scripts/plan-item";
 
-async function measure(names: string[]): Promise<{ code: number | null; secondsPerImage?: number[]; stderr: string }> {
-  let secondsPerImage: number[] | undefined;
+async function measure(names: string[]): Promise<{ code: number | null; costs?: NetworkCost[]; stderr: string }> {
+  let costs: NetworkCost[] | undefined;
   const exit = await runWorker({
     script: "scripts/plan-item.ts",
     args: ["--measure", "quick", ...names],
     threads: 1,
     onMessage: (message) => {
       const m = message as PlanItemMessage;
-      if ("secondsPerImage" in m) secondsPerImage = m.secondsPerImage;
+      if ("costs" in m) costs = m.costs;
     },
   });
-  return { code: exit.code, secondsPerImage, stderr: exit.stderrTail.join("\n") };
+  return { code: exit.code, costs, stderr: exit.stderrTail.join("\n") };
 }
 
 describe("plan-item --measure", () => {
   it("times each named declaration's network on the thread it was given, in the order named", async () => {
-    const { code, secondsPerImage, stderr } = await measure(["vgg-bn", "ann", "vgg-bn"]);
+    const { code, costs, stderr } = await measure(["vgg-bn", "ann", "vgg-bn"]);
     assert.equal(code, 0, stderr);
-    assert.equal(secondsPerImage?.length, 3);
-    const [vgg, ann, again] = secondsPerImage!;
-    assert.ok(ann > 0 && Number.isFinite(ann), String(ann));
-    // The dense baseline's step is a small fraction of the VGG net's (0.4 against 29 million multiply-adds per image; ~26x measured).
-    assert.ok(vgg > 5 * ann, `vgg-bn ${vgg} s per image, ann ${ann}`);
-    assert.equal(again, vgg, "one network is timed once");
+    assert.equal(costs?.length, 3);
+    const [vgg, ann, again] = costs!;
+    for (const seconds of [ann.train, ann.predict]) assert.ok(seconds > 0 && Number.isFinite(seconds), String(seconds));
+    // The dense baseline is a small fraction of the VGG net (0.4 against 29 million multiply-adds per image; ~26x measured in training).
+    assert.ok(vgg.train > 5 * ann.train, `training: vgg-bn ${vgg.train} s per image, ann ${ann.train}`);
+    assert.ok(vgg.predict > 5 * ann.predict, `predicting: vgg-bn ${vgg.predict} s per image, ann ${ann.predict}`);
+    assert.deepEqual(again, vgg, "one network is timed once");
   });
 
   it("names a declaration the profile lacks", async () => {
