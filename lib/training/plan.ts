@@ -176,9 +176,10 @@ export interface PlanSchedule {
 /**
  * The plan's clock: each item's estimated seconds (at its job's threads), scheduled as the plan
  * starts them, and corrected by the wall time between an item's epochs (training, validation
- * and commit): an item that has a pace goes on at it, the others at the pace of all so far. An
- * item's first epoch after its start counts as done but sets no pace: it also loaded the data
- * and compiled the kernels.
+ * and commit): an item goes on at its own pace once it has one, as estimated until then (the
+ * estimate was measured on this machine minutes before; one item's pace says little of
+ * another's: a study's trials are not the network it was timed with). An item's first epoch
+ * after its start counts as done but sets no pace: it also loaded the data and compiled.
  */
 export class PlanClock {
   private readonly done: number[];
@@ -217,9 +218,7 @@ export class PlanClock {
 
   /** Wall seconds left: the estimates' remainders at each item's pace, as the plan schedules them. */
   remaining(): number {
-    const sum = (values: number[]) => values.reduce((a, b) => a + b, 0);
-    const overall = sum(this.pacedEstimates) > 0 ? sum(this.pacedActuals) / sum(this.pacedEstimates) : 1;
-    const pace = (k: number) => (this.pacedEstimates[k] > 0 ? this.pacedActuals[k] / this.pacedEstimates[k] : overall);
+    const pace = (k: number) => (this.pacedEstimates[k] > 0 ? this.pacedActuals[k] / this.pacedEstimates[k] : 1);
     const left = this.estimates.map((e, k) => (this.finished.has(k) ? 0 : Math.max(0, e - this.done[k]) * pace(k)));
     const order = this.schedule.order.filter((k) => !this.finished.has(k));
     return scheduleSeconds(left, order, this.schedule.jobs, this.schedule.dependsOn, [...this.last.keys()]);

@@ -415,14 +415,14 @@ describe("makePlan on a tiny profile", () => {
     await assert.rejects(makePlan({ ...base, secondsPerImage: undefined, runner, log: () => {} }), /more than one job needs a measurer/);
   });
 
-  it("the clock scales what is left by each item's pace between epochs, as the plan schedules it", () => {
+  it("the clock scales what is left of each item by its pace between epochs, as the plan schedules it", () => {
     const oneJob = new PlanClock([100, 300], { order: [0, 1], jobs: 1, dependsOn: [[], []] });
     assert.equal(oneJob.remaining(), 400);
     oneJob.started(0, 0);
     oneJob.epochEnded(0, 25, 40); // the first epoch after a start sets no pace
     assert.equal(oneJob.remaining(), 375);
     oneJob.epochEnded(0, 25, 90); // twice as slow as estimated
-    assert.equal(oneJob.remaining(), 2 * 350, "the item not started goes at the pace of all so far");
+    assert.equal(oneJob.remaining(), 2 * 50 + 300, "the item not started goes as estimated");
 
     const twoJobs = new PlanClock([100, 300, 60], { order: [1, 0, 2], jobs: 2, dependsOn: [[], [], []] });
     assert.equal(twoJobs.remaining(), 300, "side by side, the longer item is the plan (0 then 2 on the other job: 160)");
@@ -430,14 +430,14 @@ describe("makePlan on a tiny profile", () => {
     twoJobs.started(0, 0);
     twoJobs.epochEnded(1, 50, 50);
     twoJobs.epochEnded(1, 50, 125); // 1.5 times as slow
-    assert.equal(twoJobs.remaining(), 300, "1's 200 s left at its pace, 300; 0 then 2 at the overall pace, 150 + 90");
-    twoJobs.epochEnded(0, 50, 60);
-    twoJobs.epochEnded(0, 50, 110); // as estimated: overall (75 + 50) / 100
+    assert.equal(twoJobs.remaining(), 300, "1's 200 s left at its pace, 300; 0 then 2 as estimated, 100 + 60");
+    twoJobs.epochEnded(0, 50, 70);
+    twoJobs.epochEnded(0, 50, 270); // four times as slow
     twoJobs.finish(0);
-    twoJobs.started(2, 110);
-    assert.equal(twoJobs.remaining(), 300, "a finished item counts nothing; 2 at the overall pace: 75, 1 alone sets the end");
+    twoJobs.started(2, 270);
+    assert.equal(twoJobs.remaining(), 300, "a finished item counts nothing; 2 as estimated, 60, 1 alone sets the end");
     twoJobs.epochEnded(1, 200, 225); // 1 catches up (175 s for 250 estimated) and has nothing left
-    assert.equal(twoJobs.remaining(), 45, "2 at the overall pace, 60 × (175 + 50) / (250 + 50), is now the end");
+    assert.equal(twoJobs.remaining(), 60, "2 is now the end");
   });
 
   it("schedules items on jobs as the plan starts them: the next ready one in order as a job frees", () => {
