@@ -247,7 +247,8 @@ function weightsFinite(model: tf.LayersModel): boolean {
   return tf.tidy(() => model.trainableWeights.every((w) => tf.all(tf.isFinite(w.read())).dataSync()[0] === 1));
 }
 
-async function trainStep(
+/** One training step on the images `indices` of `data`, augmented where asked; resolves with its loss and accuracy. */
+export async function trainStep(
   model: tf.LayersModel,
   data: TrainingData,
   indices: number[],

@@ -6,7 +6,7 @@
 import { existsSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { performance } from "node:perf_hooks";
-import { inPrecision, tf, type Precision } from "../accelerator";
+import { tf, type Precision } from "../accelerator";
 import {
   declaration,
   ensureExperiment,
@@ -26,8 +26,8 @@ import { ensureEnsemble } from "./ensembles";
 import { describeScores, readRecord } from "./records";
 import { halvingPlan, readTrials, TUNABLE_DEFAULTS, tunableModelConfig, withDefaults, type Architecture } from "./tuning";
 import { QUICK_TRAIN_IMAGES, QUICK_VALIDATION_IMAGES } from "./run";
-import { TTA_VIEWS } from "../data/augment";
-import { describeValidation } from "./loop";
+import { augmenter, STANDARD_AUGMENTATION, TTA_VIEWS, type AugmentConfig } from "../data/augment";
+import { describeValidation, evaluate, trainStep } from "./loop";
 import { requirePositiveInt } from "../tooling/checks";
 
 /** One item of the plan with the work it still needs. */
@@ -43,8 +43,9 @@ export interface PlanItem {
   batchSize: number;
   /** The network whose step time stands for the item's cost (a study: its layout at default widths). */
   network: ModelConfig;
-  /** The precision its recipe asks for (bf16 steps are timed in bf16 where they run). */
+  /** The precision its recipe asks for (bf16 steps are timed in bf16 where they run), and its augmentation. */
   precision: Precision;
+  augment: AugmentConfig | null;
 }
 
 /** Fashion-MNIST's and MNIST's official training split, before the validation part is taken out, and test split. */
@@ -80,14 +81,15 @@ export async function planItems(profile: Profile, declarations = loadDeclaration
       const record = await readRecord(runDir(d.name, profile, root));
       const done = record?.status === "finished" ? epochsTotal : record?.history.length ?? 0;
       const testImages = TEST_IMAGES * (d.recipe.testTimeAugmentation ? TTA_VIEWS.length : 1);
-      items.push({ declaration: d, epochsTotal, epochsLeft: Math.max(0, epochsTotal - done), ...shared, testImages, precision: d.recipe.precision ?? "fp32" });
+      const augment = d.recipe.augment === "standard" ? STANDARD_AUGMENTATION : d.recipe.augment;
+      items.push({ declaration: d, epochsTotal, epochsLeft: Math.max(0, epochsTotal - done), ...shared, testImages, precision: d.recipe.precision ?? "fp32", augment });
     } else {
       const shape = quick ? d.quick ?? { trials: 3, minEpochs: 1, epochs: 2 } : d;
       const rungs = halvingPlan(shape.trials, shape.minEpochs, shape.epochs, d.eta);
       const epochsTotal = rungs.reduce((sum, r) => sum + r.configs * r.epochs, 0);
       const dir = studyDir(d.name, profile, root);
       const done = existsSync(dir) ? (await readTrials(dir)).reduce((sum, t) => sum + t.epochs, 0) : 0;
-      items.push({ declaration: d, epochsTotal, epochsLeft: Math.max(0, epochsTotal - done), ...shared, testImages: 0, precision: "fp32" });
+      items.push({ declaration: d, epochsTotal, epochsLeft: Math.max(0, epochsTotal - done), ...shared, testImages: 0, precision: "fp32", augment: null });
     }
   }
   return items;
@@ -100,29 +102,27 @@ export interface NetworkCost {
 }
 
 /**
- * A network's cost per image, measured: a few training steps and predictions of one batch of
- * random images after a warm-up (the first calls compile kernels and allocate).
+ * A network's cost per image, measured by the training loop's own calls: a few training steps
+ * (batch gathered and augmented as the recipe asks) and validations of one batch of random
+ * images, after a warm-up (the first calls compile kernels and allocate).
  */
-export async function measureNetworkCost(network: ModelConfig, batchSize: number, precision: Precision = "fp32", steps = 3): Promise<NetworkCost> {
+export async function measureNetworkCost(network: ModelConfig, batchSize: number, precision: Precision = "fp32", augment: AugmentConfig | null = null, steps = 3): Promise<NetworkCost> {
   const model = buildModel(network, { seed: 1 });
-  const x = tf.randomUniform([batchSize, ...network.inputShape]);
-  const y = tf.tensor1d(Array.from({ length: batchSize }, (_, i) => i % 10), "float32");
-  const perImage = async (call: () => Promise<unknown>) => {
-    for (let i = 0; i < 2; i++) await call();
+  const data = { x: tf.randomUniform([batchSize, ...network.inputShape]) as tf.Tensor4D, y: tf.tensor1d(Array.from({ length: batchSize }, (_, i) => i % 10), "float32") };
+  const indices = Array.from({ length: batchSize }, (_, i) => i);
+  const augmentation = augment ? augmenter(augment, 1) : undefined;
+  const perImage = async (call: (step: number) => Promise<unknown>) => {
+    for (let i = 0; i < 2; i++) await call(i);
     const started = performance.now();
-    for (let i = 0; i < steps; i++) await call();
+    for (let i = 0; i < steps; i++) await call(i);
     return (performance.now() - started) / 1000 / steps / batchSize;
   };
   try {
-    const train = await inPrecision(precision, () => perImage(() => model.trainOnBatch(x, y)));
-    const predict = await perImage(async () => {
-      const p = model.predict(x) as tf.Tensor;
-      await p.data();
-      p.dispose();
-    });
+    const train = await perImage((step) => trainStep(model, data, indices, augmentation, 0, step, precision));
+    const predict = await perImage(async () => evaluate(model, data, batchSize));
     return { train, predict };
   } finally {
-    tf.dispose([x, y]);
+    tf.dispose([data.x, data.y]);
     model.dispose();
   }
 }
@@ -381,9 +381,9 @@ export async function makePlan(options: PlanOptions): Promise<{ trained: string[
 /** The cost of each item's network, measured once per network on this process's threads. */
 export async function measureItemCosts(items: PlanItem[]): Promise<NetworkCost[]> {
   const costs = new Map<string, NetworkCost>();
-  const keyOf = (item: PlanItem) => JSON.stringify([item.network.layers, item.batchSize, item.precision]);
+  const keyOf = (item: PlanItem) => JSON.stringify([item.network.layers, item.batchSize, item.precision, item.augment]);
   for (const item of items) {
-    if (!costs.has(keyOf(item))) costs.set(keyOf(item), await measureNetworkCost(item.network, item.batchSize, item.precision));
+    if (!costs.has(keyOf(item))) costs.set(keyOf(item), await measureNetworkCost(item.network, item.batchSize, item.precision, item.augment));
   }
   return items.map((item) => costs.get(keyOf(item))!);
 }
