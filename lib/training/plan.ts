@@ -188,6 +188,7 @@ export class PlanClock {
   /** Each running item's last start or epoch, and whether that was its start. */
   private readonly last = new Map<number, { at: number; start: boolean }>();
   private readonly finished = new Set<number>();
+  private starting = true;
 
   constructor(private readonly estimates: number[], private readonly schedule: PlanSchedule) {
     this.done = estimates.map(() => 0);
@@ -216,11 +217,17 @@ export class PlanClock {
     this.finished.add(k);
   }
 
+  /** Item `k` failed: the plan starts nothing more, so only the running items are left. */
+  failed(k: number): void {
+    this.last.delete(k);
+    this.starting = false;
+  }
+
   /** Wall seconds left: the estimates' remainders at each item's pace, as the plan schedules them. */
   remaining(): number {
     const pace = (k: number) => (this.pacedEstimates[k] > 0 ? this.pacedActuals[k] / this.pacedEstimates[k] : 1);
     const left = this.estimates.map((e, k) => (this.finished.has(k) ? 0 : Math.max(0, e - this.done[k]) * pace(k)));
-    const order = this.schedule.order.filter((k) => !this.finished.has(k));
+    const order = this.starting ? this.schedule.order.filter((k) => !this.finished.has(k)) : [];
     return scheduleSeconds(left, order, this.schedule.jobs, this.schedule.dependsOn, [...this.last.keys()]);
   }
 }
@@ -360,6 +367,7 @@ export async function makePlan(options: PlanOptions): Promise<{ trained: string[
       },
       (error: Error) => {
         failures.push(new Error(`${d.name}: ${error.message}`));
+        clock.failed(k);
       },
     );
     running.set(k, work.finally(() => running.delete(k)));

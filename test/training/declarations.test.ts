@@ -438,6 +438,14 @@ describe("makePlan on a tiny profile", () => {
     assert.equal(twoJobs.remaining(), 300, "a finished item counts nothing; 2 as estimated, 60, 1 alone sets the end");
     twoJobs.epochEnded(1, 200, 225); // 1 catches up (175 s for 250 estimated) and has nothing left
     assert.equal(twoJobs.remaining(), 60, "2 is now the end");
+
+    const failing = new PlanClock([100, 300, 60], { order: [1, 0, 2], jobs: 2, dependsOn: [[], [], []] });
+    failing.started(1, 0);
+    failing.started(0, 0);
+    failing.failed(0);
+    assert.equal(failing.remaining(), 300, "after a failure the plan starts nothing: 1 alone is left");
+    failing.finish(1);
+    assert.equal(failing.remaining(), 0, "2 never starts");
   });
 
   it("schedules items on jobs as the plan starts them: the next ready one in order as a job frees", () => {
