@@ -396,6 +396,9 @@ describe("makePlan on a tiny profile", () => {
     };
     const outcome = await makePlan({ ...base, secondsPerImage: undefined, measurer, runner, log: (line) => lines.push(line) });
     assert.deepEqual(timed, [{ names: ["a", "b", "s", "t"], threads: 1 }]);
+    const none = { declarations: loadDeclarations(declarationsDir([])), root };
+    assert.deepEqual((await makePlan({ ...base, context: none, secondsPerImage: undefined, measurer, runner, log: () => {} })).trained, []);
+    assert.equal(timed.length, 1, "with nothing to make, nothing is timed");
     assert.match(lines[1], /^plan \(standard\): 4 declarations, 0 finished, 4 to make \(\d+ epochs\); estimated .+ on 2 jobs of 1 thread$/);
     assert.equal(events[0], "start s on 1", "the study that t waits for goes first, on half the cores");
     assert.ok(events.indexOf("start t on 1") > events.indexOf("end s"), "t starts after s is made");
