@@ -319,8 +319,8 @@ export async function makePlan(options: PlanOptions): Promise<{ trained: string[
   const jobsText = `${jobs} job${jobs > 1 ? "s" : ""} of ${threads} thread${threads > 1 ? "s" : ""}`;
   if (pending.length > 0 && options.secondsPerImage === undefined) log(`plan (${profile}): timing ${pending.length} declarations' networks on ${jobsText} ...`);
   const fixed = options.secondsPerImage;
-  const costs =
-    fixed !== undefined || pending.length === 0 ? pending.map(() => ({ train: fixed ?? 0, predict: fixed ?? 0 })) : await (options.measurer ?? measureItemCosts)(pending, threads);
+  const measure = options.measurer ?? measureItemCosts;
+  const costs = fixed !== undefined ? pending.map(() => ({ train: fixed, predict: fixed })) : pending.length > 0 ? await measure(pending, threads) : [];
   const perItem = items.map((item) => (item.epochsLeft > 0 ? itemEstimate(item, costs[pending.indexOf(item)]) : { perEpoch: 0, final: 0 }));
   const estimates = items.map((item, k) => item.epochsLeft * perItem[k].perEpoch + perItem[k].final);
 
