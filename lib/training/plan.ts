@@ -102,20 +102,35 @@ export interface NetworkCost {
 }
 
 /**
- * A network's cost per image, measured by the training loop's own calls: a few training steps
- * (batch gathered and augmented as the recipe asks) and validations of one batch of random
- * images, after a warm-up (the first calls compile kernels and allocate).
+ * Each phase of a measurement: at least this many calls and this many seconds. The warm-up is
+ * long because a process's first steps run slow (kernels compiled, memory touched first): `ann`'s
+ * steps 3-5 took 1.5x its steady step, which it reached after ~20 steps (~0.3 s, one thread).
  */
-export async function measureNetworkCost(network: ModelConfig, batchSize: number, precision: Precision = "fp32", augment: AugmentConfig | null = null, steps = 3): Promise<NetworkCost> {
+const MEASUREMENT_PHASE = { calls: 5, seconds: 1 };
+
+/**
+ * A network's cost per image, measured by the training loop's own calls: training steps (batch
+ * gathered and augmented as the recipe asks) and validations of one batch of random images,
+ * each timed over a phase after a warm-up phase (MEASUREMENT_PHASE).
+ */
+export async function measureNetworkCost(network: ModelConfig, batchSize: number, precision: Precision = "fp32", augment: AugmentConfig | null = null): Promise<NetworkCost> {
   const model = buildModel(network, { seed: 1 });
   const data = { x: tf.randomUniform([batchSize, ...network.inputShape]) as tf.Tensor4D, y: tf.tensor1d(Array.from({ length: batchSize }, (_, i) => i % 10), "float32") };
   const indices = Array.from({ length: batchSize }, (_, i) => i);
   const augmentation = augment ? augmenter(augment, 1) : undefined;
   const perImage = async (call: (step: number) => Promise<unknown>) => {
-    for (let i = 0; i < 2; i++) await call(i);
-    const started = performance.now();
-    for (let i = 0; i < steps; i++) await call(i);
-    return (performance.now() - started) / 1000 / steps / batchSize;
+    let step = 0;
+    const secondsPerCall = async () => {
+      const started = performance.now();
+      let calls = 0;
+      while (calls < MEASUREMENT_PHASE.calls || performance.now() - started < 1000 * MEASUREMENT_PHASE.seconds) {
+        await call(step++);
+        calls++;
+      }
+      return (performance.now() - started) / 1000 / calls;
+    };
+    await secondsPerCall();
+    return (await secondsPerCall()) / batchSize;
   };
   try {
     const train = await perImage((step) => trainStep(model, data, indices, augmentation, 0, step, precision));
