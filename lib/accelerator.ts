@@ -22,5 +22,5 @@ export { FastActivation, FastBatchNorm, FastConv2D, FastDropout, FastMaxPooling2
 export { FastAdam, FastMomentum } from "./accelerator/optimizer";
 export { FastL1L2, l2Regularizer } from "./accelerator/regularizers";
 export { profileStep, kernelFlops, isGradientWrapper, median, type StepProfile, type KernelTime } from "./accelerator/profile";
-export { oneDnnActive, useOneDnn, ONEDNN_ENV_VAR, BF16_ENV_VAR, CONV_BN_BLOCKS_ENV_VAR, convBnBlocksActive, useConvBnBlocks, bf16Unavailable, effectivePrecision, PRECISIONS, inPrecision, nativePrecision, oneDnnIsa, type Precision } from "./accelerator/native/onednn";
+export { oneDnnActive, useOneDnn, ONEDNN_ENV_VAR, BF16_ENV_VAR, CONV_BN_BLOCKS_ENV_VAR, convBnBlocksActive, useConvBnBlocks, WINNER_GRADIENTS_ENV_VAR, useWinnerGradients, bf16Unavailable, effectivePrecision, PRECISIONS, inPrecision, nativePrecision, oneDnnIsa, type Precision } from "./accelerator/native/onednn";
 export { simdKernelsBuilt } from "./accelerator/wasm/simd";

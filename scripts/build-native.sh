@@ -18,9 +18,9 @@ fi
 # elsewhere never executes AVX2 where there is none.
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
-for loops in pooling first_layer; do
+for loops in pooling first_layer pooled_conv; do
   g++ -O3 -mavx2 -mfma -std=c++17 -fPIC -fopenmp -Wall -c "$dir/$loops.cc" -o "$tmp/$loops.o"
 done
-g++ -O2 -std=c++17 -shared -fPIC -fopenmp -Wall -I"$node_headers" -DNODE_GYP_MODULE_NAME=onednn "$dir/onednn.cc" "$tmp/pooling.o" "$tmp/first_layer.o" -ldnnl -o "$dir/onednn.node.tmp"
+g++ -O2 -std=c++17 -shared -fPIC -fopenmp -Wall -I"$node_headers" -DNODE_GYP_MODULE_NAME=onednn "$dir/onednn.cc" "$tmp/pooling.o" "$tmp/first_layer.o" "$tmp/pooled_conv.o" -ldnnl -o "$dir/onednn.node.tmp"
 mv "$dir/onednn.node.tmp" "$dir/onednn.node"
 echo "build-native: built $dir/onednn.node" >&2

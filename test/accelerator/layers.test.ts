@@ -8,7 +8,7 @@ import { DROPOUT_MASK_KERNEL } from "../../lib/accelerator/wasm/random";
 import { MOVING_AVERAGES_KERNEL } from "../../lib/accelerator/wasm/normalization";
 import {
   bf16Unavailable, CONV_BN_BLOCK_GRAD_KERNEL, CONV_BN_BLOCK_KERNEL, CONV_RELU_POOL_GRAD_KERNEL, CONV_RELU_POOL_KERNEL, inPrecision, nativeImplementations, oneDnnActive, useConvBnBlocks, useOneDnn,
-  useOneDnnBatchNorm,
+  useOneDnnBatchNorm, useWinnerGradients,
 } from "../../lib/accelerator/native/onednn";
 import { maxRelativeError, onBackend } from "../helpers/tensors";
 import { buildModel, presetModel } from "../../lib/models/builder";
@@ -560,6 +560,72 @@ describe("a convolution with bias + relu and its max pool as one op (fuseConvRel
           assert.equal(tf.memory().numTensors, before, "no tensor leaks");
         });
       });
+    });
+  }
+
+  // The backward pass from the pool windows' winners (pooled_conv.h) against oneDNN's over the whole gradient, in the
+  // same op: padding, strides, kernel and window sizes other than cnn3's; with an input gradient, and as a first layer
+  // (none). Eight channels in: a filter row fills whole vectors.
+  const winnerCases = [
+    { kernelSize: 3, padding: "valid", strides: 1, pool: 2, size: 13, first: false },
+    { kernelSize: 5, padding: "same", strides: 1, pool: 3, size: 11, first: false },
+    { kernelSize: 3, padding: "same", strides: 2, pool: 2, size: 12, first: false },
+    { kernelSize: 2, padding: "valid", strides: 2, pool: 2, size: 9, first: false },
+    { kernelSize: 3, padding: "valid", strides: 1, pool: 2, size: 13, first: true },
+    { kernelSize: 5, padding: "same", strides: 2, pool: 3, size: 14, first: true },
+  ] as const;
+  for (const c of winnerCases) {
+    const what = `${c.kernelSize}×${c.kernelSize}, ${c.padding}, stride ${c.strides}, pool ${c.pool}${c.first ? ", first layer" : ""}`;
+    it(`from the pool's winners its fp32 gradients are oneDNN's (${what})`, async (t) => {
+      await initBackend({ force: "wasm" });
+      if (!oneDnnActive()) return t.skip("lib/accelerator/native/onednn.node not built or not loading");
+      const previous = [useOneDnnBatchNorm(true), useConvBnBlocks(true), useWinnerGradients(true)] as const;
+      const model = tf.sequential();
+      // Else a linear 1×1 convolution first (not an op), so that the op's input needs a gradient.
+      if (!c.first) model.add(new FastConv2D({ filters: 8, kernelSize: 1, inputShape: [c.size, c.size, 3], kernelInitializer: tf.initializers.glorotUniform({ seed: 1 }) }));
+      model.add(new FastConv2D({
+        ...(c.first ? { inputShape: [c.size, c.size, 8] } : {}),
+        filters: 16, kernelSize: c.kernelSize, padding: c.padding, strides: c.strides, activation: "relu",
+        kernelInitializer: tf.initializers.glorotUniform({ seed: 2 }), biasInitializer: tf.initializers.randomNormal({ seed: 4 }),
+      }));
+      model.add(new FastMaxPooling2D({ poolSize: c.pool }));
+      model.add(tf.layers.flatten());
+      model.add(tf.layers.dense({ units: 10, kernelInitializer: tf.initializers.glorotUniform({ seed: 3 }) }));
+      assert.equal(fuseConvReluPools(model), 1);
+      const random = seededRandom(c.size);
+      const channels = c.first ? 8 : 3;
+      const x = tf.tensor4d(Float32Array.from({ length: 6 * c.size * c.size * channels }, () => 2 * random() - 1), [6, c.size, c.size, channels]);
+      const labels = tf.oneHot(tf.tensor1d([0, 1, 2, 3, 4, 5], "int32"), 10);
+      const step = (winners: boolean) => {
+        useWinnerGradients(winners);
+        nativeImplementations().clear();
+        return tf.tidy(() => {
+          const { value, grads } = tf.variableGrads(() => tf.losses.softmaxCrossEntropy(labels, model.apply(x, { training: true }) as tf.Tensor) as tf.Scalar);
+          return {
+            loss: value.dataSync()[0],
+            gradients: Object.keys(grads).sort().map((name) => grads[name].dataSync().slice() as Float32Array),
+            implementation: nativeImplementations().get(CONV_RELU_POOL_GRAD_KERNEL) ?? "",
+          };
+        });
+      };
+      try {
+        await inPrecision("fp32", async () => {
+          const [winners, whole] = [step(true), step(false)];
+          assert.match(winners.implementation, /winners/);
+          assert.doesNotMatch(whole.implementation, /winners/);
+          assert.equal(winners.loss, whole.loss);
+          winners.gradients.forEach((g, i) => {
+            assert.ok(g.some((v) => v !== 0), `gradient ${i} is not all zeros`);
+            assert.ok(maxRelativeError(g, whole.gradients[i]) < 1e-5, `gradient ${i}: ${maxRelativeError(g, whole.gradients[i])}`);
+          });
+        });
+      } finally {
+        useOneDnnBatchNorm(previous[0]);
+        useConvBnBlocks(previous[1]);
+        useWinnerGradients(previous[2]);
+        tf.dispose([x, labels]);
+        model.dispose();
+      }
     });
   }
 

@@ -33,6 +33,7 @@
 
 #include "oneapi/dnnl/dnnl.hpp"
 #include "first_layer.h"
+#include "pooled_conv.h"
 #include "pooling.h"
 
 namespace {
@@ -823,9 +824,14 @@ struct ConvPoolEntry {
   bool firstLayerLoops = false;
   memory dzFp32;
   dnnl::reorder dzToFp32;
-  std::string impl;
+  // The backward pass from the pool windows' winners alone (pooled_conv.h), where it fits and winnerGradients is on.
+  pooledconv::Geometry winners;
+  bool winnersFit = false;
+  std::string impl, winnersImpl;
 };
 std::map<std::string, ConvPoolEntry> convPools;
+// Whether the conv + relu + pool op's backward pass runs from the windows' winners (setWinnerGradients), where they fit.
+bool winnerGradients = true;
 
 ConvPoolEntry makeConvPool(const Geometry& g, memory::dim poolHeight, memory::dim poolWidth) {
   if (poolHeight < 1 || poolWidth < 1 || poolHeight > g.outHeight || poolWidth > g.outWidth)
@@ -883,6 +889,10 @@ ConvPoolEntry makeConvPool(const Geometry& g, memory::dim poolHeight, memory::di
     c.dzToFp32 = dnnl::reorder(c.dz, c.dzFp32);
   }
   c.impl = std::string(f.impl_info_str()) + ", " + c.pool.impl + (bf16 ? " (bf16 inside)" : " (fp32)");
+  c.winners = {g.batch, g.height, g.width, g.channels, g.kh, g.kw, g.filters, g.outHeight, g.outWidth, g.strideH, g.strideW, g.top, g.left,
+               poolHeight, poolWidth};
+  c.winnersFit = g.dilationH == 1 && g.dilationW == 1 && pooledconv::fits(c.winners);
+  c.winnersImpl = c.impl + ", gradients from the pool's winners (addon loops, fp32)";
   return c;
 }
 
@@ -938,6 +948,13 @@ void ConvPoolBackward(const FunctionCallbackInfo<Value>& args) {
     const HeapTensors tensor(args, 4, 8);
     char* heap = tensor.heap;
     const Geometry& g = c.g;
+    if (winnerGradients && c.winnersFit) {
+      pooledconv::gradients(c.winners, reinterpret_cast<const float*>(tensor.data(1)), tensor.data(3), bf16, reinterpret_cast<const float*>(tensor.data(0)),
+                            reinterpret_cast<const float*>(tensor.data(2)), reinterpret_cast<float*>(tensor.data(6)), reinterpret_cast<float*>(tensor.data(7)),
+                            tensor.present(5) ? reinterpret_cast<float*>(tensor.data(5)) : nullptr);
+      setImpl(args, c.winnersImpl);
+      return;
+    }
     c.pool.backward.execute(stream(), {{DNNL_ARG_DIFF_DST, c.gradient.from(tensor(0, c.y), heap, 0)}, {DNNL_ARG_WORKSPACE, tensor(4, c.pool.workspace)},
                                        {DNNL_ARG_DIFF_SRC, c.dz}});
     c.reluGrad.execute(stream(), {{DNNL_ARG_DST, tensor(3, c.activation)}, {DNNL_ARG_DIFF_DST, c.dz}, {DNNL_ARG_DIFF_SRC, c.dz}});
@@ -1031,6 +1048,12 @@ void SetBf16(const FunctionCallbackInfo<Value>& args) {
   guarded(args, [&] { bf16 = args[0]->BooleanValue(args.GetIsolate()); });
 }
 
+// setWinnerGradients(on): whether the conv + relu + pool op's backward pass runs from the pool windows' winners (pooled_conv.h)
+// where it fits, or as oneDNN's pool, relu and convolution gradients over the whole output.
+void SetWinnerGradients(const FunctionCallbackInfo<Value>& args) {
+  guarded(args, [&] { winnerGradients = args[0]->BooleanValue(args.GetIsolate()); });
+}
+
 // conversionCounts() → [bf16 conversions made, conversions avoided by the pool] since the addon loaded.
 void ConversionCounts(const FunctionCallbackInfo<Value>& args) {
   Isolate* isolate = args.GetIsolate();
@@ -1057,6 +1080,7 @@ void Isa(const FunctionCallbackInfo<Value>& args) {
 
 void Initialize(Local<v8::Object> exports) {
   NODE_SET_METHOD(exports, "setBf16", SetBf16);
+  NODE_SET_METHOD(exports, "setWinnerGradients", SetWinnerGradients);
   NODE_SET_METHOD(exports, "isa", Isa);
   NODE_SET_METHOD(exports, "conversionCounts", ConversionCounts);
   NODE_SET_METHOD(exports, "matMul", MatMul);

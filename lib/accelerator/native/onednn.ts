@@ -50,6 +50,8 @@ interface OneDnnAddon {
   batchNormWorkspaceBytes(rows: number, channels: number, epsilon: number): number;
   /** From now on products read bf16 operands (fp32 accumulation and results), or fp32 again. */
   setBf16(on: boolean): void;
+  /** Whether convPoolBackward runs from the pool windows' winners (pooled_conv.h) where that fits. */
+  setWinnerGradients(on: boolean): void;
   /** The instruction set oneDNN dispatches to here, e.g. "avx512_core_amx". */
   isa(): string;
   /** [bf16 conversions made, conversions the addon's pool of copies avoided] since it loaded. */
@@ -488,6 +490,21 @@ export function useConvBnBlocks(on: boolean): boolean {
   return previous;
 }
 
+/**
+ * `TFJS_WINNER_GRADIENTS=0` runs the backward pass of a convolution + relu + pool op as oneDNN's pool, relu and
+ * convolution gradients over the whole zero-filled gradient; by default the addon's loops multiply only the pool
+ * windows' winners (lib/accelerator/native/pooled_conv.h: a quarter of the multiply-adds for 2×2 windows, in fp32).
+ */
+export const WINNER_GRADIENTS_ENV_VAR = "TFJS_WINNER_GRADIENTS";
+let winnerGradients = process.env[WINNER_GRADIENTS_ENV_VAR] !== "0";
+
+/** Turns the winners' gradients of the convolution + relu + pool op on or off (default: WINNER_GRADIENTS_ENV_VAR); returns the previous setting. */
+export function useWinnerGradients(on: boolean): boolean {
+  const previous = winnerGradients;
+  winnerGradients = on;
+  return previous;
+}
+
 /** Whether a training step runs a block (two convolution + batch norm + relu layers; a convolution + relu + pool) as one op now. */
 export const convBnBlocksActive = (): boolean =>
   convBnBlocks && oneDnnBatchNorm() && typeof addon?.blockForward === "function" && typeof addon.convPoolForward === "function";
@@ -651,6 +668,7 @@ export function convReluPoolGrad(args: KernelArgs): TensorInfo[] {
   const [dFilter, dBias, dx] = outputs;
   const at = (t: TensorInfo | undefined) => (t ? heapOffset(backend, t) : -1);
   const tensors = [dy, x, filter, activation, poolWorkspace, dx, dFilter, dBias];
+  addon!.setWinnerGradients(winnerGradients);
   implementations.set(CONV_RELU_POOL_GRAD_KERNEL, addon!.convPoolBackward(buffer(backend), g, ...attrs.pool, Float64Array.from(tensors.map(at)), conversionKey(x)));
   return outputs;
 }
