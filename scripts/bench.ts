@@ -1,5 +1,5 @@
 /**
- * npm run bench -- [--json] [--models cnn3,ann] [--repeats N] [--steps N] [--batch-size N] [--optimizer adam|sgd-nesterov] [--torch] [--profile] [--compare-wasm] [--compare-blocks] [--bf16]
+ * npm run bench -- [--json] [--models cnn3,ann] [--repeats N] [--steps N] [--batch-size N] [--optimizer adam|sgd-nesterov] [--torch] [--profile] [--compare-wasm] [--compare-blocks] [--compare-winners] [--bf16]
  *
  * Training and inference throughput (images/s) of reference models on the running backend:
  * each figure is the median of several timed repeats after a warm-up. A benchmark, not a
@@ -17,9 +17,9 @@ import { requireOneOf } from "../lib/tooling/checks";
 import { augmenter, STANDARD_AUGMENTATION } from "../lib/data/augment";
 import { buildModel, OPTIMIZERS, presetModel, type OptimizerName } from "../lib/models/builder";
 import { median, profileStep, type StepProfile } from "../lib/accelerator";
-import { bf16Unavailable, convBnBlocksActive, inPrecision, oneDnnActive, useConvBnBlocks, useOneDnn } from "../lib/accelerator";
+import { bf16Unavailable, convBnBlocksActive, inPrecision, oneDnnActive, useConvBnBlocks, useOneDnn, useWinnerGradients } from "../lib/accelerator";
 
-const USAGE = `Usage: npm run bench -- [--json] [--models cnn3,ann,cnn3-bn] [--repeats N] [--steps N] [--batch-size N] [--optimizer adam|sgd-nesterov] [--torch] [--profile] [--compare-wasm] [--compare-blocks] [--bf16]
+const USAGE = `Usage: npm run bench -- [--json] [--models cnn3,ann,cnn3-bn] [--repeats N] [--steps N] [--batch-size N] [--optimizer adam|sgd-nesterov] [--torch] [--profile] [--compare-wasm] [--compare-blocks] [--compare-winners] [--bf16]
 
   --models LIST     comma-separated model names (default cnn3,ann,cnn3-bn; cnn3 is the capstone CNN)
   --repeats N       timed repeats per figure; the median is reported (default 5)
@@ -41,6 +41,9 @@ const USAGE = `Usage: npm run bench -- [--json] [--models cnn3,ann,cnn3-bn] [--r
   --compare-blocks  also time each model's training steps with its block ops (two convolution + batch norm + relu
                     layers and their pool, vgg-bn's; a convolution + relu and its pool, cnn3's) run layer by layer
                     (in bf16 too with --bf16), alternating with the default in the same repeats
+  --compare-winners also time each model's training steps with a convolution + relu + pool op's gradients
+                    computed by oneDNN over the whole output, not from the pool's winners (cnn3's second
+                    layer), likewise
   --bf16            also time each model with bf16 products (oneDNN, fp32 accumulation; where the
                     CPU has AVX512-BF16 or AMX-BF16), alternating with fp32 in the same repeats;
                     --profile then profiles the bf16 step
@@ -65,7 +68,18 @@ interface ModelBench {
   /** With --bf16: the same model with bf16 products, timed in the same repeats. */
   bf16?: Variant;
   /** With --compare-blocks: training images/s with the block op off (layer by layer), fp32 and with --bf16 bf16, in the same repeats. */
-  layerByLayer?: { trainImagesPerSec: number; trainRepeats: number[]; bf16?: { trainImagesPerSec: number; trainRepeats: number[] } };
+  layerByLayer?: SettingOff;
+  /** With --compare-winners: the same with the convolution + relu + pool op's gradients over the whole output (oneDNN's). */
+  wholeGradient?: SettingOff;
+}
+
+/** Training images/s with a setting off, fp32 and with --bf16 bf16, in the same repeats as the default. */
+interface SettingOff {
+  trainImagesPerSec: number;
+  trainRepeats: number[];
+  /** Medians of the default's repeats over these, paired. */
+  ratio: number;
+  bf16?: { trainImagesPerSec: number; trainRepeats: number[]; ratio: number };
 }
 
 /** The variants of each model timed beside its default training steps. */
@@ -73,6 +87,7 @@ interface BenchVariants {
   compareWasm: boolean;
   bf16: boolean;
   compareBlocks: boolean;
+  compareWinners: boolean;
 }
 
 interface Variant {
@@ -127,8 +142,18 @@ async function withSetting<T>(use: (on: boolean) => boolean, on: boolean, measur
 
 /** Runs `measure` on the wasm kernels alone (oneDNN's native ones off). */
 const onWasmOnly = <T>(measure: () => Promise<T>) => withSetting(useOneDnn, false, measure);
-/** Runs `measure` with the block ops' layers run one by one (the block ops off). */
-const layerByLayer = <T>(measure: () => Promise<T>) => withSetting(useConvBnBlocks, false, measure);
+/** How the log names each setting off. */
+const SETTING_OFF_LABELS = { layerByLayer: "layer by layer", wholeGradient: "whole gradient" };
+/** The settings --compare-blocks and --compare-winners time off: each runs `measure` with its setting off. */
+const SETTINGS_OFF = {
+  /** The block ops' layers run one by one. */
+  layerByLayer: <T>(measure: () => Promise<T>) => withSetting(useConvBnBlocks, false, measure),
+  /** The convolution + relu + pool op's backward pass over the whole output, by oneDNN. */
+  wholeGradient: <T>(measure: () => Promise<T>) => withSetting(useWinnerGradients, false, measure),
+};
+
+/** The median of the ratios of paired repeats (ours r-th over theirs r-th). */
+const pairedRatio = (ours: number[], theirs: number[]) => median(ours.map((v, i) => v / theirs[i]));
 
 /** A variant's repeats and medians. */
 const variant = (train: number[], infer: number[]): Variant => ({ trainImagesPerSec: median(train), inferImagesPerSec: median(infer), trainRepeats: train, inferRepeats: infer });
@@ -139,7 +164,7 @@ async function benchModel(
   steps: number,
   batchSize: number,
   profile: boolean,
-  { compareWasm, bf16, compareBlocks }: BenchVariants,
+  { compareWasm, bf16, compareBlocks, compareWinners }: BenchVariants,
   optimizer: OptimizerName,
   log: (s: string) => void,
   beforeRepeat?: () => Promise<void>,
@@ -151,10 +176,13 @@ async function benchModel(
   await inferOnce();
   if (compareWasm) await onWasmOnly(async () => (await trainOnce(false), await inferOnce()));
   if (bf16) await inPrecision("bf16", async () => (await trainOnce(false), await inferOnce()));
-  if (compareBlocks) await layerByLayer(() => trainOnce(false));
-  if (compareBlocks && bf16) await inPrecision("bf16", () => layerByLayer(() => trainOnce(false)));
-  const layersTrain: number[] = [];
-  const layersBf16Train: number[] = [];
+  const settingsOff = (Object.keys(SETTINGS_OFF) as (keyof typeof SETTINGS_OFF)[]).filter((k) => (k === "layerByLayer" ? compareBlocks : compareWinners));
+  // Per setting off: its fp32 and bf16 training repeats.
+  const offRepeats = new Map(settingsOff.map((k) => [k, { fp32: [] as number[], bf16: [] as number[] }]));
+  for (const k of settingsOff) {
+    await SETTINGS_OFF[k](() => trainOnce(false));
+    if (bf16) await inPrecision("bf16", () => SETTINGS_OFF[k](() => trainOnce(false)));
+  }
   const trainRepeats: number[] = [];
   const trainAugmentedRepeats: number[] = [];
   const inferRepeats: number[] = [];
@@ -191,15 +219,16 @@ async function benchModel(
         bf16Infer.push(await inPrecision("bf16", inferOnce));
       });
     }
-    if (compareBlocks) {
+    for (const k of settingsOff) {
+      const off = SETTINGS_OFF[k];
       variants.push(async () => {
-        await layerByLayer(timers.step);
-        layersTrain.push(await layerByLayer(() => trainOnce(false)));
+        await off(timers.step);
+        offRepeats.get(k)!.fp32.push(await off(() => trainOnce(false)));
       });
       if (bf16) {
         variants.push(async () => {
-          await inPrecision("bf16", () => layerByLayer(timers.step));
-          layersBf16Train.push(await inPrecision("bf16", () => layerByLayer(() => trainOnce(false))));
+          await inPrecision("bf16", () => off(timers.step));
+          offRepeats.get(k)!.bf16.push(await inPrecision("bf16", () => off(() => trainOnce(false))));
         });
       }
     }
@@ -209,7 +238,12 @@ async function benchModel(
         `infer ${inferRepeats[r].toFixed(0)} img/s` +
         (compareWasm ? `; wasm kernels alone: train ${wasmTrain[r].toFixed(0)}, infer ${wasmInfer[r].toFixed(0)} img/s` : "") +
         (bf16 ? `; bf16: train ${bf16Train[r].toFixed(0)}, infer ${bf16Infer[r].toFixed(0)} img/s` : "") +
-        (compareBlocks ? `; layer by layer: train ${layersTrain[r].toFixed(0)}${bf16 ? `, bf16 ${layersBf16Train[r].toFixed(0)}` : ""} img/s` : ""),
+        settingsOff
+          .map((k) => {
+            const { fp32, bf16: inBf16 } = offRepeats.get(k)!;
+            return `; ${SETTING_OFF_LABELS[k]}: train ${fp32[r].toFixed(0)}${bf16 ? `, bf16 ${inBf16[r].toFixed(0)}` : ""} img/s`;
+          })
+          .join(""),
     );
   }
   const result: ModelBench = {
@@ -225,9 +259,10 @@ async function benchModel(
   };
   if (compareWasm) result.wasmOnly = variant(wasmTrain, wasmInfer);
   if (bf16) result.bf16 = variant(bf16Train, bf16Infer);
-  if (compareBlocks) {
-    const timed = (repeats: number[]) => ({ trainImagesPerSec: median(repeats), trainRepeats: repeats });
-    result.layerByLayer = { ...timed(layersTrain), ...(bf16 ? { bf16: timed(layersBf16Train) } : {}) };
+  for (const k of settingsOff) {
+    const { fp32, bf16: inBf16 } = offRepeats.get(k)!;
+    const timed = (repeats: number[], defaults: number[]) => ({ trainImagesPerSec: median(repeats), trainRepeats: repeats, ratio: pairedRatio(defaults, repeats) });
+    result[k] = { ...timed(fp32, trainRepeats), ...(bf16 ? { bf16: timed(inBf16, bf16Train) } : {}) };
   }
   if (profile) {
     log(`  ${name}: profiling ${repeats} ${bf16 ? "bf16 " : ""}training steps ...`);
@@ -327,6 +362,7 @@ runCommand(USAGE, async () => {
       profile: { type: "boolean", default: false },
       "compare-wasm": { type: "boolean", default: false },
       "compare-blocks": { type: "boolean", default: false },
+      "compare-winners": { type: "boolean", default: false },
       bf16: { type: "boolean", default: false },
     },
     process.argv.slice(2),
@@ -368,16 +404,17 @@ runCommand(USAGE, async () => {
   const withBf16 = values.bf16;
   const noBf16 = bf16Unavailable();
   if (withBf16 && noBf16) throw new Error(`--bf16: ${noBf16}.`);
-  const compareBlocks = values["compare-blocks"];
-  if (compareBlocks && !convBnBlocksActive()) {
-    throw new Error("--compare-blocks: the block op does not run here (it needs the native addon, with batch norm in oneDNN: not TFJS_ONEDNN_BATCH_NORM=0).");
+  const compareBlocks = values["compare-blocks"], compareWinners = values["compare-winners"];
+  if ((compareBlocks || compareWinners) && !convBnBlocksActive()) {
+    const flag = compareBlocks ? "--compare-blocks" : "--compare-winners";
+    throw new Error(`${flag}: the block ops do not run here (they need the native addon, with batch norm in oneDNN: not TFJS_ONEDNN_BATCH_NORM=0).`);
   }
   const results: ModelBench[] = [];
   for (const name of models) {
     const paired = torchModels.includes(name);
     if (paired) log(`  ${name}: each repeat after PyTorch's (${torchPrecisions.join(" and ")}, ${threads} threads)`);
     const beforeRepeat = paired ? torchRepeat(name) : undefined;
-    results.push(await benchModel(name, repeats, steps, batchSize, values.profile, { compareWasm, bf16: withBf16, compareBlocks }, optimizer, log, beforeRepeat));
+    results.push(await benchModel(name, repeats, steps, batchSize, values.profile, { compareWasm, bf16: withBf16, compareBlocks, compareWinners }, optimizer, log, beforeRepeat));
   }
   const augmentation = { pipeline: STANDARD_AUGMENTATION, ...(await benchAugmentation(repeats, steps, batchSize)) };
 
@@ -386,8 +423,7 @@ runCommand(USAGE, async () => {
   // How much longer a training step of the capstone CNN takes with batch norm after each layer.
   const batchNormStepRatio = capstone && withBatchNorm ? capstone.trainImagesPerSec / withBatchNorm.trainImagesPerSec : null;
   // Each PyTorch figure against this project's for the same network: medians of PyTorch's repeats and of the
-  // ratios of paired repeats (the project's r-th against PyTorch's r-th).
-  const pairedRatio = (ours: number[], theirs: number[]) => median(ours.map((v, i) => v / theirs[i]));
+  // ratios of paired repeats (pairedRatio).
   const torch = torchModels.flatMap((model) =>
     torchPrecisions.map((precision) => {
       const runs = torchRepeats.get(`${model}/${precision}`)!;
@@ -436,6 +472,7 @@ runCommand(USAGE, async () => {
         [
           "model", "parameters", "train img/s", "train+augment img/s", "infer img/s", ...(compareWasm ? ["wasm alone: train", "infer"] : []),
           ...(withBf16 ? ["bf16: train", "infer"] : []), ...(compareBlocks ? ["layer by layer: train", ...(withBf16 ? ["bf16"] : [])] : []),
+          ...(compareWinners ? ["whole gradient: train", ...(withBf16 ? ["bf16"] : [])] : []),
         ],
         results.map((r) => [
           r.model, formatCount(r.parameters), r.trainImagesPerSec.toFixed(0),
@@ -452,14 +489,12 @@ runCommand(USAGE, async () => {
                 `${r.bf16.inferImagesPerSec.toFixed(0)} (${(r.bf16.inferImagesPerSec / r.inferImagesPerSec).toFixed(2)}×)`,
               ]
             : []),
-          ...(r.layerByLayer
-            ? [
-                `${r.layerByLayer.trainImagesPerSec.toFixed(0)} (the block op ${(r.trainImagesPerSec / r.layerByLayer.trainImagesPerSec).toFixed(2)}×)`,
-                ...(r.layerByLayer.bf16 && r.bf16
-                  ? [`${r.layerByLayer.bf16.trainImagesPerSec.toFixed(0)} (${(r.bf16.trainImagesPerSec / r.layerByLayer.bf16.trainImagesPerSec).toFixed(2)}×)`]
-                  : []),
-              ]
-            : []),
+          ...(["layerByLayer", "wholeGradient"] as const).flatMap((k) => {
+            const off = r[k];
+            if (!off) return [];
+            const on = k === "layerByLayer" ? "the block op" : "the winners'";
+            return [`${off.trainImagesPerSec.toFixed(0)} (${on} ${off.ratio.toFixed(2)}×)`, ...(off.bf16 ? [`${off.bf16.trainImagesPerSec.toFixed(0)} (${off.bf16.ratio.toFixed(2)}×)`] : [])];
+          }),
         ]),
       ),
       "",
