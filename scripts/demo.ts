@@ -14,8 +14,8 @@ import { build } from "esbuild";
 import { parseCommandLine, positiveInt, runCommand, UsageError, usageCheck } from "../lib/tooling/cli";
 import { PROJECT_ROOT } from "../lib/tooling/paths";
 import { loadDataset, imagePixels, type Dataset } from "../lib/data/datasets";
-import { resolveModelDir, readRecord, type RunRecord } from "../lib/training/records";
-import { parseProfile, planOf, runDir, type Profile } from "../lib/training/declarations";
+import { resolveModelDir, type RunRecord } from "../lib/training/records";
+import { declaredRunRecord, parseProfile, planOf, type Profile } from "../lib/training/declarations";
 import { bestByValidation } from "../lib/evaluation/selection";
 
 const USAGE = `Usage: npm run demo -- [--model DIR] [--port N] [--profile NAME]
@@ -33,8 +33,8 @@ async function defaultModel(profile: Profile): Promise<string> {
   const runs: { dir: string; record: RunRecord }[] = [];
   for (const d of planOf(profile)) {
     if (d.kind !== "run" || d.dataset !== "fashion") continue;
-    const record = await readRecord(runDir(d.name, profile));
-    if (record?.status === "finished" && record.validation) runs.push({ dir: runDir(d.name, profile), record });
+    const { dir, record, stale } = await declaredRunRecord(d, { profile });
+    if (!stale && record?.status === "finished" && record.validation) runs.push({ dir, record });
   }
   const best = bestByValidation(runs, (r) => ({ valAccuracy: r.record.validation!.accuracy, valLoss: r.record.validation!.loss }));
   if (!best) {

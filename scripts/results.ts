@@ -38,18 +38,18 @@ runCommand(USAGE, async () => {
     return;
   }
   const rows = await resultRows(profile);
-  if (values.json) {
-    process.stdout.write(JSON.stringify({ profile, machine: machineLine(), rows }, null, 2) + "\n");
-    return;
-  }
-  if (values.markdown) {
+  if (values.json) process.stdout.write(JSON.stringify({ profile, machine: machineLine(), rows }, null, 2) + "\n");
+  else if (values.markdown) {
     process.stdout.write(
       `${markdownTable(RESULT_COLUMNS, rows.map(resultCells))}\n\n` +
         `\`${command}\` (${profile} profile), ${machineLine()}. Each run: \`npm run train -- --experiment NAME${profile === "standard" ? "" : ` --profile ${profile}`}\`.\n`,
     );
-    return;
-  }
-  process.stdout.write(textTable(RESULT_COLUMNS, rows.map(resultCells)) + "\n");
-  const missing = rows.filter((r) => r.status !== "finished");
+  } else process.stdout.write(textTable(RESULT_COLUMNS, rows.map(resultCells)) + "\n");
+  const missing = rows.filter((r) => r.status === "missing" || r.status === "running");
+  const stale = rows.filter((r) => r.status === "stale");
   if (missing.length > 0) process.stderr.write(`${missing.length} of ${rows.length} runs not finished: \`npm run plan${profile === "standard" ? "" : ` -- --profile ${profile}`}\` makes them.\n`);
+  if (stale.length > 0) {
+    const names = stale.map((r) => r.run).join(", ");
+    process.stderr.write(`${names}: trained by another version of ${stale.length === 1 ? "its declaration" : "their declarations"} (scores not shown); delete ${stale.length === 1 ? "its folder" : "their folders"} under runs/ and \`npm run plan\` trains the declared ${stale.length === 1 ? "run" : "runs"}.\n`);
+  }
 });

@@ -5,10 +5,10 @@
  */
 import os from "node:os";
 import { readCurrentEnsemble } from "../training/ensembles";
-import { loadDeclarations, planOf, runDir, type Declaration, type EnsembleDeclaration, type Profile, type RunDeclaration } from "../training/declarations";
+import { declaredRunRecord, loadDeclarations, planOf, type Declaration, type EnsembleDeclaration, type Profile, type RunDeclaration } from "../training/declarations";
 import { STANDARD_AUGMENTATION } from "../data/augment";
 import { wilsonInterval } from "./metrics";
-import { readRecord, type RunRecord } from "../training/records";
+import type { RunRecord } from "../training/records";
 
 /** Test accuracies the reference studies publish for the presets they share with this project. */
 export const REFERENCE_TEST_ACCURACY: Readonly<Record<string, number>> = { ann: 0.899, cnn1: 0.918, cnn2: 0.923, cnn3: 0.929 };
@@ -41,7 +41,8 @@ export interface ResultRow {
   testInterval: [number, number] | null;
   trainSeconds: number | null;
   backend: string | null;
-  status: "finished" | "running" | "missing";
+  /** stale: the folder holds a run of another version of the declaration, whose scores are not shown. */
+  status: "finished" | "running" | "missing" | "stale";
   command: string;
 }
 
@@ -76,7 +77,8 @@ export async function resultRows(profile: Profile, declarations: Map<string, Dec
       continue;
     }
     if (d.kind !== "run") continue;
-    const record = await readRecord(runDir(d.name, profile, root));
+    const found = await declaredRunRecord(d, { profile, declarations, root });
+    const record = found.stale ? undefined : found.record;
     const test = record?.test ?? null;
     const interval = test ? wilsonInterval(test.correct, test.images) : null;
     rows.push({
@@ -93,7 +95,7 @@ export async function resultRows(profile: Profile, declarations: Map<string, Dec
       testInterval: interval ? [interval.lower, interval.upper] : null,
       trainSeconds: record ? record.trainSeconds : null,
       backend: record ? backendSummary(record) : null,
-      status: record?.status === "finished" ? "finished" : record ? "running" : "missing",
+      status: found.stale ? "stale" : record?.status === "finished" ? "finished" : record ? "running" : "missing",
       command: experimentCommand(d.name, profile),
     });
   }
@@ -136,7 +138,7 @@ export function resultCells(row: ResultRow): string[] {
     row.parameters === null ? "–" : row.parameters.toLocaleString("en-US"),
     row.bestEpoch === null ? "–" : `${row.bestEpoch}/${row.epochs}`,
     percent(row.valAccuracy),
-    row.testAccuracy === null ? (row.status === "missing" ? "not trained" : row.status) : `${percent(row.testAccuracy)} (${(100 * row.testInterval![0]).toFixed(2)}–${(100 * row.testInterval![1]).toFixed(2)})`,
+    row.testAccuracy === null ? { missing: "not trained", stale: "stale: declaration changed", running: "running", finished: "–" }[row.status] : `${percent(row.testAccuracy)} (${(100 * row.testInterval![0]).toFixed(2)}–${(100 * row.testInterval![1]).toFixed(2)})`,
     row.trainSeconds === null ? "–" : `${Math.round(row.trainSeconds).toLocaleString("en-US")} s`,
     row.backend ?? "–",
   ];

@@ -10,7 +10,7 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { STANDARD_AUGMENTATION, validateAugmentConfig, type AugmentConfig } from "../data/augment";
 import { DATASET_NAMES, loadDataset, type Dataset, type DatasetName } from "../data/datasets";
-import { ensureRun, MAX_LABEL_SMOOTHING, type RunHooks } from "./run";
+import { ensureRun, holdsRun, MAX_LABEL_SMOOTHING, type RunHooks } from "./run";
 import { OPTIMIZERS, presetModel, PRESET_MODELS, type ModelConfig, type OptimizerName } from "../models/builder";
 import { PROJECT_ROOT } from "../tooling/paths";
 import { requireOneOf } from "../tooling/checks";
@@ -531,7 +531,8 @@ export async function ensureExperiment(name: string, context: ExperimentContext)
   if (!inProfile(d, context.profile)) throw new Error(`"${name}" is not in the ${context.profile} profile (its profiles: ${d.profiles.join(", ")}).`);
   const dir = runDir(name, context.profile, context.root);
   if (context.train === false) {
-    const record = await readRecord(dir);
+    const { record, stale } = await declaredRunRecord(d, { ...context, declarations });
+    if (stale) throw staleRun(dir, name);
     if (record?.status !== "finished") throw notMade("Run", name, context.profile);
     return { ...record, dir, experiment: name };
   }
@@ -539,9 +540,33 @@ export async function ensureExperiment(name: string, context: ExperimentContext)
   const data = await datasetFor(d.dataset, context);
   const record = await ensureRun({ config, settings, outDir: dir, dataset: d.dataset, data, hooks: context.hooks }).catch((error: Error) => {
     if (!/holds a different run/.test(error.message)) throw error;
-    throw new Error(`${dir} was trained by another version of experiments/${name}.json (its model, recipe or dataset changed since); delete the folder to train the declared one, or give the changed declaration a new name.`);
+    throw staleRun(dir, name);
   });
   return { ...record, dir, experiment: name };
+}
+
+/** The error for a run folder made by another version of its declaration. */
+export const staleRun = (dir: string, name: string) =>
+  new Error(`${dir} was trained by another version of experiments/${name}.json (its model, recipe or dataset changed since); delete the folder to train the declared one, or give the changed declaration a new name.`);
+
+/**
+ * A declared run's record as its folder holds it, and whether it is stale: made by another version of the declaration
+ * (its model, recipe or dataset changed since), so that nothing reads or reports it under the declaration's name. A
+ * run of a study's choice is not called stale before the study is made (ensureExperiment tells then).
+ */
+export async function declaredRunRecord(d: RunDeclaration, context: ExperimentContext): Promise<{ dir: string; record?: RunRecord; stale: boolean }> {
+  const dir = runDir(d.name, context.profile, context.root);
+  const record = await readRecord(dir);
+  // A run that had not finished an epoch is trained again from the start (ensureRun).
+  if (!record || (record.status === "running" && record.history.length === 0)) return { dir, record: undefined, stale: false };
+  let request: { config: ModelConfig; settings: RunSettings };
+  try {
+    request = await runRequestOf(d, { ...context, train: false });
+  } catch (error) {
+    if ("study" in d.model && /is not finished/.test((error as Error).message)) return { dir, record, stale: false };
+    throw error;
+  }
+  return { dir, record, stale: !holdsRun(record, request.config, request.settings, d.dataset) };
 }
 
 /** A declared study's name in a database (`npm run tune -- --storage URL --experiment NAME`): the profile's folder as a prefix, as under studies/. */

@@ -9,11 +9,12 @@ import { performance } from "node:perf_hooks";
 import { tf, type Precision } from "../accelerator";
 import {
   declaration,
+  declaredRunRecord,
   ensureExperiment,
   ensureStudy,
   loadDeclarations,
   planOf,
-  runDir,
+  staleRun,
   studyDir,
   type Declaration,
   type ExperimentContext,
@@ -23,7 +24,7 @@ import {
 } from "./declarations";
 import { buildModel, presetModel, type ModelConfig } from "../models/builder";
 import { ensureEnsemble } from "./ensembles";
-import { describeScores, readRecord } from "./records";
+import { describeScores } from "./records";
 import { halvingPlan, readTrials, TUNABLE_DEFAULTS, tunableModelConfig, withDefaults, type Architecture } from "./tuning";
 import { QUICK_TRAIN_IMAGES, QUICK_VALIDATION_IMAGES } from "./run";
 import { augmenter, STANDARD_AUGMENTATION, TTA_VIEWS, type AugmentConfig } from "../data/augment";
@@ -68,6 +69,7 @@ function costNetwork(d: RunDeclaration | StudyDeclaration, declarations: Map<str
 /** What each of the profile's runs and studies still lacks (finished work counts 0); ensembles train nothing. */
 export async function planItems(profile: Profile, declarations = loadDeclarations(), root?: string): Promise<PlanItem[]> {
   const items: PlanItem[] = [];
+  const stale: Error[] = [];
   for (const d of planOf(profile, declarations)) {
     if (d.kind === "ensemble") continue;
     const { network, batchSize } = costNetwork(d, declarations);
@@ -78,7 +80,9 @@ export async function planItems(profile: Profile, declarations = loadDeclaration
     const shared = { imagesPerEpoch, validationImages, batchSize, network };
     if (d.kind === "run") {
       const epochsTotal = quick ? 1 : d.recipe.epochs;
-      const record = await readRecord(runDir(d.name, profile, root));
+      // A folder of another version of the declaration is refused before anything trains, not read back as finished.
+      const { dir, record, stale: isStale } = await declaredRunRecord(d, { profile, declarations, root });
+      if (isStale) stale.push(staleRun(dir, d.name));
       const done = record?.status === "finished" ? epochsTotal : record?.history.length ?? 0;
       const testImages = TEST_IMAGES * (d.recipe.testTimeAugmentation ? TTA_VIEWS.length : 1);
       const augment = d.recipe.augment === "standard" ? STANDARD_AUGMENTATION : d.recipe.augment;
@@ -92,6 +96,7 @@ export async function planItems(profile: Profile, declarations = loadDeclaration
       items.push({ declaration: d, epochsTotal, epochsLeft: Math.max(0, epochsTotal - done), ...shared, testImages: 0, precision: "fp32", augment: null });
     }
   }
+  if (stale.length > 0) throw new Error(stale.map((e) => e.message).join("\n"));
   return items;
 }
 

@@ -345,6 +345,11 @@ function settingsOf(options: RunOptions): RunSettings {
   return { ...settings, augment: settings.augment ?? null };
 }
 
+/** Whether a record is of this run: the same model, settings and dataset (runIdentity). */
+export function holdsRun(record: RunRecord, config: ModelConfig, settings: RunSettings, dataset: string): boolean {
+  return runIdentity(config, settings, dataset) === runIdentity(record.model, settingsOf(record.options), record.dataset.name);
+}
+
 /**
  * The run in outDir for this request: read back when it already finished with the same model,
  * settings and dataset, resumed when it was interrupted, trained when absent. Lets notebooks
@@ -353,9 +358,7 @@ function settingsOf(options: RunOptions): RunSettings {
 export async function ensureRun(request: Omit<RunRequest, "resume">): Promise<RunRecord> {
   const existing = await readRecord(request.outDir);
   if (!existing || (existing.status === "running" && existing.history.length === 0)) return trainRun(request);
-  const wanted = runIdentity(request.config, request.settings, request.dataset ?? "fashion");
-  const found = runIdentity(existing.model, settingsOf(existing.options), existing.dataset.name);
-  if (wanted !== found) {
+  if (!holdsRun(existing, request.config, request.settings, request.dataset ?? "fashion")) {
     throw new Error(`${request.outDir} holds a different run (model, settings or dataset differ); delete it or choose another folder.`);
   }
   if (existing.status === "finished") {

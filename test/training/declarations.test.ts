@@ -197,11 +197,9 @@ describe("makePlan on a tiny profile", () => {
     const root = tempDir();
     const space = path.join(root, "space.json");
     writeFileSync(space, JSON.stringify({ dropout: { kind: "choice", values: [0.1, 0.3] }, learningRate: { kind: "choice", values: [0.003] } }));
-    const dir = declarationsDir([
-      runJson("a"),
-      { kind: "study", name: "s", title: "tiny study", profiles: ["standard"], space, architecture: "capstone", strategy: "halving", trials: 2, minEpochs: 1, epochs: 2, eta: 2, seed: 3, validationFraction: 0.2 },
-      runJson("t", { model: { study: "s" }, recipe: { ...runJson("t").recipe as object, epochs: 3, learningRate: { timesTuned: 1 } } }),
-    ]);
+    const study = { kind: "study", name: "s", title: "tiny study", profiles: ["standard"], space, architecture: "capstone", strategy: "halving", trials: 2, minEpochs: 1, epochs: 2, eta: 2, seed: 3, validationFraction: 0.2 };
+    const tuned = runJson("t", { model: { study: "s" }, recipe: { ...runJson("t").recipe as object, epochs: 3, learningRate: { timesTuned: 1 } } });
+    const dir = declarationsDir([runJson("a"), study, tuned]);
     const declarations = loadDeclarations(dir);
     const data = stripesDataset();
     const context = { declarations, root, data: { fashion: data } };
@@ -248,6 +246,20 @@ describe("makePlan on a tiny profile", () => {
     assert.deepEqual(rows.map((r) => [r.run, r.status]), [["a", "finished"], ["t", "finished"]]);
     assert.equal(rows[1].testAccuracy, t?.test?.accuracy);
     assert.match(rows[1].recipe, /^3 ep, one-cycle lr 0\.00300 \(1× tuned\), batch 64, seed 5$/);
+
+    // Declarations changed since (a: 3 epochs; t: twice the tuned rate): their folders hold other versions' runs. The
+    // plan refuses before training anything, naming both, a read-only ensure refuses, and the table shows no scores.
+    const changed = loadDeclarations(declarationsDir([
+      runJson("a", { recipe: { ...runJson("a").recipe as object, epochs: 3 } }), study,
+      { ...tuned, recipe: { ...tuned.recipe, learningRate: { timesTuned: 2 } } },
+    ]));
+    const staleMessage = (name: string) => new RegExp(`${runDir(name, "standard", root)} was trained by another version of experiments/${name}\\.json`);
+    for (const name of ["a", "t"]) await assert.rejects(planItems("standard", changed, root), staleMessage(name));
+    await assert.rejects(makePlan({ profile: "standard", secondsPerImage: 1e-4, context: { ...context, declarations: changed }, log: () => {} }), staleMessage("a"));
+    await assert.rejects(ensureExperiment("a", { ...context, declarations: changed, profile: "standard", train: false }), staleMessage("a"));
+    const staleRows = await resultRows("standard", changed, root);
+    assert.deepEqual(staleRows.map((r) => [r.run, r.status, r.testAccuracy, r.trainSeconds]), [["a", "stale", null, null], ["t", "stale", null, null]]);
+    assert.equal((await readRecord(runDir("a", "standard", root)))?.updatedAt, aBefore?.updatedAt, "nothing was written");
   });
 
   it("an ensemble is made after its members, from the mean of their probabilities, read back, and made again when a member is retrained", async () => {
