@@ -12,7 +12,7 @@ import { BUDGET_COLUMNS, budgetCells, budgetRows, machineLine, markdownTable, RE
 
 const USAGE = `Usage: npm run results -- [--profile quick|standard|extended] [--budgets] [--markdown | --json]
 
-  --profile NAME  whose runs (default standard)
+  --profile NAME  whose runs (default standard; extended with --budgets)
   --budgets       only the runs and ensembles that declare budgetMinutes: training minutes
                   against the budget, test accuracy, and the best PyTorch anchor within it
   --markdown      a markdown table (what the README shows), with the date and machine
@@ -21,14 +21,16 @@ const USAGE = `Usage: npm run results -- [--profile quick|standard|extended] [--
 runCommand(USAGE, async () => {
   const { values } = parseCommandLine(
     {
-      profile: { type: "string", default: "standard" }, budgets: { type: "boolean", default: false },
+      profile: { type: "string" }, budgets: { type: "boolean", default: false },
       markdown: { type: "boolean", default: false }, json: { type: "boolean", default: false },
     },
     process.argv.slice(2),
   );
   if (values.markdown && values.json) throw new UsageError("--markdown and --json exclude each other.");
-  const profile = usageCheck(() => parseProfile(values.profile));
-  const command = `npm run results -- ${profile === "standard" ? "" : `--profile ${profile} `}${values.budgets ? "--budgets " : ""}--markdown`;
+  // The budget recipes are declared in the extended profile.
+  const defaultProfile = values.budgets ? "extended" : "standard";
+  const profile = usageCheck(() => parseProfile(values.profile ?? defaultProfile));
+  const command = `npm run results -- ${profile === defaultProfile ? "" : `--profile ${profile} `}${values.budgets ? "--budgets " : ""}--markdown`;
   if (values.budgets) {
     const rows = await budgetRows(profile);
     if (rows.length === 0) throw new UsageError(`No declaration of the ${profile} profile declares budgetMinutes.`);
