@@ -99,7 +99,13 @@ export async function resultRows(profile: Profile, declarations: Map<string, Dec
       command: experimentCommand(d.name, profile),
     });
   }
-  return rows;
+  // An ensemble with a stale member shows no scores either.
+  const stale = new Set(rows.filter((row) => row.status === "stale").map((row) => row.run));
+  return rows.map((row) => {
+    const d = declarations.get(row.run);
+    if (d?.kind !== "ensemble" || !d.members.some((member) => stale.has(member))) return row;
+    return { ...row, status: "stale", parameters: null, valAccuracy: null, testAccuracy: null, testInterval: null, trainSeconds: null, backend: null };
+  });
 }
 
 /** An ensemble's row: its members' parameters and training time summed, scored from its record (when current). */

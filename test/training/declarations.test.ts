@@ -264,12 +264,10 @@ describe("makePlan on a tiny profile", () => {
 
   it("an ensemble is made after its members, from the mean of their probabilities, read back, and made again when a member is retrained", async () => {
     const root = tempDir();
-    const declarations = loadDeclarations(declarationsDir([
-      runJson("a", { budgetMinutes: 60 }),
-      runJson("b", { recipe: { ...runJson("b").recipe as object, epochs: 1, testTimeAugmentation: true } }),
-      // A budget no training fits: the budget table must say so.
-      { kind: "ensemble", name: "e", title: "a and b", profiles: ["standard"], dataset: "fashion", members: ["a", "b"], budgetMinutes: 1e-9 },
-    ]));
+    const bJson = runJson("b", { recipe: { ...runJson("b").recipe as object, epochs: 1, testTimeAugmentation: true } });
+    // A budget no training fits: the budget table must say so.
+    const ensemble = { kind: "ensemble", name: "e", title: "a and b", profiles: ["standard"], dataset: "fashion", members: ["a", "b"], budgetMinutes: 1e-9 };
+    const declarations = loadDeclarations(declarationsDir([runJson("a", { budgetMinutes: 60 }), bJson, ensemble]));
     const data = stripesDataset();
     const context = { declarations, root, data: { fashion: data } };
     const lines: string[] = [];
@@ -310,6 +308,9 @@ describe("makePlan on a tiny profile", () => {
     assert.deepEqual(rows.map((r) => [r.run, r.status]), [["a", "finished"], ["b", "finished"], ["e", "finished"]]);
     assert.equal(rows[2].testAccuracy, remade.test.accuracy);
     assert.equal(rows[2].model, "mean of a, b");
+    // A member of another version (a's recipe changed since): the ensemble shows no scores either.
+    const changed = loadDeclarations(declarationsDir([runJson("a", { budgetMinutes: 60, recipe: { ...runJson("a").recipe as object, epochs: 3 } }), bJson, ensemble]));
+    assert.deepEqual((await resultRows("standard", changed, root)).map((r) => [r.run, r.status, r.testAccuracy]), [["a", "stale", null], ["b", "finished", rows[1].testAccuracy], ["e", "stale", null]]);
 
     // The budget table: the declarations with budgetMinutes only, shortest budget first, minutes from the records.
     const budgets = await budgetRows("standard", declarations, root);
