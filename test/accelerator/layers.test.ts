@@ -13,6 +13,14 @@ import {
 import { maxRelativeError, onBackend } from "../helpers/tensors";
 import { buildModel, presetModel } from "../../lib/models/builder";
 
+/** One training step's cross-entropy loss and the gradients of every trainable weight (sorted by name), as plain arrays. */
+function lossAndGradients(model: tf.LayersModel, x: tf.Tensor, labels: tf.Tensor): { loss: number; gradients: Float32Array[] } {
+  return tf.tidy(() => {
+    const { value, grads } = tf.variableGrads(() => tf.losses.softmaxCrossEntropy(labels, model.apply(x, { training: true }) as tf.Tensor) as tf.Scalar);
+    return { loss: value.dataSync()[0], gradients: Object.keys(grads).sort().map((name) => grads[name].dataSync().slice() as Float32Array) };
+  });
+}
+
 describe("MaskGenerator", () => {
   it("keeps each value with probability keep, scaled by 1/keep", () => {
     const mask = new MaskGenerator(42).fill(new Float32Array(200_000), 0.8);
@@ -372,16 +380,12 @@ describe("a block of two convolution + batch norm + relu layers as one op (fuseC
   function step(model: tf.LayersModel, x: tf.Tensor, labels: tf.Tensor, initial: tf.Tensor[]) {
     model.setWeights(initial);
     nativeImplementations().clear();
-    return tf.tidy(() => {
-      const { value, grads } = tf.variableGrads(() => tf.losses.softmaxCrossEntropy(labels, model.apply(x, { training: true }) as tf.Tensor) as tf.Scalar);
-      return {
-        loss: value.dataSync()[0],
-        gradients: Object.keys(grads).sort().map((name) => grads[name].dataSync().slice()),
-        weights: model.getWeights().map((w) => w.dataSync().slice()),
-        blockRan: nativeImplementations().has(CONV_BN_BLOCK_KERNEL) && nativeImplementations().has(CONV_BN_BLOCK_GRAD_KERNEL),
-        blockImplementation: nativeImplementations().get(CONV_BN_BLOCK_KERNEL) ?? "",
-      };
-    });
+    return {
+      ...lossAndGradients(model, x, labels),
+      weights: model.getWeights().map((w) => w.dataSync().slice()),
+      blockRan: nativeImplementations().has(CONV_BN_BLOCK_KERNEL) && nativeImplementations().has(CONV_BN_BLOCK_GRAD_KERNEL),
+      blockImplementation: nativeImplementations().get(CONV_BN_BLOCK_KERNEL) ?? "",
+    };
   }
 
   /**
@@ -529,14 +533,8 @@ describe("a convolution with bias + relu and its max pool as one op (fuseConvRel
       await run((op) => {
         useConvBnBlocks(op);
         nativeImplementations().clear();
-        return tf.tidy(() => {
-          const { value, grads } = tf.variableGrads(() => tf.losses.softmaxCrossEntropy(labels, model.apply(x, { training: true }) as tf.Tensor) as tf.Scalar);
-          return {
-            loss: value.dataSync()[0],
-            gradients: Object.keys(grads).sort().map((name) => grads[name].dataSync().slice() as Float32Array),
-            opRan: nativeImplementations().has(CONV_RELU_POOL_KERNEL) && nativeImplementations().has(CONV_RELU_POOL_GRAD_KERNEL),
-          };
-        });
+        const result = lossAndGradients(model, x, labels);
+        return { ...result, opRan: nativeImplementations().has(CONV_RELU_POOL_KERNEL) && nativeImplementations().has(CONV_RELU_POOL_GRAD_KERNEL) };
       });
     } finally {
       useOneDnnBatchNorm(previousNorm);
@@ -599,14 +597,8 @@ describe("a convolution with bias + relu and its max pool as one op (fuseConvRel
       const step = (winners: boolean) => {
         useWinnerGradients(winners);
         nativeImplementations().clear();
-        return tf.tidy(() => {
-          const { value, grads } = tf.variableGrads(() => tf.losses.softmaxCrossEntropy(labels, model.apply(x, { training: true }) as tf.Tensor) as tf.Scalar);
-          return {
-            loss: value.dataSync()[0],
-            gradients: Object.keys(grads).sort().map((name) => grads[name].dataSync().slice() as Float32Array),
-            implementation: nativeImplementations().get(CONV_RELU_POOL_GRAD_KERNEL) ?? "",
-          };
-        });
+        const result = lossAndGradients(model, x, labels);
+        return { ...result, implementation: nativeImplementations().get(CONV_RELU_POOL_GRAD_KERNEL) ?? "" };
       };
       try {
         await inPrecision("fp32", async () => {

@@ -3,6 +3,8 @@
 // inner loop has no bounds checks, and its dy (≤ 100 KB for 28×28×32) is read from cache once per 8 channels.
 #include "first_layer.h"
 
+#include "lanes.h"
+
 #include <omp.h>
 
 #include <cstring>
@@ -10,15 +12,8 @@
 
 namespace firstlayer {
 
-namespace {
-typedef float Lanes __attribute__((vector_size(CHANNEL_BLOCK * sizeof(float))));
-
-Lanes load(const float* p) {
-  Lanes v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-}  // namespace
+using lanes::Lanes, lanes::load;
+static_assert(CHANNEL_BLOCK == lanes::WIDTH, "a block of channels is one vector");
 
 void filterGradient(const Geometry& g, const float* x, const float* dy, float* dw, float* db) {
   // Per image: the nine taps' sums, then (for db) dy's own sum per channel.

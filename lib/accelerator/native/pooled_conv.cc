@@ -6,6 +6,8 @@
 // and adds that once to the element's patch of a bordered buffer. Both sums stay in registers (sumRuns).
 #include "pooled_conv.h"
 
+#include "lanes.h"
+
 #include <omp.h>
 
 #include <cstring>
@@ -14,14 +16,8 @@
 namespace pooledconv {
 
 namespace {
-typedef float Lanes __attribute__((vector_size(VECTOR * sizeof(float))));
-
-Lanes load(const float* p) {
-  Lanes v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-void store(float* p, Lanes v) { std::memcpy(p, &v, sizeof v); }
+using lanes::Lanes, lanes::load, lanes::store;
+static_assert(VECTOR == lanes::WIDTH, "a filter row is multiplied in whole vectors");
 
 float bf16ToFloat(uint16_t bits) {
   const uint32_t wide = uint32_t(bits) << 16;
