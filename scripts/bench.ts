@@ -42,8 +42,8 @@ const USAGE = `Usage: npm run bench -- [--json] [--models cnn3,ann,cnn3-bn] [--r
                     layers and their pool, vgg-bn's; a convolution + relu and its pool, cnn3's) run layer by layer
                     (in bf16 too with --bf16), alternating with the default in the same repeats
   --compare-winners also time each model's training steps with a convolution + relu + pool op's gradients
-                    computed by oneDNN over the whole output, not from the pool's winners (cnn3's second
-                    layer), likewise
+                    computed by oneDNN over the whole output, not from the pool's winners (cnn3's first
+                    two layers, cnn1's first), likewise
   --bf16            also time each model with bf16 products (oneDNN, fp32 accumulation; where the
                     CPU has AVX512-BF16 or AMX-BF16), alternating with fp32 in the same repeats;
                     --profile then profiles the bf16 step

@@ -621,6 +621,65 @@ describe("a convolution with bias + relu and its max pool as one op (fuseConvRel
     });
   }
 
+  // A first layer (one input channel: first_layer.h's loops) from the winners sums the gradient oneDNN's pool and relu
+  // gradients make, in the same order: the same bits. Images with a zero border and positive biases give windows whose
+  // pixels tie at the bias (the first in row-major order must win, as oneDNN's pool picks).
+  const firstLayerCases = [
+    { size: 14, padding: "valid", strides: 1, pool: 2 },
+    { size: 15, padding: "same", strides: 2, pool: 3 },
+  ] as const;
+  for (const c of firstLayerCases) {
+    for (const precision of ["fp32", "bf16"] as const) {
+      const what = `${c.size}×${c.size}, ${c.padding}, stride ${c.strides}, pool ${c.pool}, ${precision}`;
+      it(`a first layer's filter and bias gradients from the pool's winners are oneDNN's, bit for bit (${what})`, async (t) => {
+        await initBackend({ force: "wasm" });
+        if (!oneDnnActive()) return t.skip("lib/accelerator/native/onednn.node not built or not loading");
+        const unavailable = precision === "bf16" ? bf16Unavailable() : undefined;
+        if (unavailable) return t.skip(unavailable);
+        const previous = [useOneDnnBatchNorm(true), useConvBnBlocks(true), useWinnerGradients(true)] as const;
+        const model = tf.sequential();
+        model.add(new FastConv2D({
+          inputShape: [c.size, c.size, 1], filters: 16, kernelSize: 3, padding: c.padding, strides: c.strides, activation: "relu",
+          kernelInitializer: tf.initializers.glorotUniform({ seed: 2 }), biasInitializer: tf.initializers.randomNormal({ seed: 4 }),
+        }));
+        model.add(new FastMaxPooling2D({ poolSize: c.pool }));
+        model.add(tf.layers.flatten());
+        model.add(tf.layers.dense({ units: 10, kernelInitializer: tf.initializers.glorotUniform({ seed: 3 }) }));
+        assert.equal(fuseConvReluPools(model), 1);
+        const random = seededRandom(c.size);
+        // Random pixels inside a border of 4 zeros.
+        const inside = (row: number, column: number) => Math.min(row, column) >= 4 && Math.max(row, column) < c.size - 4;
+        const pixels = Float32Array.from({ length: 6 * c.size * c.size }, (_, i) => (inside(Math.floor(i / c.size) % c.size, i % c.size) ? random() : 0));
+        const x = tf.tensor4d(pixels, [6, c.size, c.size, 1]);
+        const labels = tf.oneHot(tf.tensor1d([0, 1, 2, 3, 4, 5], "int32"), 10);
+        const step = (winners: boolean) => {
+          useWinnerGradients(winners);
+          nativeImplementations().clear();
+          const result = lossAndGradients(model, x, labels);
+          return { ...result, implementation: nativeImplementations().get(CONV_RELU_POOL_GRAD_KERNEL) ?? "" };
+        };
+        try {
+          await inPrecision(precision, async () => {
+            const [winners, whole] = [step(true), step(false)];
+            assert.match(winners.implementation, /winners/);
+            assert.doesNotMatch(whole.implementation, /winners/);
+            assert.equal(winners.loss, whole.loss);
+            winners.gradients.forEach((g, i) => {
+              assert.ok(g.some((v) => v !== 0), `gradient ${i} is not all zeros`);
+              assert.deepEqual(g, whole.gradients[i], `gradient ${i}`);
+            });
+          });
+        } finally {
+          useOneDnnBatchNorm(previous[0]);
+          useConvBnBlocks(previous[1]);
+          useWinnerGradients(previous[2]);
+          tf.dispose([x, labels]);
+          model.dispose();
+        }
+      });
+    }
+  }
+
   it("in bf16 its gradients are as close to fp32's as the layers' bf16 steps are", async (t) => {
     const unavailable = bf16Unavailable();
     if (unavailable) return t.skip(unavailable);

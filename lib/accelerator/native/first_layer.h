@@ -18,4 +18,14 @@ constexpr int64_t CHANNEL_BLOCK = 8;
 // on the geometry and the thread count.
 void filterGradient(const Geometry& g, const float* x, const float* dy, float* dw, float* db = nullptr);
 
+// The same dw and db for a first layer that a relu and a max pool over disjoint poolHeight × poolWidth windows follow
+// (the conv + relu + pool op), from the pooled gradient dy [batch, outHeight / poolHeight, outWidth / poolWidth,
+// channels] and the activation relu(conv(x) + b) (float32, or bfloat16 where activationBf16: dy is then rounded to
+// bfloat16, as oneDNN's bf16 pass rounds it). The full-size gradient is not written out: each image's is made in a
+// cache-sized buffer (each window's winner, the first maximum in row-major order, carries dy where it is positive; every
+// other output pixel 0, as oneDNN's pool and relu gradients make it) and summed as filterGradient sums it, so the two
+// give the same bits where oneDNN's pool picks the same winners.
+void pooledFilterGradient(const Geometry& g, int64_t poolHeight, int64_t poolWidth, const float* x, const void* activation, bool activationBf16,
+                          const float* dy, float* dw, float* db);
+
 }  // namespace firstlayer

@@ -891,7 +891,8 @@ ConvPoolEntry makeConvPool(const Geometry& g, memory::dim poolHeight, memory::di
   c.impl = std::string(f.impl_info_str()) + ", " + c.pool.impl + (bf16 ? " (bf16 inside)" : " (fp32)");
   c.winners = {g.batch, g.height, g.width, g.channels, g.kh, g.kw, g.filters, g.outHeight, g.outWidth, g.strideH, g.strideW, g.top, g.left,
                poolHeight, poolWidth};
-  c.winnersFit = g.dilationH == 1 && g.dilationW == 1 && pooledconv::fits(c.winners);
+  // A first layer's filter gradient from the winners is first_layer.h's loops over a per-image gradient made from them.
+  c.winnersFit = c.firstLayerLoops ? g.outHeight * g.outWidth * g.filters < INT32_MAX : g.dilationH == 1 && g.dilationW == 1 && pooledconv::fits(c.winners);
   c.winnersImpl = c.impl + ", gradients from the pool's winners (addon loops, fp32)";
   return c;
 }
@@ -948,7 +949,14 @@ void ConvPoolBackward(const FunctionCallbackInfo<Value>& args) {
     const HeapTensors tensor(args, 4, 8);
     char* heap = tensor.heap;
     const Geometry& g = c.g;
-    if (winnerGradients && c.winnersFit) {
+    if (winnerGradients && c.winnersFit && c.firstLayerLoops && !tensor.present(5)) {
+      firstlayer::pooledFilterGradient(loopsGeometry(g), c.winners.poolHeight, c.winners.poolWidth, reinterpret_cast<const float*>(tensor.data(1)),
+                                       tensor.data(3), bf16, reinterpret_cast<const float*>(tensor.data(0)), reinterpret_cast<float*>(tensor.data(6)),
+                                       reinterpret_cast<float*>(tensor.data(7)));
+      setImpl(args, c.winnersImpl);
+      return;
+    }
+    if (winnerGradients && c.winnersFit && !c.firstLayerLoops) {
       pooledconv::gradients(c.winners, reinterpret_cast<const float*>(tensor.data(1)), tensor.data(3), bf16, reinterpret_cast<const float*>(tensor.data(0)),
                             reinterpret_cast<const float*>(tensor.data(2)), reinterpret_cast<float*>(tensor.data(6)), reinterpret_cast<float*>(tensor.data(7)),
                             tensor.present(5) ? reinterpret_cast<float*>(tensor.data(5)) : nullptr);

@@ -493,7 +493,8 @@ export function useConvBnBlocks(on: boolean): boolean {
 /**
  * `TFJS_WINNER_GRADIENTS=0` runs the backward pass of a convolution + relu + pool op as oneDNN's pool, relu and
  * convolution gradients over the whole zero-filled gradient; by default the addon's loops multiply only the pool
- * windows' winners (lib/accelerator/native/pooled_conv.h: a quarter of the multiply-adds for 2×2 windows, in fp32).
+ * windows' winners (lib/accelerator/native/pooled_conv.h: a quarter of the multiply-adds for 2×2 windows, in fp32; a
+ * first layer's from a per-image gradient made from them, first_layer.h).
  */
 export const WINNER_GRADIENTS_ENV_VAR = "TFJS_WINNER_GRADIENTS";
 let winnerGradients = process.env[WINNER_GRADIENTS_ENV_VAR] !== "0";

@@ -21,7 +21,7 @@ struct Geometry {
 constexpr int64_t VECTOR = 8;
 // Whether the loops take this geometry (filter rows in whole vectors, windows inside the output) on this CPU (AVX2:
 // scripts/build-native.sh builds this file for it). A first layer's one channel does not fit: its winners' gradients
-// vectorised over the filters ran no faster than oneDNN's pool and relu gradients with first_layer.h's dense loops.
+// vectorised over the filters ran slower than first_layer.h's dense loops, which pooledFilterGradient feeds instead.
 bool fits(const Geometry& g);
 // From x, relu(conv(x) + b) (`activation`, float32, or bfloat16 where activationBf16), the pooled output's gradient dy
 // [batch, outHeight / poolHeight, outWidth / poolWidth, filters] and the filter w [kernelHeight, kernelWidth, channels,
