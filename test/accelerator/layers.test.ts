@@ -8,7 +8,7 @@ import { DROPOUT_MASK_KERNEL } from "../../lib/accelerator/wasm/random";
 import { MOVING_AVERAGES_KERNEL } from "../../lib/accelerator/wasm/normalization";
 import {
   bf16Unavailable, CONV_BN_BLOCK_GRAD_KERNEL, CONV_BN_BLOCK_KERNEL, CONV_RELU_POOL_GRAD_KERNEL, CONV_RELU_POOL_KERNEL, inPrecision, nativeImplementations, oneDnnActive, useConvBnBlocks, useOneDnn,
-  useOneDnnBatchNorm, useWinnerGradients,
+  useOneDnnBatchNorm, useWinnerGradients, type Precision,
 } from "../../lib/accelerator/native/onednn";
 import { maxRelativeError, onBackend } from "../helpers/tensors";
 import { buildModel, presetModel } from "../../lib/models/builder";
@@ -561,6 +561,63 @@ describe("a convolution with bias + relu and its max pool as one op (fuseConvRel
     });
   }
 
+  /**
+   * One training step of `model` (its one conv + relu + pool op fused here) on x (six images, classes 0-5), with the
+   * op's backward pass from the pool's winners and with oneDNN's over the whole gradient, in a precision: each ran as
+   * asked, the losses are equal, no gradient is all zeros, and `same` holds for each gradient against oneDNN's.
+   */
+  async function winnersAgainstWhole(
+    t: { skip: (why: string) => void }, makeModel: () => tf.Sequential, makeX: () => tf.Tensor4D, precision: Precision,
+    same: (g: Float32Array, whole: Float32Array, what: string) => void,
+  ) {
+    await initBackend({ force: "wasm" });
+    if (!oneDnnActive()) return t.skip("lib/accelerator/native/onednn.node not built or not loading");
+    const unavailable = precision === "bf16" ? bf16Unavailable() : undefined;
+    if (unavailable) return t.skip(unavailable);
+    const previous = [useOneDnnBatchNorm(true), useConvBnBlocks(true), useWinnerGradients(true)] as const;
+    const model = makeModel();
+    const x = makeX();
+    const labels = tf.oneHot(tf.tensor1d([0, 1, 2, 3, 4, 5], "int32"), 10);
+    const step = (winners: boolean) => {
+      useWinnerGradients(winners);
+      nativeImplementations().clear();
+      const result = lossAndGradients(model, x, labels);
+      return { ...result, implementation: nativeImplementations().get(CONV_RELU_POOL_GRAD_KERNEL) ?? "" };
+    };
+    try {
+      assert.equal(fuseConvReluPools(model), 1);
+      await inPrecision(precision, async () => {
+        const [winners, whole] = [step(true), step(false)];
+        assert.match(winners.implementation, /winners/);
+        assert.doesNotMatch(whole.implementation, /winners/);
+        assert.equal(winners.loss, whole.loss);
+        winners.gradients.forEach((g, i) => {
+          assert.ok(g.some((v) => v !== 0), `gradient ${i} is not all zeros`);
+          same(g, whole.gradients[i], `gradient ${i}`);
+        });
+      });
+    } finally {
+      useOneDnnBatchNorm(previous[0]);
+      useConvBnBlocks(previous[1]);
+      useWinnerGradients(previous[2]);
+      tf.dispose([x, labels]);
+      model.dispose();
+    }
+  }
+
+  /** A model of `layers` (the op's convolution among them), then a 2D max pool, flatten and dense 10. */
+  function pooledModel(layers: tf.layers.Layer[], pool: number): tf.Sequential {
+    const model = tf.sequential();
+    for (const layer of layers) model.add(layer);
+    model.add(new FastMaxPooling2D({ poolSize: pool }));
+    model.add(tf.layers.flatten());
+    model.add(tf.layers.dense({ units: 10, kernelInitializer: tf.initializers.glorotUniform({ seed: 3 }) }));
+    return model;
+  }
+  /** The op's convolution: 16 filters, relu, seeded weights and (partly positive) biases. */
+  const opConvolution = (config: { kernelSize: number; padding: "valid" | "same"; strides: number; inputShape?: number[] }) =>
+    new FastConv2D({ filters: 16, activation: "relu", kernelInitializer: tf.initializers.glorotUniform({ seed: 2 }), biasInitializer: tf.initializers.randomNormal({ seed: 4 }), ...config });
+
   // The backward pass from the pool windows' winners (pooled_conv.h) against oneDNN's over the whole gradient, in the
   // same op: padding, strides, kernel and window sizes other than cnn3's; with an input gradient, and as a first layer
   // (none). Eight channels in: a filter row fills whole vectors.
@@ -575,49 +632,15 @@ describe("a convolution with bias + relu and its max pool as one op (fuseConvRel
   for (const c of winnerCases) {
     const what = `${c.kernelSize}×${c.kernelSize}, ${c.padding}, stride ${c.strides}, pool ${c.pool}${c.first ? ", first layer" : ""}`;
     it(`from the pool's winners its fp32 gradients are oneDNN's (${what})`, async (t) => {
-      await initBackend({ force: "wasm" });
-      if (!oneDnnActive()) return t.skip("lib/accelerator/native/onednn.node not built or not loading");
-      const previous = [useOneDnnBatchNorm(true), useConvBnBlocks(true), useWinnerGradients(true)] as const;
-      const model = tf.sequential();
-      // Else a linear 1×1 convolution first (not an op), so that the op's input needs a gradient.
-      if (!c.first) model.add(new FastConv2D({ filters: 8, kernelSize: 1, inputShape: [c.size, c.size, 3], kernelInitializer: tf.initializers.glorotUniform({ seed: 1 }) }));
-      model.add(new FastConv2D({
-        ...(c.first ? { inputShape: [c.size, c.size, 8] } : {}),
-        filters: 16, kernelSize: c.kernelSize, padding: c.padding, strides: c.strides, activation: "relu",
-        kernelInitializer: tf.initializers.glorotUniform({ seed: 2 }), biasInitializer: tf.initializers.randomNormal({ seed: 4 }),
-      }));
-      model.add(new FastMaxPooling2D({ poolSize: c.pool }));
-      model.add(tf.layers.flatten());
-      model.add(tf.layers.dense({ units: 10, kernelInitializer: tf.initializers.glorotUniform({ seed: 3 }) }));
-      assert.equal(fuseConvReluPools(model), 1);
-      const random = seededRandom(c.size);
       const channels = c.first ? 8 : 3;
-      const x = tf.tensor4d(Float32Array.from({ length: 6 * c.size * c.size * channels }, () => 2 * random() - 1), [6, c.size, c.size, channels]);
-      const labels = tf.oneHot(tf.tensor1d([0, 1, 2, 3, 4, 5], "int32"), 10);
-      const step = (winners: boolean) => {
-        useWinnerGradients(winners);
-        nativeImplementations().clear();
-        const result = lossAndGradients(model, x, labels);
-        return { ...result, implementation: nativeImplementations().get(CONV_RELU_POOL_GRAD_KERNEL) ?? "" };
-      };
-      try {
-        await inPrecision("fp32", async () => {
-          const [winners, whole] = [step(true), step(false)];
-          assert.match(winners.implementation, /winners/);
-          assert.doesNotMatch(whole.implementation, /winners/);
-          assert.equal(winners.loss, whole.loss);
-          winners.gradients.forEach((g, i) => {
-            assert.ok(g.some((v) => v !== 0), `gradient ${i} is not all zeros`);
-            assert.ok(maxRelativeError(g, whole.gradients[i]) < 1e-5, `gradient ${i}: ${maxRelativeError(g, whole.gradients[i])}`);
-          });
-        });
-      } finally {
-        useOneDnnBatchNorm(previous[0]);
-        useConvBnBlocks(previous[1]);
-        useWinnerGradients(previous[2]);
-        tf.dispose([x, labels]);
-        model.dispose();
-      }
+      const makeModel = () => pooledModel([
+        // Else a linear 1×1 convolution first (not an op), so that the op's input needs a gradient.
+        ...(c.first ? [] : [new FastConv2D({ filters: 8, kernelSize: 1, inputShape: [c.size, c.size, 3], kernelInitializer: tf.initializers.glorotUniform({ seed: 1 }) })]),
+        opConvolution({ ...(c.first ? { inputShape: [c.size, c.size, 8] } : {}), kernelSize: c.kernelSize, padding: c.padding, strides: c.strides }),
+      ], c.pool);
+      const random = seededRandom(c.size);
+      const makeX = () => tf.tensor4d(Float32Array.from({ length: 6 * c.size * c.size * channels }, () => 2 * random() - 1), [6, c.size, c.size, channels]);
+      await winnersAgainstWhole(t, makeModel, makeX, "fp32", (g, whole, what) => assert.ok(maxRelativeError(g, whole) < 1e-5, `${what}: ${maxRelativeError(g, whole)}`));
     });
   }
 
@@ -632,50 +655,12 @@ describe("a convolution with bias + relu and its max pool as one op (fuseConvRel
     for (const precision of ["fp32", "bf16"] as const) {
       const what = `${c.size}×${c.size}, ${c.padding}, stride ${c.strides}, pool ${c.pool}, ${precision}`;
       it(`a first layer's filter and bias gradients from the pool's winners are oneDNN's, bit for bit (${what})`, async (t) => {
-        await initBackend({ force: "wasm" });
-        if (!oneDnnActive()) return t.skip("lib/accelerator/native/onednn.node not built or not loading");
-        const unavailable = precision === "bf16" ? bf16Unavailable() : undefined;
-        if (unavailable) return t.skip(unavailable);
-        const previous = [useOneDnnBatchNorm(true), useConvBnBlocks(true), useWinnerGradients(true)] as const;
-        const model = tf.sequential();
-        model.add(new FastConv2D({
-          inputShape: [c.size, c.size, 1], filters: 16, kernelSize: 3, padding: c.padding, strides: c.strides, activation: "relu",
-          kernelInitializer: tf.initializers.glorotUniform({ seed: 2 }), biasInitializer: tf.initializers.randomNormal({ seed: 4 }),
-        }));
-        model.add(new FastMaxPooling2D({ poolSize: c.pool }));
-        model.add(tf.layers.flatten());
-        model.add(tf.layers.dense({ units: 10, kernelInitializer: tf.initializers.glorotUniform({ seed: 3 }) }));
-        assert.equal(fuseConvReluPools(model), 1);
+        const makeModel = () => pooledModel([opConvolution({ inputShape: [c.size, c.size, 1], kernelSize: 3, padding: c.padding, strides: c.strides })], c.pool);
         const random = seededRandom(c.size);
         // Random pixels inside a border of 4 zeros.
         const inside = (row: number, column: number) => Math.min(row, column) >= 4 && Math.max(row, column) < c.size - 4;
-        const pixels = Float32Array.from({ length: 6 * c.size * c.size }, (_, i) => (inside(Math.floor(i / c.size) % c.size, i % c.size) ? random() : 0));
-        const x = tf.tensor4d(pixels, [6, c.size, c.size, 1]);
-        const labels = tf.oneHot(tf.tensor1d([0, 1, 2, 3, 4, 5], "int32"), 10);
-        const step = (winners: boolean) => {
-          useWinnerGradients(winners);
-          nativeImplementations().clear();
-          const result = lossAndGradients(model, x, labels);
-          return { ...result, implementation: nativeImplementations().get(CONV_RELU_POOL_GRAD_KERNEL) ?? "" };
-        };
-        try {
-          await inPrecision(precision, async () => {
-            const [winners, whole] = [step(true), step(false)];
-            assert.match(winners.implementation, /winners/);
-            assert.doesNotMatch(whole.implementation, /winners/);
-            assert.equal(winners.loss, whole.loss);
-            winners.gradients.forEach((g, i) => {
-              assert.ok(g.some((v) => v !== 0), `gradient ${i} is not all zeros`);
-              assert.deepEqual(g, whole.gradients[i], `gradient ${i}`);
-            });
-          });
-        } finally {
-          useOneDnnBatchNorm(previous[0]);
-          useConvBnBlocks(previous[1]);
-          useWinnerGradients(previous[2]);
-          tf.dispose([x, labels]);
-          model.dispose();
-        }
+        const pixels = () => Float32Array.from({ length: 6 * c.size * c.size }, (_, i) => (inside(Math.floor(i / c.size) % c.size, i % c.size) ? random() : 0));
+        await winnersAgainstWhole(t, makeModel, () => tf.tensor4d(pixels(), [6, c.size, c.size, 1]), precision, (g, whole, what) => assert.deepEqual(g, whole, what));
       });
     }
   }
