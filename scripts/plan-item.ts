@@ -8,10 +8,10 @@
  */
 import { initBackend } from "../lib/accelerator";
 import { parseProfile } from "../lib/training/declarations";
-import { makeItem, measureItemCosts, planItems, type ItemEvent, type NetworkCost } from "../lib/training/plan";
+import { datasetLoadSeconds, makeItem, measureItemCosts, planItems, type ItemEvent, type PlanCosts } from "../lib/training/plan";
 
 /** Messages to the parent. */
-export type PlanItemMessage = { event: ItemEvent } | { summary: string } | { costs: NetworkCost[] };
+export type PlanItemMessage = { event: ItemEvent } | { summary: string } | { costs: PlanCosts };
 
 process.on("disconnect", () => {
   process.stderr.write("the plan's process is gone; stopping\n");
@@ -27,9 +27,12 @@ async function main(): Promise<void> {
     new Promise<void>((resolve, reject) => process.send!(message, undefined, {}, (error) => (error ? reject(error) : resolve())));
   await initBackend();
   if (measure) {
+    // An item's process gets this far before it loads its dataset: Node, the imports, the backend.
+    const ready = process.uptime();
     const all = await planItems(parseProfile(profileName));
     const items = names.map((n) => all.find((item) => item.declaration.name === n) ?? missing(n));
-    await send({ costs: await measureItemCosts(items) });
+    const itemStartSeconds = ready + (await datasetLoadSeconds(items));
+    await send({ costs: { networks: await measureItemCosts(items), itemStartSeconds } });
     return;
   }
   const summary = await makeItem(names[0], { profile: parseProfile(profileName) }, (event) => void send({ event }));

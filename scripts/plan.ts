@@ -11,7 +11,7 @@ import { describeBackend, initBackend } from "../lib/accelerator";
 import { parseCommandLine, positiveInt, runCommand, textTable, usageCheck } from "../lib/tooling/cli";
 import { readCurrentEnsemble } from "../lib/training/ensembles";
 import { parseProfile, planOf, type Profile } from "../lib/training/declarations";
-import { formatDuration, makePlan, planItems, type CostMeasurer, type ItemRunner, type NetworkCost } from "../lib/training/plan";
+import { formatDuration, makePlan, planItems, type CostMeasurer, type ItemRunner, type PlanCosts } from "../lib/training/plan";
 import { describeExit, runWorker } from "../lib/tooling/workers";
 import type { PlanItemMessage } from "./plan-item";
 
@@ -47,10 +47,10 @@ function processRunner(profile: Profile): ItemRunner {
   };
 }
 
-/** Times the items' networks in one worker process with a job's `threads` wasm threads. */
+/** Times the items' networks, and an item's start, in one worker process with a job's `threads` wasm threads. */
 function processMeasurer(profile: Profile): CostMeasurer {
   return async (items, threads) => {
-    let costs: NetworkCost[] | undefined;
+    let costs: PlanCosts | undefined;
     const exit = await runWorker({
       script: "scripts/plan-item.ts",
       args: ["--measure", profile, ...items.map((item) => item.declaration.name)],
@@ -61,7 +61,7 @@ function processMeasurer(profile: Profile): CostMeasurer {
         if ("costs" in m) costs = m.costs;
       },
     });
-    if (exit.code === 0 && costs?.length === items.length) return costs;
+    if (exit.code === 0 && costs?.networks.length === items.length) return costs;
     throw new Error(`timing the networks failed (${describeExit(exit)})`);
   };
 }

@@ -446,7 +446,7 @@ export async function ensureStudy(name: string, context: ExperimentContext): Pro
   if (context.storage) return { ...(await readStoredStudy(name, spec, context)), spec, dir };
   // Only reading: a study that never ran is not created by looking for it.
   if (context.train === false && !existsSync(path.join(dir, STUDY_FILE))) throw notMade("Study", name, context.profile);
-  const data = await datasetFor("fashion", context);
+  const data = await datasetFor(STUDY_DATASET, context);
   const runner: TrialRunner = context.train === false
     ? async () => { throw notMade("Study", name, context.profile); }
     : trainingTrialRunner(spec, data, context.hooks);
@@ -469,6 +469,9 @@ async function readStoredStudy(name: string, spec: StudySpec, context: Experimen
     await store.close();
   }
 }
+
+/** The dataset a study's trials train on. */
+export const STUDY_DATASET: DatasetName = "fashion";
 
 export async function datasetFor(name: DatasetName, context: ExperimentContext): Promise<Dataset> {
   const loaded = context.data?.[name];

@@ -15,21 +15,24 @@ import {
   loadDeclarations,
   planOf,
   staleRun,
+  STUDY_DATASET,
   studyDir,
   type Declaration,
+  type EnsembleDeclaration,
   type ExperimentContext,
   type RunDeclaration,
   type StudyDeclaration,
   type Profile,
 } from "./declarations";
 import { buildModel, presetModel, type ModelConfig } from "../models/builder";
-import { ensureEnsemble } from "./ensembles";
+import { ensureEnsemble, readCurrentEnsemble } from "./ensembles";
 import { describeScores } from "./records";
 import { halvingPlan, readTrials, TUNABLE_DEFAULTS, tunableModelConfig, withDefaults, type Architecture } from "./tuning";
 import { QUICK_TRAIN_IMAGES, QUICK_VALIDATION_IMAGES } from "./run";
 import { augmenter, STANDARD_AUGMENTATION, TTA_VIEWS, type AugmentConfig } from "../data/augment";
 import { describeValidation, evaluate, trainStep } from "./loop";
 import { requirePositiveInt } from "../tooling/checks";
+import { loadDataset, type DatasetName } from "../data/datasets";
 
 /** One item of the plan with the work it still needs. */
 export interface PlanItem {
@@ -41,6 +44,9 @@ export interface PlanItem {
   /** Images validated after each epoch, and predicted once at the end (the test split, times its TTA views; a study: 0). */
   validationImages: number;
   testImages: number;
+  /** Views each image is predicted in by the run's model once made (its TTA views, else 1): an ensemble's predictions. */
+  views: number;
+  dataset: DatasetName;
   batchSize: number;
   /** The network whose step time stands for the item's cost (a study: its layout at default widths). */
   network: ModelConfig;
@@ -77,23 +83,25 @@ export async function planItems(profile: Profile, declarations = loadDeclaration
     const fraction = d.kind === "run" ? d.recipe.validationFraction : d.validationFraction;
     const imagesPerEpoch = quick ? QUICK_TRAIN_IMAGES : Math.round(TRAINING_IMAGES * (1 - fraction));
     const validationImages = fraction === 0 ? 0 : quick ? QUICK_VALIDATION_IMAGES : Math.round(TRAINING_IMAGES * fraction);
-    const shared = { imagesPerEpoch, validationImages, batchSize, network };
+    const shared = { imagesPerEpoch, validationImages, batchSize, network, dataset: d.kind === "run" ? d.dataset : STUDY_DATASET };
     if (d.kind === "run") {
       const epochsTotal = quick ? 1 : d.recipe.epochs;
       // A folder of another version of the declaration is refused before anything trains, not read back as finished.
       const { dir, record, stale: isStale } = await declaredRunRecord(d, { profile, declarations, root });
       if (isStale) stale.push(staleRun(dir, d.name));
       const done = record?.status === "finished" ? epochsTotal : record?.history.length ?? 0;
-      const testImages = TEST_IMAGES * (d.recipe.testTimeAugmentation ? TTA_VIEWS.length : 1);
+      const views = d.recipe.testTimeAugmentation ? TTA_VIEWS.length : 1;
       const augment = d.recipe.augment === "standard" ? STANDARD_AUGMENTATION : d.recipe.augment;
-      items.push({ declaration: d, epochsTotal, epochsLeft: Math.max(0, epochsTotal - done), ...shared, testImages, precision: d.recipe.precision ?? "fp32", augment });
+      items.push({
+        declaration: d, epochsTotal, epochsLeft: Math.max(0, epochsTotal - done), ...shared, testImages: TEST_IMAGES * views, views, precision: d.recipe.precision ?? "fp32", augment,
+      });
     } else {
       const shape = quick ? d.quick ?? { trials: 3, minEpochs: 1, epochs: 2 } : d;
       const rungs = halvingPlan(shape.trials, shape.minEpochs, shape.epochs, d.eta);
       const epochsTotal = rungs.reduce((sum, r) => sum + r.configs * r.epochs, 0);
       const dir = studyDir(d.name, profile, root);
       const done = existsSync(dir) ? (await readTrials(dir)).reduce((sum, t) => sum + t.epochs, 0) : 0;
-      items.push({ declaration: d, epochsTotal, epochsLeft: Math.max(0, epochsTotal - done), ...shared, testImages: 0, precision: "fp32", augment: null });
+      items.push({ declaration: d, epochsTotal, epochsLeft: Math.max(0, epochsTotal - done), ...shared, testImages: 0, views: 1, precision: "fp32", augment: null });
     }
   }
   if (stale.length > 0) throw new Error(stale.map((e) => e.message).join("\n"));
@@ -150,6 +158,14 @@ export async function measureNetworkCost(network: ModelConfig, batchSize: number
 /** An item's estimated seconds per epoch (training and validation) and for its end (the test split's predictions). */
 export function itemEstimate(item: PlanItem, cost: NetworkCost): { perEpoch: number; final: number } {
   return { perEpoch: item.imagesPerEpoch * cost.train + item.validationImages * cost.predict, final: item.testImages * cost.predict };
+}
+
+/**
+ * Seconds to score an ensemble once its members are made: each member's model predicts the validation images its
+ * run held out and the test split, in its views (members: the ensemble's runs among `items`, with their costs).
+ */
+export function ensembleEstimate(members: { item: PlanItem; cost: NetworkCost }[]): number {
+  return members.reduce((sum, { item, cost }) => sum + (item.validationImages + TEST_IMAGES) * item.views * cost.predict, 0);
 }
 
 export function formatDuration(seconds: number): string {
@@ -210,7 +226,8 @@ export class PlanClock {
   private readonly finished = new Set<number>();
   private starting = true;
 
-  constructor(private readonly estimates: number[], private readonly schedule: PlanSchedule) {
+  /** tailSeconds: what the plan does once every item is made (its ensembles' scoring). */
+  constructor(private readonly estimates: number[], private readonly schedule: PlanSchedule, private readonly tailSeconds = 0) {
     this.done = estimates.map(() => 0);
     this.pacedEstimates = estimates.map(() => 0);
     this.pacedActuals = estimates.map(() => 0);
@@ -248,7 +265,7 @@ export class PlanClock {
     const pace = (k: number) => (this.pacedEstimates[k] > 0 ? this.pacedActuals[k] / this.pacedEstimates[k] : 1);
     const left = this.estimates.map((e, k) => (this.finished.has(k) ? 0 : Math.max(0, e - this.done[k]) * pace(k)));
     const order = this.starting ? this.schedule.order.filter((k) => !this.finished.has(k)) : [];
-    return scheduleSeconds(left, order, this.schedule.jobs, this.schedule.dependsOn, [...this.last.keys()]);
+    return scheduleSeconds(left, order, this.schedule.jobs, this.schedule.dependsOn, [...this.last.keys()]) + (this.starting ? this.tailSeconds : 0);
   }
 }
 
@@ -313,8 +330,17 @@ export interface PlanOptions {
   measurer?: CostMeasurer;
 }
 
-/** The cost of each item's network (one per item) on `threads` threads. */
-export type CostMeasurer = (items: PlanItem[], threads: number) => Promise<NetworkCost[]>;
+/**
+ * What the plan's estimate is made of, measured on a job's share of the threads: each item's network, and the
+ * seconds an item takes before its first step (its process where it has one, the backend, its dataset).
+ */
+export interface PlanCosts {
+  networks: NetworkCost[];
+  itemStartSeconds: number;
+}
+
+/** The costs of these items (one network per item) on `threads` threads. */
+export type CostMeasurer = (items: PlanItem[], threads: number) => Promise<PlanCosts>;
 
 /**
  * Makes every declaration of the profile that is not finished; finished ones are read back.
@@ -334,15 +360,33 @@ export async function makePlan(options: PlanOptions): Promise<{ trained: string[
   const root = options.context?.root;
   const items = await planItems(profile, declarations, root);
   const pending = items.filter((i) => i.epochsLeft > 0);
+  // Ensembles to score after the items: those with a member to make, or without a record of the members' current runs.
+  const ensembles: EnsembleDeclaration[] = [];
+  for (const d of planOf(profile, declarations)) {
+    if (d.kind !== "ensemble") continue;
+    if (d.members.some((m) => pending.some((item) => item.declaration.name === m)) || !(await readCurrentEnsemble(d, profile, root))) ensembles.push(d);
+  }
+  const memberOf = (item: PlanItem) => ensembles.some((e) => e.members.includes(item.declaration.name));
+  const timed = items.filter((item) => item.epochsLeft > 0 || memberOf(item));
   const cores = options.cores ?? availableParallelism();
   const threads = Math.max(1, Math.floor(cores / jobs));
   const jobsText = `${jobs} job${jobs > 1 ? "s" : ""} of ${threads} thread${threads > 1 ? "s" : ""}`;
-  if (pending.length > 0 && options.secondsPerImage === undefined) log(`plan (${profile}): timing ${pending.length} declarations' networks on ${jobsText} ...`);
+  if (timed.length > 0 && options.secondsPerImage === undefined) log(`plan (${profile}): timing ${timed.length} declarations' networks on ${jobsText} ...`);
   const fixed = options.secondsPerImage;
-  const measure = options.measurer ?? measureItemCosts;
-  const costs = fixed !== undefined ? pending.map(() => ({ train: fixed, predict: fixed })) : pending.length > 0 ? await measure(pending, threads) : [];
-  const perItem = items.map((item) => (item.epochsLeft > 0 ? itemEstimate(item, costs[pending.indexOf(item)]) : { perEpoch: 0, final: 0 }));
-  const estimates = items.map((item, k) => item.epochsLeft * perItem[k].perEpoch + perItem[k].final);
+  const measure = options.measurer ?? measureInProcess;
+  const costs: PlanCosts =
+    fixed !== undefined ? { networks: timed.map(() => ({ train: fixed, predict: fixed })), itemStartSeconds: 0 }
+    : timed.length > 0 ? await measure(timed, threads)
+    : { networks: [], itemStartSeconds: 0 };
+  const costOf = (item: PlanItem) => costs.networks[timed.indexOf(item)];
+  const perItem = items.map((item) => (item.epochsLeft > 0 ? itemEstimate(item, costOf(item)) : { perEpoch: 0, final: 0 }));
+  // An item's start counts with its first epoch.
+  const startOf = (k: number) => (items[k].epochsLeft > 0 ? costs.itemStartSeconds : 0);
+  const estimates = items.map((item, k) => startOf(k) + item.epochsLeft * perItem[k].perEpoch + perItem[k].final);
+  const ensembleSeconds = ensembles.reduce(
+    (sum, e) => sum + ensembleEstimate(items.filter((item) => e.members.includes(item.declaration.name)).map((item) => ({ item, cost: costOf(item) }))),
+    0,
+  );
 
   // An item's priority: its own estimate plus those of the items waiting for it.
   const priority = (k: number) =>
@@ -350,7 +394,7 @@ export async function makePlan(options: PlanOptions): Promise<{ trained: string[
   const waiting = items.map((_, k) => k).filter((k) => items[k].epochsLeft > 0);
   if (jobs > 1) waiting.sort((a, b) => priority(b) - priority(a));
   const dependsOn = items.map((item) => dependenciesOf(item.declaration).map((name) => items.findIndex((other) => other.declaration.name === name)));
-  const clock = new PlanClock(estimates, { order: [...waiting], jobs, dependsOn });
+  const clock = new PlanClock(estimates, { order: [...waiting], jobs, dependsOn }, ensembleSeconds);
   log(
     `plan (${profile}): ${items.length} declarations, ${items.length - pending.length} finished, ${pending.length} to make ` +
       `(${pending.reduce((s, i) => s + i.epochsLeft, 0)} epochs); estimated ${formatDuration(clock.remaining())} on ${jobsText}`,
@@ -370,9 +414,11 @@ export async function makePlan(options: PlanOptions): Promise<{ trained: string[
     const head = `[${k + 1}/${items.length}] ${d.name}`;
     log(`${head}: ${d.title} (${item.epochsLeft} of ${item.epochsTotal} epochs to train, ~${formatDuration(estimates[k])})`);
     clock.started(k, performance.now() / 1000);
+    let first = true;
     const onEvent = (event: ItemEvent) => {
       if (event.kind === "epoch") {
-        clock.epochEnded(k, perItem[k].perEpoch, performance.now() / 1000);
+        clock.epochEnded(k, perItem[k].perEpoch + (first ? startOf(k) : 0), performance.now() / 1000);
+        first = false;
         const what = d.kind === "study" ? "trial epoch" : "epoch";
         log(`${head}: ${what} ${event.epoch + 1}/${event.epochs} ${event.validation} (${event.seconds.toFixed(1)} s) · plan ETA ${formatDuration(clock.remaining())}`);
       } else {
@@ -405,6 +451,26 @@ export async function makePlan(options: PlanOptions): Promise<{ trained: string[
   if (failures.length > 0) throw failures.length === 1 ? failures[0] : new Error(failures.map((f) => f.message).join("\n"));
   await scoreEnsembles(options, declarations);
   return { trained, seconds: (performance.now() - started) / 1000 };
+}
+
+/**
+ * Seconds to load the datasets the items train on, each distinct one once (their mean): what an item in this process
+ * pays before its first step, besides its network.
+ */
+export async function datasetLoadSeconds(items: PlanItem[]): Promise<number> {
+  const names = [...new Set(items.map((item) => item.dataset))];
+  let seconds = 0;
+  for (const name of names) {
+    const started = performance.now();
+    await loadDataset(name);
+    seconds += (performance.now() - started) / 1000;
+  }
+  return names.length > 0 ? seconds / names.length : 0;
+}
+
+/** The plan's costs measured in this process, whose items start here (no process of their own). */
+async function measureInProcess(items: PlanItem[]): Promise<PlanCosts> {
+  return { networks: await measureItemCosts(items), itemStartSeconds: await datasetLoadSeconds(items) };
 }
 
 /** The cost of each item's network, measured once per network on this process's threads. */

@@ -405,7 +405,7 @@ describe("makePlan on a tiny profile", () => {
     const timed: { names: string[]; threads: number }[] = [];
     const measurer: CostMeasurer = async (items, threads) => {
       timed.push({ names: items.map((item) => item.declaration.name), threads });
-      return measureItemCosts(items);
+      return { networks: await measureItemCosts(items), itemStartSeconds: 0 };
     };
     const outcome = await makePlan({ ...base, secondsPerImage: undefined, measurer, runner, log: (line) => lines.push(line) });
     assert.deepEqual(timed, [{ names: ["a", "b", "s", "t"], threads: 1 }]);
@@ -429,6 +429,26 @@ describe("makePlan on a tiny profile", () => {
     assert.ok(!started.includes("t"), "nothing waiting for the failed study starts");
     await assert.rejects(makePlan({ ...base, runner: undefined, log: () => {} }), /more than one job needs a runner/);
     await assert.rejects(makePlan({ ...base, secondsPerImage: undefined, runner, log: () => {} }), /more than one job needs a measurer/);
+  });
+
+  it("the estimate counts each item's start and, once the items are made, the ensembles' predictions", async () => {
+    const root = tempDir();
+    const b = runJson("b", { recipe: { ...runJson("b").recipe as object, epochs: 1, testTimeAugmentation: true } });
+    const ensemble = { kind: "ensemble", name: "e", title: "a and b", profiles: ["standard"], dataset: "fashion", members: ["a", "b"] };
+    const declarations = loadDeclarations(declarationsDir([runJson("a"), b, ensemble]));
+    // Training free, predicting 1e-4 s per image, 100 s to start an item. Validation fraction 0.2: 12,000 images.
+    // a: 100 + 2 epochs × 1.2 + the test split 1.0 = 103.4 s; b: 100 + 1.2 + 4 views × 1.0 = 105.2 s; one after the
+    // other, then the ensemble: a's 22,000 images once (2.2 s), b's in 4 views (8.8 s). 219.6 s: "4 min" (the items
+    // alone would be 208.6 s, "3 min"; without their starts 8.6 s).
+    const measurer: CostMeasurer = async (items) => ({ networks: items.map(() => ({ train: 0, predict: 1e-4 })), itemStartSeconds: 100 });
+    const stop: ItemRunner = async () => {
+      throw new Error("stop");
+    };
+    const lines: string[] = [];
+    await assert.rejects(makePlan({ profile: "standard", context: { declarations, root }, measurer, runner: stop, log: (line) => lines.push(line) }), /a: stop/);
+    assert.match(lines[0], /^plan \(standard\): timing 2 declarations' networks on 1 job of \d+ threads? \.\.\.$/);
+    assert.match(lines[1], /; estimated 4 min on 1 job/);
+    assert.match(lines[2], /^\[1\/2\] a: test run a \(2 of 2 epochs to train, ~2 min\)$/);
   });
 
   it("the clock scales what is left of each item by its pace between epochs, as the plan schedules it", () => {
