@@ -22,6 +22,14 @@ export function maxRelativeError(actual: ArrayLike<number>, expected: ArrayLike<
   return scale === 0 ? maxDiff : maxDiff / scale;
 }
 
+/** ‖actual − expected‖ / ‖expected‖ (Euclidean norms): the error over the whole result, one stray element diluted. */
+export function relativeDistance(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
+  if (actual.length !== expected.length) throw new Error(`lengths differ: ${actual.length} vs ${expected.length}`);
+  let [difference, size] = [0, 0];
+  for (let i = 0; i < expected.length; i++) (difference += (actual[i] - expected[i]) ** 2), (size += expected[i] ** 2);
+  return Math.sqrt(difference / size);
+}
+
 /** Runs fn with the named backend active, then restores the previous one. */
 export async function onBackend<T>(name: string, fn: () => Promise<T>): Promise<T> {
   const previous = tf.getBackend();

@@ -1,6 +1,8 @@
-// A first layer's filter gradient (3×3 filters over one input channel) on OpenMP's threads, over TF.js's NHWC float32
-// tensors in the wasm heap: a pass over dy with nine multiply-adds per element, which oneDNN's kernel for this shape and
-// the wasm module's SIMD one (one thread) ran at ~13 GFLOP/s on the AMX Xeon (lib/accelerator/native/onednn.ts).
+// A first layer (3×3 filters over one input channel) on OpenMP's threads, over TF.js's NHWC float32 tensors in the wasm
+// heap: its filter gradient, a pass over dy with nine multiply-adds per element, which oneDNN's kernel for this shape and
+// the wasm module's SIMD one (one thread) ran at ~13 GFLOP/s on the AMX Xeon (lib/accelerator/native/onednn.ts); and,
+// followed by relu and a max pool (the conv + relu + pool op), its forward pass, which records the pool's winners for
+// the backward pass instead of writing out the activation (oneDNN's convolution and pool took twice as long).
 #pragma once
 #include <cstdint>
 
@@ -27,5 +29,22 @@ void filterGradient(const Geometry& g, const float* x, const float* dy, float* d
 // give the same bits where oneDNN's pool picks the same winners.
 void pooledFilterGradient(const Geometry& g, int64_t poolHeight, int64_t poolWidth, const float* x, const void* activation, bool activationBf16,
                           const float* dy, float* dw, float* db);
+
+// A window's winner, per pooled output and channel: the row-major index in its window of its first maximum where that
+// maximum is positive, NO_WINNER where it is not (relu's gradient is 0 there). Windows of up to 255 pixels.
+constexpr uint8_t NO_WINNER = 0xFF;
+constexpr int64_t MAX_WINDOW = NO_WINNER;
+
+// The conv + relu + pool op's forward pass for a first layer (filters w [3, 3, 1, channels], bias b): y = maxPool(relu(
+// conv(x) + b)) [batch, outHeight / poolHeight, outWidth / poolWidth, channels], and each window's winner (a byte per
+// element of y) for winnerFilterGradient; the activation itself is never written out. Each output pixel sums its nine
+// taps in row-major order with one rounding each, then adds b: oneDNN's fp32 results. In bf16, x and w are rounded to
+// bfloat16 first (their products are exact in fp32) and the activation after relu is, as oneDNN's bf16 convolution
+// computes them.
+void pooledForward(const Geometry& g, int64_t poolHeight, int64_t poolWidth, const float* x, const float* w, const float* b, bool bf16, float* y,
+                   uint8_t* winners);
+// pooledFilterGradient's dw and db from the winners pooledForward recorded (dy rounded to bfloat16 where bf16).
+void winnerFilterGradient(const Geometry& g, int64_t poolHeight, int64_t poolWidth, const float* x, const uint8_t* winners, bool bf16, const float* dy,
+                          float* dw, float* db);
 
 }  // namespace firstlayer

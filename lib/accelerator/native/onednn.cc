@@ -802,6 +802,9 @@ void BlockBackward(const FunctionCallbackInfo<Value>& args) {
 // backward pass runs the pool's gradient, relu's (from its output), and the convolution's filter and bias gradients and,
 // where asked for, its input gradient. The caller keeps the relu output and the pool's workspace between the passes.
 // The pool's windows are disjoint and inside the convolution's output (floor, as TF.js's 'valid' pooling).
+// Whether the conv + relu + pool op's backward pass runs from the windows' winners (setWinnerGradients), where they fit.
+bool winnerGradients = true;
+
 struct ConvPoolEntry {
   Geometry g;
   memory::desc x, activation, y;  // x and y fp32 (y pooled); activation: relu(conv(x) + b) in the operand type
@@ -827,11 +830,17 @@ struct ConvPoolEntry {
   // The backward pass from the pool windows' winners alone (pooled_conv.h), where it fits and winnerGradients is on.
   pooledconv::Geometry winners;
   bool winnersFit = false;
-  std::string impl, winnersImpl;
+  // A first layer whose forward pass records the winners (first_layer.h's pooledForward) where winnerGradients is on:
+  // the caller then keeps the winners (a byte per pooled output) instead of the activation, and no pool workspace.
+  bool recordsWinners = false;
+  std::string impl, winnersImpl, recordedImpl;
+  // Whether this op's forward pass records the winners now, and the bytes of the tensors it saves for the backward pass.
+  bool recording() const { return recordsWinners && winnerGradients; }
+  size_t winnerBytes() const { return size_t(g.batch * (g.outHeight / winners.poolHeight) * (g.outWidth / winners.poolWidth) * g.filters); }
+  size_t activationBytes() const { return recording() ? winnerBytes() : activation.get_size(); }
+  size_t workspaceBytes() const { return recording() ? 0 : pool.workspace.get_size(); }
 };
 std::map<std::string, ConvPoolEntry> convPools;
-// Whether the conv + relu + pool op's backward pass runs from the windows' winners (setWinnerGradients), where they fit.
-bool winnerGradients = true;
 
 ConvPoolEntry makeConvPool(const Geometry& g, memory::dim poolHeight, memory::dim poolWidth) {
   if (poolHeight < 1 || poolWidth < 1 || poolHeight > g.outHeight || poolWidth > g.outWidth)
@@ -894,6 +903,9 @@ ConvPoolEntry makeConvPool(const Geometry& g, memory::dim poolHeight, memory::di
   // A first layer's filter gradient from the winners is first_layer.h's loops over a per-image gradient made from them.
   c.winnersFit = c.firstLayerLoops ? g.outHeight * g.outWidth * g.filters < INT32_MAX : g.dilationH == 1 && g.dilationW == 1 && pooledconv::fits(c.winners);
   c.winnersImpl = c.impl + ", gradients from the pool's winners (addon loops, fp32)";
+  c.recordsWinners = c.firstLayerLoops && c.winnersFit && poolHeight * poolWidth <= firstlayer::MAX_WINDOW;
+  c.recordedImpl = std::string("addon loops: first layer's conv + relu + pool recording the winners, gradients from them") +
+                   (bf16 ? " (bf16 operands, fp32 sums)" : " (fp32)");
   return c;
 }
 
@@ -909,14 +921,15 @@ ConvPoolEntry& convPool(const FunctionCallbackInfo<Value>& args) {
 }
 
 // convPoolSavedBytes(buffer, geometry, poolHeight, poolWidth) → bytes of [activation, pool's workspace] in the current mode:
-// the tensors the caller keeps from the forward pass for the backward pass.
+// the tensors the caller keeps from the forward pass for the backward pass (the winners and nothing where the forward
+// pass records them).
 void ConvPoolSavedBytes(const FunctionCallbackInfo<Value>& args) {
   guarded(args, [&] {
     ConvPoolEntry& c = convPool(args);
     Isolate* isolate = args.GetIsolate();
     Local<v8::Array> bytes = v8::Array::New(isolate, 2);
-    bytes->Set(isolate->GetCurrentContext(), 0, v8::Number::New(isolate, double(c.activation.get_size()))).Check();
-    bytes->Set(isolate->GetCurrentContext(), 1, v8::Number::New(isolate, double(c.pool.workspace.get_size()))).Check();
+    bytes->Set(isolate->GetCurrentContext(), 0, v8::Number::New(isolate, double(c.activationBytes()))).Check();
+    bytes->Set(isolate->GetCurrentContext(), 1, v8::Number::New(isolate, double(c.workspaceBytes()))).Check();
     args.GetReturnValue().Set(bytes);
   });
 }
@@ -928,6 +941,13 @@ void ConvPoolForward(const FunctionCallbackInfo<Value>& args) {
     ConvPoolEntry& c = convPool(args);
     const HeapTensors tensor(args, 4, 6);
     char* heap = tensor.heap;
+    if (c.recording()) {
+      firstlayer::pooledForward(loopsGeometry(c.g), c.winners.poolHeight, c.winners.poolWidth, reinterpret_cast<const float*>(tensor.data(0)),
+                                reinterpret_cast<const float*>(tensor.data(1)), reinterpret_cast<const float*>(tensor.data(2)), bf16,
+                                reinterpret_cast<float*>(tensor.data(3)), reinterpret_cast<uint8_t*>(tensor.data(4)));
+      setImpl(args, c.recordedImpl);
+      return;
+    }
     memory activation = tensor(4, c.activation);
     convert(c.toWeights, tensor(1, plain(c.g.weights(), tag::hwio)), c.weights);
     c.conv.execute(stream(), {{DNNL_ARG_SRC, c.input.from(tensor(0, c.x), heap, keyAt(args, 5))}, {DNNL_ARG_WEIGHTS, c.weights},
@@ -941,14 +961,27 @@ void ConvPoolForward(const FunctionCallbackInfo<Value>& args) {
 }
 
 // convPoolBackward(buffer, geometry, poolHeight, poolWidth,
-//                  Float64Array [dy, x, filter, activation, pool's workspace, dx (−1: not asked for), dfilter, dbias], x's key)
-// → implementation names
+//                  Float64Array [dy, x, filter, activation, pool's workspace, dx (−1: not asked for), dfilter, dbias], x's key,
+//                  the activation tensor's bytes) → implementation names
 void ConvPoolBackward(const FunctionCallbackInfo<Value>& args) {
   guarded(args, [&] {
     ConvPoolEntry& c = convPool(args);
     const HeapTensors tensor(args, 4, 8);
     char* heap = tensor.heap;
     const Geometry& g = c.g;
+    // The saved tensors must be what the forward pass in this mode saved (convPoolSavedBytes, rounded up to whole float32s
+    // per convolution output pixel by the caller), else winnerGradients or the precision changed between the passes.
+    const size_t pixels = size_t(g.batch * g.outHeight * g.outWidth), saved = size_t(number(args, 6));
+    if (saved != (c.activationBytes() + 4 * pixels - 1) / (4 * pixels) * 4 * pixels)
+      throw std::invalid_argument("the saved activation is not this mode's: winner gradients or the precision changed between the forward and backward passes");
+    if (c.recording()) {
+      if (tensor.present(5)) throw std::invalid_argument("a convolution over one input channel gives no input gradient here");
+      firstlayer::winnerFilterGradient(loopsGeometry(g), c.winners.poolHeight, c.winners.poolWidth, reinterpret_cast<const float*>(tensor.data(1)),
+                                       reinterpret_cast<const uint8_t*>(tensor.data(3)), bf16, reinterpret_cast<const float*>(tensor.data(0)),
+                                       reinterpret_cast<float*>(tensor.data(6)), reinterpret_cast<float*>(tensor.data(7)));
+      setImpl(args, c.recordedImpl);
+      return;
+    }
     if (winnerGradients && c.winnersFit && c.firstLayerLoops && !tensor.present(5)) {
       firstlayer::pooledFilterGradient(loopsGeometry(g), c.winners.poolHeight, c.winners.poolWidth, reinterpret_cast<const float*>(tensor.data(1)),
                                        tensor.data(3), bf16, reinterpret_cast<const float*>(tensor.data(0)), reinterpret_cast<float*>(tensor.data(6)),

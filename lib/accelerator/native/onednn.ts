@@ -74,7 +74,9 @@ interface OneDnnAddon {
   // window, and the tensors' offsets in the order onednn.cc lists them.
   convPoolSavedBytes(buffer: ArrayBufferLike, geometry: Float64Array, poolHeight: number, poolWidth: number): number[];
   convPoolForward(buffer: ArrayBufferLike, geometry: Float64Array, poolHeight: number, poolWidth: number, tensors: Float64Array, xKey: number): string;
-  convPoolBackward(buffer: ArrayBufferLike, geometry: Float64Array, poolHeight: number, poolWidth: number, tensors: Float64Array, xKey: number): string;
+  convPoolBackward(
+    buffer: ArrayBufferLike, geometry: Float64Array, poolHeight: number, poolWidth: number, tensors: Float64Array, xKey: number, activationBytes: number,
+  ): string;
 }
 
 type BlockArgs = [geometry1: Float64Array, geometry2: Float64Array, epsilon1: number, epsilon2: number, poolHeight: number, poolWidth: number];
@@ -628,7 +630,8 @@ function convPoolShapes(xShape: number[], filterShape: number[], attrs: ConvRelu
 /**
  * ProjectConvReluPool: y = maxPool(relu(conv(x) + bias)) in training mode, as one native call (onednn.cc, "A convolution
  * with bias + relu and the max pool after it"). Inputs x, filter, bias; outputs [y] and what the gradient kernel reads:
- * [activation, poolWorkspace], in the native precision (bf16 values, two per float32 element, in bf16 mode). The
+ * [activation, poolWorkspace], in the native precision (bf16 values, two per float32 element, in bf16 mode); for a first
+ * layer with winner gradients on, the windows' winners (a byte per element of y) and no workspace instead. The
  * activation's shape is the convolution output's [batch, height, width] and its bytes per pixel as float32s, so that a
  * profile can count the convolution's multiply-adds in either precision.
  */
@@ -638,6 +641,8 @@ export function convReluPool(args: KernelArgs): TensorInfo[] {
   const { x, filter, bias } = inputs;
   if (!convBnBlocksActive()) throw new Error(`${CONV_RELU_POOL_KERNEL}: the op does not run here (convBnBlocksActive() is false)`);
   const { geometry: g, outShape, convShape } = convPoolShapes(x.shape, filter.shape, attrs);
+  // A first layer's forward pass records the pool's winners instead of the activation where winner gradients are on.
+  addon!.setWinnerGradients(winnerGradients);
   const [activationBytes, workspaceBytes] = addon!.convPoolSavedBytes(buffer(backend), g, ...attrs.pool);
   // Bytes as float32s, rounded up.
   const pixels = convShape[0] * convShape[1] * convShape[2];
@@ -670,6 +675,9 @@ export function convReluPoolGrad(args: KernelArgs): TensorInfo[] {
   const at = (t: TensorInfo | undefined) => (t ? heapOffset(backend, t) : -1);
   const tensors = [dy, x, filter, activation, poolWorkspace, dx, dFilter, dBias];
   addon!.setWinnerGradients(winnerGradients);
-  implementations.set(CONV_RELU_POOL_GRAD_KERNEL, addon!.convPoolBackward(buffer(backend), g, ...attrs.pool, Float64Array.from(tensors.map(at)), conversionKey(x)));
+  const activationBytes = 4 * activation.shape.reduce((a, b) => a * b, 1);
+  implementations.set(
+    CONV_RELU_POOL_GRAD_KERNEL, addon!.convPoolBackward(buffer(backend), g, ...attrs.pool, Float64Array.from(tensors.map(at)), conversionKey(x), activationBytes),
+  );
   return outputs;
 }
