@@ -11,7 +11,7 @@ import { describeBackend, initBackend } from "../lib/accelerator";
 import { parseCommandLine, positiveInt, runCommand, textTable, usageCheck } from "../lib/tooling/cli";
 import { readCurrentEnsemble } from "../lib/training/ensembles";
 import { parseProfile, planOf, type Profile } from "../lib/training/declarations";
-import { formatDuration, makePlan, planItems, type CostMeasurer, type ItemRunner, type PlanCosts } from "../lib/training/plan";
+import { formatDuration, makePlan, meanCosts, planItems, type CostMeasurer, type ItemRunner, type PlanCosts, type PlanItem } from "../lib/training/plan";
 import { describeExit, runWorker } from "../lib/tooling/workers";
 import type { PlanItemMessage } from "./plan-item";
 
@@ -47,23 +47,29 @@ function processRunner(profile: Profile): ItemRunner {
   };
 }
 
-/** Times the items' networks, and an item's start, in one worker process with a job's `threads` wasm threads. */
-function processMeasurer(profile: Profile): CostMeasurer {
-  return async (items, threads) => {
-    let costs: PlanCosts | undefined;
-    const exit = await runWorker({
-      script: "scripts/plan-item.ts",
-      args: ["--measure", profile, ...items.map((item) => item.declaration.name)],
-      threads,
-      stdout: "stderr",
-      onMessage: (message) => {
-        const m = message as PlanItemMessage;
-        if ("costs" in m) costs = m.costs;
-      },
-    });
-    if (exit.code === 0 && costs?.networks.length === items.length) return costs;
-    throw new Error(`timing the networks failed (${describeExit(exit)})`);
-  };
+/** Times the items' networks, and an item's start, in a worker process with a job's `threads` wasm threads. */
+async function measureInWorker(profile: Profile, items: PlanItem[], threads: number): Promise<PlanCosts> {
+  let costs: PlanCosts | undefined;
+  const exit = await runWorker({
+    script: "scripts/plan-item.ts",
+    args: ["--measure", profile, ...items.map((item) => item.declaration.name)],
+    threads,
+    stdout: "stderr",
+    onMessage: (message) => {
+      const m = message as PlanItemMessage;
+      if ("costs" in m) costs = m.costs;
+    },
+  });
+  if (exit.code === 0 && costs?.networks.length === items.length) return costs;
+  throw new Error(`timing the networks failed (${describeExit(exit)})`);
+}
+
+/**
+ * Times the networks in one worker per job at once, each timing them all: every network is timed while the other jobs'
+ * processes train too, as the plan's jobs will (sharing the memory bus and caches); the costs are their means.
+ */
+function processMeasurer(profile: Profile, jobs: number): CostMeasurer {
+  return async (items, threads) => meanCosts(await Promise.all(Array.from({ length: jobs }, () => measureInWorker(profile, items, threads))));
 }
 
 runCommand(USAGE, async () => {
@@ -94,7 +100,7 @@ runCommand(USAGE, async () => {
   const backend = await initBackend();
   log(`backend: ${describeBackend(backend)}`);
   const outcome = await makePlan({
-    profile, log, jobs, runner: jobs > 1 ? processRunner(profile) : undefined, measurer: jobs > 1 ? processMeasurer(profile) : undefined,
+    profile, log, jobs, runner: jobs > 1 ? processRunner(profile) : undefined, measurer: jobs > 1 ? processMeasurer(profile, jobs) : undefined,
   });
   if (values.json) process.stdout.write(JSON.stringify({ profile, jobs, ...outcome }, null, 2) + "\n");
   else log(`plan (${profile}) done in ${formatDuration(outcome.seconds)}; trained: ${outcome.trained.join(", ") || "nothing (all finished)"}`);

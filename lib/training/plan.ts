@@ -342,6 +342,19 @@ export interface PlanCosts {
 /** The costs of these items (one network per item) on `threads` threads. */
 export type CostMeasurer = (items: PlanItem[], threads: number) => Promise<PlanCosts>;
 
+/** The mean of several measurements of the same items' costs (the plan's jobs, each timing every network at once). */
+export function meanCosts(measurements: PlanCosts[]): PlanCosts {
+  const count = measurements[0]?.networks.length;
+  if (count === undefined || measurements.some((m) => m.networks.length !== count)) throw new Error("meanCosts needs measurements of the same items");
+  const mean = (values: number[]) => values.reduce((sum, v) => sum + v, 0) / values.length;
+  return {
+    networks: measurements[0].networks.map((_, i) => ({
+      train: mean(measurements.map((m) => m.networks[i].train)), predict: mean(measurements.map((m) => m.networks[i].predict)),
+    })),
+    itemStartSeconds: mean(measurements.map((m) => m.itemStartSeconds)),
+  };
+}
+
 /**
  * Makes every declaration of the profile that is not finished; finished ones are read back.
  * With several jobs, an item starts as soon as a job is free and what it needs is made; the

@@ -19,7 +19,7 @@ import { runIdentity, runProbabilities, runSplit } from "../../lib/training/run"
 import { accuracy, argmaxRows } from "../../lib/evaluation/metrics";
 import { stratifiedSplit, subset, toImageTensor } from "../../lib/data/preprocess";
 import { PROJECT_ROOT } from "../../lib/tooling/paths";
-import { makePlan, measureItemCosts, planItems, PlanClock, scheduleSeconds, type CostMeasurer, type ItemRunner } from "../../lib/training/plan";
+import { makePlan, meanCosts, measureItemCosts, planItems, PlanClock, scheduleSeconds, type CostMeasurer, type ItemRunner } from "../../lib/training/plan";
 import { budgetCells, budgetRows, PYTORCH_ANCHORS, resultRows } from "../../lib/evaluation/results";
 import { readRecord } from "../../lib/training/records";
 import { PRESET_MODELS } from "../../lib/models/builder";
@@ -449,6 +449,15 @@ describe("makePlan on a tiny profile", () => {
     assert.match(lines[0], /^plan \(standard\): timing 2 declarations' networks on 1 job of \d+ threads? \.\.\.$/);
     assert.match(lines[1], /; estimated 4 min on 1 job/);
     assert.match(lines[2], /^\[1\/2\] a: test run a \(2 of 2 epochs to train, ~2 min\)$/);
+  });
+
+  it("averages the jobs' measurements of the same items, network by network", () => {
+    const one = { networks: [{ train: 1, predict: 0.5 }, { train: 4, predict: 2 }], itemStartSeconds: 1 };
+    const other = { networks: [{ train: 3, predict: 1.5 }, { train: 2, predict: 0 }], itemStartSeconds: 2 };
+    assert.deepEqual(meanCosts([one, other]), { networks: [{ train: 2, predict: 1 }, { train: 3, predict: 1 }], itemStartSeconds: 1.5 });
+    assert.deepEqual(meanCosts([one]), one);
+    assert.throws(() => meanCosts([]), /same items/);
+    assert.throws(() => meanCosts([one, { ...other, networks: other.networks.slice(1) }]), /same items/);
   });
 
   it("the clock scales what is left of each item by its pace between epochs, as the plan schedules it", () => {
