@@ -801,8 +801,11 @@ void BlockBackward(const FunctionCallbackInfo<Value>& args) {
 // in bf16 mode only the op's input, its pooled output (an fp32 copy for TF.js) and the incoming gradient convert. The
 // backward pass runs the pool's gradient, relu's (from its output), and the convolution's filter and bias gradients and,
 // where asked for, its input gradient. The caller keeps the relu output and the pool's workspace between the passes.
-// The pool's windows are disjoint and inside the convolution's output (floor, as TF.js's 'valid' pooling).
-// Whether the conv + relu + pool op's backward pass runs from the windows' winners (setWinnerGradients), where they fit.
+// The pool's windows are disjoint and inside the convolution's output (floor, as TF.js's 'valid' pooling). Where the
+// windows' winners serve (below), the backward pass needs neither oneDNN's pool gradient nor the whole activation, and a
+// first layer's forward pass runs in the addon's loops, recording the winners instead of writing the activation.
+
+// Whether the op's backward pass runs from the windows' winners (setWinnerGradients), where they fit.
 bool winnerGradients = true;
 
 struct ConvPoolEntry {
