@@ -136,20 +136,28 @@ void unpooledGradient(const Geometry& g, int64_t poolHeight, int64_t poolWidth, 
   }
 }
 
-// The winners of a window's eight channels from the activation relu(conv(x) + b) (float32, or bfloat16 where BF16): the
-// first maximum in row-major order (only a strictly greater value replaces it), where it is positive.
+// The winners of a window of `size` activations (valueAt(k): pixel k's eight channels, k in row-major order): per
+// channel, the index of the first maximum (only a strictly greater value replaces it) where that maximum is positive,
+// NO_WINNER where it is not; the maximum itself into `best`.
+template <typename ValueAt>
+Mask firstMaximum(int64_t size, ValueAt valueAt, Lanes& best) {
+  best = valueAt(0);
+  Mask which = {};
+  for (int32_t k = 1; k < size; k++) {
+    const Lanes a = valueAt(k);
+    const Mask above = a > best;
+    best = above ? a : best;
+    which = above ? k : which;
+  }
+  return best > 0.0f ? which : Mask{} + NO_WINNER;
+}
+
+// The winners of a window's eight channels from the activation relu(conv(x) + b) (float32, or bfloat16 where BF16).
 template <bool BF16>
 auto winnersFromActivation(const void* activation, int64_t size) {
   return [activation, size](int64_t at, int64_t, auto offset) {
-    Lanes best = activationsAt<BF16>(activation, at);
-    Mask which = {};
-    for (int32_t k = 1; k < size; k++) {
-      const Lanes a = activationsAt<BF16>(activation, at + offset(k));
-      const Mask above = a > best;
-      best = above ? a : best;
-      which = above ? k : which;
-    }
-    return best > 0.0f ? which : Mask{} + NO_WINNER;
+    Lanes best;
+    return firstMaximum(size, [&](int32_t k) { return activationsAt<BF16>(activation, at + offset(k)); }, best);
   };
 }
 
@@ -278,19 +286,13 @@ void pooledForwardIn(const Geometry& g, int64_t poolHeight, int64_t poolWidth, c
         const Lanes bias = load(b + block);
         for (int64_t py = 0; py < pooledHeight; py++) {
           const float* row = padded.data() + py * poolHeight * g.strideHeight * cols;
-          // A window's activations a[k] (k in row-major order) into y and the winners: the first maximum wins (only a
-          // strictly greater activation replaces it).
+          // A window's activations a[k] (k in row-major order) into y and the winners.
           const auto pool = [&](int64_t px, const Lanes* a) {
-            Lanes best = a[0];
-            Mask which = {};
-            for (int32_t k = 1; k < size; k++) {
-              const Mask above = a[k] > best;
-              best = above ? a[k] : best;
-              which = above ? k : which;
-            }
+            Lanes best;
+            const Mask which = firstMaximum(size, [a](int32_t k) { return a[k]; }, best);
             const int64_t cell = ((n * pooledHeight + py) * pooledWidth + px) * C + block;
             store(y + cell, best);
-            storeBytes(winners + cell, best > 0.0f ? which : Mask{} + NO_WINNER);
+            storeBytes(winners + cell, which);
           };
           int64_t px = 0;
           if (twoByTwo) {
