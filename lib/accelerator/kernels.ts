@@ -18,7 +18,7 @@ import { BATCH_NORM_GRAD_KERNEL, BATCH_NORM_TRAIN_KERNEL, batchNormGrad, batchNo
 import { ADAM_UPDATE_KERNEL, adamUpdate, MOMENTUM_UPDATE_KERNEL, momentumUpdate } from "./wasm/optimizer";
 import { RELU_BIAS_GRAD_KERNEL, RELU_GRAD_KERNEL, reluBiasGrad, reluGrad } from "./wasm/activation";
 import { maxPoolGrad } from "./wasm/pooling";
-import { DROPOUT_MASK_KERNEL, dropoutMask } from "./wasm/random";
+import { DROPOUT_KERNEL, dropout } from "./wasm/random";
 import { mean, sum } from "./wasm/reduction";
 import { simdKernelsBuilt } from "./wasm/simd";
 import * as oneDnn from "./native/onednn";
@@ -36,7 +36,7 @@ const MISSING_KERNELS: KernelOverride[] = [
   { kernelName: ADAM_UPDATE_KERNEL, kernelFunc: adamUpdate },
   { kernelName: MOMENTUM_UPDATE_KERNEL, kernelFunc: momentumUpdate },
   { kernelName: MOVING_AVERAGES_KERNEL, kernelFunc: movingAverages },
-  // Batch norm, the conv layers' relu + bias gradient and dropout masks for lib/accelerator/layers.ts, in the project's wasm SIMD code where
+  // Batch norm, the conv layers' relu + bias gradient and dropout for lib/accelerator/layers.ts, in the project's wasm SIMD code where
   // scripts/build-wasm.sh built it.
   ...(simdKernelsBuilt()
     ? [
@@ -44,7 +44,7 @@ const MISSING_KERNELS: KernelOverride[] = [
         { kernelName: BATCH_NORM_GRAD_KERNEL, kernelFunc: batchNormGrad },
         { kernelName: RELU_BIAS_GRAD_KERNEL, kernelFunc: reluBiasGrad },
         { kernelName: RELU_GRAD_KERNEL, kernelFunc: reluGrad },
-        { kernelName: DROPOUT_MASK_KERNEL, kernelFunc: dropoutMask },
+        { kernelName: DROPOUT_KERNEL, kernelFunc: dropout },
       ]
     : []),
 ];

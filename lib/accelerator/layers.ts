@@ -40,7 +40,7 @@
 import { tf } from "./backend";
 import { BATCH_NORM_GRAD_KERNEL, BATCH_NORM_TRAIN_KERNEL, batchNormKernelsFit, MOVING_AVERAGES_KERNEL } from "./wasm/normalization";
 import { RELU_BIAS_GRAD_KERNEL, RELU_GRAD_KERNEL, reluBiasGradFits } from "./wasm/activation";
-import { DROPOUT_MASK_KERNEL, type MaskDraw } from "./wasm/random";
+import { DROPOUT_KERNEL, type MaskDraw } from "./wasm/random";
 import {
   CONV_BN_BLOCK_GRAD_KERNEL, CONV_BN_BLOCK_KERNEL, CONV_RELU_POOL_GRAD_KERNEL, CONV_RELU_POOL_KERNEL, convBnBlocksActive, type ConvBnBlockAttrs,
   type ConvReluPoolAttrs,
@@ -144,11 +144,13 @@ export class FastDropout extends StockDropout {
     if (!training || !(this.rate > 0 && this.rate < 1) || this.noiseShape != null) return super.call(inputs, kwargs);
     return tf.tidy(() => {
       const input = Array.isArray(inputs) ? inputs[0] : inputs;
-      // Drawn in place by the SIMD kernel where it is built, else in JavaScript: the same values.
-      const mask = tf.getKernel(DROPOUT_MASK_KERNEL, tf.getBackend())
-        ? (tf.engine().runKernel(DROPOUT_MASK_KERNEL, {}, { shape: input.shape, ...this.masks.next(1 - this.rate) } as never) as tf.Tensor)
-        : tf.tensor(this.masks.fill(new Float32Array(input.size), 1 - this.rate), input.shape);
-      return tf.mul(input, mask);
+      const keep = 1 - this.rate;
+      if (!tf.getKernel(DROPOUT_KERNEL, tf.getBackend())) return tf.mul(input, tf.tensor(this.masks.fill(new Float32Array(input.size), keep), input.shape));
+      // The SIMD kernel draws the same mask and applies it in one pass; the same draw on the
+      // incoming gradient is the gradient, so no mask is stored between the passes.
+      const draw = this.masks.next(keep);
+      const apply = (x: tf.Tensor) => tf.engine().runKernel(DROPOUT_KERNEL, { x }, draw as never) as tf.Tensor;
+      return tf.customGrad((x) => ({ value: apply(x as tf.Tensor), gradFunc: (dy: tf.Tensor) => apply(dy) }))(input);
     });
   }
 }

@@ -4,7 +4,7 @@ import { initBackend, tf } from "../../lib/accelerator/backend";
 import { FastActivation, FastBatchNorm, FastConv2D, FastDropout, FastMaxPooling2D, fuseBatchNormRelu, fuseConvBnBlocks, fuseConvReluPools, MaskGenerator } from "../../lib/accelerator/layers";
 import { seededRandom } from "../../lib/tooling/random";
 import { simdKernelsBuilt } from "../../lib/accelerator/wasm/simd";
-import { DROPOUT_MASK_KERNEL } from "../../lib/accelerator/wasm/random";
+import { DROPOUT_KERNEL } from "../../lib/accelerator/wasm/random";
 import { MOVING_AVERAGES_KERNEL } from "../../lib/accelerator/wasm/normalization";
 import {
   bf16Unavailable, CONV_BN_BLOCK_GRAD_KERNEL, CONV_BN_BLOCK_KERNEL, CONV_RELU_POOL_GRAD_KERNEL, CONV_RELU_POOL_KERNEL, inPrecision, nativeImplementations, oneDnnActive, oneDnnIsa, useConvBnBlocks, useOneDnn,
@@ -90,24 +90,35 @@ describe("FastDropout", () => {
     assert.deepEqual(fast.getConfig(), stock.getConfig());
   });
 
-  it("draws the same masks on wasm (the SIMD kernel, where built) as on cpu (JavaScript)", async (t) => {
+  it("gives the same outputs and gradients on wasm (the SIMD kernel, where built) as on cpu (a JavaScript mask)", async (t) => {
     if (!simdKernelsBuilt()) return t.skip("the project's SIMD kernels are not built");
+    const random = seededRandom(9);
     // Sizes around the kernel's eight lanes, and one with a tail after many full rounds.
     for (const shape of [[1], [7], [8], [9], [3, 5, 7], [17, 13, 13, 4]]) {
-      const masks: Float32Array[] = [];
+      const size = shape.reduce((a, b) => a * b, 1);
+      // Negative inputs too: a dropped one gives -0 in both ways.
+      const values = Float32Array.from({ length: size }, () => random() * 2 - 1);
+      const weights = Float32Array.from({ length: size }, () => random() * 2 - 1);
+      const results: Float32Array[][] = [];
       for (const backend of ["wasm", "cpu"]) {
         const layer = new FastDropout({ rate: 0.3, seed: 5 });
         await onBackend(backend, async () => {
-          const x = tf.ones(shape);
+          const x = tf.tensor(values, shape);
+          const w = tf.tensor(weights, shape);
           const { kernelNames } = await tf.profile(() => layer.apply(x, { training: true }) as tf.Tensor);
-          assert.equal(kernelNames.includes(DROPOUT_MASK_KERNEL), backend === "wasm", kernelNames.join(", "));
+          assert.equal(kernelNames.includes(DROPOUT_KERNEL), backend === "wasm", kernelNames.join(", "));
           // Two calls: the generator's state moves on between masks the same way on both paths.
-          const y = layer.apply(x, { training: true }) as tf.Tensor;
-          masks.push((await y.data()) as Float32Array);
-          tf.dispose([x, y]);
+          let y: tf.Tensor | undefined;
+          const gradient = tf.grad((input: tf.Tensor) => {
+            y = tf.keep(layer.apply(input, { training: true }) as tf.Tensor);
+            return tf.sum(tf.mul(y, w));
+          })(x);
+          results.push([(await y!.data()) as Float32Array, (await gradient.data()) as Float32Array]);
+          tf.dispose([x, w, y!, gradient]);
         });
       }
-      assert.deepEqual(masks[0], masks[1], `shape ${shape}`);
+      assert.deepEqual(results[0][0], results[1][0], `outputs, shape ${shape}`);
+      assert.deepEqual(results[0][1], results[1][1], `gradients, shape ${shape}`);
     }
   });
 

@@ -31,7 +31,8 @@ export interface SimdKernels {
   relu_grad(dy: number, x: number, count: number, dx: number): void;
   /** Σ x[i] over `count` floats, accumulated in float64. */
   sum_all(x: number, count: number): number;
-  dropout_mask(mask: number, count: number, threshold: number, scale: number, s0: number, s1: number, s2: number, s3: number, s4: number, s5: number, s6: number, s7: number): void;
+  /** y = x times the mask the lane states s0..s7 draw (scale where a draw is below threshold, else 0). */
+  dropout(x: number, y: number, count: number, threshold: number, scale: number, s0: number, s1: number, s2: number, s3: number, s4: number, s5: number, s6: number, s7: number): void;
   max_pool_grad_2x2(x: number, dy: number, batch: number, height: number, width: number, channels: number, outHeight: number, outWidth: number, dx: number): void;
   max_pool_grad_disjoint(
     x: number, dy: number, batch: number, height: number, width: number, channels: number, poolHeight: number, poolWidth: number,

@@ -334,33 +334,34 @@ static inline v128_t xorshift(v128_t s) {
   return wasm_v128_xor(s, wasm_i32x4_shl(s, 5));
 }
 
-// A dropout mask: element i is `scale` where the next draw of lane i % 8 (eight xorshift32
-// streams, states s0..s7) is below `threshold` (unsigned), else 0. lib/accelerator/layers.ts
-// MaskGenerator.fill computes the same values in JavaScript.
-__attribute__((export_name("dropout_mask")))
-void dropout_mask(float* mask, int count, unsigned threshold, float scale, unsigned s0, unsigned s1, unsigned s2, unsigned s3,
-                  unsigned s4, unsigned s5, unsigned s6, unsigned s7) {
+// Dropout: y[i] = x[i] · m[i], where m[i] is `scale` if the next draw of lane i % 8 (eight xorshift32
+// streams, states s0..s7) is below `threshold` (unsigned), else 0: the mask is drawn and applied in
+// one pass, never stored. Applied to the incoming gradient with the same states, it is its own
+// gradient. lib/accelerator/layers.ts MaskGenerator.fill draws the same m in JavaScript.
+__attribute__((export_name("dropout")))
+void dropout(const float* x, float* y, int count, unsigned threshold, float scale, unsigned s0, unsigned s1, unsigned s2,
+             unsigned s3, unsigned s4, unsigned s5, unsigned s6, unsigned s7) {
   v128_t low = wasm_u32x4_make(s0, s1, s2, s3), high = wasm_u32x4_make(s4, s5, s6, s7);
   const v128_t limit = wasm_u32x4_splat(threshold), kept = wasm_f32x4_splat(scale);
   int i = 0;
   for (; i + 8 <= count; i += 8) {
     low = xorshift(low);
     high = xorshift(high);
-    wasm_v128_store(mask + i, wasm_v128_and(wasm_u32x4_lt(low, limit), kept));
-    wasm_v128_store(mask + i + 4, wasm_v128_and(wasm_u32x4_lt(high, limit), kept));
+    wasm_v128_store(y + i, wasm_f32x4_mul(wasm_v128_load(x + i), wasm_v128_and(wasm_u32x4_lt(low, limit), kept)));
+    wasm_v128_store(y + i + 4, wasm_f32x4_mul(wasm_v128_load(x + i + 4), wasm_v128_and(wasm_u32x4_lt(high, limit), kept)));
   }
   if (i < count) {
-    // The last elements: one more draw of each lane, the first count - i of them written.
+    // The last elements: one more draw of each lane, the first count - i of them used.
     low = xorshift(low);
     high = xorshift(high);
     const v128_t a = wasm_v128_and(wasm_u32x4_lt(low, limit), kept), b = wasm_v128_and(wasm_u32x4_lt(high, limit), kept);
     const int left = count - i;  // 1..7; lanes are constants, hence the ladder (an array would need a stack)
-    mask[i] = wasm_f32x4_extract_lane(a, 0);
-    if (left > 1) mask[i + 1] = wasm_f32x4_extract_lane(a, 1);
-    if (left > 2) mask[i + 2] = wasm_f32x4_extract_lane(a, 2);
-    if (left > 3) mask[i + 3] = wasm_f32x4_extract_lane(a, 3);
-    if (left > 4) mask[i + 4] = wasm_f32x4_extract_lane(b, 0);
-    if (left > 5) mask[i + 5] = wasm_f32x4_extract_lane(b, 1);
-    if (left > 6) mask[i + 6] = wasm_f32x4_extract_lane(b, 2);
+    y[i] = x[i] * wasm_f32x4_extract_lane(a, 0);
+    if (left > 1) y[i + 1] = x[i + 1] * wasm_f32x4_extract_lane(a, 1);
+    if (left > 2) y[i + 2] = x[i + 2] * wasm_f32x4_extract_lane(a, 2);
+    if (left > 3) y[i + 3] = x[i + 3] * wasm_f32x4_extract_lane(a, 3);
+    if (left > 4) y[i + 4] = x[i + 4] * wasm_f32x4_extract_lane(b, 0);
+    if (left > 5) y[i + 5] = x[i + 5] * wasm_f32x4_extract_lane(b, 1);
+    if (left > 6) y[i + 6] = x[i + 6] * wasm_f32x4_extract_lane(b, 2);
   }
 }
