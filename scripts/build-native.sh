@@ -12,6 +12,12 @@ if ! command -v g++ >/dev/null 2>&1 || [ ! -f "$node_headers/node.h" ] || [ ! -f
   rm -f "$dir/onednn.node"
   exit 0
 fi
+# The addon's own loops below are x86-64 code (AVX2 intrinsics): elsewhere (e.g. aarch64) the addon is not built.
+if [ "$(uname -m)" != "x86_64" ]; then
+  echo "build-native: the addon's loops are built for x86-64, this machine is $(uname -m); convolutions run in wasm." >&2
+  rm -f "$dir/onednn.node"
+  exit 0
+fi
 # Max pooling (pooling.cc) and a first layer's filter gradient (first_layer.cc) are plain loops on OpenMP's threads
 # (the runtime oneDNN's threads come from), vectorised for AVX2: the pooling gradient's first-maximum selects were 6x
 # slower in baseline x86-64 code. The addon asks the CPU before it runs them (loopsSupported), so a copy built
