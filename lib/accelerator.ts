@@ -11,6 +11,7 @@ export {
   tf,
   initBackend,
   describeBackend,
+  ONEDNN_WORDS,
   parseBackendName,
   BACKEND_NAMES,
   BACKEND_ENV_VAR,

@@ -243,7 +243,7 @@ function printRecord(record: RunRecord, outDir: string, json: boolean): void {
       ["model", "epochs", "best epoch", "train acc", "val acc", "test acc", "test correct", "s/epoch", "backend"],
       [[
         record.model.name, record.history.length, (record.bestEpoch ?? 0) + 1, last.accuracy.toFixed(4), record.validation?.accuracy.toFixed(4) ?? "–",
-        record.test!.accuracy.toFixed(4), `${record.test!.correct}/${record.test!.images}`, (record.trainSeconds / record.history.length).toFixed(1), backendSummary(record),
+        record.test!.accuracy.toFixed(4), `${record.test!.correct}/${record.test!.images}`, (record.trainSeconds / record.history.length).toFixed(1), backendSummary(record.backend),
       ]],
     ) + `\nrun record: ${path.join(outDir, "record.json")}\n`,
   );

@@ -176,6 +176,9 @@ function describeLoadError(name: BackendName, error: unknown): string {
   return firstLine;
 }
 
+/** What describeBackend says where oneDNN runs; run records carry the line, and lib/evaluation/results.ts reads it back. */
+export const ONEDNN_WORDS = "by oneDNN (native)";
+
 /** One line for logs, notebooks and run records, e.g. `wasm (skipped tensorflow: …)`. */
 export function describeBackend(info: BackendInfo): string {
   const threads = info.threads === null ? "" : `, ${info.threads} thread${info.threads === 1 ? "" : "s"}`;
@@ -184,7 +187,7 @@ export function describeBackend(info: BackendInfo): string {
   const products = info.oneDnnBatchNorm ? "convolutions, matrix products and batch norm" : "convolutions and matrix products";
   const pooling = info.nativePooling ? ", max pooling on its threads" : "";
   const blocks = info.convBnBlocks ? ", conv + batch norm and conv + pool blocks as one op" : "";
-  const native = info.oneDnn ? `, ${products} by oneDNN (native)${pooling}${blocks}${bf16}${threaded ? ", the other ops on one thread" : ""}` : "";
+  const native = info.oneDnn ? `, ${products} ${ONEDNN_WORDS}${pooling}${blocks}${bf16}${threaded ? ", the other ops on one thread" : ""}` : "";
   const parts = [info.name + threads + native + (info.forced ? ` (forced by ${BACKEND_ENV_VAR})` : "")];
   for (const s of info.skipped) parts.push(`skipped ${s.name}: ${s.reason}`);
   parts.push(...info.notes);

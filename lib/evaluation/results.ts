@@ -4,6 +4,7 @@
  * output of `npm run results -- --markdown`, never typed in.
  */
 import os from "node:os";
+import { ONEDNN_WORDS } from "../accelerator";
 import { readCurrentEnsemble } from "../training/ensembles";
 import { declaredRunRecord, loadDeclarations, planOf, type Declaration, type EnsembleDeclaration, type Profile, type RunDeclaration } from "../training/declarations";
 import { STANDARD_AUGMENTATION } from "../data/augment";
@@ -59,10 +60,13 @@ function recipeText(d: RunDeclaration, record: RunRecord | undefined): string {
     `${r.splitSeed !== undefined && r.splitSeed !== r.seed ? ` (split seed ${r.splitSeed})` : ""}`;
 }
 
-/** A record's backend in a few words: name, threads, oneDNN, and the precision when not fp32 (e.g. "wasm, 1 thread + oneDNN, bf16"). */
-export function backendSummary(record: RunRecord): string {
-  const { name, threads, description, precision } = record.backend;
-  const oneDnn = /oneDNN/.test(description) && !/oneDNN off|no oneDNN/.test(description) ? " + oneDNN" : "";
+/**
+ * A record's backend in a few words: name, threads, oneDNN where it ran, and the precision when not fp32 (e.g. "wasm, 1
+ * thread + oneDNN, bf16"). Where oneDNN did not run, the line still names it in the reason why.
+ */
+export function backendSummary(backend: RunRecord["backend"]): string {
+  const { name, threads, description, precision } = backend;
+  const oneDnn = description.includes(ONEDNN_WORDS) ? " + oneDNN" : "";
   return `${name}, ${threads ?? "?"} thread${threads === 1 ? "" : "s"}${oneDnn}${precision && precision !== "fp32" ? `, ${precision}` : ""}`;
 }
 
@@ -94,7 +98,7 @@ export async function resultRows(profile: Profile, declarations: Map<string, Dec
       testAccuracy: test?.accuracy ?? null,
       testInterval: interval ? [interval.lower, interval.upper] : null,
       trainSeconds: record ? record.trainSeconds : null,
-      backend: record ? backendSummary(record) : null,
+      backend: record ? backendSummary(record.backend) : null,
       status: found.stale ? "stale" : record?.status === "finished" ? "finished" : record ? "running" : "missing",
       command: experimentCommand(d.name, profile),
     });

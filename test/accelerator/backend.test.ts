@@ -6,6 +6,7 @@ import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { describeBackend, parseBackendName } from "../../lib/accelerator/backend";
+import { backendSummary } from "../../lib/evaluation/results";
 
 const run = promisify(execFile);
 const ROOT = path.resolve(__dirname, "..", "..");
@@ -149,6 +150,21 @@ describe("backend selection", () => {
     assert.equal(oneThread, "wasm, 1 thread, convolutions and matrix products by oneDNN (native)");
     const bf16 = describeBackend({ name: "wasm", forced: false, threads: 2, registeredKernels: [], oneDnn: true, oneDnnBatchNorm: true, bf16Unavailable: null, notes: [], skipped: [] });
     assert.match(bf16, /^wasm, 2 threads, convolutions, matrix products and batch norm by oneDNN \(native\), in bf16 where a recipe asks \(.*\), the other ops on one thread$/);
+  });
+
+  it("a run record's backend in a few words says + oneDNN only where oneDNN ran, not where the line says why it did not", () => {
+    const info = { name: "wasm" as const, forced: false, threads: 2, registeredKernels: [], skipped: [] };
+    const summary = (description: string) => backendSummary({ name: "wasm", threads: 2, description, precision: "fp32" });
+    assert.equal(summary(describeBackend({ ...info, oneDnn: true, oneDnnBatchNorm: true, notes: [] })), "wasm, 2 threads + oneDNN");
+    // loadOneDnn's reasons, as initBackend puts them on the line.
+    for (const reason of [
+      "the native oneDNN convolutions are not built (scripts/build-native.sh needs g++ and libdnnl-dev): convolutions run in wasm, slower",
+      "native oneDNN convolutions off (TFJS_ONEDNN=0)",
+      "the native oneDNN convolutions cannot load (libdnnl.so.2: cannot open shared object file): convolutions run in wasm",
+    ]) {
+      assert.equal(summary(describeBackend({ ...info, oneDnn: false, notes: [reason] })), "wasm, 2 threads", reason);
+    }
+    assert.equal(backendSummary({ name: "wasm", threads: 1, description: describeBackend({ ...info, threads: 1, oneDnn: true, notes: [] }), precision: "bf16" }), "wasm, 1 thread + oneDNN, bf16");
   });
 });
 
