@@ -1,8 +1,8 @@
 import { before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { initBackend, tf } from "../../lib/accelerator";
-import { augmentBatch, augmenter, mixSeed, STANDARD_AUGMENTATION, validateAugmentConfig, type AugmentConfig } from "../../lib/data/augment";
-import { seededImages, valuesOf } from "../helpers/tensors";
+import { augmentBatch, augmenter, mixSeed, STANDARD_AUGMENTATION, validateAugmentConfig, viewBatch, type AugmentConfig, type TtaView } from "../../lib/data/augment";
+import { onBackend, seededImages, valuesOf } from "../helpers/tensors";
 
 const SIZE = 28;
 
@@ -133,6 +133,46 @@ describe("augmentation", () => {
     ];
     for (const [config, message] of bad) assert.throws(() => validateAugmentConfig(config as AugmentConfig), message);
     assert.throws(() => augmenter({ shift: { maxPixels: -2 } }, 1), /shift\.maxPixels/);
+  });
+
+  it("moves whole pixels in JavaScript to tf.image.transform's values bit for bit (flips, shifts, shifts past the edge)", () => {
+    const gray = seededImages(3, 5);
+    // Three channels as well (the loops move a pixel's channels together).
+    const colour = tf.tensor4d(valuesOf(seededImages(3, 6)).concat(valuesOf(seededImages(3, 7)), valuesOf(seededImages(3, 8))), [3, SIZE, SIZE, 3]);
+    const views: TtaView[] = [{}, { flip: true }, { shiftX: 1 }, { shiftX: -1 }, { flip: true, shiftX: 2, shiftY: -3 }, { shiftY: 40 }, { flip: true, shiftX: -30 }];
+    for (const images of [gray, colour]) {
+      for (const view of views) {
+        const moved = viewBatch(images, view);
+        const shiftX = view.shiftX ?? 0;
+        const shiftY = view.shiftY ?? 0;
+        // The wasm kernel with the move's matrix: input = output − shift; mirrored, input = width − 1 − output + shift.
+        const matrix = [view.flip ? -1 : 1, 0, view.flip ? SIZE - 1 + shiftX : -shiftX, 0, 1, -shiftY, 0, 0];
+        const reference = tf.tidy(() => tf.image.transform(images, tf.tensor2d(Array(3).fill(matrix).flat(), [3, 8]), "bilinear", "constant", 0));
+        assert.deepEqual(valuesOf(moved), valuesOf(reference), `${images.shape[3]} channels, ${JSON.stringify(view)}`);
+        tf.dispose([moved, reference]);
+      }
+    }
+    assert.throws(() => viewBatch(gray, { shiftX: 0.5 }), /whole pixels/);
+    tf.dispose([gray, colour]);
+  });
+
+  it("on cpu, whose Transform kernel moves only a batch's first image, every image is rotated and viewed as on wasm", async () => {
+    const results: number[][][] = [];
+    for (const backend of ["wasm", "cpu"]) {
+      await onBackend(backend, async () => {
+        const images = seededImages(3, 7);
+        const rotated = augmentBatch(images, { rotate: { maxDegrees: 20 } }, 4);
+        const viewed = viewBatch(images, { flip: true, shiftX: 1 });
+        results.push([valuesOf(rotated), valuesOf(viewed)]);
+        tf.dispose([images, rotated, viewed]);
+      });
+    }
+    const [wasm, cpu] = results;
+    assert.deepEqual(cpu[1], wasm[1]);
+    // Bilinear weights in float64 (cpu) against float32 (wasm).
+    const largest = wasm[0].reduce((most, v, i) => Math.max(most, Math.abs(v - cpu[0][i])), 0);
+    assert.ok(largest < 1e-5, `rotated images differ by up to ${largest}`);
+    assert.ok(cpu[0].slice(2 * SIZE * SIZE).some((v) => v > 0), "the last image is not blank");
   });
 
   it("the training hook depends on (seed, epoch, step) only", () => {
