@@ -36,7 +36,7 @@ export interface BackendInfo {
    * one thread beside it; else the wasm thread pool; native: TensorFlow's own, unknown here).
    */
   threads: number | null;
-  /** wasm: whether convolutions and matrix products run natively through oneDNN (lib/wasm/onednn.ts). */
+  /** wasm: whether convolutions and matrix products run natively through oneDNN (lib/accelerator/native/onednn.ts). */
   oneDnn: boolean;
   /** With oneDNN: whether it also runs training-mode batch norm (by default yes; TFJS_ONEDNN_BATCH_NORM=0: no). */
   oneDnnBatchNorm?: boolean;

@@ -2,7 +2,7 @@
  * The kernels this project registers on TF.js's wasm backend: gradient kernels wasm lacks
  * (so that the reference models train there) and faster versions of slow ones, each with
  * its fast-path condition and a fall-back to the stock kernel. All are checked against the
- * `cpu` backend in test/wasm-kernels.test.ts. The kernels live in lib/wasm/.
+ * `cpu` backend in test/accelerator/kernels.test.ts. The kernels live in lib/accelerator/wasm/.
  */
 import * as tf from "@tensorflow/tfjs";
 import type { FasterKernel, KernelArgs, KernelFunc, TensorInfo } from "./wasm/common";

@@ -1,6 +1,6 @@
 /**
  * Figures as plain Plotly specs ({ data, layout }): built here as data, so tests can check
- * them; shown in notebooks by lib/notebook.ts.
+ * them; shown in notebooks by lib/display/notebook.ts.
  */
 
 export interface PlotlyFigure {

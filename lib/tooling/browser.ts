@@ -35,7 +35,7 @@ export async function renderedDom(file: string, chromium = findChromium()): Prom
 }
 
 export interface FigureCheck {
-  /** Figure containers the notebook emitted (lib/notebook.ts gives them class plotly-figure). */
+  /** Figure containers the notebook emitted (lib/display/notebook.ts gives them class plotly-figure). */
   figures: number;
   /** Those Plotly drew into (it adds js-plotly-plot and an SVG). */
   rendered: number;

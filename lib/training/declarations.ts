@@ -63,9 +63,9 @@ export interface Recipe {
   optimizer?: OptimizerName;
   /** Absent: none. */
   labelSmoothing?: number;
-  /** "standard" (lib/augment's STANDARD_AUGMENTATION), a transform config, or none. */
+  /** "standard" (lib/data/augment's STANDARD_AUGMENTATION), a transform config, or none. */
   augment: "standard" | AugmentConfig | null;
-  /** Test predictions averaged over TTA views (lib/augment); absent: the image alone. */
+  /** Test predictions averaged over TTA views (lib/data/augment); absent: the image alone. */
   testTimeAugmentation?: boolean;
   /** Validate, keep and test an exponential moving average of the weights (lib/training/weight-average.ts); absent: the trained weights. */
   ema?: { decay: number };
