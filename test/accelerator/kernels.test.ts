@@ -154,6 +154,22 @@ describe("wasm kernels match cpu", () => {
     assert.equal(nativeImplementations().has("Conv2DBackpropFilter"), false, "12 filters: not by the addon");
   }));
 
+  // Outputs of at most 16 pixels: the filter gradient as one matrix product over the input's patches (cnn3's third
+  // convolution, 5×5 → 3×3); larger ones by oneDNN's convolution kernel. Padding reaches into the patches at stride 2.
+  for (const { xShape, filterShape, stride, pad, patches } of [
+    { xShape: [3, 5, 5, 16] as Shape4, filterShape: [3, 3, 16, 24] as Shape4, stride: 1, pad: "valid" as const, patches: true },
+    { xShape: [2, 7, 6, 4] as Shape4, filterShape: [3, 3, 4, 8] as Shape4, stride: 2, pad: "same" as const, patches: true },
+    { xShape: [2, 9, 8, 3] as Shape4, filterShape: [2, 3, 3, 5] as Shape4, stride: 2, pad: "valid" as const, patches: true },
+    { xShape: [2, 7, 7, 16] as Shape4, filterShape: [3, 3, 16, 8] as Shape4, stride: 1, pad: "valid" as const, patches: false },
+  ]) {
+    const outShape = convOutShape(xShape, filterShape, stride, pad);
+    it(`a filter gradient with ${outShape[1]}×${outShape[2]} outputs runs ${patches ? "as a product over patches" : "in oneDNN's convolution kernel"} (x ${xShape.join("×")}, stride ${stride}, ${pad})`, onPath(true)(async () => {
+      nativeImplementations().delete("Conv2DBackpropFilter");
+      await assertMatchesCpu("Conv2DBackpropFilter", { x: randomTensor(xShape), dy: randomTensor(outShape) }, { strides: stride, pad, dataFormat: "NHWC", filterShape });
+      assert.equal(nativeImplementations().get("Conv2DBackpropFilter")?.startsWith("patches + matmul"), patches, nativeImplementations().get("Conv2DBackpropFilter"));
+    }));
+  }
+
   it("oneDNN's native convolutions are built and load where CI runs (npm run setup builds them)", { skip: process.env.CI !== "true" }, () => {
     assert.ok(oneDnnActive(), "lib/accelerator/native/onednn.node missing or not loading: scripts/build-native.sh did not run or failed");
   });
@@ -378,6 +394,13 @@ describe("bf16 products (oneDNN) stay within bf16's rounding of cpu's fp32", () 
     it(`Conv2DBackpropFilter, ${label}`, bf16(() =>
       assertWithinBf16Bound("Conv2DBackpropFilter", { x: randomTensor(xShape), dy: randomTensor(convOutShape(xShape, filterShape, stride, pad)) }, { ...conv, filterShape })));
   }
+  it("a filter gradient over patches (3×3 outputs) reads bf16 operands too", bf16(async () => {
+    const xShape: Shape4 = [4, 5, 5, 32], filterShape: Shape4 = [3, 3, 32, 16];
+    nativeImplementations().delete("Conv2DBackpropFilter");
+    await assertWithinBf16Bound("Conv2DBackpropFilter", { x: randomTensor(xShape), dy: randomTensor(convOutShape(xShape, filterShape, 1, "valid")) },
+      { strides: 1, pad: "valid", dataFormat: "NHWC", dilations: 1, filterShape });
+    assert.match(nativeImplementations().get("Conv2DBackpropFilter") ?? "", /^patches \+ matmul/);
+  }));
   it("a first layer's filter gradient stays in fp32 in bf16 steps (the addon's loops or the SIMD kernel)", bf16(async () => {
     const inputs = { x: randomTensor([4, 28, 28, 1]), dy: randomTensor([4, 26, 26, 32]) };
     const attrs = { strides: 1, pad: "valid", dataFormat: "NHWC", filterShape: [3, 3, 1, 32] };
