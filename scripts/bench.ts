@@ -337,10 +337,9 @@ async function benchTorch(model: string, precision: "fp32" | "bf16", threads: nu
 const PROFILE_ROWS = 20;
 
 function profileLines(model: string, batchSize: number, profile: StepProfile): string[] {
-  const outside = profile.stepMs - profile.kernelMs;
   return [
-    `Training step of ${model} (batch ${batchSize}): ${profile.stepMs.toFixed(1)} ms, of which kernels ${profile.kernelMs.toFixed(1)} ms ` +
-      `and ${outside.toFixed(1)} ms outside them; ${(profile.flops / 1e9).toFixed(2)} GFLOP in convolutions and matrix products ` +
+    `Training step of ${model} (batch ${batchSize}): ${profile.stepMs.toFixed(1)} ms; profiled, kernels ${profile.kernelMs.toFixed(1)} ms ` +
+      `and ${profile.outsideMs.toFixed(1)} ms outside them; ${(profile.flops / 1e9).toFixed(2)} GFLOP in convolutions and matrix products ` +
       `(${(profile.flops / (profile.stepMs * 1e6)).toFixed(1)} GFLOP/s over the step). Top kernels:`,
     textTable(
       ["kernel and input shapes", "calls", "ms", "share", "GFLOP/s"],

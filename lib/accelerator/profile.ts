@@ -21,8 +21,14 @@ export interface KernelTime {
 export interface StepProfile {
   /** Median wall time of one step without the profiler, in milliseconds. */
   stepMs: number;
-  /** Sum of the kernels' medians per step; stepMs minus this is time outside kernels. */
+  /** Sum of the kernels' medians per step (profiled steps). */
   kernelMs: number;
+  /**
+   * Median over the profiled steps of each step's wall time minus its kernels' (the engine, JavaScript, the
+   * profiler's own bookkeeping). Not stepMs − kernelMs: those come from different steps, and on a noisy machine
+   * the profiled ones' kernels alone can take longer than an unprofiled step.
+   */
+  outsideMs: number;
   /** Floating-point operations per step in the kernels whose count is known (see kernelFlops). */
   flops: number;
   kernels: KernelTime[];
@@ -118,7 +124,7 @@ export function median(values: number[]): number {
 
 /**
  * Times `step` `repeats` times without the profiler (stepMs), then profiles it `repeats`
- * times. Run a warm-up step first: the first call sets up kernels and optimizer state.
+ * times (the kernels' times and the time outside them). Run a warm-up step first: the first call sets up kernels and optimizer state.
  */
 export async function profileStep(step: () => Promise<unknown>, repeats: number): Promise<StepProfile> {
   if (!Number.isInteger(repeats) || repeats < 1) throw new Error(`repeats must be a positive integer, got ${repeats}.`);
@@ -130,10 +136,13 @@ export async function profileStep(step: () => Promise<unknown>, repeats: number)
   }
   // Per group: the time of each profiled step (0 where a step did not run it), and calls.
   const groups = new Map<string, { times: number[]; calls: number[]; flops: number | null }>();
+  const outside: number[] = [];
   for (let r = 0; r < repeats; r++) {
+    const started = performance.now();
     const info = await tf.profile(async () => {
       await step();
     });
+    let kernelsOfStep = 0;
     for (const k of info.kernels) {
       if (isGradientWrapper(k.name)) continue;
       // kernelTimeMs is an {error} object where the backend cannot time kernels.
@@ -147,7 +156,9 @@ export async function profileStep(step: () => Promise<unknown>, repeats: number)
       group.times[r] += ms;
       group.calls[r]++;
       groups.set(key, group);
+      kernelsOfStep += ms;
     }
+    outside.push(performance.now() - started - kernelsOfStep);
   }
   const medians = [...groups.entries()].map(([kernel, g]) => ({ kernel, flops: g.flops, calls: median(g.calls), ms: median(g.times) }));
   const kernelMs = medians.reduce((sum, { ms }) => sum + ms, 0);
@@ -157,5 +168,5 @@ export async function profileStep(step: () => Promise<unknown>, repeats: number)
       kernel, calls, ms, share: kernelMs > 0 ? ms / kernelMs : 0, gflops: perCall !== null && ms > 0 ? (calls * perCall) / (ms * 1e6) : null,
     }))
     .sort((a, b) => b.ms - a.ms);
-  return { stepMs: median(wall), kernelMs, flops, kernels };
+  return { stepMs: median(wall), kernelMs, outsideMs: median(outside), flops, kernels };
 }
