@@ -344,7 +344,8 @@ void BackwardData(const FunctionCallbackInfo<Value>& args) {
 // Filter gradients of convolutions whose output has at most this many pixels per image run as one matrix product
 // over the input's patches (below): oneDNN's backward-weights kernels parallelise over the output's rows and
 // columns, which such outputs have few of. cnn3's third convolution (5×5 → 3×3, 64 → 128 channels): ~2.5× faster
-// in bf16 and ~1.2× in fp32 on an AVX512-BF16 EPYC; at 7×7 outputs oneDNN's kernel is the faster (docs/backend.md).
+// in bf16 and ~1.2× in fp32 on an AVX512-BF16 EPYC; from 5×5 outputs on, oneDNN's kernel is as fast or faster in
+// fp32 (docs/backend.md).
 constexpr memory::dim kPatchOutputPixels = 16;
 
 // Writes each output pixel's input patch as a row (im2col): row (n, oh, ow) holds the kh × kw × channels input values
